@@ -1,0 +1,54 @@
+/*
+ * vfs.h - the file I/O seam.
+ *
+ * Every read, write, sync, rename and unlink that amber's engine performs on
+ * its files goes through an amb_vfs.  Production code uses amb_vfs_posix();
+ * tests substitute a layer that records every operation (to build the disk
+ * images a power loss could leave behind) or fails a chosen operation with a
+ * chosen errno (ENOSPC, EIO).  Keeping all I/O behind one table is what makes
+ * those tests possible; do not call the POSIX functions directly from the
+ * engine.
+ *
+ * Conventions: every function returns 0 (or a byte count / descriptor) on
+ * success and a negative errno on failure; errno itself is not used.  Short
+ * reads and writes are completed inside pread/pwrite (a return smaller than
+ * the request means end of file on reads and never happens on writes).
+ */
+#ifndef AMBER_COMMON_VFS_H
+#define AMBER_COMMON_VFS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct amb_vfs amb_vfs;
+
+struct amb_vfs {
+	/* open(2) flags; returns a descriptor or -errno */
+	int (*open)(amb_vfs *v, const char *path, int flags, int mode);
+	int (*close)(amb_vfs *v, int fd);
+	/* full read at off; returns bytes read (short only at end of file) */
+	ssize_t (*pread)(amb_vfs *v, int fd, void *buf, size_t n, off_t off);
+	/* full write at off; returns n or -errno */
+	ssize_t (*pwrite)(amb_vfs *v, int fd, const void *buf, size_t n, off_t off);
+	/* fdatasync when datasync != 0, else fsync */
+	int (*sync)(amb_vfs *v, int fd, int datasync);
+	int (*truncate)(amb_vfs *v, int fd, off_t len);
+	/* reserve space (mode 0 of fallocate(2)); -EOPNOTSUPP is not an error
+	 * the caller must treat specially: it falls back to writing zeros */
+	int (*allocate)(amb_vfs *v, int fd, off_t off, off_t len);
+	int (*size)(amb_vfs *v, int fd, off_t *size);
+	int (*rename)(amb_vfs *v, const char *from, const char *to);
+	int (*unlink)(amb_vfs *v, const char *path);
+	/* open the directory, fsync it, close it */
+	int (*sync_dir)(amb_vfs *v, const char *dir);
+	void *ctx; /* for wrapping layers */
+};
+
+/* The plain POSIX implementation (a static singleton; never freed). */
+amb_vfs *amb_vfs_posix(void);
+
+/* Directory part of path into buf ("." when path has no slash). */
+void amb_path_dir(const char *path, char *buf, size_t bufsize);
+
+#endif

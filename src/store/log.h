@@ -1,0 +1,50 @@
+/*
+ * log.h - log files: naming, headers, and verification of a whole file.
+ * The format is in format.h; the writer lives in instance.c, the replay in
+ * recovery.c.
+ */
+#ifndef AMBER_STORE_LOG_H
+#define AMBER_STORE_LOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/vfs.h"
+#include "store/format.h"
+
+/* "<dir>/<prefix>XXXXXXXX.log" (gen > 0), "<dir>/<prefix>.log" (gen 0),
+ * "<dir>/<prefix>tmp.log" (gen UINT32_MAX). */
+void amb_log_path(char *buf, size_t size, const char *dir, const char *prefix, uint32_t gen);
+
+/* Parse an archived log file name "<prefix>XXXXXXXX.log"; returns the
+ * generation or 0 if the name is not one. */
+uint32_t amb_log_parse_name(const char *name, const char *prefix);
+
+/* Result of amb_log_scan(). */
+typedef struct amb_logscan {
+	amb_loghdr hdr;
+	int hdr_ok;            /* header segment valid (possibly corrected) */
+	uint32_t nsegs;        /* data segments the file can hold */
+	uint32_t valid_segs;   /* data segments in the unbroken valid run from 1 */
+	uint64_t end_lsn;      /* stream offset just after the valid run */
+	uint32_t first_bad;    /* first segment after the run that is neither
+	                          valid nor all zero (0: none) */
+	int damaged;           /* 1: valid data of a LATER flush follows first_bad,
+	                          i.e. damage in the middle, not a torn tail */
+	uint32_t corrected;    /* single-bit errors corrected (in memory) */
+	uint32_t bad_segs;     /* segments that failed verification */
+} amb_logscan;
+
+/*
+ * Read and verify a whole log file.  Returns 0 (then *out describes it),
+ * AMS_ENOTDB (segment 0 is not a log header), AMS_ECORRUPT (header damaged
+ * beyond repair), AMS_EIO.  A torn tail is not an error here: callers
+ * decide from out->first_bad/out->damaged and the next generation's
+ * start_lsn.  Sets ams_errmsg() on error.
+ */
+int amb_log_scan(amb_vfs *v, const char *path, amb_logscan *out);
+
+/* Read only the header segment (verified). */
+int amb_loghdr_load(amb_vfs *v, const char *path, amb_loghdr *out);
+
+#endif
