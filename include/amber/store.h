@@ -102,7 +102,6 @@ typedef struct ams_open_opts {
 	const char *prefix;        /**< default: found from the `*.chk` / `*.log` files, else "E00" */
 	uint64_t checkpoint_depth; /**< bytes of log between checkpoints, default 8 MiB */
 	struct amb_vfs *vfs;       /**< I/O layer (tests); default POSIX */
-	int no_threads;            /**< 1: no background checkpointer (tests) */
 } ams_open_opts;
 
 /**
@@ -226,6 +225,9 @@ enum ams_backup_type {
 	AMS_BACKUP_DIFFERENTIAL = 3, /**< logs since last full; no truncation */
 	AMS_BACKUP_COPY = 4,         /**< like full, touches neither header nor logs */
 };
+/** OR into the type of ams_backup_complete(): the backup was streamed
+ * (recorded as kind 1), otherwise it was a snapshot (kind 2). */
+#define AMS_BACKUP_STREAMED 0x100
 
 /**
  * Close the current log generation and start a new one.  *new_gen (may be

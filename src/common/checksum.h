@@ -9,8 +9,10 @@
  *                          place fails verification
  *   offset 8   u32  ecc    SEC-DED code over the bits of bytes [12, size):
  *                          bits 0..23  XOR of the indices of all set bits
- *                                      (bit index counted from byte 12,
- *                                      least significant bit first)
+ *                                      (index = absolute bit offset in the
+ *                                      block, byte*8 + bit, least
+ *                                      significant bit first; so the first
+ *                                      covered bit has index 96)
  *                          bit  31     parity of all those bits
  *                          bits 24..30 zero
  *
@@ -30,7 +32,8 @@
  * other damage is detected.  Verification of an intact block costs one
  * hash; the ECC is only computed when writing or when the hash fails.
  *
- * Blocks may be 512 bytes to 2 MiB (the 24-bit index limits the size).
+ * Blocks may be 512 bytes to 2 MiB (the 24-bit index limits the size) and
+ * must be a multiple of 512 bytes (the ECC is computed in 512-byte chunks).
  */
 #ifndef AMBER_COMMON_CHECKSUM_H
 #define AMBER_COMMON_CHECKSUM_H

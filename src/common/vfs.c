@@ -1,7 +1,9 @@
 /*
  * vfs.c - the POSIX implementation of the I/O seam (see vfs.h).
  */
+#ifndef _GNU_SOURCE /* the build defines it (-D_GNU_SOURCE) */
 #define _GNU_SOURCE
+#endif
 #include "common/vfs.h"
 
 #include <errno.h>
@@ -80,8 +82,11 @@ static int px_truncate(amb_vfs *v, int fd, off_t len)
 static int px_allocate(amb_vfs *v, int fd, off_t off, off_t len)
 {
 	(void)v;
-	int r = posix_fallocate(fd, off, len);
-	return r ? -r : 0;
+	int r;
+	do
+		r = fallocate(fd, FALLOC_FL_KEEP_SIZE, off, len);
+	while (r < 0 && errno == EINTR);
+	return r < 0 ? -errno : 0;
 }
 
 static int px_size(amb_vfs *v, int fd, off_t *size)

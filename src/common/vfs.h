@@ -34,8 +34,9 @@ struct amb_vfs {
 	/* fdatasync when datasync != 0, else fsync */
 	int (*sync)(amb_vfs *v, int fd, int datasync);
 	int (*truncate)(amb_vfs *v, int fd, off_t len);
-	/* reserve space (mode 0 of fallocate(2)); -EOPNOTSUPP is not an error
-	 * the caller must treat specially: it falls back to writing zeros */
+	/* reserve space without changing the file size (fallocate(2) with
+	 * FALLOC_FL_KEEP_SIZE); -EOPNOTSUPP means the filesystem cannot, and
+	 * callers then go on without a reservation */
 	int (*allocate)(amb_vfs *v, int fd, off_t off, off_t len);
 	int (*size)(amb_vfs *v, int fd, off_t *size);
 	int (*rename)(amb_vfs *v, const char *from, const char *to);

@@ -58,7 +58,11 @@
  *                         same flush (one flush = one write + one fdatasync)
  *     36 u16 flush_count  number of segments in that flush
  *     38 u16 used         payload bytes used (0..AMB_SEG_PAYLOAD)
- *     40 u64 reserved
+ *     40 u32 first_rec    payload offset of the first record that starts in
+ *                         this segment, 0xFFFFFFFF if none does (lets a
+ *                         reader start at any segment, e.g. at the first
+ *                         generation of a backup)
+ *     44 u32 reserved
  *     48 payload
  *   Every flush starts a new segment, so a segment that holds acknowledged
  *   data is never rewritten: a torn write can only damage the flush that
@@ -105,6 +109,7 @@
 #define AMB_SEG_SIZE 4096u
 #define AMB_SEG_HDR 48u
 #define AMB_SEG_PAYLOAD (AMB_SEG_SIZE - AMB_SEG_HDR)
+#define AMB_SEG_NO_REC 0xFFFFFFFFu
 
 #define AMB_DB_MAGIC 0x42444d41u  /* "AMDB" */
 #define AMB_LOG_MAGIC 0x474c4d41u /* "AMLG" */
@@ -190,6 +195,7 @@ typedef struct amb_dbhdr {
 	uint64_t last_stamp;    /* highest page stamp written */
 	uint32_t page_count;    /* pages in the file, header pages included */
 	uint32_t reserved0;
+	uint64_t consistent_lsn; /* log stream offset of `consistent` */
 	amb_bkinfo full_prev;   /* Previous Full Backup */
 	amb_bkinfo inc_prev;    /* Previous Incremental Backup */
 	amb_bkinfo diff_prev;   /* Previous Differential Backup */

@@ -47,4 +47,31 @@ int amb_log_scan(amb_vfs *v, const char *path, amb_logscan *out);
 /* Read only the header segment (verified). */
 int amb_loghdr_load(amb_vfs *v, const char *path, amb_loghdr *out);
 
+
+
+/* A whole log file in memory, verified (single-bit errors corrected in the
+ * buffer).  Used by replay. */
+typedef struct amb_logfile {
+	amb_logscan scan;
+	unsigned char *buf;
+	size_t size;
+} amb_logfile;
+
+int amb_log_load(amb_vfs *v, const char *path, amb_logfile *lf);
+void amb_log_free(amb_logfile *lf);
+
+/* Segment fields. */
+static inline unsigned char *amb_seg(const amb_logfile *lf, uint32_t i)
+{
+	return lf->buf + (size_t)i * AMB_SEG_SIZE;
+}
+uint16_t amb_seg_used(const unsigned char *seg);
+uint32_t amb_seg_first_rec(const unsigned char *seg);
+uint64_t amb_seg_lsn(const unsigned char *seg);
+
+/* Checksum seed of data segment seg of generation gen. */
+static inline uint64_t amb_seg_seed(uint32_t gen, uint32_t seg)
+{
+	return ((uint64_t)gen << 32) | seg;
+}
 #endif

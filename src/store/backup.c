@@ -1,0 +1,315 @@
+/*
+ * backup.c - what the engine does for backups: roll the log on request,
+ * record a verified backup in the headers and truncate logs, and the
+ * streaming (online) backup reader of seed 003.
+ *
+ * TRUNCATION RULE (design.md section 4): after a verified full backup, logs
+ * below its first generation (the checkpoint generation when it began) are
+ * no longer needed by anyone: the backup holds them and recovery of the live
+ * databases starts at or after the checkpoint.  After a verified incremental
+ * the logs up to its last generation are in the backup chain.  Never is a
+ * log at or above the current checkpoint generation removed, nor anything
+ * while a streaming backup runs.
+ *
+ * STREAMING: ams_stream_begin() notes the checkpoint generation (the first
+ * log the copy needs), then ams_stream_next() hands out every page of every
+ * database read through the engine: the cached version if the page is
+ * dirty (newer than disk), else the disk version, verified, retried 16
+ * times ((i+1)*100 ms apart) before damage is reported.  Pages may change
+ * while the copy runs; that is fine because every change since the noted
+ * checkpoint is in the logs that ams_stream_logs() hands over after a roll,
+ * and replaying them (hard recovery) brings every page to the same point.
+ * The header pages come last, marked as a backup copy ("Current Full
+ * Backup" = the log range), so the copy cannot be mounted without hard
+ * recovery.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/checksum.h"
+#include "common/durable.h"
+#include "store/dbfile.h"
+#include "store/err.h"
+#include "store/instance.h"
+#include "store/log.h"
+
+int ams_log_roll(ams_instance *in, uint32_t *new_gen)
+{
+	if (!in)
+		return amb_err(AMS_EINVAL, "NULL instance");
+	pthread_mutex_lock(&in->mu);
+	if (in->failed) {
+		pthread_mutex_unlock(&in->mu);
+		return amb_err(AMS_EFAILED, "instance failed earlier: %s", in->failmsg);
+	}
+	uint64_t ticket = ++in->roll_req;
+	uint32_t before = in->gen;
+	pthread_cond_broadcast(&in->cond);
+	while (in->roll_done < ticket && !in->failed)
+		pthread_cond_wait(&in->cond, &in->mu);
+	int rc = 0;
+	if (in->failed)
+		rc = amb_err(AMS_EFAILED, "instance failed: %s", in->failmsg);
+	else if (in->gen == before)
+		rc = amb_err(AMS_ENOSPC, "cannot start a new log generation: no space for the log file");
+	if (new_gen)
+		*new_gen = in->gen;
+	pthread_mutex_unlock(&in->mu);
+	return rc;
+}
+
+/* Delete archived generations below `below` (gated, durable). */
+static int truncate_below(ams_instance *in, uint32_t below)
+{
+	char path[PATH_MAX];
+	int rc = 0, any = 0;
+	pthread_mutex_lock(&in->mu);
+	uint32_t from = in->gen_oldest;
+	pthread_mutex_unlock(&in->mu);
+	amb_gate_enter(in);
+	uint32_t g;
+	for (g = from; g && g < below && !rc; g++) {
+		amb_log_path(path, sizeof(path), in->dir, in->prefix, g);
+		int r = in->vfs->unlink(in->vfs, path);
+		if (r && r != -ENOENT)
+			rc = amb_err(AMS_EIO, "%s: cannot delete: %s", path, strerror(-r));
+		any = 1;
+	}
+	if (any && !rc) {
+		int r = in->vfs->sync_dir(in->vfs, in->dir);
+		if (r)
+			rc = amb_err(AMS_EIO, "%s: fsync of the directory failed: %s", in->dir, strerror(-r));
+	}
+	amb_gate_exit(in);
+	pthread_mutex_lock(&in->mu);
+	if (g > in->gen_oldest)
+		in->gen_oldest = g;
+	pthread_mutex_unlock(&in->mu);
+	return rc;
+}
+
+int ams_backup_complete(ams_instance *in, int type, uint32_t gen_low, uint32_t gen_high,
+                        uint64_t time_sec, uint32_t keep_from)
+{
+	if (!in)
+		return amb_err(AMS_EINVAL, "NULL instance");
+	uint32_t kind = (type & AMS_BACKUP_STREAMED) ? 1 : 2;
+	type &= ~AMS_BACKUP_STREAMED;
+	if (type < AMS_BACKUP_FULL || type > AMS_BACKUP_COPY)
+		return amb_err(AMS_EINVAL, "unknown backup type %d", type);
+	if (gen_low == 0 || gen_high < gen_low)
+		return amb_err(AMS_EINVAL, "bad log range %u-%u", gen_low, gen_high);
+	if (type == AMS_BACKUP_COPY)
+		return 0; /* a copy backup leaves header and logs alone */
+	pthread_mutex_lock(&in->mu);
+	int failed = in->failed, streaming = in->stream_active;
+	uint32_t ckpt = in->ckpt_gen, cur = in->gen;
+	pthread_mutex_unlock(&in->mu);
+	if (failed)
+		return amb_err(AMS_EFAILED, "instance failed earlier: %s", in->failmsg);
+	if (gen_high >= cur)
+		return amb_err(AMS_EINVAL, "backup range %u-%u reaches the current generation %u: roll "
+		               "the log before recording a backup", gen_low, gen_high, cur);
+	amb_bkinfo bk = {gen_low, gen_high, time_sec * 1000000u, kind, 0};
+
+	/* the header update happens under the checkpoint's gate like any write */
+	pthread_rwlock_wrlock(&in->rw);
+	amb_gate_enter(in);
+	for (int d = 0; d < in->ndb; d++) {
+		amb_dbhdr *h = &in->db[d].hdr;
+		if (type == AMS_BACKUP_FULL) {
+			h->full_prev = bk;
+			memset(&h->inc_prev, 0, sizeof(h->inc_prev));
+			memset(&h->diff_prev, 0, sizeof(h->diff_prev));
+			memset(&h->snap_cur, 0, sizeof(h->snap_cur));
+		} else if (type == AMS_BACKUP_INCREMENTAL) {
+			h->inc_prev = bk;
+		} else {
+			h->diff_prev = bk;
+		}
+	}
+	int rc = amb_headers_store(in);
+	amb_gate_exit(in);
+	pthread_rwlock_unlock(&in->rw);
+	if (rc) {
+		pthread_mutex_lock(&in->mu);
+		amb_fail_locked(in, rc, ams_errmsg());
+		pthread_mutex_unlock(&in->mu);
+		return rc;
+	}
+	if (type == AMS_BACKUP_DIFFERENTIAL || streaming)
+		return 0;
+	uint32_t below = type == AMS_BACKUP_FULL ? gen_low : gen_high + 1;
+	if (below > ckpt)
+		below = ckpt;
+	if (keep_from && below > keep_from)
+		below = keep_from;
+	return truncate_below(in, below);
+}
+
+/* ------------------------------------------------------------ stream */
+
+struct ams_stream {
+	ams_instance *in;
+	int type;
+	uint32_t gen_low, gen_high;
+	int logs_done;
+	int db;
+	uint32_t pgno;
+	uint32_t npages[AMB_MAX_DBS];
+	amb_dbhdr hdr[AMB_MAX_DBS];
+	int hdr_step; /* 0: page 0 next, 1: page 1 next */
+	uint64_t started;
+};
+
+int ams_stream_begin(ams_instance *in, int type, ams_stream **out)
+{
+	if (!in || !out)
+		return amb_err(AMS_EINVAL, "NULL argument");
+	if (type < AMS_BACKUP_FULL || type > AMS_BACKUP_COPY)
+		return amb_err(AMS_EINVAL, "unknown backup type %d", type);
+	ams_stream *s = calloc(1, sizeof(*s));
+	if (!s)
+		return amb_err(AMS_ENOMEM, "out of memory");
+	pthread_rwlock_rdlock(&in->rw);
+	pthread_mutex_lock(&in->mu);
+	int rc = 0;
+	if (in->failed)
+		rc = amb_err(AMS_EFAILED, "instance failed earlier: %s", in->failmsg);
+	else if (in->stream_active || in->frozen || in->freezing)
+		rc = amb_err(AMS_EBUSY, "another backup or a freeze is in progress");
+	if (!rc) {
+		in->stream_active = 1;
+		s->in = in;
+		s->type = type;
+		s->gen_low = in->ckpt_gen;
+		s->started = amb_now_us();
+		for (int d = 0; d < in->ndb; d++) {
+			s->npages[d] = in->db[d].npages;
+			s->hdr[d] = in->db[d].hdr;
+		}
+		s->pgno = 2;
+	}
+	pthread_mutex_unlock(&in->mu);
+	pthread_rwlock_unlock(&in->rw);
+	if (rc) {
+		free(s);
+		return rc;
+	}
+	if (type == AMS_BACKUP_INCREMENTAL || type == AMS_BACKUP_DIFFERENTIAL) {
+		/* logs only: from after the previous backup of the chain */
+		amb_dbhdr *h = &s->hdr[0];
+		uint32_t last = h->full_prev.gen_high;
+		if (type == AMS_BACKUP_INCREMENTAL && h->inc_prev.time && h->inc_prev.gen_high > last)
+			last = h->inc_prev.gen_high;
+		if (!h->full_prev.time) {
+			ams_stream_end(s);
+			return amb_err(AMS_ENOTFOUND, "no full backup is recorded in the database header: "
+			               "a full backup is needed first");
+		}
+		s->gen_low = last + 1;
+		s->db = in->ndb; /* no pages */
+		char path[PATH_MAX];
+		amb_log_path(path, sizeof(path), in->dir, in->prefix, s->gen_low);
+		pthread_mutex_lock(&in->mu);
+		uint32_t oldest = in->gen_oldest;
+		pthread_mutex_unlock(&in->mu);
+		if (s->gen_low < oldest) {
+			uint32_t g = s->gen_low;
+			ams_stream_end(s);
+			return amb_err(AMS_ELOGMISSING, "log generation %u needed since the last backup was "
+			               "already truncated: a full backup is needed", g);
+		}
+	}
+	*out = s;
+	return 0;
+}
+
+static void hdr_as_backup(ams_stream *s, int d, amb_dbhdr *h)
+{
+	*h = s->hdr[d];
+	h->state = AMB_DBSTATE_DIRTY;
+	h->gen_min_required = s->gen_low;
+	h->gen_max_required = s->gen_high;
+	h->gen_max_committed = s->gen_high;
+	h->page_count = s->npages[d];
+	h->full_cur.gen_low = s->gen_low;
+	h->full_cur.gen_high = s->gen_high;
+	h->full_cur.time = s->started;
+	h->full_cur.kind = 1;
+}
+
+int ams_stream_next(ams_stream *s, int *dbidx, uint32_t *pgno, void *buf)
+{
+	ams_instance *in = s->in;
+	while (s->db < in->ndb) {
+		amb_db *db = &in->db[s->db];
+		if (s->pgno >= s->npages[s->db]) {
+			if (!s->logs_done)
+				return amb_err(AMS_EINVAL, "call ams_stream_logs() before reading the header "
+				               "pages");
+			amb_dbhdr h;
+			hdr_as_backup(s, s->db, &h);
+			amb_dbhdr_to_page(&h, buf, (uint32_t)s->hdr_step);
+			/* the page is exactly page_size long: to_page fills it */
+			*dbidx = s->db;
+			*pgno = (uint32_t)s->hdr_step;
+			if (++s->hdr_step == 2) {
+				s->hdr_step = 0;
+				s->db++;
+				s->pgno = 2;
+			}
+			return 1;
+		}
+		uint32_t p = s->pgno++;
+		int rc = 0;
+		for (int attempt = 0; attempt <= 16; attempt++) {
+			pthread_rwlock_rdlock(&in->rw);
+			rc = amb_page_read(in, db, p, buf, NULL);
+			pthread_rwlock_unlock(&in->rw);
+			if (rc != AMS_ECORRUPT && rc != AMS_EIO)
+				break;
+			if (attempt < 16)
+				usleep((useconds_t)(attempt + 1) * 100000u);
+		}
+		if (rc)
+			return amb_err(rc, "streaming backup: %s", ams_errmsg());
+		*dbidx = s->db;
+		*pgno = p;
+		return 1;
+	}
+	return 0;
+}
+
+int ams_stream_logs(ams_stream *s, uint32_t *gen_low, uint32_t *gen_high)
+{
+	if (!s->logs_done) {
+		uint32_t g;
+		int rc = ams_log_roll(s->in, &g);
+		if (rc)
+			return rc;
+		s->gen_high = g - 1;
+		s->logs_done = 1;
+		if (s->gen_high < s->gen_low)
+			return amb_err(AMS_EINVAL, "no log generation to copy");
+	}
+	*gen_low = s->gen_low;
+	*gen_high = s->gen_high;
+	return 0;
+}
+
+void ams_stream_end(ams_stream *s)
+{
+	if (!s)
+		return;
+	if (s->in) {
+		pthread_mutex_lock(&s->in->mu);
+		s->in->stream_active = 0;
+		pthread_cond_broadcast(&s->in->cond);
+		pthread_mutex_unlock(&s->in->mu);
+	}
+	free(s);
+}

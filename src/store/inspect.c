@@ -1,0 +1,811 @@
+/*
+ * inspect.c - offline verification of database files and log directories
+ * (see inspect.h).
+ *
+ * Speed of amb_db_check(): verifying an intact page costs one XXH3 pass,
+ * which is faster than the kernel copies the file to us.  So a helper
+ * thread reads the file in large sequential chunks into a small ring of
+ * buffers while this thread hashes the previous chunks; the check then
+ * runs at the speed of reading the file.  Nothing is allocated and no
+ * system call is made per page.
+ */
+#include "store/inspect.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/checksum.h"
+#include "store/dbfile.h"
+#include "store/err.h"
+
+static uint16_t rd16(const unsigned char *p)
+{
+	uint16_t v;
+	memcpy(&v, p, 2);
+	return v;
+}
+
+static uint32_t rd32(const unsigned char *p)
+{
+	uint32_t v;
+	memcpy(&v, p, 4);
+	return v;
+}
+
+static uint64_t rd64(const unsigned char *p)
+{
+	uint64_t v;
+	memcpy(&v, p, 8);
+	return v;
+}
+
+/* ---- one page ------------------------------------------------------------------ */
+
+/* Check the cells of a verified data page; 0 or -1 with why set. */
+static int data_layout(const unsigned char *pg, uint32_t ps, uint32_t ncells, char *why,
+                       size_t wsz)
+{
+	uint32_t used = rd16(pg + sizeof(amb_blk));
+	if (AMB_DATA_HDR + used > ps) {
+		snprintf(why, wsz, "data page: its cells claim %u bytes, more than the page holds",
+		         used);
+		return -1;
+	}
+	if ((uint64_t)ncells * 12 > used) {
+		snprintf(why, wsz, "data page: %u cells cannot fit in %u bytes", ncells, used);
+		return -1;
+	}
+	uint32_t off = AMB_DATA_HDR, total = 0;
+	for (uint32_t i = 0; i < ncells; i++) {
+		if (off + 10 > AMB_DATA_HDR + used) {
+			snprintf(why, wsz, "data page: cell %u of %u starts past the used area", i,
+			         ncells);
+			return -1;
+		}
+		const unsigned char *c = pg + off;
+		uint32_t len = rd16(c), flags = c[2], tlen = c[3], klen = rd16(c + 4);
+		uint32_t vlen = rd32(c + 6);
+		int lng = (flags & AMB_CELL_LONG) != 0;
+		if (flags & ~(uint32_t)AMB_CELL_LONG) {
+			snprintf(why, wsz, "data page: cell %u has unknown flags 0x%02x", i, flags);
+			return -1;
+		}
+		if (tlen < 1 || tlen > AMB_MAX_TABLE || klen < 1 || klen > AMB_MAX_KEY ||
+		    vlen > AMB_MAX_VALUE) {
+			snprintf(why, wsz,
+			         "data page: cell %u has impossible lengths (table %u, key %u, value %u)",
+			         i, tlen, klen, vlen);
+			return -1;
+		}
+		uint64_t expect = (lng ? 18u : 10u) + tlen + klen + (lng ? 0u : (uint64_t)vlen);
+		if (len != expect) {
+			snprintf(why, wsz, "data page: cell %u is %u bytes but its contents need %llu", i,
+			         len, (unsigned long long)expect);
+			return -1;
+		}
+		if (off + len > AMB_DATA_HDR + used) {
+			snprintf(why, wsz, "data page: cell %u runs past the used area", i);
+			return -1;
+		}
+		if (lng) {
+			uint32_t first = rd32(c + 10), count = rd32(c + 14);
+			/* an empty long value (a long key made the cell long) has no chain */
+			int empty_ok = vlen == 0 && first == 0 && count == 0;
+			if (!empty_ok && (first < 2 || count == 0 ||
+			                  (uint64_t)count * (ps - AMB_OVF_HDR) < vlen)) {
+				snprintf(why, wsz,
+				         "data page: cell %u has a bad overflow chain (first page %u, %u "
+				         "pages for %u bytes)",
+				         i, first, count, vlen);
+				return -1;
+			}
+		}
+		off += len;
+		total += len;
+	}
+	if (total != used) {
+		snprintf(why, wsz, "data page: its %u cells take %u bytes but the page says %u", ncells,
+		         total, used);
+		return -1;
+	}
+	return 0;
+}
+
+static int all_zero(const unsigned char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return 0;
+	return 1;
+}
+
+/* Why did the checksum of p fail?  scratch: page_size bytes. */
+static void diagnose(const unsigned char *p, uint32_t ps, uint32_t pgno, unsigned char *scratch,
+                     char *why, size_t wsz)
+{
+	if (all_zero(p, ps)) {
+		snprintf(why, wsz, "page is all zero (never written)");
+		return;
+	}
+	uint32_t no = rd32(p + 12);
+	if (no != pgno) {
+		memcpy(scratch, p, ps);
+		if (amb_ck_verify(scratch, ps, no, NULL) != AMB_CK_DAMAGED) {
+			snprintf(why, wsz, "page %u holds page %u (written at the wrong place)", pgno, no);
+			return;
+		}
+	}
+	snprintf(why, wsz, "checksum mismatch (damage beyond a single bit)");
+}
+
+/*
+ * The check of one page.  p is not modified; when the page needed a
+ * correction the corrected copy is in scratch.
+ */
+static int check_page(const unsigned char *p, uint32_t ps, uint32_t pgno, int hash_ok,
+                      unsigned char *scratch, uint16_t *type, uint64_t *bit, char *why,
+                      size_t wsz)
+{
+	const unsigned char *pg = p;
+	int res = AMB_CK_OK;
+	if (!hash_ok) {
+		uint64_t b = 0;
+		memcpy(scratch, p, ps);
+		if (amb_ck_verify(scratch, ps, pgno, &b) == AMB_CK_DAMAGED) {
+			diagnose(p, ps, pgno, scratch, why, wsz);
+			return AMB_CK_DAMAGED;
+		}
+		res = AMB_CK_CORRECTED;
+		*bit = b;
+		pg = scratch;
+	}
+	uint32_t no = rd32(pg + 12), aux = rd32(pg + 28);
+	uint16_t t = rd16(pg + 24);
+	if (no != pgno) {
+		snprintf(why, wsz, "page carries page number %u", no);
+		return AMB_CK_DAMAGED;
+	}
+	if (pgno < 2 && t != AMB_BT_DBHDR) {
+		snprintf(why, wsz, "header copy %u has page type %u", pgno, t);
+		return AMB_CK_DAMAGED;
+	}
+	switch (t) {
+	case AMB_BT_DBHDR:
+		if (pgno >= 2) {
+			snprintf(why, wsz, "a header page in the middle of the file");
+			return AMB_CK_DAMAGED;
+		}
+		if (rd32(pg + sizeof(amb_blk)) != AMB_DB_MAGIC ||
+		    rd32(pg + sizeof(amb_blk) + 8) != ps) {
+			snprintf(why, wsz, "header copy %u has a bad magic or page size", pgno);
+			return AMB_CK_DAMAGED;
+		}
+		break;
+	case AMB_BT_FREE:
+		break;
+	case AMB_BT_DATA:
+		if (data_layout(pg, ps, aux, why, wsz) < 0)
+			return AMB_CK_DAMAGED;
+		break;
+	case AMB_BT_OVERFLOW: {
+		uint32_t len = rd32(pg + sizeof(amb_blk));
+		if (len > ps - AMB_OVF_HDR) {
+			snprintf(why, wsz, "overflow page holds %u bytes, more than fit", len);
+			return AMB_CK_DAMAGED;
+		}
+		if (aux == 1 || aux == pgno) {
+			snprintf(why, wsz, "overflow page links to page %u", aux);
+			return AMB_CK_DAMAGED;
+		}
+		break;
+	}
+	default:
+		snprintf(why, wsz, "unknown page type %u", t);
+		return AMB_CK_DAMAGED;
+	}
+	*type = t;
+	return res;
+}
+
+int amb_page_check(const void *page, uint32_t page_size, uint32_t pgno, void *scratch,
+                   uint16_t *type, uint64_t *bit, char *why, size_t why_size)
+{
+	uint16_t t = 0;
+	uint64_t b = 0;
+	char w[256] = "";
+	int hok = amb_ck_hash(page, page_size, pgno) == rd64(page);
+	int r = check_page(page, page_size, pgno, hok, scratch, &t, &b, w, sizeof(w));
+	if (type)
+		*type = t;
+	if (bit)
+		*bit = r == AMB_CK_CORRECTED ? b : 0;
+	if (why && why_size)
+		snprintf(why, why_size, "%s", r == AMB_CK_DAMAGED ? w : "");
+	return r;
+}
+
+/* ---- the chunk reader -------------------------------------------------------- */
+
+#define NBUF 4
+#define CHUNK (1024u * 1024u) /* a multiple of every page size */
+
+typedef struct reader {
+	unsigned char *mem; /* NBUF chunks */
+	int inited;
+	amb_vfs *v;
+	int fd;
+	uint64_t size; /* bytes to read */
+	unsigned char *buf[NBUF];
+	size_t len[NBUF];
+	int err[NBUF];
+	int full[NBUF];
+	int stop;
+	int threaded;
+	unsigned next; /* consumer: next chunk number */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	pthread_t th;
+} reader;
+
+static size_t chunk_want(const reader *r, unsigned k)
+{
+	uint64_t off = (uint64_t)k * CHUNK;
+	if (off >= r->size)
+		return 0;
+	return r->size - off < CHUNK ? (size_t)(r->size - off) : CHUNK;
+}
+
+static void *reader_main(void *arg)
+{
+	reader *r = arg;
+	for (unsigned k = 0;; k++) {
+		size_t want = chunk_want(r, k);
+		if (want == 0)
+			break;
+		unsigned s = k % NBUF;
+		pthread_mutex_lock(&r->mu);
+		while (r->full[s] && !r->stop)
+			pthread_cond_wait(&r->cv, &r->mu);
+		int stop = r->stop;
+		pthread_mutex_unlock(&r->mu);
+		if (stop)
+			break;
+		ssize_t n = r->v->pread(r->v, r->fd, r->buf[s], want, (off_t)k * CHUNK);
+		pthread_mutex_lock(&r->mu);
+		r->len[s] = n < 0 ? 0 : (size_t)n;
+		r->err[s] = n < 0 ? (int)n : 0;
+		r->full[s] = 1;
+		pthread_cond_broadcast(&r->cv);
+		pthread_mutex_unlock(&r->mu);
+		if (n < 0 || (size_t)n < want)
+			break; /* error or end of file: the consumer sees it */
+	}
+	return NULL;
+}
+
+static int reader_start(reader *r)
+{
+	r->mem = malloc((size_t)NBUF * CHUNK);
+	if (!r->mem)
+		return -1;
+	for (int i = 0; i < NBUF; i++)
+		r->buf[i] = r->mem + (size_t)i * CHUNK;
+	r->inited = 1;
+	pthread_mutex_init(&r->mu, NULL);
+	pthread_cond_init(&r->cv, NULL);
+	r->threaded = pthread_create(&r->th, NULL, reader_main, r) == 0;
+	return 0;
+}
+
+/* Next chunk: returns its buffer, *len (short = end of file), *err. */
+static unsigned char *reader_next(reader *r, size_t *len, int *err)
+{
+	unsigned k = r->next;
+	unsigned s = k % NBUF;
+	if (!r->threaded) {
+		size_t want = chunk_want(r, k);
+		ssize_t n = r->v->pread(r->v, r->fd, r->buf[s], want, (off_t)k * CHUNK);
+		*len = n < 0 ? 0 : (size_t)n;
+		*err = n < 0 ? (int)n : 0;
+		return r->buf[s];
+	}
+	pthread_mutex_lock(&r->mu);
+	while (!r->full[s])
+		pthread_cond_wait(&r->cv, &r->mu);
+	*len = r->len[s];
+	*err = r->err[s];
+	pthread_mutex_unlock(&r->mu);
+	return r->buf[s];
+}
+
+/* The consumer is done with the current chunk. */
+static void reader_release(reader *r)
+{
+	unsigned s = r->next % NBUF;
+	r->next++;
+	if (!r->threaded)
+		return;
+	pthread_mutex_lock(&r->mu);
+	r->full[s] = 0;
+	pthread_cond_broadcast(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+}
+
+static void reader_stop(reader *r)
+{
+	if (!r->inited)
+		return;
+	if (r->threaded) {
+		pthread_mutex_lock(&r->mu);
+		r->stop = 1;
+		pthread_cond_broadcast(&r->cv);
+		pthread_mutex_unlock(&r->mu);
+		pthread_join(r->th, NULL);
+	}
+	pthread_mutex_destroy(&r->mu);
+	pthread_cond_destroy(&r->cv);
+	free(r->mem);
+	r->inited = 0;
+}
+
+/* ---- database check ------------------------------------------------------------ */
+
+static const uint32_t page_sizes[] = {4096, 8192, 32768};
+
+/* Both header copies are damaged: find the page size from pages 2 and 3. */
+static uint32_t guess_page_size(amb_vfs *v, int fd, unsigned char *buf, unsigned char *scratch)
+{
+	for (size_t i = 0; i < sizeof(page_sizes) / sizeof(page_sizes[0]); i++) {
+		uint32_t ps = page_sizes[i];
+		for (uint32_t pg = 2; pg < 4; pg++) {
+			ssize_t n = v->pread(v, fd, buf, ps, (off_t)pg * ps);
+			if (n != (ssize_t)ps)
+				continue;
+			memcpy(scratch, buf, ps);
+			if (amb_ck_verify(scratch, ps, pg, NULL) != AMB_CK_DAMAGED)
+				return ps;
+		}
+	}
+	return 0;
+}
+
+typedef struct dbcheck {
+	amb_db_check_report *rep;
+	amb_page_cb on_page;
+	void *arg;
+	char first_why[256];
+} dbcheck;
+
+static void note_page(dbcheck *c, uint32_t pgno, int result, const char *why, uint64_t bit)
+{
+	if (result == AMB_CK_DAMAGED) {
+		c->rep->damaged++;
+		if (c->rep->first_damaged == UINT64_MAX) {
+			c->rep->first_damaged = pgno;
+			snprintf(c->first_why, sizeof(c->first_why), "%s", why);
+		}
+	} else {
+		c->rep->corrected++;
+	}
+	if (c->on_page)
+		c->on_page(c->arg, pgno, result, why, bit);
+}
+
+static void count_type(amb_db_check_report *rep, uint16_t t)
+{
+	switch (t) {
+	case AMB_BT_DBHDR: rep->header_pages++; break;
+	case AMB_BT_FREE: rep->free_pages++; break;
+	case AMB_BT_DATA: rep->data_pages++; break;
+	case AMB_BT_OVERFLOW: rep->overflow_pages++; break;
+	default: break;
+	}
+}
+
+int amb_db_check(amb_vfs *v, const char *path, amb_db_check_report *rep, amb_page_cb on_page,
+                 void *arg)
+{
+	dbcheck c = {.rep = rep, .on_page = on_page, .arg = arg};
+	memset(rep, 0, sizeof(*rep));
+	rep->first_damaged = UINT64_MAX;
+
+	int fd = v->open(v, path, O_RDONLY, 0);
+	if (fd < 0) {
+		if (fd == -ENOENT)
+			return amb_err(AMS_ENOTFOUND, "%s: no such file", path);
+		return amb_err(AMS_EIO, "%s: cannot open: %s", path, strerror(-fd));
+	}
+	off_t fsize = 0;
+	int r = v->size(v, fd, &fsize);
+	if (r < 0) {
+		v->close(v, fd);
+		return amb_err(AMS_EIO, "%s: cannot stat: %s", path, strerror(-r));
+	}
+	rep->file_size = (uint64_t)fsize;
+
+	int rc = amb_dbhdr_load(v, fd, path, &rep->hdr, &rep->hdr_status);
+	unsigned char *scratch = malloc(32768 * 2);
+	reader rd = {.v = v, .fd = fd};
+	if (!scratch) {
+		rc = amb_err(AMS_ENOMEM, "%s: out of memory", path);
+		goto out;
+	}
+	if (rc == 0) {
+		rep->hdr_ok = 1;
+		rep->page_size = rep->hdr.page_size;
+	} else if (rc == AMS_ECORRUPT) {
+		rep->page_size = guess_page_size(v, fd, scratch + 32768, scratch);
+		if (!rep->page_size) {
+			note_page(&c, 0, AMB_CK_DAMAGED, "header copy 0 is damaged", 0);
+			note_page(&c, 1, AMB_CK_DAMAGED, "header copy 1 is damaged", 0);
+			rep->pages = 2;
+			rc = amb_err(AMS_ECORRUPT,
+			             "%s: both database header copies are damaged and no page verifies "
+			             "under any page size",
+			             path);
+			goto out;
+		}
+	} else {
+		goto out;
+	}
+	rc = 0;
+
+	uint32_t ps = rep->page_size;
+	rd.size = rep->file_size;
+	if (reader_start(&rd) < 0) {
+		rc = amb_err(AMS_ENOMEM, "%s: out of memory", path);
+		goto out;
+	}
+	uint64_t pgno = 0;
+	char why[256];
+	for (;;) {
+		size_t want = chunk_want(&rd, rd.next);
+		if (want == 0)
+			break;
+		size_t len;
+		int err;
+		const unsigned char *buf = reader_next(&rd, &len, &err);
+		if (err) {
+			rc = amb_err(AMS_EIO, "%s: read error at page %llu: %s", path,
+			             (unsigned long long)pgno, strerror(-err));
+			break;
+		}
+		size_t whole = len / ps * ps;
+		for (size_t off = 0; off < whole; off += ps, pgno++) {
+			const unsigned char *p = buf + off;
+			/* the common case inline: an intact free page */
+			int hok = amb_ck_hash(p, ps, pgno) == rd64(p);
+			if (hok && rd32(p + 12) == pgno && rd16(p + 24) == AMB_BT_FREE && pgno >= 2) {
+				rep->free_pages++;
+				rep->ok++;
+				continue;
+			}
+			uint16_t t = 0;
+			uint64_t bit = 0;
+			why[0] = '\0';
+			int res = check_page(p, ps, (uint32_t)pgno, hok, scratch, &t, &bit, why,
+			                     sizeof(why));
+			if (res == AMB_CK_OK) {
+				rep->ok++;
+				count_type(rep, t);
+			} else {
+				if (res == AMB_CK_CORRECTED) {
+					count_type(rep, t);
+					snprintf(why, sizeof(why), "bit %llu was corrupted and has been corrected",
+					         (unsigned long long)bit);
+				}
+				note_page(&c, (uint32_t)pgno, res, why, bit);
+			}
+		}
+		if (len > whole) {
+			/* a trailing partial page */
+			snprintf(why, sizeof(why), "page is truncated (the file ends %zu bytes into it)",
+			         len - whole);
+			note_page(&c, (uint32_t)pgno, AMB_CK_DAMAGED, why, 0);
+			pgno++;
+		}
+		reader_release(&rd);
+		if (len < want)
+			break; /* the file shrank while we read it */
+	}
+	rep->pages = pgno;
+
+	if (rc == 0 && rep->hdr_ok) {
+		uint64_t whole = rep->pages; /* a partial last page was reported already */
+		if (rep->hdr.page_count > whole) {
+			rep->missing_pages = rep->hdr.page_count - whole;
+			/* A clean database has every page it counts; a dirty one may
+			 * lag behind its header until recovery replays the extension. */
+			if (rep->hdr.state == AMB_DBSTATE_CLEAN ||
+			    rep->hdr.state == AMB_DBSTATE_JUST_CREATED) {
+				snprintf(why, sizeof(why),
+				         "missing: the file ends before page %llu but the header counts %u "
+				         "pages",
+				         (unsigned long long)whole, rep->hdr.page_count);
+				note_page(&c, (uint32_t)whole, AMB_CK_DAMAGED, why, 0);
+			}
+		}
+	}
+	if (rc == 0 && rep->damaged) {
+		rc = amb_err(AMS_ECORRUPT, "%s: %llu damaged page%s (first: page %llu: %s)", path,
+		             (unsigned long long)rep->damaged, rep->damaged == 1 ? "" : "s",
+		             (unsigned long long)rep->first_damaged, c.first_why);
+	}
+out:
+	reader_stop(&rd);
+	free(scratch);
+	v->close(v, fd);
+	return rc;
+}
+
+/* ---- log directories ------------------------------------------------------------ */
+
+static int entry_cmp(const void *a, const void *b)
+{
+	const amb_logdir_entry *x = a, *y = b;
+	if (x->gen != y->gen)
+		return x->gen < y->gen ? -1 : 1;
+	if (x->current != y->current)
+		return x->current - y->current;
+	return strcmp(x->name, y->name);
+}
+
+int amb_logdir_list(amb_vfs *v, const char *dir, const char *prefix, uint32_t from_gen,
+                    amb_logdir_entry **out, size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	char cur[32];
+	snprintf(cur, sizeof(cur), "%s.log", prefix);
+	DIR *d = opendir(dir);
+	if (!d) {
+		if (errno == ENOENT)
+			return amb_err(AMS_ENOTFOUND, "%s: no such directory", dir);
+		return amb_err(AMS_EIO, "%s: cannot list: %s", dir, strerror(errno));
+	}
+	amb_logdir_entry *list = NULL;
+	size_t cnt = 0, cap = 0;
+	int rc = 0;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		int current = strcmp(de->d_name, cur) == 0;
+		uint32_t gen = 0;
+		if (!current) {
+			gen = amb_log_parse_name(de->d_name, prefix);
+			if (gen == 0 || gen < from_gen)
+				continue;
+		}
+		if (strlen(de->d_name) >= sizeof(list->name))
+			continue;
+		if (cnt == cap) {
+			size_t nc = cap ? cap * 2 : 16;
+			amb_logdir_entry *nl = realloc(list, nc * sizeof(*nl));
+			if (!nl) {
+				rc = amb_err(AMS_ENOMEM, "%s: out of memory", dir);
+				break;
+			}
+			list = nl;
+			cap = nc;
+		}
+		amb_logdir_entry *e = &list[cnt++];
+		memset(e, 0, sizeof(*e));
+		snprintf(e->name, sizeof(e->name), "%s", de->d_name);
+		e->gen = gen;
+		e->current = current;
+	}
+	closedir(d);
+	if (rc) {
+		free(list);
+		return rc;
+	}
+	for (size_t i = 0; i < cnt; i++) {
+		amb_logdir_entry *e = &list[i];
+		char path[PATH_MAX];
+		if (snprintf(path, sizeof(path), "%s/%s", dir, e->name) >= (int)sizeof(path)) {
+			e->rc = AMS_EINVAL;
+			snprintf(e->err, sizeof(e->err), "%s/%s: path too long", dir, e->name);
+			continue;
+		}
+		e->rc = amb_log_scan(v, path, &e->scan);
+		if (e->rc == 0 && !e->scan.hdr_ok) {
+			e->rc = AMS_ECORRUPT;
+			snprintf(e->err, sizeof(e->err), "%.200s: the log header is damaged", path);
+		} else if (e->rc) {
+			snprintf(e->err, sizeof(e->err), "%s", ams_errmsg());
+		}
+		if (e->current && e->rc == 0)
+			e->gen = e->scan.hdr.gen;
+	}
+	qsort(list, cnt, sizeof(*list), entry_cmp);
+	*out = list;
+	*n = cnt;
+	return 0;
+}
+
+typedef struct logcheck {
+	amb_logdir_report *rep;
+	const amb_logdir_cb *cb;
+	int rc;
+	char first[1024];
+} logcheck;
+
+static void problem(logcheck *c, uint32_t gen, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* rc 0 = a note, else an error with that code. */
+static void problem(logcheck *c, uint32_t gen, int rc, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (rc) {
+		c->rep->errors++;
+		if (!c->rc) {
+			c->rc = rc;
+			snprintf(c->first, sizeof(c->first), "%s", msg);
+		}
+	} else {
+		c->rep->warnings++;
+	}
+	if (c->cb && c->cb->on_problem)
+		c->cb->on_problem(c->cb->arg, gen, rc != 0, msg);
+}
+
+/* The segment at which a scan's valid run stops. */
+static uint32_t end_segment(const amb_logscan *s)
+{
+	return s->first_bad ? s->first_bad : s->valid_segs + 1;
+}
+
+int amb_logdir_check(amb_vfs *v, const char *dir, const char *prefix, uint32_t from_gen,
+                     amb_logdir_report *rep, const amb_logdir_cb *cb)
+{
+	logcheck c = {.rep = rep, .cb = cb};
+	memset(rep, 0, sizeof(*rep));
+	amb_logdir_entry *list;
+	size_t n;
+	int rc = amb_logdir_list(v, dir, prefix, from_gen, &list, &n);
+	if (rc)
+		return rc;
+
+	/* the current log whose generation is unknown stands apart */
+	size_t first = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (list[i].current)
+			rep->has_current = 1;
+		if (list[i].gen == 0) {
+			if (cb && cb->on_log)
+				cb->on_log(cb->arg, &list[i]);
+			rep->nlogs++;
+			problem(&c, 0, list[i].rc ? list[i].rc : AMS_ECORRUPT, "%s", list[i].err);
+			first = i + 1;
+		}
+	}
+	if (first == n) {
+		if (from_gen)
+			problem(&c, from_gen, AMS_ELOGMISSING,
+			        "log generation 0x%08X (%s%08X.log), where the checkpoint starts, is "
+			        "missing from %s",
+			        from_gen, prefix, from_gen, dir);
+		else if (n == 0)
+			problem(&c, 0, AMS_ENOTFOUND, "%s: no log files %s*.log", dir, prefix);
+		goto done;
+	}
+	if (from_gen && list[first].gen != from_gen)
+		problem(&c, from_gen, AMS_ELOGMISSING,
+		        "log generation 0x%08X (%s%08X.log), where the checkpoint starts, is missing",
+		        from_gen, prefix, from_gen);
+
+	rep->gen_first = list[first].gen;
+	rep->gen_last = list[n - 1].gen;
+	const amb_logdir_entry *sig_from = NULL;
+	for (size_t i = first; i < n; i++) {
+		const amb_logdir_entry *e = &list[i];
+		const amb_logdir_entry *p = i > first ? &list[i - 1] : NULL;
+		const amb_logscan *s = &e->scan;
+		int usable = e->rc == 0;
+		if (cb && cb->on_log)
+			cb->on_log(cb->arg, e);
+		rep->nlogs++;
+		if (usable) {
+			rep->bytes += ((uint64_t)s->nsegs + 1) * AMB_SEG_SIZE;
+			rep->corrected += s->corrected;
+		}
+
+		/* position in the sequence */
+		if (p && e->gen == p->gen) {
+			problem(&c, e->gen, AMS_ECORRUPT, "log generation 0x%08X appears twice: %s and %s",
+			        e->gen, p->name, e->name);
+		} else if (p && e->gen != p->gen + 1) {
+			uint32_t lo = p->gen + 1, hi = e->gen - 1;
+			if (hi - lo < 8) {
+				for (uint32_t g = lo; g <= hi; g++)
+					problem(&c, g, AMS_ELOGMISSING,
+					        "log generation 0x%08X (%s%08X.log) is missing", g, prefix, g);
+			} else {
+				problem(&c, lo, AMS_ELOGMISSING,
+				        "log generations 0x%08X to 0x%08X (%s%08X.log to %s%08X.log, %u files) "
+				        "are missing",
+				        lo, hi, prefix, lo, prefix, hi, hi - lo + 1);
+			}
+		}
+		if (e->current && i != n - 1)
+			problem(&c, e->gen, AMS_ECORRUPT,
+			        "the current log %s is generation 0x%08X but %s is newer", e->name, e->gen,
+			        list[n - 1].name);
+
+		if (!usable) {
+			problem(&c, e->gen, e->rc, "%s", e->err);
+			continue;
+		}
+		if (!e->current && s->hdr.gen != e->gen)
+			problem(&c, e->gen, AMS_ECORRUPT,
+			        "%s holds log generation 0x%08X, not the 0x%08X its name says", e->name,
+			        s->hdr.gen, e->gen);
+		if (s->damaged)
+			problem(&c, e->gen, AMS_ECORRUPT,
+			        "log generation 0x%08X (%s) is damaged at segment %u: valid data of a "
+			        "later flush follows the damage",
+			        e->gen, e->name, s->first_bad);
+		if (!sig_from) {
+			sig_from = e;
+		} else if (!amb_sig_eq(&s->hdr.sign_log, &sig_from->scan.hdr.sign_log)) {
+			problem(&c, e->gen, AMS_EBADSIG,
+			        "log generation 0x%08X (%s) belongs to another log stream: its log "
+			        "signature differs from that of %s",
+			        e->gen, e->name, sig_from->name);
+		}
+
+		/* the link with the previous generation */
+		if (p && p->rc == 0 && e->gen == p->gen + 1) {
+			const amb_logscan *ps = &p->scan;
+			if (s->hdr.prev_create_time != ps->hdr.create_time) {
+				char a[64], b[64];
+				amb_time_format(s->hdr.prev_create_time, a, sizeof(a));
+				amb_time_format(ps->hdr.create_time, b, sizeof(b));
+				problem(&c, e->gen, AMS_ECORRUPT,
+				        "log generation 0x%08X (%s) does not follow %s: it names a previous "
+				        "generation created %s, but %s was created %s",
+				        e->gen, e->name, p->name, a, p->name, b);
+			}
+			if (ps->end_lsn < s->hdr.start_lsn) {
+				problem(&c, p->gen, AMS_ECORRUPT,
+				        "log generation 0x%08X (%s) is damaged: its valid data ends at segment "
+				        "%u (LSN %llu) but generation 0x%08X starts at LSN %llu",
+				        p->gen, p->name, end_segment(ps), (unsigned long long)ps->end_lsn,
+				        e->gen, (unsigned long long)s->hdr.start_lsn);
+			} else if (ps->end_lsn > s->hdr.start_lsn) {
+				problem(&c, p->gen, AMS_ECORRUPT,
+				        "log generation 0x%08X (%s) runs past the start of generation 0x%08X "
+				        "(its data ends at LSN %llu, the next starts at LSN %llu)",
+				        p->gen, p->name, e->gen, (unsigned long long)ps->end_lsn,
+				        (unsigned long long)s->hdr.start_lsn);
+			} else if (ps->first_bad && !ps->damaged) {
+				problem(&c, p->gen, 0,
+				        "log generation 0x%08X (%s) ends in a torn write at segment %u (a flush "
+				        "cut by a crash and never acknowledged; nothing committed is lost)",
+				        p->gen, p->name, ps->first_bad);
+			}
+		}
+		if (i == n - 1 && s->first_bad && !s->damaged) {
+			rep->torn_tail = 1;
+			problem(&c, e->gen, 0,
+			        "log generation 0x%08X (%s) ends in a torn write at segment %u (normal "
+			        "after a crash: that flush was never acknowledged)",
+			        e->gen, e->name, s->first_bad);
+		}
+	}
+done:
+	free(list);
+	if (c.rc)
+		return amb_err(c.rc, "%s", c.first);
+	return 0;
+}

@@ -1,0 +1,263 @@
+/*
+ * instance.h - the engine's private structures, shared by instance.c
+ * (open/close, transactions, group commit, checkpoints, freeze), space.c
+ * (page cache, free space, the key index, cells), recovery.c (replay) and
+ * backup.c (log roll, streaming backup, truncation).
+ *
+ * LOCKING
+ *   rw   (rwlock)  the key index, the page cache, free space, table list.
+ *                  Commits apply under the write lock, readers take the
+ *                  read lock.  Never held while waiting for a log flush.
+ *   mu   (mutex)   the log buffer, LSNs, flush/roll/checkpoint requests,
+ *                  freeze state, counters.  Order: rw before mu.
+ *   cond           broadcast on every change a waiter may care about.
+ *
+ * The flusher thread is the only one that writes the log; the checkpointer
+ * thread is the only one that writes database pages while the instance is
+ * open.  Both pass every write through the freeze gate (gate_enter/exit).
+ *
+ * WRITE-AHEAD RULE: a page is written to its database only after the log
+ * record holding its latest image is durable (page->lsn <= lsn_durable).
+ */
+#ifndef AMBER_STORE_INSTANCE_H
+#define AMBER_STORE_INSTANCE_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#include "amber/store.h"
+#include "common/vfs.h"
+#include "store/format.h"
+
+/* A page held in memory: changed since the last checkpoint, or being
+ * written by it.  Clean pages are not cached (the OS page cache is). */
+typedef struct amb_page {
+	uint32_t pgno;
+	uint8_t dirty;   /* changed since the checkpointer last copied it */
+	uint8_t touched; /* changed by the transaction being applied */
+	uint64_t lsn;    /* end LSN of the record with its latest image */
+	unsigned char *buf;
+	struct amb_page *next; /* hash chain */
+} amb_page;
+
+/* A key of a table: where its record's cell lives. */
+typedef struct amb_kent {
+	uint64_t hash;
+	uint32_t pgno;
+	uint16_t klen;
+	unsigned char key[];
+} amb_kent;
+
+typedef struct amb_table {
+	char name[AMB_MAX_TABLE + 1];
+	int db;
+	amb_kent **slots; /* open addressing, power-of-two capacity */
+	size_t cap, count;
+} amb_table;
+
+typedef struct amb_db {
+	char name[64];
+	char path[PATH_MAX];
+	int fd;
+	amb_dbhdr hdr;         /* last header written / read */
+	uint32_t npages;       /* pages including not-yet-written extension */
+	uint64_t reserved_end; /* bytes reserved with allocate (KEEP_SIZE) */
+	uint64_t stamp;        /* modification stamp counter */
+	uint32_t *freel;       /* free pages (stack) */
+	size_t nfree, capfree;
+	uint32_t fill;         /* data page inline inserts go to (0: none) */
+	uint32_t *roomy;       /* data pages with at least half free */
+	size_t nroomy, caproomy;
+	amb_page **cache;      /* pgno -> page */
+	size_t ccap, ccount;
+} amb_db;
+
+/* A (generation, start LSN) pair, for mapping LSNs to generations. */
+typedef struct amb_genmap {
+	uint32_t gen;
+	uint64_t start_lsn;
+} amb_genmap;
+
+struct ams_instance {
+	char dir[PATH_MAX];
+	char prefix[8];
+	amb_vfs *vfs;
+	uint32_t page_size;
+	uint64_t log_size;
+	uint32_t nsegs;        /* data segments per log file */
+	uint64_t ckpt_depth;
+	amb_sig sign_log;
+	int lockfd;
+
+	int ndb;
+	amb_db db[AMB_MAX_DBS];
+
+	amb_table **tables;
+	size_t ntables, captables;
+
+	pthread_rwlock_t rw;
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+
+	/* log buffer: records appended, not yet taken by the flusher */
+	unsigned char *lbuf;
+	size_t lbuf_len, lbuf_cap;
+	uint32_t lbuf_segs;    /* segments promised to the records in lbuf */
+	uint64_t lsn_end;      /* LSN after the last appended record */
+	uint64_t lsn_written;  /* LSN after the last byte handed to the flusher */
+	uint64_t lsn_durable;  /* LSN up to which the log is fsynced */
+	uint32_t reserved_segs;/* promised to records in lbuf, in flight, or being applied */
+
+	/* current log file: owned by the flusher */
+	int log_fd;
+	uint32_t gen;
+	uint32_t next_seg;     /* next free data segment of the current file */
+	uint64_t gen_create_time;
+	int tmp_fd;            /* prepared next log, -1 if none */
+	int tmp_err;           /* last error preparing it (0, AMS_ENOSPC ...) */
+	uint32_t gen_oldest;
+	amb_genmap *genmap;    /* generations since the checkpoint */
+	size_t ngenmap, capgenmap;
+
+	/* requests to the flusher */
+	uint64_t roll_req, roll_done; /* tickets */
+	int prep_req;
+
+	/* checkpoint */
+	uint64_t ckpt_lsn;
+	uint32_t ckpt_gen;
+	uint64_t ckpt_seq;
+	int ckpt_req;
+	uint64_t ckpt_done;
+
+	/* freeze gate */
+	int freezing, frozen;
+	uint64_t freeze_deadline; /* CLOCK_MONOTONIC µs */
+	uint64_t freeze_writes;   /* write_ops when frozen */
+	int appliers;             /* commits between admission and append */
+	int io_active;            /* gated writes in progress */
+	uint64_t write_ops;       /* gated writes completed */
+	int stream_active;
+
+	int failed;               /* sticky: an I/O error made writes unsafe */
+	int fail_rc;
+	char failmsg[512];
+
+	int stop;
+	pthread_t flusher, ckpter;
+	int threads_started;
+
+	uint64_t txn_seq;
+	uint64_t n_commits, n_flushes, n_ckpts, n_damaged, n_corrected;
+};
+
+/* ---- space.c: page cache, free space, index, cells ---- */
+
+amb_page *amb_cache_get(amb_db *db, uint32_t pgno);
+amb_page *amb_cache_add(amb_db *db, uint32_t pgno, unsigned char *buf);
+void amb_cache_remove(amb_db *db, uint32_t pgno);
+void amb_cache_free_all(amb_db *db);
+
+/* Read page pgno (cache first, else disk, verified; single-bit errors are
+ * corrected in the returned copy).  buf gets page_size bytes.  *lsn (may be
+ * NULL) gets the cached page's LSN or 0.  Caller holds rw. */
+int amb_page_read(ams_instance *in, amb_db *db, uint32_t pgno, void *buf, uint64_t *lsn);
+
+/* Verify a page read from disk: checksum (correcting), number. */
+int amb_page_verify(ams_instance *in, amb_db *db, uint32_t pgno, void *buf);
+
+amb_table *amb_table_find(ams_instance *in, const char *name);
+amb_table *amb_table_add(ams_instance *in, const char *name, int db);
+amb_kent *amb_key_find(amb_table *t, const void *key, size_t klen);
+int amb_key_set(amb_table *t, const void *key, size_t klen, uint32_t pgno);
+void amb_key_del(amb_table *t, const void *key, size_t klen);
+void amb_tables_free(ams_instance *in);
+
+int amb_push_u32(uint32_t **arr, size_t *n, size_t *cap, uint32_t v);
+
+/* Rebuild the index and free space of every database by scanning pages. */
+int amb_space_scan(ams_instance *in);
+
+/* Cell accessors. */
+typedef struct amb_cell {
+	unsigned off;  /* offset in the page */
+	unsigned len;
+	unsigned flags;
+	const char *table;
+	unsigned tlen;
+	const unsigned char *key;
+	unsigned klen;
+	uint32_t vlen;
+	uint32_t first, npages; /* LONG only */
+	const unsigned char *val; /* inline only */
+} amb_cell;
+
+/* Parse the cells of a data page; calls fn for each; returns AMS_ECORRUPT
+ * if the layout is insane. */
+int amb_cells_walk(const unsigned char *page, uint32_t page_size,
+                   int (*fn)(void *arg, const amb_cell *c), void *arg);
+
+/* Find the cell of (table,key) in a data page.  0 or AMS_ENOTFOUND. */
+int amb_cell_find(const unsigned char *page, uint32_t page_size, const char *table,
+                  const void *key, size_t klen, amb_cell *out);
+
+/* Read a whole value given its head cell (follows overflow pages). */
+int amb_value_read(ams_instance *in, amb_db *db, const amb_cell *c, void **val, size_t *vlen,
+                   uint64_t *maxlsn);
+
+uint64_t amb_key_hash(const void *key, size_t klen);
+
+/* ---- instance.c ---- */
+
+/* Mark the instance failed (sticky) and wake everyone.  Caller holds mu. */
+void amb_fail_locked(ams_instance *in, int rc, const char *msg);
+
+/* Freeze gate around every engine write. */
+void amb_gate_enter(ams_instance *in);
+void amb_gate_exit(ams_instance *in);
+
+uint64_t amb_mono_us(void);
+
+/* Write every database header (state etc. already set in db[i].hdr). */
+int amb_headers_store(ams_instance *in);
+
+/* ---- recovery.c ---- */
+
+/* Where replay reads generations from. */
+typedef struct amb_logsrc {
+	const char *dir1;     /* generations [gen1_low, gen1_high] (0/0: none) */
+	uint32_t gen1_low, gen1_high;
+	const char *dir2;     /* generations after those, including <prefix>.log */
+	const char *prefix;
+} amb_logsrc;
+
+typedef struct amb_replay {
+	/* in */
+	amb_vfs *vfs;
+	uint32_t page_size;
+	int ndb;
+	int fds[AMB_MAX_DBS];
+	const char *dbnames[AMB_MAX_DBS];
+	amb_sig sign_log;
+	uint32_t start_gen;   /* first generation to read */
+	uint64_t start_lsn;   /* first record (UINT64_MAX: the first record that
+	                         starts in start_gen) */
+	uint64_t until_us;    /* 0: no limit */
+	int roll_forward;     /* read dir2 after dir1's range */
+	int dry;              /* parse and verify only, write nothing */
+	/* out */
+	uint32_t end_gen;     /* last generation read */
+	uint64_t end_lsn;     /* after the last complete record */
+	uint64_t end_create_time; /* create time of end_gen */
+	uint64_t max_stamp[AMB_MAX_DBS];
+	uint32_t npages[AMB_MAX_DBS];
+	uint64_t records, bytes;
+	int have_current;     /* dir2's <prefix>.log was read */
+	int stopped_until;    /* stopped at until_us */
+} amb_replay;
+
+/* Replay the log stream onto the databases (pwrite, no fsync). */
+int amb_replay_run(amb_replay *rp, const amb_logsrc *src);
+
+#endif

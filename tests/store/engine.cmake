@@ -1,0 +1,3 @@
+# libamberstore at the API level
+amber_unit_test(store test_engine)
+set_tests_properties(store/test_engine PROPERTIES LABELS "unit;store;sanitize")

@@ -1,0 +1,476 @@
+/*
+ * test_engine.c - libamberstore at the API level: transactions, reads,
+ * reopen, large values, concurrent committers (group commit), log roll,
+ * freeze/thaw with its deadline, backup recording and truncation, and the
+ * streaming backup reader followed by hard recovery.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "amber/store.h"
+#include "common/checksum.h"
+#include "store/dbfile.h"
+#include "store/format.h"
+#include "store/log.h"
+#include "store/restoreenv.h"
+
+static char tmpdir[256];
+
+static int setup(void **state)
+{
+	(void)state;
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/amber-engine-XXXXXX");
+	assert_non_null(mkdtemp(tmpdir));
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+	return system(cmd);
+}
+
+static void mkinst(const char *sub, uint64_t log_size, int ndb, char *out)
+{
+	static const char *dbs[] = {"priv1.edb", "pub1.edb", "third.edb"};
+	snprintf(out, 512, "%s/%s", tmpdir, sub);
+	ams_create_opts o = {.log_size = log_size, .databases = dbs, .ndatabases = ndb};
+	int rc = ams_create(out, &o);
+	if (rc)
+		fail_msg("create: %s", ams_errmsg());
+}
+
+static void open_ok(const char *dir, const ams_open_opts *o, ams_instance **in)
+{
+	int rc = ams_open(dir, o, in);
+	if (rc)
+		fail_msg("open %s: %s", dir, ams_errmsg());
+}
+
+static void fill(unsigned char *v, size_t n, unsigned seed)
+{
+	for (size_t i = 0; i < n; i++)
+		v[i] = (unsigned char)((i * 31 + seed * 17 + (i >> 8)) & 0xff);
+}
+
+static void put1(ams_instance *in, const char *t, const char *k, size_t vlen, unsigned seed)
+{
+	unsigned char *v = malloc(vlen ? vlen : 1);
+	fill(v, vlen, seed);
+	ams_txn *x;
+	assert_int_equal(ams_txn_begin(in, &x), 0);
+	assert_int_equal(ams_txn_put(x, t, k, strlen(k), v, vlen), 0);
+	int rc = ams_txn_commit(x);
+	if (rc)
+		fail_msg("commit: %s", ams_errmsg());
+	free(v);
+}
+
+static void expect(ams_instance *in, const char *t, const char *k, size_t vlen, unsigned seed)
+{
+	void *v;
+	size_t n;
+	int rc = ams_get(in, t, k, strlen(k), &v, &n);
+	if (rc)
+		fail_msg("get %s:%s: %s", t, k, ams_errmsg());
+	assert_int_equal(n, vlen);
+	unsigned char *e = malloc(vlen ? vlen : 1);
+	fill(e, vlen, seed);
+	assert_memory_equal(v, e, vlen);
+	free(e);
+	free(v);
+}
+
+static void test_basic(void **state)
+{
+	(void)state;
+	char dir[512];
+	mkinst("basic", 0, 2, dir);
+	ams_instance *in;
+	open_ok(dir, NULL, &in);
+	ams_info info;
+	assert_int_equal(ams_info_get(in, &info), 0);
+	assert_int_equal(info.ndatabases, 2);
+	assert_int_equal(info.page_size, 8192);
+
+	/* tables in both databases, small and long values, empty value */
+	ams_txn *x;
+	assert_int_equal(ams_txn_begin(in, &x), 0);
+	assert_int_equal(ams_txn_create_table(x, "pub", 1), 0);
+	assert_int_equal(ams_txn_commit(x), 0);
+	put1(in, "mbox", "small", 100, 1);
+	put1(in, "mbox", "empty", 0, 2);
+	put1(in, "mbox", "big", 1u << 20, 3);
+	put1(in, "pub", "p1", 70000, 4);
+	expect(in, "mbox", "small", 100, 1);
+	expect(in, "mbox", "empty", 0, 2);
+	expect(in, "mbox", "big", 1u << 20, 3);
+	expect(in, "pub", "p1", 70000, 4);
+
+	/* replace, delete, missing delete fails and changes nothing */
+	put1(in, "mbox", "small", 5000, 5);
+	expect(in, "mbox", "small", 5000, 5);
+	assert_int_equal(ams_txn_begin(in, &x), 0);
+	assert_int_equal(ams_txn_del(x, "mbox", "big", 3), 0);
+	assert_int_equal(ams_txn_del(x, "mbox", "nope", 4), 0);
+	assert_int_equal(ams_txn_commit(x), AMS_ENOTFOUND);
+	expect(in, "mbox", "big", 1u << 20, 3);
+	assert_int_equal(ams_txn_begin(in, &x), 0);
+	assert_int_equal(ams_txn_del(x, "mbox", "big", 3), 0);
+	assert_int_equal(ams_txn_commit(x), 0);
+	void *v;
+	size_t n;
+	assert_int_equal(ams_get(in, "mbox", "big", 3, &v, &n), AMS_ENOTFOUND);
+
+	/* bad arguments */
+	assert_int_equal(ams_txn_begin(in, &x), 0);
+	assert_int_equal(ams_txn_put(x, "$sys", "k", 1, "v", 1), AMS_EINVAL);
+	assert_int_equal(ams_txn_put(x, "", "k", 1, "v", 1), AMS_EINVAL);
+	assert_int_equal(ams_txn_put(x, "t", "", 0, "v", 1), AMS_EINVAL);
+	assert_int_equal(ams_txn_create_table(x, "t", 7), AMS_EINVAL);
+	/* a table that exists in another database */
+	assert_int_equal(ams_txn_create_table(x, "pub", 0), 0);
+	assert_int_equal(ams_txn_commit(x), AMS_EEXIST);
+
+	/* a second open of the same instance is refused */
+	ams_instance *in2;
+	assert_int_equal(ams_open(dir, NULL, &in2), AMS_ELOCKED);
+
+	assert_int_equal(ams_close(in), 0);
+
+	/* clean shutdown: header says so */
+	char path[600];
+	snprintf(path, sizeof(path), "%s/priv1.edb", dir);
+	FILE *f = fopen(path, "rb");
+	assert_non_null(f);
+	unsigned char pg[8192];
+	assert_int_equal(fread(pg, 1, sizeof(pg), f), sizeof(pg));
+	fclose(f);
+	amb_dbhdr h;
+	memcpy(&h, pg + 32, sizeof(h));
+	assert_int_equal(h.state, AMB_DBSTATE_CLEAN);
+	assert_int_equal(h.gen_min_required, 0);
+	assert_int_equal(h.gen_max_required, 0);
+
+	/* reopen: everything is still there */
+	open_ok(dir, NULL, &in);
+	expect(in, "mbox", "small", 5000, 5);
+	expect(in, "mbox", "empty", 0, 2);
+	expect(in, "pub", "p1", 70000, 4);
+	assert_int_equal(ams_get(in, "mbox", "big", 3, &v, &n), AMS_ENOTFOUND);
+	assert_int_equal(ams_close(in), 0);
+}
+
+struct worker {
+	ams_instance *in;
+	int id, n;
+};
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	char key[64];
+	unsigned char val[3000];
+	for (int i = 0; i < w->n; i++) {
+		snprintf(key, sizeof(key), "w%d-%d", w->id, i);
+		fill(val, sizeof(val), (unsigned)(w->id * 100000 + i));
+		ams_txn *x;
+		if (ams_txn_begin(w->in, &x) || ams_txn_put(x, "mt", key, strlen(key), val, 500 + (size_t)(i % 2500)) ||
+		    ams_txn_commit(x))
+			return (void *)1;
+	}
+	return NULL;
+}
+
+static void test_concurrent_and_crash(void **state)
+{
+	(void)state;
+	char dir[512];
+	mkinst("conc", 65536, 1, dir);
+	ams_instance *in;
+	ams_open_opts oo = {.checkpoint_depth = 256 * 1024};
+	open_ok(dir, &oo, &in);
+	enum { T = 8, N = 150 };
+	pthread_t th[T];
+	struct worker w[T];
+	for (int i = 0; i < T; i++) {
+		w[i] = (struct worker){in, i, N};
+		pthread_create(&th[i], NULL, worker_main, &w[i]);
+	}
+	for (int i = 0; i < T; i++) {
+		void *r;
+		pthread_join(th[i], &r);
+		assert_null(r);
+	}
+	ams_info info;
+	ams_info_get(in, &info);
+	assert_int_equal(info.commits, T * N);
+	/* group commit: fewer flushes than commits */
+	assert_true(info.flushes < info.commits);
+	assert_true(info.gen_current > 3);
+	assert_true(info.checkpoints > 0);
+	/* crash: no clean shutdown */
+	ams_abandon(in);
+	open_ok(dir, &oo, &in);
+	char key[64];
+	unsigned char val[3000];
+	for (int t = 0; t < T; t++)
+		for (int i = 0; i < N; i++) {
+			snprintf(key, sizeof(key), "w%d-%d", t, i);
+			void *v;
+			size_t n;
+			int rc = ams_get(in, "mt", key, strlen(key), &v, &n);
+			if (rc)
+				fail_msg("%s after crash: %s", key, ams_errmsg());
+			fill(val, sizeof(val), (unsigned)(t * 100000 + i));
+			assert_int_equal(n, 500 + (size_t)(i % 2500));
+			assert_memory_equal(v, val, n);
+			free(v);
+		}
+	assert_int_equal(ams_close(in), 0);
+}
+
+static void test_freeze(void **state)
+{
+	(void)state;
+	char dir[512];
+	mkinst("freeze", 0, 1, dir);
+	ams_instance *in;
+	open_ok(dir, NULL, &in);
+	put1(in, "t", "a", 10, 1);
+	/* held and thawed in time */
+	assert_int_equal(ams_freeze(in, 5000), 0);
+	assert_int_equal(ams_freeze(in, 5000), AMS_EBUSY);
+	expect(in, "t", "a", 10, 1); /* reads go on */
+	ams_info info;
+	ams_info_get(in, &info);
+	assert_int_equal(info.frozen, 1);
+	assert_int_equal(ams_thaw(in), 0);
+	assert_int_equal(ams_thaw(in), AMS_EINVAL);
+	/* the deadline thaws by itself: a commit started while frozen completes
+	 * after the deadline, and thaw reports that writes were released */
+	assert_int_equal(ams_freeze(in, 300), 0);
+	put1(in, "t", "b", 10, 2);
+	ams_info_get(in, &info);
+	assert_int_equal(info.frozen, 0);
+	assert_int_equal(ams_thaw(in), AMS_ETIMEDOUT);
+	expect(in, "t", "b", 10, 2);
+	assert_int_equal(ams_close(in), 0);
+}
+
+static int count_logs(const char *dir, uint32_t *oldest)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+	*oldest = UINT32_MAX;
+	while ((e = readdir(d))) {
+		uint32_t g = amb_log_parse_name(e->d_name, "E00");
+		if (g) {
+			n++;
+			if (g < *oldest)
+				*oldest = g;
+		}
+	}
+	closedir(d);
+	return n;
+}
+
+static void test_roll_and_truncate(void **state)
+{
+	(void)state;
+	char dir[512];
+	mkinst("trunc", 65536, 1, dir);
+	ams_instance *in;
+	ams_open_opts oo = {.checkpoint_depth = 128 * 1024};
+	open_ok(dir, &oo, &in);
+	for (int i = 0; i < 40; i++) {
+		char k[16];
+		snprintf(k, sizeof(k), "k%d", i);
+		put1(in, "t", k, 20000, (unsigned)i);
+	}
+	uint32_t g1, g2;
+	assert_int_equal(ams_log_roll(in, &g1), 0);
+	assert_int_equal(ams_log_roll(in, &g2), 0);
+	assert_int_equal(g2, g1 + 1);
+	uint32_t oldest;
+	int before = count_logs(dir, &oldest);
+	assert_true(before > 5);
+	/* copy and differential truncate nothing */
+	assert_int_equal(ams_backup_complete(in, AMS_BACKUP_COPY, oldest, g2 - 1, 1, 0), 0);
+	assert_int_equal(ams_backup_complete(in, AMS_BACKUP_DIFFERENTIAL, oldest, g2 - 1, 1, 0), 0);
+	uint32_t o2;
+	assert_int_equal(count_logs(dir, &o2), before);
+	/* a range reaching the current generation is refused */
+	assert_int_equal(ams_backup_complete(in, AMS_BACKUP_FULL, oldest, g2, 1, 0), AMS_EINVAL);
+	/* full: truncates below its first generation, never at/after the checkpoint */
+	ams_info info;
+	ams_info_get(in, &info);
+	uint32_t low = g2 - 3;
+	assert_int_equal(ams_backup_complete(in, AMS_BACKUP_FULL, low, g2 - 1, 2, 0), 0);
+	count_logs(dir, &o2);
+	uint32_t expect_oldest = low < info.gen_checkpoint ? low : info.gen_checkpoint;
+	assert_int_equal(o2, expect_oldest);
+	assert_int_equal(ams_close(in), 0);
+	/* the header records the full and the differential was cleared by it */
+	char path[600];
+	snprintf(path, sizeof(path), "%s/priv1.edb", dir);
+	FILE *f = fopen(path, "rb");
+	unsigned char pg[8192];
+	assert_int_equal(fread(pg, 1, sizeof(pg), f), sizeof(pg));
+	fclose(f);
+	amb_dbhdr h;
+	memcpy(&h, pg + 32, sizeof(h));
+	assert_int_equal(h.full_prev.gen_low, low);
+	assert_int_equal(h.full_prev.gen_high, g2 - 1);
+	assert_int_equal(h.diff_prev.time, 0);
+	assert_int_equal(h.copy_prev.time, 0);
+	/* still opens and recovers fine after truncation */
+	open_ok(dir, &oo, &in);
+	expect(in, "t", "k39", 20000, 39);
+	assert_int_equal(ams_close(in), 0);
+}
+
+struct loader {
+	ams_instance *in;
+	volatile int stop;
+	int n;
+};
+
+static void *loader_main(void *arg)
+{
+	struct loader *l = arg;
+	while (!l->stop) {
+		char k[32];
+		snprintf(k, sizeof(k), "L%d", l->n);
+		put1(l->in, "load", k, 1000 + (size_t)(l->n % 30000), (unsigned)l->n);
+		l->n++;
+	}
+	return NULL;
+}
+
+static void test_stream_backup(void **state)
+{
+	(void)state;
+	char dir[512], bdir[600], ldir[700];
+	mkinst("stream", 65536, 2, dir);
+	ams_instance *in;
+	ams_open_opts oo = {.checkpoint_depth = 128 * 1024};
+	open_ok(dir, &oo, &in);
+	for (int i = 0; i < 30; i++) {
+		char k[16];
+		snprintf(k, sizeof(k), "s%d", i);
+		put1(in, "t", k, 9000, (unsigned)i);
+	}
+	/* stream while a writer keeps committing */
+	struct loader l = {in, 0, 0};
+	pthread_t th;
+	pthread_create(&th, NULL, loader_main, &l);
+	ams_stream *s;
+	assert_int_equal(ams_stream_begin(in, AMS_BACKUP_FULL, &s), 0);
+	assert_int_equal(ams_freeze(in, 1000), AMS_EBUSY);
+	snprintf(bdir, sizeof(bdir), "%s/backup", tmpdir);
+	mkdir(bdir, 0755);
+	snprintf(ldir, sizeof(ldir), "%s/logs", bdir);
+	mkdir(ldir, 0755);
+	FILE *out[2];
+	for (int d = 0; d < 2; d++) {
+		char p[800];
+		snprintf(p, sizeof(p), "%s/%s", bdir, d ? "pub1.edb" : "priv1.edb");
+		out[d] = fopen(p, "wb");
+	}
+	unsigned char pg[8192];
+	int db, rc;
+	uint32_t pgno;
+	int pages = 0;
+	while ((rc = ams_stream_next(s, &db, &pgno, pg)) == 1) {
+		assert_int_equal(amb_ck_check(pg, 8192, pgno), AMB_CK_OK);
+		fseek(out[db], (long)pgno * 8192, SEEK_SET);
+		fwrite(pg, 1, 8192, out[db]);
+		pages++;
+	}
+	assert_int_equal(rc, AMS_EINVAL); /* header pages need the logs first */
+	l.stop = 1;
+	pthread_join(th, NULL);
+	int acked = l.n;
+	uint32_t lo, hi;
+	assert_int_equal(ams_stream_logs(s, &lo, &hi), 0);
+	while ((rc = ams_stream_next(s, &db, &pgno, pg)) == 1) {
+		fseek(out[db], (long)pgno * 8192, SEEK_SET);
+		fwrite(pg, 1, 8192, out[db]);
+	}
+	assert_int_equal(rc, 0);
+	fclose(out[0]);
+	fclose(out[1]);
+	for (uint32_t g = lo; g <= hi; g++) {
+		char a[800], b[900], cmd[2000];
+		amb_log_path(a, sizeof(a), dir, "E00", g);
+		amb_log_path(b, sizeof(b), ldir, "E00", g);
+		snprintf(cmd, sizeof(cmd), "cp %s %s", a, b);
+		assert_int_equal(system(cmd), 0);
+	}
+	ams_stream_end(s);
+	assert_int_equal(ams_backup_complete(in, AMS_BACKUP_FULL | AMS_BACKUP_STREAMED, lo, hi, 5, 0), 0);
+	assert_int_equal(ams_close(in), 0);
+
+	/* the copy cannot be mounted as is */
+	ams_instance *bin;
+	assert_int_equal(ams_open(bdir, NULL, &bin), AMS_EBACKUPDB);
+	/* hard recovery without roll-forward from the copied logs */
+	amb_restore_env env;
+	memset(&env, 0, sizeof(env));
+	env.version = 1;
+	snprintf(env.instance_dir, sizeof(env.instance_dir), "%s", bdir);
+	snprintf(env.backup_log_dir, sizeof(env.backup_log_dir), "%s", ldir);
+	snprintf(env.prefix, sizeof(env.prefix), "E00");
+	env.gen_low = lo;
+	env.gen_high = hi;
+	env.roll_forward = 0;
+	env.ndatabases = 2;
+	snprintf(env.databases[0], sizeof(env.databases[0]), "priv1.edb");
+	snprintf(env.databases[1], sizeof(env.databases[1]), "pub1.edb");
+	char envp[800];
+	snprintf(envp, sizeof(envp), "%s/restore.env", bdir);
+	assert_int_equal(amb_restore_env_store(envp, &env), 0);
+	rc = ams_hard_recover(envp, NULL);
+	if (rc)
+		fail_msg("hard recovery: %s", ams_errmsg());
+	open_ok(bdir, NULL, &bin);
+	for (int i = 0; i < 30; i++) {
+		char k[16];
+		snprintf(k, sizeof(k), "s%d", i);
+		expect(bin, "t", k, 9000, (unsigned)i);
+	}
+	for (int i = 0; i < acked; i++) {
+		char k[32];
+		snprintf(k, sizeof(k), "L%d", i);
+		expect(bin, "load", k, 1000 + (size_t)(i % 30000), (unsigned)i);
+	}
+	assert_int_equal(ams_close(bin), 0);
+	assert_true(pages > 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_basic, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_concurrent_and_crash, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_freeze, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_roll_and_truncate, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stream_backup, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
