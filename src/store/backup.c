@@ -115,9 +115,9 @@ int ams_backup_complete(ams_instance *in, int type, uint32_t gen_low, uint32_t g
 		               "the log before recording a backup", gen_low, gen_high, cur);
 	amb_bkinfo bk = {gen_low, gen_high, time_sec * 1000000u, kind, 0};
 
-	/* the header update happens under the checkpoint's gate like any write */
-	pthread_rwlock_wrlock(&in->rw);
+	/* the header update passes the freeze gate like any write */
 	amb_gate_enter(in);
+	pthread_mutex_lock(&in->hdr_mu);
 	for (int d = 0; d < in->ndb; d++) {
 		amb_dbhdr *h = &in->db[d].hdr;
 		if (type == AMS_BACKUP_FULL) {
@@ -132,8 +132,8 @@ int ams_backup_complete(ams_instance *in, int type, uint32_t gen_low, uint32_t g
 		}
 	}
 	int rc = amb_headers_store(in);
+	pthread_mutex_unlock(&in->hdr_mu);
 	amb_gate_exit(in);
-	pthread_rwlock_unlock(&in->rw);
 	if (rc) {
 		pthread_mutex_lock(&in->mu);
 		amb_fail_locked(in, rc, ams_errmsg());
@@ -175,6 +175,7 @@ int ams_stream_begin(ams_instance *in, int type, ams_stream **out)
 	if (!s)
 		return amb_err(AMS_ENOMEM, "out of memory");
 	pthread_rwlock_rdlock(&in->rw);
+	pthread_mutex_lock(&in->hdr_mu);
 	pthread_mutex_lock(&in->mu);
 	int rc = 0;
 	if (in->failed)
@@ -194,6 +195,7 @@ int ams_stream_begin(ams_instance *in, int type, ams_stream **out)
 		s->pgno = 2;
 	}
 	pthread_mutex_unlock(&in->mu);
+	pthread_mutex_unlock(&in->hdr_mu);
 	pthread_rwlock_unlock(&in->rw);
 	if (rc) {
 		free(s);

@@ -3,11 +3,11 @@
  * (see inspect.h).
  *
  * Speed of amb_db_check(): verifying an intact page costs one XXH3 pass,
- * which is faster than the kernel copies the file to us.  So a helper
- * thread reads the file in large sequential chunks into a small ring of
- * buffers while this thread hashes the previous chunks; the check then
- * runs at the speed of reading the file.  Nothing is allocated and no
- * system call is made per page.
+ * about as much as the kernel's copy of the page out of the page cache.
+ * So two threads each read and verify every other chunk of the file in
+ * their own cache-sized buffer; the copies and the hashing overlap and the
+ * check runs at about the speed of reading the file.  Nothing is allocated
+ * and no system call is made per page.
  */
 #include "store/inspect.h"
 
@@ -23,6 +23,12 @@
 #include "common/checksum.h"
 #include "store/dbfile.h"
 #include "store/err.h"
+
+/* The hash of checksum.h (it uses libxxhash's vector dispatch). */
+static inline uint64_t page_hash(const unsigned char *p, uint32_t ps, uint64_t pgno)
+{
+	return amb_ck_hash(p, ps, pgno);
+}
 
 static uint16_t rd16(const unsigned char *p)
 {
@@ -219,7 +225,7 @@ int amb_page_check(const void *page, uint32_t page_size, uint32_t pgno, void *sc
 	uint16_t t = 0;
 	uint64_t b = 0;
 	char w[256] = "";
-	int hok = amb_ck_hash(page, page_size, pgno) == rd64(page);
+	int hok = page_hash(page, page_size, pgno) == rd64(page);
 	int r = check_page(page, page_size, pgno, hok, scratch, &t, &b, w, sizeof(w));
 	if (type)
 		*type = t;
@@ -230,128 +236,170 @@ int amb_page_check(const void *page, uint32_t page_size, uint32_t pgno, void *sc
 	return r;
 }
 
-/* ---- the chunk reader -------------------------------------------------------- */
+/* ---- chunks ------------------------------------------------------------------- */
 
-#define NBUF 4
-#define CHUNK (1024u * 1024u) /* a multiple of every page size */
+/*
+ * The file is cut into chunks of CHUNK bytes.  Two threads verify them:
+ * this one takes the even chunks, a helper the odd ones.  Each reads its
+ * chunk into its own buffer, small enough to stay in its core's cache, and
+ * verifies it there, so no page crosses between cores and the copy out of
+ * the page cache and the hashing overlap.  What is not simply intact (a
+ * corrected or damaged page) is recorded in the chunk's result, and this
+ * thread reports the results strictly in chunk order, so the callback sees
+ * pages in order and always runs on the caller's thread.
+ */
+#define CHUNK (512u * 1024u) /* a multiple of every page size */
+#define CHUNK_MAX_PAGES (CHUNK / 4096u + 1)
+#define NSLOT 2              /* helper results in flight */
 
-typedef struct reader {
-	unsigned char *mem; /* NBUF chunks */
-	int inited;
+typedef struct page_exc {
+	uint32_t pgno;
+	int result; /* AMB_CK_CORRECTED or AMB_CK_DAMAGED */
+	uint64_t bit;
+	char why[200];
+} page_exc;
+
+typedef struct chunk_res {
+	int state;    /* helper slots: 0 free, 1 ready */
+	size_t len;   /* bytes read (short: end of file) */
+	int err;      /* -errno of the read */
+	uint64_t ok, corrected, damaged, header, free_pages, data, overflow;
+	unsigned nexc;
+	page_exc exc[CHUNK_MAX_PAGES];
+} chunk_res;
+
+typedef struct checker {
 	amb_vfs *v;
 	int fd;
-	uint64_t size; /* bytes to read */
-	unsigned char *buf[NBUF];
-	size_t len[NBUF];
-	int err[NBUF];
-	int full[NBUF];
-	int stop;
+	uint64_t size;   /* bytes to verify */
+	uint32_t ps;
+	/* helper thread */
 	int threaded;
-	unsigned next; /* consumer: next chunk number */
+	int stop;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	pthread_t th;
-} reader;
+	chunk_res *slot[NSLOT];
+} checker;
 
-static size_t chunk_want(const reader *r, unsigned k)
+static size_t chunk_want(const checker *ck, uint64_t k)
 {
-	uint64_t off = (uint64_t)k * CHUNK;
-	if (off >= r->size)
+	uint64_t off = k * CHUNK;
+	if (off >= ck->size)
 		return 0;
-	return r->size - off < CHUNK ? (size_t)(r->size - off) : CHUNK;
+	return ck->size - off < CHUNK ? (size_t)(ck->size - off) : CHUNK;
 }
 
-static void *reader_main(void *arg)
+static void add_exc(chunk_res *r, uint64_t pgno, int result, uint64_t bit, const char *why)
 {
-	reader *r = arg;
-	for (unsigned k = 0;; k++) {
-		size_t want = chunk_want(r, k);
+	if (result == AMB_CK_DAMAGED)
+		r->damaged++;
+	else
+		r->corrected++;
+	if (r->nexc >= CHUNK_MAX_PAGES)
+		return; /* cannot happen: one entry per page at most */
+	page_exc *e = &r->exc[r->nexc++];
+	e->pgno = (uint32_t)pgno;
+	e->result = result;
+	e->bit = bit;
+	snprintf(e->why, sizeof(e->why), "%s", why);
+}
+
+static void count_type(chunk_res *r, uint16_t t)
+{
+	switch (t) {
+	case AMB_BT_DBHDR: r->header++; break;
+	case AMB_BT_FREE: r->free_pages++; break;
+	case AMB_BT_DATA: r->data++; break;
+	case AMB_BT_OVERFLOW: r->overflow++; break;
+	default: break;
+	}
+}
+
+/* Read chunk k into buf and verify its pages into r. */
+static void do_chunk(checker *ck, uint64_t k, unsigned char *buf, unsigned char *scratch,
+                     chunk_res *r)
+{
+	const uint32_t ps = ck->ps;
+	size_t want = chunk_want(ck, k);
+	r->len = 0;
+	r->err = 0;
+	r->ok = r->corrected = r->damaged = 0;
+	r->header = r->free_pages = r->data = r->overflow = 0;
+	r->nexc = 0;
+	ssize_t n = ck->v->pread(ck->v, ck->fd, buf, want, (off_t)(k * CHUNK));
+	if (n < 0) {
+		r->err = (int)n;
+		return;
+	}
+	r->len = (size_t)n;
+	size_t whole = r->len / ps * ps;
+	uint64_t pgno = k * CHUNK / ps;
+	char why[256];
+	for (size_t off = 0; off < whole; off += ps, pgno++) {
+		const unsigned char *p = buf + off;
+		int hok = page_hash(p, ps, pgno) == rd64(p);
+		/* the common case inline: an intact free page */
+		if (hok && rd32(p + 12) == pgno && rd16(p + 24) == AMB_BT_FREE && pgno >= 2) {
+			r->free_pages++;
+			r->ok++;
+			continue;
+		}
+		uint16_t t = 0;
+		uint64_t bit = 0;
+		why[0] = '\0';
+		int res = check_page(p, ps, (uint32_t)pgno, hok, scratch, &t, &bit, why, sizeof(why));
+		if (res == AMB_CK_OK) {
+			r->ok++;
+			count_type(r, t);
+			continue;
+		}
+		if (res == AMB_CK_CORRECTED) {
+			count_type(r, t);
+			snprintf(why, sizeof(why), "bit %llu was corrupted and has been corrected",
+			         (unsigned long long)bit);
+		}
+		add_exc(r, pgno, res, res == AMB_CK_CORRECTED ? bit : 0, why);
+	}
+	if (r->len > whole) {
+		snprintf(why, sizeof(why), "page is truncated (the file ends %zu bytes into it)",
+		         r->len - whole);
+		add_exc(r, pgno, AMB_CK_DAMAGED, 0, why);
+	}
+}
+
+static void *helper_main(void *arg)
+{
+	checker *ck = arg;
+	unsigned char *buf = malloc(CHUNK + ck->ps);
+	unsigned char *scratch = buf ? buf + CHUNK : NULL;
+	for (uint64_t k = 1;; k += 2) {
+		size_t want = chunk_want(ck, k);
 		if (want == 0)
 			break;
-		unsigned s = k % NBUF;
-		pthread_mutex_lock(&r->mu);
-		while (r->full[s] && !r->stop)
-			pthread_cond_wait(&r->cv, &r->mu);
-		int stop = r->stop;
-		pthread_mutex_unlock(&r->mu);
+		chunk_res *r = ck->slot[(k / 2) % NSLOT];
+		pthread_mutex_lock(&ck->mu);
+		while (r->state && !ck->stop)
+			pthread_cond_wait(&ck->cv, &ck->mu);
+		int stop = ck->stop;
+		pthread_mutex_unlock(&ck->mu);
 		if (stop)
 			break;
-		ssize_t n = r->v->pread(r->v, r->fd, r->buf[s], want, (off_t)k * CHUNK);
-		pthread_mutex_lock(&r->mu);
-		r->len[s] = n < 0 ? 0 : (size_t)n;
-		r->err[s] = n < 0 ? (int)n : 0;
-		r->full[s] = 1;
-		pthread_cond_broadcast(&r->cv);
-		pthread_mutex_unlock(&r->mu);
-		if (n < 0 || (size_t)n < want)
-			break; /* error or end of file: the consumer sees it */
+		if (buf) {
+			do_chunk(ck, k, buf, scratch, r);
+		} else {
+			r->len = 0;
+			r->err = -ENOMEM;
+		}
+		pthread_mutex_lock(&ck->mu);
+		r->state = 1;
+		pthread_cond_broadcast(&ck->cv);
+		pthread_mutex_unlock(&ck->mu);
+		if (r->err || r->len < want)
+			break;
 	}
+	free(buf);
 	return NULL;
-}
-
-static int reader_start(reader *r)
-{
-	r->mem = malloc((size_t)NBUF * CHUNK);
-	if (!r->mem)
-		return -1;
-	for (int i = 0; i < NBUF; i++)
-		r->buf[i] = r->mem + (size_t)i * CHUNK;
-	r->inited = 1;
-	pthread_mutex_init(&r->mu, NULL);
-	pthread_cond_init(&r->cv, NULL);
-	r->threaded = pthread_create(&r->th, NULL, reader_main, r) == 0;
-	return 0;
-}
-
-/* Next chunk: returns its buffer, *len (short = end of file), *err. */
-static unsigned char *reader_next(reader *r, size_t *len, int *err)
-{
-	unsigned k = r->next;
-	unsigned s = k % NBUF;
-	if (!r->threaded) {
-		size_t want = chunk_want(r, k);
-		ssize_t n = r->v->pread(r->v, r->fd, r->buf[s], want, (off_t)k * CHUNK);
-		*len = n < 0 ? 0 : (size_t)n;
-		*err = n < 0 ? (int)n : 0;
-		return r->buf[s];
-	}
-	pthread_mutex_lock(&r->mu);
-	while (!r->full[s])
-		pthread_cond_wait(&r->cv, &r->mu);
-	*len = r->len[s];
-	*err = r->err[s];
-	pthread_mutex_unlock(&r->mu);
-	return r->buf[s];
-}
-
-/* The consumer is done with the current chunk. */
-static void reader_release(reader *r)
-{
-	unsigned s = r->next % NBUF;
-	r->next++;
-	if (!r->threaded)
-		return;
-	pthread_mutex_lock(&r->mu);
-	r->full[s] = 0;
-	pthread_cond_broadcast(&r->cv);
-	pthread_mutex_unlock(&r->mu);
-}
-
-static void reader_stop(reader *r)
-{
-	if (!r->inited)
-		return;
-	if (r->threaded) {
-		pthread_mutex_lock(&r->mu);
-		r->stop = 1;
-		pthread_cond_broadcast(&r->cv);
-		pthread_mutex_unlock(&r->mu);
-		pthread_join(r->th, NULL);
-	}
-	pthread_mutex_destroy(&r->mu);
-	pthread_cond_destroy(&r->cv);
-	free(r->mem);
-	r->inited = 0;
 }
 
 /* ---- database check ------------------------------------------------------------ */
@@ -397,14 +445,54 @@ static void note_page(dbcheck *c, uint32_t pgno, int result, const char *why, ui
 		c->on_page(c->arg, pgno, result, why, bit);
 }
 
-static void count_type(amb_db_check_report *rep, uint16_t t)
+/* Fold a chunk's result into the report, calling back in page order. */
+static void report_chunk(dbcheck *c, const chunk_res *r, uint32_t ps)
 {
-	switch (t) {
-	case AMB_BT_DBHDR: rep->header_pages++; break;
-	case AMB_BT_FREE: rep->free_pages++; break;
-	case AMB_BT_DATA: rep->data_pages++; break;
-	case AMB_BT_OVERFLOW: rep->overflow_pages++; break;
-	default: break;
+	amb_db_check_report *rep = c->rep;
+	rep->pages += (r->len + ps - 1) / ps;
+	rep->ok += r->ok;
+	rep->header_pages += r->header;
+	rep->free_pages += r->free_pages;
+	rep->data_pages += r->data;
+	rep->overflow_pages += r->overflow;
+	for (unsigned i = 0; i < r->nexc; i++)
+		note_page(c, r->exc[i].pgno, r->exc[i].result, r->exc[i].why, r->exc[i].bit);
+}
+
+static int checker_start(checker *ck)
+{
+	for (int i = 0; i < NSLOT; i++) {
+		ck->slot[i] = calloc(1, sizeof(chunk_res));
+		if (!ck->slot[i])
+			return -1;
+	}
+	if (chunk_want(ck, 1) == 0)
+		return 0; /* one chunk: no helper needed */
+	pthread_mutex_init(&ck->mu, NULL);
+	pthread_cond_init(&ck->cv, NULL);
+	ck->threaded = pthread_create(&ck->th, NULL, helper_main, ck) == 0;
+	if (!ck->threaded) {
+		pthread_mutex_destroy(&ck->mu);
+		pthread_cond_destroy(&ck->cv);
+	}
+	return 0;
+}
+
+static void checker_stop(checker *ck)
+{
+	if (ck->threaded) {
+		pthread_mutex_lock(&ck->mu);
+		ck->stop = 1;
+		pthread_cond_broadcast(&ck->cv);
+		pthread_mutex_unlock(&ck->mu);
+		pthread_join(ck->th, NULL);
+		pthread_mutex_destroy(&ck->mu);
+		pthread_cond_destroy(&ck->cv);
+		ck->threaded = 0;
+	}
+	for (int i = 0; i < NSLOT; i++) {
+		free(ck->slot[i]);
+		ck->slot[i] = NULL;
 	}
 }
 
@@ -429,22 +517,25 @@ int amb_db_check(amb_vfs *v, const char *path, amb_db_check_report *rep, amb_pag
 	}
 	rep->file_size = (uint64_t)fsize;
 
+	checker ck = {.v = v, .fd = fd, .size = rep->file_size};
+	unsigned char *buf = NULL;
+	chunk_res *mine = NULL;
 	int rc = amb_dbhdr_load(v, fd, path, &rep->hdr, &rep->hdr_status);
-	unsigned char *scratch = malloc(32768 * 2);
-	reader rd = {.v = v, .fd = fd};
-	if (!scratch) {
-		rc = amb_err(AMS_ENOMEM, "%s: out of memory", path);
-		goto out;
-	}
 	if (rc == 0) {
 		rep->hdr_ok = 1;
 		rep->page_size = rep->hdr.page_size;
 	} else if (rc == AMS_ECORRUPT) {
-		rep->page_size = guess_page_size(v, fd, scratch + 32768, scratch);
+		unsigned char *tmp = malloc(2 * 32768);
+		if (!tmp) {
+			rc = amb_err(AMS_ENOMEM, "%s: out of memory", path);
+			goto out;
+		}
+		rep->page_size = guess_page_size(v, fd, tmp + 32768, tmp);
+		free(tmp);
 		if (!rep->page_size) {
+			rep->pages = 2;
 			note_page(&c, 0, AMB_CK_DAMAGED, "header copy 0 is damaged", 0);
 			note_page(&c, 1, AMB_CK_DAMAGED, "header copy 1 is damaged", 0);
-			rep->pages = 2;
 			rc = amb_err(AMS_ECORRUPT,
 			             "%s: both database header copies are damaged and no page verifies "
 			             "under any page size",
@@ -456,80 +547,59 @@ int amb_db_check(amb_vfs *v, const char *path, amb_db_check_report *rep, amb_pag
 	}
 	rc = 0;
 
-	uint32_t ps = rep->page_size;
-	rd.size = rep->file_size;
-	if (reader_start(&rd) < 0) {
+	ck.ps = rep->page_size;
+	buf = malloc(CHUNK + ck.ps);
+	mine = malloc(sizeof(*mine));
+	if (!buf || !mine || checker_start(&ck) < 0) {
 		rc = amb_err(AMS_ENOMEM, "%s: out of memory", path);
 		goto out;
 	}
-	uint64_t pgno = 0;
-	char why[256];
-	for (;;) {
-		size_t want = chunk_want(&rd, rd.next);
+	for (uint64_t k = 0;; k++) {
+		size_t want = chunk_want(&ck, k);
 		if (want == 0)
 			break;
-		size_t len;
-		int err;
-		const unsigned char *buf = reader_next(&rd, &len, &err);
+		chunk_res *res;
+		if (ck.threaded && (k & 1)) {
+			res = ck.slot[(k / 2) % NSLOT];
+			pthread_mutex_lock(&ck.mu);
+			while (!res->state)
+				pthread_cond_wait(&ck.cv, &ck.mu);
+			pthread_mutex_unlock(&ck.mu);
+		} else {
+			res = mine;
+			do_chunk(&ck, k, buf, buf + CHUNK, res);
+		}
+		int err = res->err;
+		size_t len = res->len;
+		if (!err)
+			report_chunk(&c, res, ck.ps);
+		if (res != mine) {
+			pthread_mutex_lock(&ck.mu);
+			res->state = 0;
+			pthread_cond_broadcast(&ck.cv);
+			pthread_mutex_unlock(&ck.mu);
+		}
 		if (err) {
-			rc = amb_err(AMS_EIO, "%s: read error at page %llu: %s", path,
-			             (unsigned long long)pgno, strerror(-err));
+			rc = amb_err(err == -ENOMEM ? AMS_ENOMEM : AMS_EIO,
+			             "%s: read error at page %llu: %s", path,
+			             (unsigned long long)(k * CHUNK / ck.ps), strerror(-err));
 			break;
 		}
-		size_t whole = len / ps * ps;
-		for (size_t off = 0; off < whole; off += ps, pgno++) {
-			const unsigned char *p = buf + off;
-			/* the common case inline: an intact free page */
-			int hok = amb_ck_hash(p, ps, pgno) == rd64(p);
-			if (hok && rd32(p + 12) == pgno && rd16(p + 24) == AMB_BT_FREE && pgno >= 2) {
-				rep->free_pages++;
-				rep->ok++;
-				continue;
-			}
-			uint16_t t = 0;
-			uint64_t bit = 0;
-			why[0] = '\0';
-			int res = check_page(p, ps, (uint32_t)pgno, hok, scratch, &t, &bit, why,
-			                     sizeof(why));
-			if (res == AMB_CK_OK) {
-				rep->ok++;
-				count_type(rep, t);
-			} else {
-				if (res == AMB_CK_CORRECTED) {
-					count_type(rep, t);
-					snprintf(why, sizeof(why), "bit %llu was corrupted and has been corrected",
-					         (unsigned long long)bit);
-				}
-				note_page(&c, (uint32_t)pgno, res, why, bit);
-			}
-		}
-		if (len > whole) {
-			/* a trailing partial page */
-			snprintf(why, sizeof(why), "page is truncated (the file ends %zu bytes into it)",
-			         len - whole);
-			note_page(&c, (uint32_t)pgno, AMB_CK_DAMAGED, why, 0);
-			pgno++;
-		}
-		reader_release(&rd);
 		if (len < want)
 			break; /* the file shrank while we read it */
 	}
-	rep->pages = pgno;
 
-	if (rc == 0 && rep->hdr_ok) {
-		uint64_t whole = rep->pages; /* a partial last page was reported already */
-		if (rep->hdr.page_count > whole) {
-			rep->missing_pages = rep->hdr.page_count - whole;
-			/* A clean database has every page it counts; a dirty one may
-			 * lag behind its header until recovery replays the extension. */
-			if (rep->hdr.state == AMB_DBSTATE_CLEAN ||
-			    rep->hdr.state == AMB_DBSTATE_JUST_CREATED) {
-				snprintf(why, sizeof(why),
-				         "missing: the file ends before page %llu but the header counts %u "
-				         "pages",
-				         (unsigned long long)whole, rep->hdr.page_count);
-				note_page(&c, (uint32_t)whole, AMB_CK_DAMAGED, why, 0);
-			}
+	if (rc == 0 && rep->hdr_ok && rep->hdr.page_count > rep->pages) {
+		/* a partial last page was reported already */
+		rep->missing_pages = rep->hdr.page_count - rep->pages;
+		/* A clean database has every page it counts; a dirty one may lag
+		 * behind its header until recovery replays the extension. */
+		if (rep->hdr.state == AMB_DBSTATE_CLEAN || rep->hdr.state == AMB_DBSTATE_JUST_CREATED) {
+			char why[200];
+			snprintf(why, sizeof(why),
+			         "missing: the file ends before page %llu but the header counts %u pages",
+			         (unsigned long long)rep->pages, rep->hdr.page_count);
+			note_page(&c, (uint32_t)rep->pages, AMB_CK_DAMAGED, why, 0);
 		}
 	}
 	if (rc == 0 && rep->damaged) {
@@ -538,8 +608,9 @@ int amb_db_check(amb_vfs *v, const char *path, amb_db_check_report *rep, amb_pag
 		             (unsigned long long)rep->first_damaged, c.first_why);
 	}
 out:
-	reader_stop(&rd);
-	free(scratch);
+	checker_stop(&ck);
+	free(mine);
+	free(buf);
 	v->close(v, fd);
 	return rc;
 }
@@ -622,7 +693,8 @@ int amb_logdir_list(amb_vfs *v, const char *dir, const char *prefix, uint32_t fr
 		if (e->current && e->rc == 0)
 			e->gen = e->scan.hdr.gen;
 	}
-	qsort(list, cnt, sizeof(*list), entry_cmp);
+	if (cnt > 1)
+		qsort(list, cnt, sizeof(*list), entry_cmp);
 	*out = list;
 	*n = cnt;
 	return 0;
@@ -776,7 +848,9 @@ int amb_logdir_check(amb_vfs *v, const char *dir, const char *prefix, uint32_t f
 				        "generation created %s, but %s was created %s",
 				        e->gen, e->name, p->name, a, p->name, b);
 			}
-			if (ps->end_lsn < s->hdr.start_lsn) {
+			if (ps->end_lsn < s->hdr.start_lsn && ps->damaged) {
+				/* already reported as damaged in the middle */
+			} else if (ps->end_lsn < s->hdr.start_lsn) {
 				problem(&c, p->gen, AMS_ECORRUPT,
 				        "log generation 0x%08X (%s) is damaged: its valid data ends at segment "
 				        "%u (LSN %llu) but generation 0x%08X starts at LSN %llu",

@@ -52,8 +52,9 @@ typedef void (*amb_page_cb)(void *arg, uint32_t pgno, int result, const char *wh
  * every page, each checked for its checksum (one XXH3 pass when intact),
  * its page number, its type, and for data and overflow pages the layout
  * of their contents.  A trailing partial page is damage.  The file is
- * read sequentially in large chunks by a helper thread while the caller's
- * thread verifies, and is never written.
+ * read in large chunks, alternately by the caller's thread and a helper
+ * thread that verify them in parallel, and is never written; on_page is
+ * always called on the caller's thread, in page order.
  *
  * Returns 0 when every page is intact or corrected; AMS_ECORRUPT when any
  * page is damaged (rep says how many; the message names the first);

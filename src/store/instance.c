@@ -175,6 +175,63 @@ static int prepare_tmp(ams_instance *in)
 	return 0;
 }
 
+/*
+ * SPACE RESERVE.  amber.reserve (log size + 64 KiB of written zeros) is
+ * disk space kept for the engine's own needs when the filesystem is full:
+ * opening (a new log generation, a checkpoint file) and shutting down (the
+ * checkpoint file).  Commits never spend it: they fail with AMS_ENOSPC
+ * instead.  It is made again once space allows (at open and checkpoints).
+ */
+static void reserve_path(ams_instance *in, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s/amber.reserve", in->dir);
+}
+
+static int reserve_make(ams_instance *in)
+{
+	amb_vfs *v = in->vfs;
+	char path[PATH_MAX];
+	reserve_path(in, path, sizeof(path));
+	if (access(path, F_OK) == 0)
+		return 0;
+	char tmp[PATH_MAX + 8];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	int fd = v->open(v, tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0)
+		return fd;
+	static const unsigned char zero[65536];
+	uint64_t size = in->log_size + 65536;
+	int rc = 0;
+	for (uint64_t off = 0; off < size && !rc; off += sizeof(zero)) {
+		ssize_t w = v->pwrite(v, fd, zero, sizeof(zero), (off_t)off);
+		if (w < 0)
+			rc = (int)w;
+	}
+	if (!rc)
+		rc = v->sync(v, fd, 0);
+	v->close(v, fd);
+	if (!rc)
+		rc = v->rename(v, tmp, path);
+	if (!rc)
+		rc = v->sync_dir(v, in->dir);
+	if (rc)
+		v->unlink(v, tmp);
+	else
+		in->reserve_used = 0;
+	return rc;
+}
+
+/* Free the reserve; 1 if that freed space. */
+static int reserve_spend(ams_instance *in)
+{
+	char path[PATH_MAX];
+	reserve_path(in, path, sizeof(path));
+	if (amb_durable_unlink(in->vfs, path) != 0)
+		return 0;
+	in->reserve_used = 1;
+	return 1;
+}
+
 static int genmap_push(ams_instance *in, uint32_t gen, uint64_t lsn)
 {
 	if (in->ngenmap == in->capgenmap) {
@@ -376,6 +433,7 @@ static void *flusher_main(void *arg)
 		size_t len = in->lbuf_len, cap = in->lbuf_cap;
 		uint32_t segs = in->lbuf_segs;
 		uint64_t lsn = in->lsn_written;
+		uint32_t gen_before = in->gen;
 		in->lbuf = spare;
 		in->lbuf_cap = spare_cap;
 		in->lbuf_len = 0;
@@ -418,6 +476,8 @@ static void *flusher_main(void *arg)
 			amb_fail_locked(in, rc, ams_errmsg());
 			break;
 		}
+		if (in->gen != gen_before)
+			in->hdr_req = 1;
 		in->lsn_durable = lsn + len;
 		in->reserved_segs -= segs;
 		if (len)
@@ -504,7 +564,8 @@ static int checkpoint(ams_instance *in)
 		amb_err(rc, "out of memory during a checkpoint");
 		goto out;
 	}
-	qsort(pages, n, sizeof(*pages), ckpt_cmp);
+	if (n)
+		qsort(pages, n, sizeof(*pages), ckpt_cmp);
 
 	/* 2. write-ahead rule: the log must be durable up to lsn */
 	pthread_mutex_lock(&in->mu);
@@ -555,7 +616,24 @@ static int checkpoint(ams_instance *in)
 	snprintf(chk.prefix, sizeof(chk.prefix), "%s", in->prefix);
 	char chkpath[PATH_MAX];
 	snprintf(chkpath, sizeof(chkpath), "%s/%s.chk", in->dir, in->prefix);
+	pthread_mutex_lock(&in->hdr_mu);
 	rc = amb_chk_store(v, chkpath, &chk, ++in->ckpt_seq);
+	if (rc == AMS_ENOSPC && in->stop && reserve_spend(in))
+		rc = amb_chk_store(v, chkpath, &chk, ++in->ckpt_seq); /* shutting down */
+	if (rc == AMS_ENOSPC && !in->stop) {
+		/* a full disk: the checkpoint waits, nothing is lost (the log has it all) */
+		pthread_mutex_unlock(&in->hdr_mu);
+		amb_gate_exit(in);
+		pthread_rwlock_wrlock(&in->rw);
+		for (size_t i = 0; i < n; i++) {
+			amb_page *p = amb_cache_get(&in->db[pages[i].db], pages[i].pgno);
+			if (p)
+				p->dirty = 1;
+		}
+		pthread_rwlock_unlock(&in->rw);
+		rc = 0;
+		goto out;
+	}
 	if (rc) {
 		amb_err(AMS_EIO, "%s: writing the checkpoint failed", chkpath);
 	} else {
@@ -570,6 +648,7 @@ static int checkpoint(ams_instance *in)
 		}
 		rc = amb_headers_store(in);
 	}
+	pthread_mutex_unlock(&in->hdr_mu);
 	amb_gate_exit(in);
 	if (rc)
 		goto out;
@@ -583,6 +662,8 @@ static int checkpoint(ams_instance *in)
 			amb_cache_remove(db, pages[i].pgno);
 	}
 	pthread_rwlock_unlock(&in->rw);
+	if (in->reserve_used && !in->stop)
+		reserve_make(in);
 	pthread_mutex_lock(&in->mu);
 	in->ckpt_lsn = lsn;
 	in->ckpt_gen = gen;
@@ -602,20 +683,41 @@ out:
 	return rc;
 }
 
+/* After a roll: the headers' Log Required upper bound follows the log. */
+static int refresh_headers(ams_instance *in)
+{
+	pthread_mutex_lock(&in->mu);
+	uint32_t cur = in->gen;
+	pthread_mutex_unlock(&in->mu);
+	amb_gate_enter(in);
+	pthread_mutex_lock(&in->hdr_mu);
+	for (int d = 0; d < in->ndb; d++) {
+		in->db[d].hdr.gen_max_required = cur;
+		in->db[d].hdr.gen_max_committed = cur;
+	}
+	int rc = amb_headers_store(in);
+	pthread_mutex_unlock(&in->hdr_mu);
+	amb_gate_exit(in);
+	return rc;
+}
+
 static void *ckpter_main(void *arg)
 {
 	ams_instance *in = arg;
 	pthread_mutex_lock(&in->mu);
 	for (;;) {
-		while (!in->stop && !in->failed && !in->ckpt_req)
+		while (!in->stop && !in->failed && !in->ckpt_req && !in->hdr_req)
 			pthread_cond_wait(&in->cond, &in->mu);
 		if (in->stop || in->failed)
 			break;
+		int full = in->ckpt_req;
 		in->ckpt_req = 0;
+		in->hdr_req = 0;
 		pthread_mutex_unlock(&in->mu);
-		int rc = checkpoint(in);
+		int rc = full ? checkpoint(in) : refresh_headers(in);
 		pthread_mutex_lock(&in->mu);
-		in->ckpt_done++;
+		if (full)
+			in->ckpt_done++;
 		if (rc && rc != AMS_EFAILED)
 			amb_fail_locked(in, rc, ams_errmsg());
 		pthread_cond_broadcast(&in->cond);
@@ -2135,6 +2237,7 @@ static void instance_free(ams_instance *in)
 		close(in->lockfd);
 	pthread_rwlock_destroy(&in->rw);
 	pthread_mutex_destroy(&in->mu);
+	pthread_mutex_destroy(&in->hdr_mu);
 	pthread_cond_destroy(&in->cond);
 	free(in);
 }
@@ -2151,6 +2254,7 @@ static ams_instance *instance_new(const char *dir, const ams_open_opts *o)
 	in->log_fd = in->tmp_fd = in->lockfd = -1;
 	pthread_rwlock_init(&in->rw, NULL);
 	pthread_mutex_init(&in->mu, NULL);
+	pthread_mutex_init(&in->hdr_mu, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -2356,7 +2460,10 @@ int ams_open(const char *dir, const ams_open_opts *o, ams_instance **out)
 	}
 	/* a new generation for this run, then a checkpoint at its start */
 	in->lsn_end = in->lsn_written = in->lsn_durable = end_lsn;
-	if ((rc = log_roll_io(in, end_lsn)) != 0)
+	rc = log_roll_io(in, end_lsn);
+	if (rc == AMS_ENOSPC && reserve_spend(in))
+		rc = log_roll_io(in, end_lsn);
+	if (rc)
 		goto fail;
 	in->ckpt_lsn = end_lsn;
 	in->ckpt_gen = in->gen;
@@ -2374,8 +2481,11 @@ int ams_open(const char *dir, const ams_open_opts *o, ams_instance **out)
 		snprintf(chk.prefix, sizeof(chk.prefix), "%s", in->prefix);
 		char chkpath[PATH_MAX];
 		snprintf(chkpath, sizeof(chkpath), "%s/%s.chk", in->dir, in->prefix);
-		if ((rc = amb_chk_store(in->vfs, chkpath, &chk, ++in->ckpt_seq)) != 0) {
-			rc = amb_err(amb_errno_code(rc) == AMS_ENOSPC ? AMS_ENOSPC : AMS_EIO,
+		rc = amb_chk_store(in->vfs, chkpath, &chk, ++in->ckpt_seq);
+		if (rc == AMS_ENOSPC && reserve_spend(in))
+			rc = amb_chk_store(in->vfs, chkpath, &chk, ++in->ckpt_seq);
+		if (rc) {
+			rc = amb_err(rc == AMS_ENOSPC ? AMS_ENOSPC : AMS_EIO,
 			             "%s: cannot write the checkpoint", chkpath);
 			goto fail;
 		}
@@ -2395,6 +2505,7 @@ int ams_open(const char *dir, const ams_open_opts *o, ams_instance **out)
 		goto fail;
 	if ((rc = amb_space_scan(in)) != 0)
 		goto fail;
+	reserve_make(in); /* best effort: a full disk may not allow it yet */
 	uint32_t newest;
 	scan_archived(in->dir, in->prefix, &in->gen_oldest, &newest);
 	if (!in->gen_oldest)

@@ -11,6 +11,8 @@
  *   mu   (mutex)   the log buffer, LSNs, flush/roll/checkpoint requests,
  *                  freeze state, counters.  Order: rw before mu.
  *   cond           broadcast on every change a waiter may care about.
+ *   hdr_mu         the in-memory database headers and their writes
+ *                  (checkpointer, header refresh, ams_backup_complete).
  *
  * The flusher thread is the only one that writes the log; the checkpointer
  * thread is the only one that writes database pages while the instance is
@@ -99,6 +101,7 @@ struct ams_instance {
 	pthread_rwlock_t rw;
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
+	pthread_mutex_t hdr_mu;
 
 	/* log buffer: records appended, not yet taken by the flusher */
 	unsigned char *lbuf;
@@ -129,6 +132,7 @@ struct ams_instance {
 	uint32_t ckpt_gen;
 	uint64_t ckpt_seq;
 	int ckpt_req;
+	int hdr_req;           /* a roll happened: refresh Log Required */
 	uint64_t ckpt_done;
 
 	/* freeze gate */
@@ -147,6 +151,7 @@ struct ams_instance {
 	int stop;
 	pthread_t flusher, ckpter;
 	int threads_started;
+	int reserve_used;         /* amber.reserve was spent to shut down / open */
 
 	uint64_t txn_seq;
 	uint64_t n_commits, n_flushes, n_ckpts, n_damaged, n_corrected;

@@ -283,6 +283,8 @@ static int set_path(parser *p, char *dst, const char *val, const char *key)
 	int n;
 	if (val[0] == '/' || strcmp(p->dir, ".") == 0)
 		n = snprintf(dst, PATH_MAX, "%s", val);
+	else if (strcmp(val, ".") == 0)
+		n = snprintf(dst, PATH_MAX, "%s", p->dir);
 	else
 		n = snprintf(dst, PATH_MAX, "%s/%s", p->dir, val);
 	if (n < 0 || n >= PATH_MAX)
