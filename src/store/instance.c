@@ -798,16 +798,20 @@ static txop *txn_add(ams_txn *t)
  * one and the prepared next one).  About 2 x log size: 1 MiB logs carry
  * values up to about 1.9 MiB.
  */
-static size_t max_value(ams_instance *in)
+static size_t max_value_for(size_t P, uint32_t nsegs, int ndb)
 {
-	size_t P = in->page_size;
-	size_t cap = (size_t)(2 * in->nsegs - 1) * AMB_SEG_PAYLOAD;
-	size_t fixed = AMB_REC_HDR + 24 + 8 * (AMB_ENT_HDR + P + 16) + (size_t)in->ndb * 16;
+	size_t cap = (size_t)(2 * nsegs - 1) * AMB_SEG_PAYLOAD;
+	size_t fixed = AMB_REC_HDR + 24 + 8 * (AMB_ENT_HDR + P + 16) + (size_t)ndb * 16;
 	if (cap <= fixed)
 		return 0;
 	size_t pages = (cap - fixed) / (AMB_ENT_HDR + P + 16);
 	size_t v = pages * (P - AMB_OVF_HDR);
 	return v < AMB_MAX_VALUE ? v : AMB_MAX_VALUE;
+}
+
+static size_t max_value(ams_instance *in)
+{
+	return max_value_for(in->page_size, in->nsegs, in->ndb);
 }
 
 static int txn_op(ams_txn *t, int kind, const char *table, const void *key, size_t klen,
@@ -1103,8 +1107,13 @@ static void insert_record(apply_ctx *c, amb_table *t, const char *table, const u
 	ams_instance *in = c->in;
 	int d = t->db;
 	size_t tlen = strlen(table);
-	unsigned char cell[18 + AMB_MAX_TABLE + AMB_MAX_KEY + 1024];
+	/* a cell holds at most inline_max() bytes of value (a quarter page) */
+	unsigned char *cell = malloc(18 + AMB_MAX_TABLE + AMB_MAX_KEY + in->page_size / 4);
 	unsigned hdr;
+	if (!cell) {
+		c->oom = 1;
+		return;
+	}
 	size_t cl_inline = 10 + tlen + klen + vlen;
 	int is_long = cl_inline > inline_max(in);
 	if (!is_long) {
@@ -1116,6 +1125,7 @@ static void insert_record(apply_ctx *c, amb_table *t, const char *table, const u
 		uint32_t np = (uint32_t)((vlen + per - 1) / per);
 		uint32_t *pg = malloc(np * sizeof(*pg));
 		if (!pg) {
+			free(cell);
 			c->oom = 1;
 			return;
 		}
@@ -1125,6 +1135,7 @@ static void insert_record(apply_ctx *c, amb_table *t, const char *table, const u
 			amb_page *p = pg[i] ? touch(c, d, pg[i], 1) : NULL;
 			if (!p) {
 				free(pg);
+				free(cell);
 				c->oom = 1;
 				return;
 			}
@@ -1155,10 +1166,12 @@ static void insert_record(apply_ctx *c, amb_table *t, const char *table, const u
 		memcpy(cell + hdr + tlen + klen, val, vlen);
 	amb_page *p = find_room(c, d, len);
 	if (!p) {
+		free(cell);
 		c->oom = 1;
 		return;
 	}
 	cell_append(p->buf, cell, len);
+	free(cell);
 	if (amb_key_set(t, key, klen, p->pgno))
 		c->oom = 1;
 }
@@ -1951,6 +1964,10 @@ int ams_create(const char *dir, const ams_create_opts *o)
 		               "1 GiB, not %llu", (unsigned long long)L);
 	if (ndb < 1 || ndb > AMB_MAX_DBS || !dbs)
 		return amb_err(AMS_EINVAL, "an instance has 1 to %d databases", AMB_MAX_DBS);
+	if (max_value_for(P, (uint32_t)(L / AMB_SEG_SIZE) - 1, ndb) < 16384)
+		return amb_err(AMS_EINVAL, "log files of %llu bytes are too small for %u-byte pages: "
+		               "a transaction's page images must fit in two log files (use at least "
+		               "%u KiB)", (unsigned long long)L, P, P * 12 / 1024 + 64);
 	for (int i = 0; i < ndb; i++) {
 		if (!dbs[i] || !dbname_ok(dbs[i]))
 			return amb_err(AMS_EINVAL, "database name '%s' must end in .edb and have no '/'",
