@@ -47,7 +47,7 @@ int ams_log_roll(ams_instance *in, uint32_t *new_gen)
 	}
 	uint64_t ticket = ++in->roll_req;
 	uint32_t before = in->gen;
-	pthread_cond_broadcast(&in->cond);
+	pthread_cond_broadcast(&in->bg_cond);
 	while (in->roll_done < ticket && !in->failed)
 		pthread_cond_wait(&in->cond, &in->mu);
 	int rc = 0;

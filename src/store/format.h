@@ -83,6 +83,23 @@
  *         FREE:   u64 stamp: write a free page
  *         EXTEND: u32 new page count: the database grows to that many pages,
  *                 the new pages free
+ *         DELTA:  u64 stamp before, u64 stamp after, u32 range count, then
+ *                 ranges {u16 offset, u16 length, bytes}: the page's bytes
+ *                 [12, P) that changed; the hash and ECC are recomputed
+ *
+ *   FULL PAGE IMAGES AND REPLAY.  The first change of a page after a
+ *   checkpoint began is logged as an IMAGE (or FREE/EXTEND, which also
+ *   determine the whole page); later changes in the same checkpoint
+ *   interval may be DELTAs.  Replay compares stamps, as ESE compares dbtime:
+ *   an IMAGE or FREE is written unless the page on disk is valid and at
+ *   least as new; a DELTA is applied only to a page whose stamp equals its
+ *   "stamp before", skipped if the page already has "stamp after" or newer,
+ *   and reported as a lost write if the page is valid but older.  A DELTA
+ *   for a torn (invalid) page is skipped and that page must be rewritten by
+ *   a later IMAGE/FREE of the replay; if none comes, recovery fails naming
+ *   the page.  Because of the first-image rule, replay from a checkpoint
+ *   always meets an image before any delta of a page written since, and
+ *   replay from any earlier point skips what the page already holds.
  *     AMB_REC_ROLL: empty; written as the last record of a generation that
  *       was closed on request (informational).
  *
@@ -126,6 +143,7 @@
 #define AMB_ENT_IMAGE 1
 #define AMB_ENT_FREE 2
 #define AMB_ENT_EXTEND 3
+#define AMB_ENT_DELTA 4
 #define AMB_ENT_HDR 8u
 
 #define AMB_MAX_TABLE 64

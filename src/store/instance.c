@@ -90,6 +90,12 @@ static uint32_t segs_for(size_t len)
 
 /* ------------------------------------------------------- failure, gate */
 
+/* Wake the background threads (mu held). */
+static void wake_bg(ams_instance *in)
+{
+	pthread_cond_broadcast(&in->bg_cond);
+}
+
 void amb_fail_locked(ams_instance *in, int rc, const char *msg)
 {
 	if (!in->failed) {
@@ -98,6 +104,7 @@ void amb_fail_locked(ams_instance *in, int rc, const char *msg)
 		snprintf(in->failmsg, sizeof(in->failmsg), "%s", msg);
 	}
 	pthread_cond_broadcast(&in->cond);
+	pthread_cond_broadcast(&in->bg_cond);
 }
 
 static int is_frozen(ams_instance *in)
@@ -128,7 +135,8 @@ void amb_gate_exit(ams_instance *in)
 	pthread_mutex_lock(&in->mu);
 	in->io_active--;
 	in->write_ops++;
-	pthread_cond_broadcast(&in->cond);
+	if (in->freezing)
+		pthread_cond_broadcast(&in->cond);
 	pthread_mutex_unlock(&in->mu);
 }
 
@@ -144,7 +152,8 @@ int amb_headers_store(ams_instance *in)
 
 /* --------------------------------------------------------- log writing */
 
-/* Create <prefix>tmp.log zero-filled and synced; keeps it open. */
+/* Create <prefix>tmp.log zero-filled and synced; returns its open descriptor
+ * or an AMS code.  Zeros: later fdatasyncs then never need block allocation. */
 static int prepare_tmp(ams_instance *in)
 {
 	amb_vfs *v = in->vfs;
@@ -171,8 +180,34 @@ static int prepare_tmp(ams_instance *in)
 		return amb_err(amb_errno_code(rc), "%s: cannot prepare the next log file: %s", path,
 		               strerror(-rc));
 	}
-	in->tmp_fd = fd;
-	return 0;
+	return fd;
+}
+
+/*
+ * Make sure the next log file is ready (tmp_fd >= 0).  Only one thread
+ * prepares it at a time (prep_busy); a roll that finds it missing waits for
+ * a preparation in progress or does it itself.  Returns 0 or an AMS code.
+ */
+static int ensure_tmp(ams_instance *in)
+{
+	pthread_mutex_lock(&in->mu);
+	while (in->prep_busy)
+		pthread_cond_wait(&in->cond, &in->mu);
+	if (in->tmp_fd >= 0) {
+		pthread_mutex_unlock(&in->mu);
+		return 0;
+	}
+	in->prep_busy = 1;
+	pthread_mutex_unlock(&in->mu);
+	int fd = prepare_tmp(in);
+	pthread_mutex_lock(&in->mu);
+	in->prep_busy = 0;
+	in->tmp_err = fd < 0 ? fd : 0;
+	if (fd >= 0)
+		in->tmp_fd = fd;
+	pthread_cond_broadcast(&in->cond);
+	pthread_mutex_unlock(&in->mu);
+	return fd < 0 ? fd : 0;
 }
 
 /*
@@ -305,7 +340,7 @@ static int log_roll_io(ams_instance *in, uint64_t start_lsn)
 	amb_vfs *v = in->vfs;
 	char cur[PATH_MAX], arch[PATH_MAX], tmp[PATH_MAX];
 	int rc;
-	if (in->tmp_fd < 0 && (rc = prepare_tmp(in)) != 0)
+	if ((rc = ensure_tmp(in)) != 0)
 		return rc;
 	amb_loghdr h;
 	loghdr_fill(in, &h, in->gen + 1, start_lsn, in->gen_create_time);
@@ -334,11 +369,11 @@ static int log_roll_io(ams_instance *in, uint64_t start_lsn)
 	pthread_mutex_unlock(&in->mu);
 	if (rc)
 		return amb_err(rc, "out of memory");
-	/* the next one; failing here is not fatal: admission sees no tmp */
-	rc = prepare_tmp(in);
+	/* the next one, in the background (the flusher thread); a failure there
+	 * is not fatal: admission then sees no prepared log */
 	pthread_mutex_lock(&in->mu);
-	in->tmp_err = rc;
-	pthread_cond_broadcast(&in->cond);
+	in->prep_req = 1;
+	wake_bg(in);
 	pthread_mutex_unlock(&in->mu);
 	return 0;
 }
@@ -412,84 +447,111 @@ static int log_write(ams_instance *in, const unsigned char *data, size_t len, ui
 	return rc;
 }
 
+/*
+ * One flush (mu held on entry and on return; in->flushing must be 0).  The
+ * calling thread leads: a committer waiting for its own record, or the
+ * flusher thread for a roll request.  Commits already admitted are given a
+ * moment (at most 200 µs) to append their records, so that one fdatasync
+ * serves them all.  Returns 0 or the AMS code that failed the instance.
+ */
+static int flush_cycle(ams_instance *in)
+{
+	in->flushing = 1;
+	if (in->lbuf_len && in->appliers) {
+		struct timespec ts;
+		abs_deadline(&ts, amb_mono_us() + 200);
+		while (in->appliers && !in->failed)
+			if (pthread_cond_timedwait(&in->cond, &in->mu, &ts))
+				break;
+	}
+	int want_roll = in->roll_req != in->roll_done;
+	uint64_t ticket = in->roll_req;
+	/* take the buffer; committers go on filling the spare one */
+	unsigned char *data = in->lbuf;
+	size_t len = in->lbuf_len, cap = in->lbuf_cap;
+	uint32_t segs = in->lbuf_segs;
+	uint64_t lsn = in->lsn_written;
+	uint32_t gen_before = in->gen;
+	in->lbuf = in->spare;
+	in->lbuf_cap = in->spare_cap;
+	in->spare = NULL;
+	in->spare_cap = 0;
+	in->lbuf_len = 0;
+	in->lbuf_segs = 0;
+	in->lsn_written = lsn + len;
+	pthread_mutex_unlock(&in->mu);
+
+	int rc = 0;
+	amb_gate_enter(in);
+	if (len)
+		rc = log_write(in, data, len, lsn);
+	if (!rc && want_roll) {
+		rc = log_roll_io(in, lsn + len);
+		if (rc == AMS_ENOSPC && !len) {
+			/* no space for a new generation: the roll fails, nothing lost */
+			pthread_mutex_lock(&in->mu);
+			in->roll_done = ticket;
+			pthread_mutex_unlock(&in->mu);
+			rc = 0;
+			want_roll = 0;
+		}
+	}
+	amb_gate_exit(in);
+
+	pthread_mutex_lock(&in->mu);
+	in->spare = data;
+	in->spare_cap = cap;
+	in->flushing = 0;
+	if (rc) {
+		amb_fail_locked(in, rc, ams_errmsg());
+		return rc;
+	}
+	if (in->gen != gen_before)
+		in->hdr_req = 1;
+	in->lsn_durable = lsn + len;
+	in->reserved_segs -= segs;
+	if (len)
+		in->n_flushes++;
+	if (want_roll)
+		in->roll_done = ticket;
+	if (in->lsn_durable - in->ckpt_lsn >= in->ckpt_depth)
+		in->ckpt_req = 1;
+	pthread_cond_broadcast(&in->cond);
+	if (in->ckpt_req || in->hdr_req || in->prep_req || in->roll_req != in->roll_done || in->stop)
+		wake_bg(in);
+	return 0;
+}
+
+/*
+ * The flusher thread: rolls on request, prepares the next log file in the
+ * background, and flushes records nobody is waiting for (committers
+ * normally lead their own flush).
+ */
 static void *flusher_main(void *arg)
 {
 	ams_instance *in = arg;
-	unsigned char *spare = NULL;
-	size_t spare_cap = 0;
 	pthread_mutex_lock(&in->mu);
 	for (;;) {
-		while (!in->failed && in->lbuf_len == 0 && in->roll_req == in->roll_done &&
-		       !in->prep_req && !in->stop)
-			pthread_cond_wait(&in->cond, &in->mu);
-		if (in->failed || (in->stop && in->lbuf_len == 0 && in->roll_req == in->roll_done))
+		int roll = in->roll_req != in->roll_done;
+		int prep = in->prep_req && in->tmp_fd < 0 && !in->prep_busy;
+		if (in->failed || (in->stop && !in->lbuf_len && !roll && !in->flushing))
 			break;
-		int want_roll = in->roll_req != in->roll_done;
-		uint64_t ticket = in->roll_req;
-		int want_prep = in->prep_req;
-		in->prep_req = 0;
-		/* take the buffer; committers go on filling the spare one */
-		unsigned char *data = in->lbuf;
-		size_t len = in->lbuf_len, cap = in->lbuf_cap;
-		uint32_t segs = in->lbuf_segs;
-		uint64_t lsn = in->lsn_written;
-		uint32_t gen_before = in->gen;
-		in->lbuf = spare;
-		in->lbuf_cap = spare_cap;
-		in->lbuf_len = 0;
-		in->lbuf_segs = 0;
-		in->lsn_written = lsn + len;
-		pthread_mutex_unlock(&in->mu);
-
-		int rc = 0;
-		if (len || want_roll || (want_prep && in->tmp_fd < 0)) {
+		if (!in->flushing && (roll || (in->stop && in->lbuf_len))) {
+			flush_cycle(in);
+			continue;
+		}
+		if (prep) {
+			in->prep_req = 0;
+			pthread_mutex_unlock(&in->mu);
 			amb_gate_enter(in);
-			if (len)
-				rc = log_write(in, data, len, lsn);
-			if (!rc && want_roll) {
-				rc = log_roll_io(in, lsn + len);
-				if (rc == AMS_ENOSPC && !len) {
-					/* could not roll for lack of space: tell the caller,
-					 * nothing was lost */
-					pthread_mutex_lock(&in->mu);
-					in->tmp_err = rc;
-					in->roll_done = ticket;
-					pthread_cond_broadcast(&in->cond);
-					pthread_mutex_unlock(&in->mu);
-					rc = 0;
-					want_roll = 0;
-				}
-			}
-			if (!rc && !want_roll && want_prep && in->tmp_fd < 0) {
-				int prc = prepare_tmp(in);
-				pthread_mutex_lock(&in->mu);
-				in->tmp_err = prc;
-				pthread_mutex_unlock(&in->mu);
-			}
+			ensure_tmp(in);
 			amb_gate_exit(in);
+			pthread_mutex_lock(&in->mu);
+			continue;
 		}
-
-		pthread_mutex_lock(&in->mu);
-		spare = data;
-		spare_cap = cap;
-		if (rc) {
-			amb_fail_locked(in, rc, ams_errmsg());
-			break;
-		}
-		if (in->gen != gen_before)
-			in->hdr_req = 1;
-		in->lsn_durable = lsn + len;
-		in->reserved_segs -= segs;
-		if (len)
-			in->n_flushes++;
-		if (want_roll)
-			in->roll_done = ticket;
-		if (in->lsn_durable - in->ckpt_lsn >= in->ckpt_depth)
-			in->ckpt_req = 1;
-		pthread_cond_broadcast(&in->cond);
+		pthread_cond_wait(&in->bg_cond, &in->mu);
 	}
 	pthread_mutex_unlock(&in->mu);
-	free(spare);
 	return NULL;
 }
 
@@ -528,6 +590,9 @@ static int checkpoint(ams_instance *in)
 	pthread_mutex_lock(&in->mu);
 	uint64_t lsn = in->lsn_end;
 	pthread_mutex_unlock(&in->mu);
+	/* replay will start at lsn: every page changed after it must be logged
+	 * whole once more before any delta (format.h) */
+	in->fpi_epoch++;
 	for (int d = 0; d < in->ndb && !rc; d++) {
 		amb_db *db = &in->db[d];
 		npages[d] = db->npages;
@@ -569,8 +634,12 @@ static int checkpoint(ams_instance *in)
 
 	/* 2. write-ahead rule: the log must be durable up to lsn */
 	pthread_mutex_lock(&in->mu);
-	while (in->lsn_durable < lsn && !in->failed)
-		pthread_cond_wait(&in->cond, &in->mu);
+	while (in->lsn_durable < lsn && !in->failed) {
+		if (!in->flushing && in->lsn_written < lsn)
+			flush_cycle(in);
+		else
+			pthread_cond_wait(&in->cond, &in->mu);
+	}
 	int failed = in->failed;
 	uint32_t gen = gen_of_lsn(in, lsn), cur = in->gen;
 	pthread_mutex_unlock(&in->mu);
@@ -707,7 +776,7 @@ static void *ckpter_main(void *arg)
 	pthread_mutex_lock(&in->mu);
 	for (;;) {
 		while (!in->stop && !in->failed && !in->ckpt_req && !in->hdr_req)
-			pthread_cond_wait(&in->cond, &in->mu);
+			pthread_cond_wait(&in->bg_cond, &in->mu);
 		if (in->stop || in->failed)
 			break;
 		int full = in->ckpt_req;
@@ -974,6 +1043,11 @@ static amb_page *touch(apply_ctx *c, int d, uint32_t pgno, int fresh)
 		c->t[c->nt].p = p;
 		c->nt++;
 		p->touched = 1;
+		if (!fresh && p->fpi_epoch == in->fpi_epoch) {
+			p->before = malloc(in->page_size);
+			if (p->before)
+				memcpy(p->before, p->buf, in->page_size);
+		}
 	}
 	p->dirty = 1;
 	return p;
@@ -1395,6 +1469,7 @@ static void extend_db(apply_ctx *c, int d, uint32_t n)
 		}
 		amb_page_format_free(buf, in->page_size, pg, db->stamp);
 		p->dirty = 1;
+		p->fpi_epoch = in->fpi_epoch; /* the EXTEND entry determines it */
 		if (amb_push_u32(&db->freel, &db->nfree, &db->capfree, pg))
 			c->oom = 1;
 	}
@@ -1445,6 +1520,69 @@ static void apply_ops(apply_ctx *c, ams_txn *t, const uint32_t ext[AMB_MAX_DBS])
 	}
 }
 
+/*
+ * Log the change of p since p->before as a DELTA entry: the byte ranges of
+ * [12, P) that differ (runs closer than 16 bytes are merged).  Returns 0
+ * (and logs nothing) when an image would not be much larger.
+ */
+static int emit_delta(apply_ctx *c, int d, amb_page *p, uint64_t stamp_before,
+                      uint64_t stamp_after)
+{
+	uint32_t P = c->in->page_size;
+	const unsigned char *a = p->before, *b = p->buf;
+	uint16_t off[512], len[512];
+	uint32_t n = 0;
+	size_t bytes = 0;
+	/* the block header fields after the ECC always change (stamp) */
+	off[n] = 12;
+	len[n] = 20;
+	bytes += 4 + 20;
+	n++;
+	uint32_t i = 32;
+	while (i < P) {
+		if (memcmp(a + i, b + i, 8) == 0) {
+			i += 8;
+			continue;
+		}
+		uint32_t start = i, end = i + 8, gap = 0;
+		for (i += 8; i < P; i += 8) {
+			if (memcmp(a + i, b + i, 8) != 0) {
+				end = i + 8;
+				gap = 0;
+			} else if (++gap > 2) {
+				break;
+			}
+		}
+		if (n == 512)
+			return 0;
+		off[n] = (uint16_t)start;
+		len[n] = (uint16_t)(end - start);
+		bytes += 4 + (end - start);
+		n++;
+		i = end;
+		if (bytes > P / 2)
+			return 0;
+	}
+	if (bytes + 20 > P / 2)
+		return 0;
+	unsigned char *e = rec_reserve(c, AMB_ENT_HDR + 20 + bytes);
+	if (!e)
+		return 0;
+	ent_hdr(e, AMB_ENT_DELTA, d, p->pgno);
+	e += AMB_ENT_HDR;
+	wr64(e, stamp_before);
+	wr64(e + 8, stamp_after);
+	wr32(e + 16, n);
+	e += 20;
+	for (uint32_t k = 0; k < n; k++) {
+		wr16(e, off[k]);
+		wr16(e + 2, len[k]);
+		memcpy(e + 4, b + off[k], len[k]);
+		e += 4 + len[k];
+	}
+	return 1;
+}
+
 /* Seal the touched pages and put their images (or FREE entries) into the
  * record; returns 0 or sets c->oom. */
 static void emit_images(apply_ctx *c)
@@ -1466,6 +1604,8 @@ static void emit_images(apply_ctx *c)
 			amb_page *p = amb_cache_get(db, pgno);
 			if (p && p->touched) {
 				p->touched = 0; /* it is freed: no image */
+				free(p->before);
+				p->before = NULL;
 				for (size_t k = 0; k < c->nt; k++)
 					if (c->t[k].p == p)
 						c->t[k].p = NULL;
@@ -1481,6 +1621,7 @@ static void emit_images(apply_ctx *c)
 			}
 			amb_page_format_free(p->buf, in->page_size, pgno, stamp[d]);
 			p->dirty = 1;
+			p->fpi_epoch = in->fpi_epoch;
 			unsigned char *e = rec_reserve(c, AMB_ENT_HDR + 8);
 			if (!e)
 				return;
@@ -1499,6 +1640,9 @@ static void emit_images(apply_ctx *c)
 		amb_blk_get(p->buf, &b);
 		if (b.type == AMB_BT_DATA && b.aux == 0) {
 			/* emptied data page: becomes free */
+			free(p->before);
+			p->before = NULL;
+			p->fpi_epoch = in->fpi_epoch;
 			amb_page_format_free(p->buf, in->page_size, p->pgno, stamp[d]);
 			if (db->fill == p->pgno)
 				db->fill = 0;
@@ -1511,14 +1655,24 @@ static void emit_images(apply_ctx *c)
 			c->nent++;
 			continue;
 		}
+		uint64_t stamp_before = b.stamp;
 		b.stamp = stamp[d];
 		amb_blk_put(p->buf, &b);
 		amb_ck_seal(p->buf, in->page_size, p->pgno);
-		unsigned char *e = rec_reserve(c, AMB_ENT_HDR + in->page_size);
-		if (!e)
-			return;
-		ent_hdr(e, AMB_ENT_IMAGE, d, p->pgno);
-		memcpy(e + AMB_ENT_HDR, p->buf, in->page_size);
+		int logged = 0;
+		if (p->before) {
+			logged = emit_delta(c, d, p, stamp_before, stamp[d]);
+			free(p->before);
+			p->before = NULL;
+		}
+		if (!logged) {
+			unsigned char *e = rec_reserve(c, AMB_ENT_HDR + in->page_size);
+			if (!e)
+				return;
+			ent_hdr(e, AMB_ENT_IMAGE, d, p->pgno);
+			memcpy(e + AMB_ENT_HDR, p->buf, in->page_size);
+			p->fpi_epoch = in->fpi_epoch;
+		}
 		c->nent++;
 	}
 }
@@ -1545,7 +1699,7 @@ static int admit(ams_instance *in, uint32_t need)
 				/* a big record: start it in a fresh generation */
 				in->roll_req++;
 			}
-			pthread_cond_broadcast(&in->cond);
+			wake_bg(in);
 		}
 		if (is_frozen(in)) {
 			wait_thawed_locked(in);
@@ -1623,8 +1777,11 @@ int ams_txn_commit(ams_txn *t)
 	if (!c.oom)
 		emit_images(&c);
 	for (size_t i = 0; i < c.nt; i++)
-		if (c.t[i].p)
+		if (c.t[i].p) {
 			c.t[i].p->touched = 0;
+			free(c.t[i].p->before);
+			c.t[i].p->before = NULL;
+		}
 	if (c.oom) {
 		/* memory ran out halfway: the cache no longer matches the log */
 		pthread_rwlock_unlock(&in->rw);
@@ -1689,10 +1846,14 @@ int ams_txn_commit(ams_txn *t)
 	pthread_mutex_unlock(&in->mu);
 	pthread_rwlock_unlock(&in->rw);
 
-	/* wait for the group flush */
+	/* wait for the group flush, leading it if nobody is flushing */
 	pthread_mutex_lock(&in->mu);
-	while (in->lsn_durable < my_end && !in->failed)
-		pthread_cond_wait(&in->cond, &in->mu);
+	while (in->lsn_durable < my_end && !in->failed) {
+		if (!in->flushing && in->lsn_written < my_end)
+			flush_cycle(in);
+		else
+			pthread_cond_wait(&in->cond, &in->mu);
+	}
 	if (in->lsn_durable < my_end)
 		rc = amb_err(AMS_EFAILED, "commit not durable: %s", in->failmsg);
 	else
@@ -1712,8 +1873,12 @@ static int wait_durable(ams_instance *in, uint64_t lsn)
 	if (!lsn)
 		return 0;
 	pthread_mutex_lock(&in->mu);
-	while (in->lsn_durable < lsn && !in->failed)
-		pthread_cond_wait(&in->cond, &in->mu);
+	while (in->lsn_durable < lsn && !in->failed) {
+		if (!in->flushing && in->lsn_written < lsn)
+			flush_cycle(in);
+		else
+			pthread_cond_wait(&in->cond, &in->mu);
+	}
 	int ok = in->lsn_durable >= lsn;
 	pthread_mutex_unlock(&in->mu);
 	return ok ? 0 : amb_err(AMS_EFAILED, "data not durable: %s", in->failmsg);
@@ -1887,9 +2052,11 @@ int ams_freeze(ams_instance *in, unsigned timeout_ms)
 	in->freezing = 1;
 	/* everything applied must be durable, no write in progress */
 	while (!in->failed && (in->appliers || in->lsn_durable < in->lsn_end || in->lbuf_len ||
-	                       in->io_active)) {
-		pthread_cond_broadcast(&in->cond);
-		pthread_cond_wait(&in->cond, &in->mu);
+	                       in->io_active || in->flushing)) {
+		if (!in->flushing && !in->appliers && in->lbuf_len)
+			flush_cycle(in);
+		else
+			pthread_cond_wait(&in->cond, &in->mu);
 	}
 	in->freezing = 0;
 	if (in->failed) {
@@ -2249,6 +2416,7 @@ static void instance_free(ams_instance *in)
 		in->vfs->close(in->vfs, in->tmp_fd);
 	amb_tables_free(in);
 	free(in->lbuf);
+	free(in->spare);
 	free(in->genmap);
 	if (in->lockfd >= 0)
 		close(in->lockfd);
@@ -2256,6 +2424,7 @@ static void instance_free(ams_instance *in)
 	pthread_mutex_destroy(&in->mu);
 	pthread_mutex_destroy(&in->hdr_mu);
 	pthread_cond_destroy(&in->cond);
+	pthread_cond_destroy(&in->bg_cond);
 	free(in);
 }
 
@@ -2269,6 +2438,7 @@ static ams_instance *instance_new(const char *dir, const ams_open_opts *o)
 	in->vfs = o && o->vfs ? o->vfs : amb_vfs_posix();
 	in->ckpt_depth = o && o->checkpoint_depth ? o->checkpoint_depth : DEFAULT_CKPT_DEPTH;
 	in->log_fd = in->tmp_fd = in->lockfd = -1;
+	in->fpi_epoch = 1;
 	pthread_rwlock_init(&in->rw, NULL);
 	pthread_mutex_init(&in->mu, NULL);
 	pthread_mutex_init(&in->hdr_mu, NULL);
@@ -2276,6 +2446,7 @@ static ams_instance *instance_new(const char *dir, const ams_open_opts *o)
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&in->cond, &ca);
+	pthread_cond_init(&in->bg_cond, &ca);
 	pthread_condattr_destroy(&ca);
 	return in;
 }
@@ -2409,7 +2580,7 @@ static int start_threads(ams_instance *in)
 	if (pthread_create(&in->ckpter, NULL, ckpter_main, in)) {
 		pthread_mutex_lock(&in->mu);
 		in->stop = 1;
-		pthread_cond_broadcast(&in->cond);
+		wake_bg(in);
 		pthread_mutex_unlock(&in->mu);
 		pthread_join(in->flusher, NULL);
 		return amb_err(AMS_ENOMEM, "cannot start the checkpointer thread");
@@ -2425,6 +2596,7 @@ static void stop_threads(ams_instance *in)
 	pthread_mutex_lock(&in->mu);
 	in->stop = 1;
 	pthread_cond_broadcast(&in->cond);
+	wake_bg(in);
 	pthread_mutex_unlock(&in->mu);
 	pthread_join(in->flusher, NULL);
 	pthread_join(in->ckpter, NULL);
@@ -2550,8 +2722,13 @@ int ams_close(ams_instance *in)
 		return amb_err(AMS_EINVAL, "NULL instance");
 	/* everything committed is flushed; the threads end */
 	pthread_mutex_lock(&in->mu);
-	while (!in->failed && (in->appliers || in->lsn_durable < in->lsn_end || in->lbuf_len))
-		pthread_cond_wait(&in->cond, &in->mu);
+	while (!in->failed && (in->appliers || in->lsn_durable < in->lsn_end || in->lbuf_len ||
+	                       in->flushing)) {
+		if (!in->flushing && !in->appliers && in->lbuf_len)
+			flush_cycle(in);
+		else
+			pthread_cond_wait(&in->cond, &in->mu);
+	}
 	pthread_mutex_unlock(&in->mu);
 	stop_threads(in);
 	int rc = 0;

@@ -10,13 +10,18 @@
  *                  read lock.  Never held while waiting for a log flush.
  *   mu   (mutex)   the log buffer, LSNs, flush/roll/checkpoint requests,
  *                  freeze state, counters.  Order: rw before mu.
- *   cond           broadcast on every change a waiter may care about.
+ *   cond           broadcast on every change a committer, reader or freeze
+ *                  may wait for (durability, thaw, space, drained writes).
+ *   bg_cond        signalled when the background threads have work (roll,
+ *                  log preparation, checkpoint, header refresh, stop);
+ *                  kept apart so commits do not wake them for nothing.
  *   hdr_mu         the in-memory database headers and their writes
  *                  (checkpointer, header refresh, ams_backup_complete).
  *
- * The flusher thread is the only one that writes the log; the checkpointer
- * thread is the only one that writes database pages while the instance is
- * open.  Both pass every write through the freeze gate (gate_enter/exit).
+ * One thread at a time writes the log (the one that set `flushing`: a
+ * committer leading a group flush, or the flusher thread for rolls); the
+ * checkpointer thread is the only one that writes database pages while the
+ * instance is open.  Every write passes the freeze gate (gate_enter/exit).
  *
  * WRITE-AHEAD RULE: a page is written to its database only after the log
  * record holding its latest image is durable (page->lsn <= lsn_durable).
@@ -39,6 +44,11 @@ typedef struct amb_page {
 	uint8_t dirty;   /* changed since the checkpointer last copied it */
 	uint8_t touched; /* changed by the transaction being applied */
 	uint64_t lsn;    /* end LSN of the record with its latest image */
+	uint64_t fpi_epoch; /* checkpoint epoch in which its whole content was
+	                       last logged (0: never): later changes in the same
+	                       epoch may be logged as deltas */
+	unsigned char *before; /* content before the transaction being applied
+	                          (only when it may be logged as a delta) */
 	unsigned char *buf;
 	struct amb_page *next; /* hash chain */
 } amb_page;
@@ -101,6 +111,7 @@ struct ams_instance {
 	pthread_rwlock_t rw;
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
+	pthread_cond_t bg_cond;  /* the flusher and checkpointer threads wait here */
 	pthread_mutex_t hdr_mu;
 
 	/* log buffer: records appended, not yet taken by the flusher */
@@ -123,14 +134,20 @@ struct ams_instance {
 	amb_genmap *genmap;    /* generations since the checkpoint */
 	size_t ngenmap, capgenmap;
 
-	/* requests to the flusher */
+	/* flushing: one thread at a time leads a flush (flush_cycle) */
+	int flushing;
+	unsigned char *spare;  /* the other log buffer */
+	size_t spare_cap;
+	/* requests to the flusher thread */
 	uint64_t roll_req, roll_done; /* tickets */
 	int prep_req;
+	int prep_busy;         /* someone is preparing <prefix>tmp.log */
 
 	/* checkpoint */
 	uint64_t ckpt_lsn;
 	uint32_t ckpt_gen;
 	uint64_t ckpt_seq;
+	uint64_t fpi_epoch;    /* bumped when a checkpoint notes its LSN */
 	int ckpt_req;
 	int hdr_req;           /* a roll happened: refresh Log Required */
 	uint64_t ckpt_done;
@@ -250,7 +267,6 @@ typedef struct amb_replay {
 	                         starts in start_gen) */
 	uint64_t until_us;    /* 0: no limit */
 	int roll_forward;     /* read dir2 after dir1's range */
-	int dry;              /* parse and verify only, write nothing */
 	/* out */
 	uint32_t end_gen;     /* last generation read */
 	uint64_t end_lsn;     /* after the last complete record */

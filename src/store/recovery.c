@@ -2,14 +2,18 @@
  * recovery.c - log replay: soft recovery (at open, after a crash) and hard
  * recovery (after a restore, driven by restore.env).
  *
- * The log holds, for every committed transaction, the after-image of every
- * page it changed (format.h).  Replaying images in log order from ANY point
- * at or before the checkpoint yields exactly the committed state: an image
- * overwrites whatever the page held (a torn write, an older version, a newer
- * version from a later checkpoint), and every later change has a later
- * image.  So replay is idempotent, a crash during recovery is harmless
- * (the checkpoint only moves once the replayed pages are fsynced), and a
- * transaction whose record did not reach the disk whole is simply absent.
+ * The log holds, for every committed transaction, the change of every page
+ * it touched: a whole image the first time a page changes after a
+ * checkpoint began, byte-range deltas after that (format.h).  Replay
+ * compares page stamps the way ESE compares dbtime: it writes an image
+ * unless the disk already holds that version or a newer one, applies a
+ * delta only to the exact version it was made from, and skips what the
+ * page already holds.  So replay from the checkpoint (or from any earlier
+ * point) yields exactly the committed state, replay is idempotent, a crash
+ * during recovery is harmless (the checkpoint only moves once the replayed
+ * pages are fsynced), a transaction whose record did not reach the disk
+ * whole is simply absent, and a page write that was lost (a valid page
+ * older than the log expects) is reported, never papered over.
  *
  * Generation rules checked here (each failure names the generation):
  *   - every generation from the start to the end must be present
@@ -44,8 +48,17 @@
 
 #define MAX_RECORD (512u << 20)
 
+typedef struct pgref {
+	int db;
+	uint32_t pgno;
+	uint64_t lsn; /* record that found it torn */
+} pgref;
+
 typedef struct parser {
 	amb_replay *rp;
+	unsigned char *cur;  /* the page as it is on disk now */
+	pgref *torn;         /* pages a delta found torn: an image must follow */
+	size_t ntorn, ctorn;
 	unsigned char *buf;
 	size_t have, need, cap;
 	uint64_t rec_lsn; /* LSN of the record being assembled */
@@ -62,13 +75,133 @@ static int write_page(parser *ps, int db, uint32_t pgno, const void *pg)
 	amb_replay *rp = ps->rp;
 	if (pgno + 1 > rp->npages[db])
 		rp->npages[db] = pgno + 1;
-	if (rp->dry)
-		return 0;
+	/* the page is whole now: no longer waiting for an image */
+	for (size_t i = 0; i < ps->ntorn; i++)
+		if (ps->torn[i].db == db && ps->torn[i].pgno == pgno) {
+			ps->torn[i] = ps->torn[--ps->ntorn];
+			break;
+		}
 	ssize_t w = rp->vfs->pwrite(rp->vfs, rp->fds[db], pg, rp->page_size, (off_t)pgno * rp->page_size);
 	if (w < 0)
 		return amb_err(amb_errno_code((int)w), "%s: writing page %u during recovery: %s",
 		               rp->dbnames[db], pgno, strerror((int)-w));
 	return 0;
+}
+
+/* Read the page as it is now into ps->cur; 1 if it is a valid page of that
+ * number (then *stamp is its stamp), 0 if torn, never written or beyond
+ * the end of the file, <0 on an I/O error. */
+static int read_cur(parser *ps, int db, uint32_t pgno, uint64_t *stamp)
+{
+	amb_replay *rp = ps->rp;
+	ssize_t n = rp->vfs->pread(rp->vfs, rp->fds[db], ps->cur, rp->page_size,
+	                           (off_t)pgno * rp->page_size);
+	if (n < 0)
+		return amb_err(AMS_EIO, "%s: reading page %u during recovery: %s", rp->dbnames[db],
+		               pgno, strerror((int)-n));
+	if ((size_t)n < rp->page_size || amb_ck_verify(ps->cur, rp->page_size, pgno, NULL) == AMB_CK_DAMAGED)
+		return 0;
+	amb_blk b;
+	amb_blk_get(ps->cur, &b);
+	if (b.no != pgno)
+		return 0;
+	*stamp = b.stamp;
+	return 1;
+}
+
+static int mark_torn(parser *ps, int db, uint32_t pgno)
+{
+	for (size_t i = 0; i < ps->ntorn; i++)
+		if (ps->torn[i].db == db && ps->torn[i].pgno == pgno)
+			return 0;
+	if (ps->ntorn == ps->ctorn) {
+		size_t nc = ps->ctorn ? ps->ctorn * 2 : 64;
+		pgref *n = realloc(ps->torn, nc * sizeof(*n));
+		if (!n)
+			return amb_err(AMS_ENOMEM, "out of memory during recovery");
+		ps->torn = n;
+		ps->ctorn = nc;
+	}
+	ps->torn[ps->ntorn].db = db;
+	ps->torn[ps->ntorn].pgno = pgno;
+	ps->torn[ps->ntorn].lsn = ps->rec_lsn;
+	ps->ntorn++;
+	return 0;
+}
+
+/* A whole page (IMAGE, FREE) with this stamp: write it unless the disk
+ * already holds this version or a newer one. */
+static int put_whole(parser *ps, int db, uint32_t pgno, const void *pg, uint64_t stamp)
+{
+	uint64_t cur;
+	int v = read_cur(ps, db, pgno, &cur);
+	if (v < 0)
+		return v;
+	if (v == 1 && cur >= stamp) {
+		if (pgno + 1 > ps->rp->npages[db])
+			ps->rp->npages[db] = pgno + 1;
+		return 0;
+	}
+	return write_page(ps, db, pgno, pg);
+}
+
+static int apply_delta(parser *ps, int db, uint32_t pgno, const unsigned char *e, size_t elen)
+{
+	amb_replay *rp = ps->rp;
+	uint32_t P = rp->page_size;
+	if (elen < 20)
+		return -1;
+	uint64_t before = rd64(e), after = rd64(e + 8);
+	uint32_t n = rd32(e + 16);
+	uint64_t cur;
+	int v = read_cur(ps, db, pgno, &cur);
+	if (v < 0)
+		return v;
+	if (v == 0)
+		return mark_torn(ps, db, pgno); /* an image later in the log must fix it */
+	if (cur >= after)
+		return 0; /* already there */
+	if (cur != before)
+		return amb_err(AMS_ECORRUPT, "%s: page %u has stamp %llu but the log record at LSN %llu "
+		               "(generation %u) changes stamp %llu: a page write was lost",
+		               rp->dbnames[db], pgno, (unsigned long long)cur,
+		               (unsigned long long)ps->rec_lsn, ps->gen, (unsigned long long)before);
+	size_t off = 20;
+	for (uint32_t k = 0; k < n; k++) {
+		if (off + 4 > elen)
+			return -1;
+		uint16_t o, l;
+		memcpy(&o, e + off, 2);
+		memcpy(&l, e + off + 2, 2);
+		if (o < 12 || (uint32_t)o + l > P || off + 4 + l > elen)
+			return -1;
+		memcpy(ps->cur + o, e + off + 4, l);
+		off += 4 + (size_t)l;
+	}
+	if (off != elen)
+		return -1;
+	amb_ck_seal(ps->cur, P, pgno);
+	if (after > rp->max_stamp[db])
+		rp->max_stamp[db] = after;
+	return write_page(ps, db, pgno, ps->cur);
+}
+
+static size_t delta_len(const unsigned char *e, size_t avail)
+{
+	if (avail < 20)
+		return 0;
+	uint32_t n = rd32(e + 16);
+	size_t off = 20;
+	for (uint32_t k = 0; k < n; k++) {
+		if (off + 4 > avail)
+			return 0;
+		uint16_t l;
+		memcpy(&l, e + off + 2, 2);
+		off += 4 + (size_t)l;
+		if (off > avail)
+			return 0;
+	}
+	return off;
 }
 
 static int apply_txn(parser *ps, const unsigned char *r, size_t len)
@@ -107,7 +240,7 @@ static int apply_txn(parser *ps, const unsigned char *r, size_t len)
 			amb_blk_get(r + off, &b);
 			if (b.stamp > rp->max_stamp[db])
 				rp->max_stamp[db] = b.stamp;
-			rc = write_page(ps, db, pgno, r + off);
+			rc = put_whole(ps, db, pgno, r + off, b.stamp);
 			off += P;
 		} else if (kind == AMB_ENT_FREE) {
 			if (off + 8 > len || pgno < 2)
@@ -116,7 +249,7 @@ static int apply_txn(parser *ps, const unsigned char *r, size_t len)
 			if (stamp > rp->max_stamp[db])
 				rp->max_stamp[db] = stamp;
 			amb_page_format_free(ps->zero, P, pgno, stamp);
-			rc = write_page(ps, db, pgno, ps->zero);
+			rc = put_whole(ps, db, pgno, ps->zero, stamp);
 			off += 8;
 		} else if (kind == AMB_ENT_EXTEND) {
 			if (off + 4 > len)
@@ -125,10 +258,26 @@ static int apply_txn(parser *ps, const unsigned char *r, size_t len)
 			if (to < pgno || to - pgno > (1u << 24) || pgno < 2)
 				goto bad;
 			for (uint32_t pg = pgno; pg < to && !rc; pg++) {
-				amb_page_format_free(ps->zero, P, pg, 0);
-				rc = write_page(ps, db, pg, ps->zero);
+				uint64_t cur;
+				int v = read_cur(ps, db, pg, &cur);
+				if (v < 0)
+					rc = v;
+				else if (v == 1 && pg + 1 > rp->npages[db])
+					rp->npages[db] = pg + 1;
+				else if (v == 0) {
+					amb_page_format_free(ps->zero, P, pg, 0);
+					rc = write_page(ps, db, pg, ps->zero);
+				}
 			}
 			off += 4;
+		} else if (kind == AMB_ENT_DELTA) {
+			size_t el = delta_len(r + off, len - off);
+			if (!el || pgno < 2)
+				goto bad;
+			rc = apply_delta(ps, db, pgno, r + off, el);
+			if (rc == -1)
+				goto bad;
+			off += el;
 		} else {
 			goto bad;
 		}
@@ -249,8 +398,12 @@ int amb_replay_run(amb_replay *rp, const amb_logsrc *src)
 	memset(&ps, 0, sizeof(ps));
 	ps.rp = rp;
 	ps.zero = malloc(rp->page_size);
-	if (!ps.zero)
+	ps.cur = malloc(rp->page_size);
+	if (!ps.zero || !ps.cur) {
+		free(ps.zero);
+		free(ps.cur);
 		return amb_err(AMS_ENOMEM, "out of memory");
+	}
 	int rc = 0;
 	uint32_t g = rp->start_gen;
 	uint64_t prev_create = 0;
@@ -383,10 +536,16 @@ int amb_replay_run(amb_replay *rp, const amb_logsrc *src)
 		memcpy(path, npath, sizeof(path));
 	}
 	/* a record cut off at the end of the last generation: a torn tail */
+	if (!rc && ps.ntorn)
+		rc = amb_err(AMS_ECORRUPT, "%s: page %u is damaged and the log holds no image of it "
+		             "after LSN %llu: it cannot be recovered", rp->dbnames[ps.torn[0].db],
+		             ps.torn[0].pgno, (unsigned long long)ps.torn[0].lsn);
 out:
 	amb_log_free(&lf);
 	free(ps.buf);
 	free(ps.zero);
+	free(ps.cur);
+	free(ps.torn);
 	return rc;
 }
 

@@ -87,6 +87,7 @@ void amb_cache_remove(amb_db *db, uint32_t pgno)
 		if ((*pp)->pgno == pgno) {
 			amb_page *p = *pp;
 			*pp = p->next;
+			free(p->before);
 			free(p->buf);
 			free(p);
 			db->ccount--;
@@ -101,6 +102,7 @@ void amb_cache_free_all(amb_db *db)
 		amb_page *p = db->cache[i];
 		while (p) {
 			amb_page *next = p->next;
+			free(p->before);
 			free(p->buf);
 			free(p);
 			p = next;
