@@ -15,7 +15,10 @@
  *
  * Data model: named tables of key -> value records.  A table lives in one
  * database (chosen when it is created).  Keys are 1..1024 bytes, table names
- * 1..64 printable bytes not starting with '$', values 0..16 MiB.
+ * 1..64 printable bytes not starting with '$', values up to about twice the
+ * log file size (about 1.9 MiB with the default 1 MiB logs; a transaction's
+ * log record must fit in two generations, and ams_txn_put() names the
+ * limit when a value exceeds it).
  *
  * Transactions collect puts and deletes and apply them atomically at commit.
  * ams_txn_commit() returns only once the transaction is durable (its log
@@ -161,10 +164,13 @@ int ams_txn_create_table(ams_txn *txn, const char *table, int dbidx);
  * The transaction is freed whatever the result.  While the instance is
  * frozen the commit waits for the thaw.
  * @return #AMS_OK; #AMS_ENOTFOUND (a deleted key does not exist: nothing
- *   applied); #AMS_EEXIST (table exists in another database); #AMS_ENOSPC
- *   (nothing applied, the instance goes on); #AMS_EIO / #AMS_EFAILED (the
- *   log could not be made durable: the outcome is unknown until the next
- *   open, and the instance refuses further writes)
+ *   applied); #AMS_EEXIST (table exists in another database); #AMS_EINVAL
+ *   (the transaction cannot fit in two log generations); #AMS_ENOSPC or
+ *   #AMS_EIO while reserving log or database space (nothing applied, the
+ *   instance goes on); #AMS_ECORRUPT (a page the transaction must change is
+ *   damaged: nothing applied); #AMS_EFAILED (the log could not be made
+ *   durable: the outcome is unknown until the next open, and the instance
+ *   refuses further writes)
  */
 int ams_txn_commit(ams_txn *txn);
 

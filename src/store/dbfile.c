@@ -237,7 +237,7 @@ int amb_dbhdr_store(amb_vfs *v, int fd, const char *path, amb_dbhdr *hdr)
 		amb_dbhdr_to_page(hdr, page, no);
 		ssize_t w = v->pwrite(v, fd, page, hdr->page_size, (off_t)no * hdr->page_size);
 		if (w < 0) {
-			rc = amb_err(AMS_EIO, "%s: cannot write header copy %u (page %u): %s", path, no,
+			rc = amb_err(amb_errno_code((int)w), "%s: cannot write header copy %u (page %u): %s", path, no,
 			             no, strerror((int)-w));
 			break;
 		}

@@ -857,11 +857,13 @@ int amb_logdir_check(amb_vfs *v, const char *dir, const char *prefix, uint32_t f
 				        p->gen, p->name, end_segment(ps), (unsigned long long)ps->end_lsn,
 				        e->gen, (unsigned long long)s->hdr.start_lsn);
 			} else if (ps->end_lsn > s->hdr.start_lsn) {
-				problem(&c, p->gen, AMS_ECORRUPT,
-				        "log generation 0x%08X (%s) runs past the start of generation 0x%08X "
-				        "(its data ends at LSN %llu, the next starts at LSN %llu)",
-				        p->gen, p->name, e->gen, (unsigned long long)ps->end_lsn,
-				        (unsigned long long)s->hdr.start_lsn);
+				/* recovery after a crash restarts the stream where the last
+				 * complete record ended; replay ignores what lies past it */
+				problem(&c, p->gen, 0,
+				        "log generation 0x%08X (%s) holds data past LSN %llu where generation "
+				        "0x%08X starts (the rest of a flush cut by a crash, superseded; nothing "
+				        "committed is lost)",
+				        p->gen, p->name, (unsigned long long)s->hdr.start_lsn, e->gen);
 			} else if (ps->first_bad && !ps->damaged) {
 				problem(&c, p->gen, 0,
 				        "log generation 0x%08X (%s) ends in a torn write at segment %u (a flush "

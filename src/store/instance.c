@@ -362,6 +362,7 @@ static int log_roll_io(ams_instance *in, uint64_t start_lsn)
 		v->close(v, in->log_fd);
 	in->log_fd = in->tmp_fd;
 	in->tmp_fd = -1;
+	in->prep_req = 1; /* the next one, in the background (flusher thread) */
 	in->gen = h.gen;
 	in->gen_create_time = h.create_time;
 	in->next_seg = 1;
@@ -369,10 +370,9 @@ static int log_roll_io(ams_instance *in, uint64_t start_lsn)
 	pthread_mutex_unlock(&in->mu);
 	if (rc)
 		return amb_err(rc, "out of memory");
-	/* the next one, in the background (the flusher thread); a failure there
-	 * is not fatal: admission then sees no prepared log */
+	/* a failure preparing the next one is not fatal: admission then sees
+	 * no prepared log and fails commits with AMS_ENOSPC */
 	pthread_mutex_lock(&in->mu);
-	in->prep_req = 1;
 	wake_bg(in);
 	pthread_mutex_unlock(&in->mu);
 	return 0;
@@ -488,8 +488,17 @@ static int flush_cycle(ams_instance *in)
 	if (!rc && want_roll) {
 		rc = log_roll_io(in, lsn + len);
 		if (rc == AMS_ENOSPC && !len) {
-			/* no space for a new generation: the roll fails, nothing lost */
+			/* no space for a new generation: the roll fails, nothing lost;
+			 * the prepared file (if any) is suspect and goes */
+			char tmp[PATH_MAX];
+			amb_log_path(tmp, sizeof(tmp), in->dir, in->prefix, UINT32_MAX);
 			pthread_mutex_lock(&in->mu);
+			if (in->tmp_fd >= 0) {
+				in->vfs->close(in->vfs, in->tmp_fd);
+				in->tmp_fd = -1;
+				in->vfs->unlink(in->vfs, tmp);
+			}
+			in->tmp_err = rc;
 			in->roll_done = ticket;
 			pthread_mutex_unlock(&in->mu);
 			rc = 0;
@@ -1677,8 +1686,17 @@ static void emit_images(apply_ctx *c)
 	}
 }
 
+/*
+ * Reserve log segments for a record of at most `need` segments (mu held).
+ * When the current generation and the prepared next one cannot hold it,
+ * ask for a preparation or a roll and wait for its outcome; if that
+ * outcome is "no space", fail with AMS_ENOSPC: nothing was applied.
+ */
 static int admit(ams_instance *in, uint32_t need)
 {
+	int asked_prep = 0;
+	uint64_t roll_ticket = 0;
+	uint32_t roll_gen = 0;
 	for (;;) {
 		if (in->failed)
 			return amb_err(AMS_EFAILED, "instance failed earlier: %s", in->failmsg);
@@ -1689,23 +1707,33 @@ static int admit(ams_instance *in, uint32_t need)
 				in->appliers++;
 				return 0;
 			}
-			if (in->tmp_fd < 0 && in->tmp_err && in->reserved_segs == 0)
-				return amb_err(AMS_ENOSPC, "no space for the log: %s", ams_strerror(in->tmp_err));
 			if (in->tmp_fd < 0) {
-				in->prep_req = 1;
-				in->tmp_err = 0;
-			} else if (in->reserved_segs == 0 && in->roll_req == in->roll_done &&
-			           in->next_seg > 1) {
+				if (!in->prep_busy && !in->prep_req) {
+					/* one attempt per commit: the first commit after space
+					 * came back succeeds */
+					if (asked_prep && in->tmp_err)
+						return amb_err(AMS_ENOSPC, "no space for the next log file: %s",
+						               ams_strerror(in->tmp_err ? in->tmp_err : AMS_ENOSPC));
+					in->prep_req = 1;
+					asked_prep = 1;
+					wake_bg(in);
+				}
+			} else if (in->reserved_segs == 0 && in->next_seg > 1) {
 				/* a big record: start it in a fresh generation */
-				in->roll_req++;
+				if (roll_ticket && in->roll_done >= roll_ticket && in->gen == roll_gen)
+					return amb_err(AMS_ENOSPC, "no space to start a new log generation");
+				if (!roll_ticket || in->roll_done >= roll_ticket) {
+					/* (again, if others filled the fresh generation first) */
+					roll_ticket = ++in->roll_req;
+					roll_gen = in->gen;
+					wake_bg(in);
+				}
 			}
-			wake_bg(in);
 		}
-		if (is_frozen(in)) {
+		if (is_frozen(in))
 			wait_thawed_locked(in);
-		} else {
+		else
 			pthread_cond_wait(&in->cond, &in->mu);
-		}
 	}
 }
 
@@ -1960,8 +1988,10 @@ int ams_foreach(ams_instance *in, ams_foreach_fn fn, void *arg)
 		pthread_rwlock_unlock(&in->rw);
 		return amb_err(AMS_ENOMEM, "out of memory");
 	}
-	memcpy(ts, in->tables, in->ntables * sizeof(*ts));
-	qsort(ts, in->ntables, sizeof(*ts), table_cmp);
+	if (in->ntables) {
+		memcpy(ts, in->tables, in->ntables * sizeof(*ts));
+		qsort(ts, in->ntables, sizeof(*ts), table_cmp);
+	}
 	/* wait for durability of everything first, so the callback sees only
 	 * committed data: the log end now bounds every page LSN */
 	pthread_mutex_lock(&in->mu);
@@ -2107,6 +2137,26 @@ static int dbname_ok(const char *n)
 	return 1;
 }
 
+/* Newest and oldest archived generation in dir (0 if none). */
+static void scan_archived(const char *dir, const char *prefix, uint32_t *oldest, uint32_t *newest)
+{
+	*oldest = *newest = 0;
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		uint32_t g = amb_log_parse_name(e->d_name, prefix);
+		if (!g)
+			continue;
+		if (!*oldest || g < *oldest)
+			*oldest = g;
+		if (g > *newest)
+			*newest = g;
+	}
+	closedir(d);
+}
+
 int ams_create(const char *dir, const ams_create_opts *o)
 {
 	ams_create_opts def = {0};
@@ -2153,6 +2203,35 @@ int ams_create(const char *dir, const ams_create_opts *o)
 	amb_log_path(path, sizeof(path), dir, prefix, 0);
 	if (access(path, F_OK) == 0)
 		return amb_err(AMS_EEXIST, "%s already holds an instance (%s exists)", dir, path);
+	uint32_t oldest, newest;
+	scan_archived(dir, prefix, &oldest, &newest);
+	if (newest)
+		return amb_err(AMS_EEXIST, "%s already holds log files of an instance (%s%08X.log)",
+		               dir, prefix, newest);
+	/* a database file left by an interrupted create (no checkpoint, no log,
+	 * an empty or unreadable header) may be made again; anything else is
+	 * somebody's data */
+	for (int i = 0; i < ndb; i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, dbs[i]);
+		int fd = v->open(v, path, O_RDONLY, 0);
+		if (fd < 0)
+			continue;
+		amb_dbhdr h;
+		int lr = amb_dbhdr_load(v, fd, path, &h, NULL);
+		v->close(v, fd);
+		if (lr == 0 && (h.state != AMB_DBSTATE_CLEAN || h.page_count > 2))
+			return amb_err(AMS_EEXIST, "%s already exists and holds a database", path);
+		if (lr != 0 && lr != AMS_ENOTDB && lr != AMS_ECORRUPT)
+			return lr;
+		if (lr == AMS_ENOTDB) {
+			off_t sz = 0;
+			struct stat st;
+			if (stat(path, &st) == 0)
+				sz = st.st_size;
+			if (sz > (off_t)(2 * 32768))
+				return amb_err(AMS_EEXIST, "%s already exists and is not an amber database", path);
+		}
+	}
 
 	amb_sig sign_log;
 	amb_sig_new(&sign_log);
@@ -2165,10 +2244,9 @@ int ams_create(const char *dir, const ams_create_opts *o)
 		return amb_err(AMS_ENOMEM, "out of memory");
 	for (int i = 0; i < ndb && !rc; i++) {
 		snprintf(path, sizeof(path), "%s/%s", dir, dbs[i]);
-		int fd = v->open(v, path, O_RDWR | O_CREAT | O_EXCL, 0644);
+		int fd = v->open(v, path, O_RDWR | O_CREAT | O_TRUNC, 0644);
 		if (fd < 0) {
-			rc = amb_err(fd == -EEXIST ? AMS_EEXIST : amb_errno_code(fd), "%s: cannot create: %s",
-			             path, strerror(-fd));
+			rc = amb_err(amb_errno_code(fd), "%s: cannot create: %s", path, strerror(-fd));
 			break;
 		}
 		amb_dbhdr h;
@@ -2234,7 +2312,7 @@ int ams_create(const char *dir, const ams_create_opts *o)
 		if (!w)
 			w = v->sync_dir(v, dir);
 		if (w)
-			rc = amb_err(AMS_EIO, "%s: %s", path, strerror(-w));
+			rc = amb_err(amb_errno_code(w), "%s: %s", path, strerror(-w));
 	}
 	if (rc) {
 		v->unlink(v, tmp);
@@ -2338,26 +2416,6 @@ static int open_dbs(ams_instance *in)
 			               "(amber-store hard-recover) before mounting it", in->db[i].name);
 	}
 	return 0;
-}
-
-/* Newest and oldest archived generation in dir (0 if none). */
-static void scan_archived(const char *dir, const char *prefix, uint32_t *oldest, uint32_t *newest)
-{
-	*oldest = *newest = 0;
-	DIR *d = opendir(dir);
-	if (!d)
-		return;
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		uint32_t g = amb_log_parse_name(e->d_name, prefix);
-		if (!g)
-			continue;
-		if (!*oldest || g < *oldest)
-			*oldest = g;
-		if (g > *newest)
-			*newest = g;
-	}
-	closedir(d);
 }
 
 /* A crash between the two renames of a roll: finish it.  A tmp log that

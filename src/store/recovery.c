@@ -22,7 +22,10 @@
  *   - generation g+1 must say it follows g: prev_create_time = g's
  *     create_time (AMS_ECORRUPT: "not contiguous");
  *   - the valid data of a closed generation must reach the start LSN of the
- *     next (AMS_ECORRUPT: damaged at segment N);
+ *     next (AMS_ECORRUPT: damaged at segment N); data past it is the rest
+ *     of a flush cut by a crash, which the next generation superseded (after
+ *     a crash, recovery starts the new generation where the last complete
+ *     record ended, which may lie inside an earlier generation);
  *   - in the last generation valid data may end early (a torn tail: the
  *     flush that was in progress), but not if data of a later flush follows
  *     a bad segment (AMS_ECORRUPT: damage in the middle).
@@ -445,10 +448,17 @@ int amb_replay_run(amb_replay *rp, const amb_logsrc *src)
 			goto out;
 		}
 		if (started && s->hdr.start_lsn != rp->end_lsn + ps.have) {
-			rc = amb_err(AMS_ECORRUPT, "%s: log generation %u starts at LSN %llu, generation "
-			             "%u ended at %llu", path, g, (unsigned long long)s->hdr.start_lsn, g - 1,
-			             (unsigned long long)(rp->end_lsn + ps.have));
-			goto out;
+			if (ps.have && s->hdr.start_lsn == ps.rec_lsn) {
+				/* the stream was cut by a crash inside this record and
+				 * recovery restarted it here: the partial record is void */
+				ps.have = ps.need = 0;
+			} else {
+				rc = amb_err(AMS_ECORRUPT, "%s: log generation %u starts at LSN %llu, "
+				             "generation %u ended at %llu", path, g,
+				             (unsigned long long)s->hdr.start_lsn, g - 1,
+				             (unsigned long long)(rp->end_lsn + ps.have));
+				goto out;
+			}
 		}
 		/* where does this generation's data end? */
 		uint32_t ng = g + 1;

@@ -11,9 +11,10 @@
  * Transactions put fresh keys (values 100 B .. 40 KiB, some 46000 B) into
  * four tables spread over two databases and delete keys acknowledged
  * earlier (the engine limits a value to about twice the log size, so the
- * "big" values are 46000 bytes, the most a 64 KiB log allows).  Right after each commit returns the test puts a marker in the
- * trace, so for every sync point k the oracle knows which transactions had
- * been acknowledged before it.  The log is 64 KiB (generations roll often)
+ * "big" values are 46000 bytes, the most a 64 KiB log allows, and always
+ * span two generations).  Right after each commit returns the test puts a
+ * marker in the trace, so for every sync point k the oracle knows which
+ * transactions had been acknowledged before it.  The log is 64 KiB (generations roll often)
  * and the checkpoint depth 128 KiB (checkpoints write pages often).
  *
  * Then, for EVERY sync point k of the trace and several crash variants
@@ -25,10 +26,11 @@
  * every other begun one fully present or fully absent, nothing else.  The
  * instance is then abandoned and opened again: same content (a crash right
  * after recovery is harmless), and the log stream left behind must be one
- * unbroken chain (amb_logdir_check(), what backups read).  For every NEST-th image the first recovery
- * is itself recorded and a power loss at each of ITS sync points is
- * checked as well (a crash during recovery is harmless): the content must
- * be the same as the uninterrupted recovery's.
+ * unbroken chain (amb_logdir_check(), what backups and hard recovery
+ * read).  For every NEST-th image the first recovery is itself recorded
+ * and a power loss at each of ITS sync points is checked as well (a crash
+ * during recovery is harmless): the content must be the same as the
+ * uninterrupted recovery's.
  *
  * Before "ams_create returned" an image may not be an instance at all: the
  * open must then fail with an error (or find an empty instance), and a new
