@@ -1132,6 +1132,8 @@ static void put_bytes(uint8_t **p, size_t *len, size_t *cap, uint64_t off, const
                       size_t n)
 {
 	size_t end = (size_t)off + n;
+	if (n == 0)
+		return; /* nothing written (and *p may still be NULL) */
 	buf_reserve(p, cap, end);
 	if ((size_t)off > *len)
 		memset(*p + *len, 0, (size_t)off - *len);
