@@ -156,7 +156,7 @@ int cmd_dump(int argc, char **argv)
 	if (rc != AMS_OK) {
 		fprintf(stderr, "amber-store dump: cannot open %s: %s: %s\n", dir, ams_strerror(rc),
 		        ams_errmsg());
-		return tool_exit_code(rc) == EXIT_RETRY ? EXIT_RETRY : EXIT_FAIL;
+		return tool_exit_code(rc);
 	}
 
 	dump_state st;

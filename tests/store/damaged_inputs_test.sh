@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# damaged_inputs_test.sh AMBER_STORE
+#
+# Damaged and hostile inputs through the amber-store tool: each must give a
+# clear message and exit 1 (damaged) or 2 (bad input), never a crash; a
+# single flipped bit is corrected and reported, not a failure.  CTest runs
+# this in the normal and in the sanitizer build (where a crash or a
+# sanitizer report aborts the tool with a signal or exit code that fails
+# the expectation below).
+set -uo pipefail
+store=$1
+work=$(mktemp -d /tmp/amber-damaged.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+pass=0
+failed=0
+
+# expect CODE PATTERN -- COMMAND...: exit code CODE and PATTERN on stdout/stderr
+expect() {
+	local want=$1 pattern=$2
+	shift 3
+	local out rc
+	out=$("$@" 2>&1)
+	rc=$?
+	if [ "$rc" != "$want" ] || ! grep -qiE -- "$pattern" <<<"$out"; then
+		echo "FAIL: $* -> exit $rc (want $want), output:"
+		sed 's/^/    /' <<<"$out" | tail -8
+		echo "    (wanted /$pattern/)"
+		failed=$((failed + 1))
+	else
+		echo "ok:   $*: exit $rc"
+		pass=$((pass + 1))
+	fi
+}
+
+# flip bit BIT of byte OFFSET of FILE
+flip() {
+	perl -e 'open(F, "+<", $ARGV[0]) or die; binmode F; seek(F, $ARGV[1], 0); read(F, $b, 1);
+	         seek(F, $ARGV[1], 0); print F chr(ord($b) ^ (1 << $ARGV[2])); close F' "$1" "$2" "$3"
+}
+
+# An instance with data, shut down cleanly, and one left dirty with many
+# small log generations.
+"$store" create "$work/clean" >/dev/null || exit 1
+"$store" serve "$work/clean" --load 0 --threads 2 --duration 1 --seed 7 --quiet || exit 1
+"$store" create "$work/dirty" --log-size 128K >/dev/null || exit 1
+"$store" serve "$work/dirty" --load 0 --threads 2 --seed 8 --quiet &
+pid=$!
+sleep 1.5
+kill -9 $pid
+wait $pid 2>/dev/null
+
+db=$work/clean/priv1.edb
+expect 0 "completed successfully" -- "$store" check "$db"
+
+# one flipped bit in a data page: corrected and reported, exit 0
+cp "$db" "$work/onebit.edb"
+flip "$work/onebit.edb" $((3 * 8192 + 5000)) 3
+expect 0 "corrected" -- "$store" check "$work/onebit.edb"
+
+# two flipped bits in page 3: damaged, named, exit 1
+cp "$db" "$work/twobits.edb"
+flip "$work/twobits.edb" $((3 * 8192 + 5000)) 3
+flip "$work/twobits.edb" $((3 * 8192 + 6000)) 1
+expect 1 "page 3" -- "$store" check "$work/twobits.edb"
+
+# a page written at the wrong place: damaged
+cp "$db" "$work/moved.edb"
+dd if="$db" of="$work/moved.edb" bs=8192 skip=4 seek=3 count=1 conv=notrunc status=none
+expect 1 "page 3" -- "$store" check "$work/moved.edb"
+
+# truncated in the middle of a page: damaged
+cp "$db" "$work/trunc.edb"
+truncate -s $(( $(stat -c %s "$db") - 3000 )) "$work/trunc.edb"
+expect 1 "page|partial|short|trunc" -- "$store" check "$work/trunc.edb"
+
+# not a database at all: bad input
+printf 'hello, I am a text file\n' > "$work/text.edb"
+expect 2 "not an amber" -- "$store" check "$work/text.edb"
+expect 2 "not an amber" -- "$store" header "$work/text.edb"
+: > "$work/empty.edb"
+expect 2 "not an amber" -- "$store" check "$work/empty.edb"
+head -c 100000 /dev/urandom > "$work/random.edb"
+expect 2 "not an amber" -- "$store" check "$work/random.edb"
+
+# both header copies damaged: damaged
+cp "$db" "$work/hdr.edb"
+flip "$work/hdr.edb" 100 1
+flip "$work/hdr.edb" 200 1
+flip "$work/hdr.edb" $((8192 + 100)) 1
+flip "$work/hdr.edb" $((8192 + 300)) 1
+expect 1 "header" -- "$store" check "$work/hdr.edb"
+
+# a database that is not a database inside an instance: refused on open
+cp -r "$work/clean" "$work/notdb"
+printf 'garbage' > "$work/notdb/pub1.edb"
+expect 2 "not an amber" -- "$store" dump "$work/notdb"
+
+# logs: the dirty instance's log directory verifies
+expect 0 "completed successfully" -- "$store" check "$work/dirty"
+
+# a flipped bit in a log segment: corrected, exit 0
+cp -r "$work/dirty" "$work/logbit"
+first=$(ls "$work/logbit"/E00????????.log | tail -2 | head -1)
+flip "$first" $((2 * 4096 + 700)) 5
+expect 0 "corrected" -- "$store" check "$work/logbit" --all
+
+# a missing log in the middle: recovery and check stop, naming the generation
+cp -r "$work/dirty" "$work/gap"
+gen=$(ls "$work/gap"/E00????????.log | sed -n 3p)
+rm "$gen"
+name=$(basename "$gen" .log)
+expect 1 "${name:3}|missing" -- "$store" check "$work/gap" --all
+cp -r "$work/dirty" "$work/gap2"
+chk_gen=$("$store" checkpoint "$work/gap2/E00.chk" --json | perl -ne 'print $1 if /"gen"\s*:\s*(\d+)/' | head -1)
+mid=$(printf 'E00%08X.log' $((chk_gen + 1)))
+if [ -f "$work/gap2/$mid" ]; then
+	rm "$work/gap2/$mid"
+	expect 1 "generation $((chk_gen + 1))|missing" -- "$store" dump "$work/gap2"
+fi
+
+# a log of another instance in the middle: refused (signature)
+"$store" create "$work/other" --log-size 128K >/dev/null
+"$store" serve "$work/other" --load 0 --threads 1 --duration 1 --seed 9 --quiet
+cp -r "$work/dirty" "$work/foreign"
+victim=$(ls "$work/foreign"/E00????????.log | tail -1)
+cp "$(ls "$work/other"/E00????????.log | tail -1)" "$victim"
+expect 1 "signature|another|belong" -- "$store" check "$work/foreign" --all
+expect 1 "signature|another|belong|not contiguous|follow|holds log generation" -- "$store" dump "$work/foreign"
+
+# a truncated log file: damaged or missing data, never a crash
+cp -r "$work/dirty" "$work/trunclog"
+t=$(ls "$work/trunclog"/E00????????.log | tail -2 | head -1)
+truncate -s 10000 "$t"
+expect 1 "damaged|short|truncat|ends" -- "$store" check "$work/trunclog" --all
+
+# garbage restore.env: bad input, naming file and line
+cp -r "$work/clean" "$work/env"
+printf 'amber-restore-env 1\ninstance_dir=/tmp\nfoo=bar\n' > "$work/env/restore.env"
+expect 2 "restore.env:3" -- "$store" hard-recover "$work/env"
+head -c 3000 /dev/urandom > "$work/env/restore.env"
+expect 2 "restore.env" -- "$store" hard-recover "$work/env"
+rm "$work/env/restore.env"
+expect 2 "restore.env" -- "$store" hard-recover "$work/env"
+
+# bad usage
+expect 2 "usage|unknown" -- "$store" frobnicate
+expect 2 "usage|missing|requires" -- "$store" check
+expect 2 "page size" -- "$store" create "$work/bad" --page-size 1234
+
+echo "damaged inputs: $pass passed, $failed failed"
+[ "$failed" = 0 ]
