@@ -53,6 +53,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "common/array.h"
 #include "common/checksum.h"
 #include "common/durable.h"
 #include "store/dbfile.h"
@@ -269,14 +270,8 @@ static int reserve_spend(ams_instance *in)
 
 static int genmap_push(ams_instance *in, uint32_t gen, uint64_t lsn)
 {
-	if (in->ngenmap == in->capgenmap) {
-		size_t nc = in->capgenmap ? in->capgenmap * 2 : 16;
-		amb_genmap *n = realloc(in->genmap, nc * sizeof(*n));
-		if (!n)
-			return AMS_ENOMEM;
-		in->genmap = n;
-		in->capgenmap = nc;
-	}
+	if (amb_grow((void **)&in->genmap, &in->capgenmap, in->ngenmap + 1, sizeof(*in->genmap), 16))
+		return AMS_ENOMEM;
 	in->genmap[in->ngenmap].gen = gen;
 	in->genmap[in->ngenmap].start_lsn = lsn;
 	in->ngenmap++;
@@ -610,15 +605,9 @@ static int checkpoint(ams_instance *in)
 			for (amb_page *p = db->cache[i]; p; p = p->next) {
 				if (!p->dirty)
 					continue;
-				if (n == cap) {
-					size_t nc = cap ? cap * 2 : 256;
-					ckpt_page *np = realloc(pages, nc * sizeof(*np));
-					if (!np) {
-						rc = AMS_ENOMEM;
-						break;
-					}
-					pages = np;
-					cap = nc;
+				if (amb_grow((void **)&pages, &cap, n + 1, sizeof(*pages), 256)) {
+					rc = AMS_ENOMEM;
+					break;
 				}
 				pages[n].buf = malloc(P);
 				if (!pages[n].buf) {
@@ -664,9 +653,22 @@ static int checkpoint(ams_instance *in)
 		amb_db *db = &in->db[pages[i].db];
 		ssize_t w = v->pwrite(v, db->fd, pages[i].buf, P, (off_t)pages[i].pgno * P);
 		if (w < 0)
-			rc = amb_err(AMS_EIO, "%s: writing page %u: %s", db->name, pages[i].pgno,
-			             strerror((int)-w));
+			rc = amb_err(amb_errno_code((int)w), "%s: writing page %u: %s", db->name,
+			             pages[i].pgno, strerror((int)-w));
 		wrote[pages[i].db] = 1;
+	}
+	if (rc == AMS_ENOSPC && !in->stop) {
+		/* nothing is lost (the pages are cached and logged): try later */
+		amb_gate_exit(in);
+		pthread_rwlock_wrlock(&in->rw);
+		for (size_t i = 0; i < n; i++) {
+			amb_page *p = amb_cache_get(&in->db[pages[i].db], pages[i].pgno);
+			if (p)
+				p->dirty = 1;
+		}
+		pthread_rwlock_unlock(&in->rw);
+		rc = 0;
+		goto out;
 	}
 	for (int d = 0; d < in->ndb && !rc; d++) {
 		if (!wrote[d])
@@ -857,14 +859,8 @@ int ams_txn_begin(ams_instance *in, ams_txn **out)
 
 static txop *txn_add(ams_txn *t)
 {
-	if (t->n == t->cap) {
-		size_t nc = t->cap ? t->cap * 2 : 8;
-		txop *n = realloc(t->ops, nc * sizeof(*n));
-		if (!n)
-			return NULL;
-		t->ops = n;
-		t->cap = nc;
-	}
+	if (amb_grow((void **)&t->ops, &t->cap, t->n + 1, sizeof(*t->ops), 8))
+		return NULL;
 	txop *op = &t->ops[t->n++];
 	memset(op, 0, sizeof(*op));
 	return op;
@@ -987,17 +983,9 @@ typedef struct apply_ctx {
 
 static unsigned char *rec_reserve(apply_ctx *c, size_t n)
 {
-	if (c->len + n > c->cap) {
-		size_t nc = c->cap ? c->cap : 65536;
-		while (nc < c->len + n)
-			nc *= 2;
-		unsigned char *r = realloc(c->rec, nc);
-		if (!r) {
-			c->oom = 1;
-			return NULL;
-		}
-		c->rec = r;
-		c->cap = nc;
+	if (amb_grow((void **)&c->rec, &c->cap, c->len + n, 1, 65536)) {
+		c->oom = 1;
+		return NULL;
 	}
 	unsigned char *p = c->rec + c->len;
 	c->len += n;
@@ -1038,15 +1026,9 @@ static amb_page *touch(apply_ctx *c, int d, uint32_t pgno, int fresh)
 		}
 	}
 	if (!p->touched) {
-		if (c->nt == c->ct) {
-			size_t nc = c->ct ? c->ct * 2 : 32;
-			touched *n = realloc(c->t, nc * sizeof(*n));
-			if (!n) {
-				c->oom = 1;
-				return NULL;
-			}
-			c->t = n;
-			c->ct = nc;
+		if (amb_grow((void **)&c->t, &c->ct, c->nt + 1, sizeof(*c->t), 32)) {
+			c->oom = 1;
+			return NULL;
 		}
 		c->t[c->nt].db = d;
 		c->t[c->nt].p = p;
@@ -1836,22 +1818,14 @@ int ams_txn_commit(ams_txn *t)
 	wr32(c.rec + AMB_REC_HDR + 16, c.nent);
 	wr32(c.rec + AMB_REC_HDR + 20, 0);
 	wr64(c.rec + 8, XXH3_64bits_withSeed(c.rec + AMB_REC_HDR, c.len - AMB_REC_HDR, lsn));
-	if (in->lbuf_len + c.len > in->lbuf_cap) {
-		size_t nc = in->lbuf_cap ? in->lbuf_cap : (1u << 20);
-		while (nc < in->lbuf_len + c.len)
-			nc *= 2;
-		unsigned char *nb = realloc(in->lbuf, nc);
-		if (!nb) {
-			amb_fail_locked(in, AMS_ENOMEM, "out of memory in the log buffer");
-			in->reserved_segs -= need;
-			in->appliers--;
-			pthread_mutex_unlock(&in->mu);
-			pthread_rwlock_unlock(&in->rw);
-			rc = amb_err(AMS_EFAILED, "out of memory in the log buffer");
-			goto out;
-		}
-		in->lbuf = nb;
-		in->lbuf_cap = nc;
+	if (amb_grow((void **)&in->lbuf, &in->lbuf_cap, in->lbuf_len + c.len, 1, 1u << 20)) {
+		amb_fail_locked(in, AMS_ENOMEM, "out of memory in the log buffer");
+		in->reserved_segs -= need;
+		in->appliers--;
+		pthread_mutex_unlock(&in->mu);
+		pthread_rwlock_unlock(&in->rw);
+		rc = amb_err(AMS_EFAILED, "out of memory in the log buffer");
+		goto out;
 	}
 	memcpy(in->lbuf + in->lbuf_len, c.rec, c.len);
 	in->lbuf_len += c.len;

@@ -41,6 +41,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "common/array.h"
 #include "common/checksum.h"
 #include "common/durable.h"
 #include "store/dbfile.h"
@@ -117,14 +118,8 @@ static int mark_torn(parser *ps, int db, uint32_t pgno)
 	for (size_t i = 0; i < ps->ntorn; i++)
 		if (ps->torn[i].db == db && ps->torn[i].pgno == pgno)
 			return 0;
-	if (ps->ntorn == ps->ctorn) {
-		size_t nc = ps->ctorn ? ps->ctorn * 2 : 64;
-		pgref *n = realloc(ps->torn, nc * sizeof(*n));
-		if (!n)
-			return amb_err(AMS_ENOMEM, "out of memory during recovery");
-		ps->torn = n;
-		ps->ctorn = nc;
-	}
+	if (amb_grow((void **)&ps->torn, &ps->ctorn, ps->ntorn + 1, sizeof(*ps->torn), 64))
+		return amb_err(AMS_ENOMEM, "out of memory during recovery");
 	ps->torn[ps->ntorn].db = db;
 	ps->torn[ps->ntorn].pgno = pgno;
 	ps->torn[ps->ntorn].lsn = ps->rec_lsn;
@@ -302,16 +297,8 @@ static int feed(parser *ps, const unsigned char *p, size_t n)
 	while (n && !ps->stop) {
 		size_t want = ps->have < AMB_REC_HDR ? AMB_REC_HDR - ps->have : ps->need - ps->have;
 		size_t take = n < want ? n : want;
-		if (ps->have + take > ps->cap) {
-			size_t nc = ps->cap ? ps->cap : 65536;
-			while (nc < ps->have + take)
-				nc *= 2;
-			unsigned char *b = realloc(ps->buf, nc);
-			if (!b)
-				return amb_err(AMS_ENOMEM, "out of memory during recovery");
-			ps->buf = b;
-			ps->cap = nc;
-		}
+		if (amb_grow((void **)&ps->buf, &ps->cap, ps->have + take, 1, 65536))
+			return amb_err(AMS_ENOMEM, "out of memory during recovery");
 		memcpy(ps->buf + ps->have, p, take);
 		ps->have += take;
 		p += take;

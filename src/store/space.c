@@ -18,6 +18,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "common/array.h"
 #include "common/checksum.h"
 #include "store/dbfile.h"
 #include "store/err.h"
@@ -173,14 +174,8 @@ amb_table *amb_table_find(ams_instance *in, const char *name)
 
 amb_table *amb_table_add(ams_instance *in, const char *name, int db)
 {
-	if (in->ntables == in->captables) {
-		size_t nc = in->captables ? in->captables * 2 : 16;
-		amb_table **n = realloc(in->tables, nc * sizeof(*n));
-		if (!n)
-			return NULL;
-		in->tables = n;
-		in->captables = nc;
-	}
+	if (amb_grow((void **)&in->tables, &in->captables, in->ntables + 1, sizeof(*in->tables), 16))
+		return NULL;
 	amb_table *t = calloc(1, sizeof(*t));
 	if (!t)
 		return NULL;
@@ -283,14 +278,8 @@ void amb_tables_free(ams_instance *in)
 
 int amb_push_u32(uint32_t **arr, size_t *n, size_t *cap, uint32_t v)
 {
-	if (*n == *cap) {
-		size_t nc = *cap ? *cap * 2 : 64;
-		uint32_t *a = realloc(*arr, nc * sizeof(*a));
-		if (!a)
-			return AMS_ENOMEM;
-		*arr = a;
-		*cap = nc;
-	}
+	if (amb_grow((void **)arr, cap, *n + 1, sizeof(**arr), 64))
+		return AMS_ENOMEM;
 	(*arr)[(*n)++] = v;
 	return 0;
 }
