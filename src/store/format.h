@@ -79,7 +79,9 @@
  *     AMB_REC_TXN: u64 txn sequence, u64 time (µs since the epoch), u32 n,
  *       u32 reserved, then n entries:
  *         u8 kind, u8 db, u16 reserved, u32 pgno, then
- *         IMAGE:  the whole page (P bytes, already sealed)
+ *         IMAGE:  u32 n, then the first n bytes of the whole page (sealed);
+ *                 the other P - n bytes are zero (free space is kept zeroed,
+ *                 so images of pages with room are short)
  *         FREE:   u64 stamp: write a free page
  *         EXTEND: u32 new page count: the database grows to that many pages,
  *                 the new pages free

@@ -1161,9 +1161,11 @@ static void remove_record(apply_ctx *c, amb_table *t, txop *op)
 		c->oom = 1;
 }
 
+/* Largest inline cell: a value that fits a page with any table and key
+ * stays in the data page (fewer pages, smaller log records). */
 static unsigned inline_max(ams_instance *in)
 {
-	return (in->page_size - AMB_DATA_HDR) / 4;
+	return in->page_size - AMB_DATA_HDR - 18 - AMB_MAX_TABLE - AMB_MAX_KEY;
 }
 
 static void insert_record(apply_ctx *c, amb_table *t, const char *table, const unsigned char *key,
@@ -1172,8 +1174,8 @@ static void insert_record(apply_ctx *c, amb_table *t, const char *table, const u
 	ams_instance *in = c->in;
 	int d = t->db;
 	size_t tlen = strlen(table);
-	/* a cell holds at most inline_max() bytes of value (a quarter page) */
-	unsigned char *cell = malloc(18 + AMB_MAX_TABLE + AMB_MAX_KEY + in->page_size / 4);
+	/* a cell holds at most inline_max() bytes */
+	unsigned char *cell = malloc(in->page_size);
 	unsigned hdr;
 	if (!cell) {
 		c->oom = 1;
@@ -1511,16 +1513,45 @@ static void apply_ops(apply_ctx *c, ams_txn *t, const uint32_t ext[AMB_MAX_DBS])
 	}
 }
 
+/* Length of the page without its trailing zero bytes (multiple of 8). */
+static uint32_t trimmed_len(const unsigned char *pg, uint32_t P)
+{
+	uint32_t n = P;
+	while (n > 32) {
+		uint64_t w;
+		memcpy(&w, pg + n - 8, 8);
+		if (w)
+			break;
+		n -= 8;
+	}
+	return n;
+}
+
+/* Put the whole page as an IMAGE entry (zero tail left out). */
+static void emit_image(apply_ctx *c, int d, amb_page *p)
+{
+	uint32_t n = trimmed_len(p->buf, c->in->page_size);
+	unsigned char *e = rec_reserve(c, AMB_ENT_HDR + 4 + n);
+	if (!e)
+		return;
+	ent_hdr(e, AMB_ENT_IMAGE, d, p->pgno);
+	wr32(e + AMB_ENT_HDR, n);
+	memcpy(e + AMB_ENT_HDR + 4, p->buf, n);
+	p->fpi_epoch = c->in->fpi_epoch;
+}
+
 /*
  * Log the change of p since p->before as a DELTA entry: the byte ranges of
  * [12, P) that differ (runs closer than 16 bytes are merged).  Returns 0
- * (and logs nothing) when an image would not be much larger.
+ * (and logs nothing) when the (zero-trimmed) image would not be larger.
  */
 static int emit_delta(apply_ctx *c, int d, amb_page *p, uint64_t stamp_before,
                       uint64_t stamp_after)
 {
 	uint32_t P = c->in->page_size;
 	const unsigned char *a = p->before, *b = p->buf;
+	/* a delta must be smaller than the image it replaces */
+	size_t limit = trimmed_len(p->buf, P) + 4;
 	uint16_t off[512], len[512];
 	uint32_t n = 0;
 	size_t bytes = 0;
@@ -1551,10 +1582,10 @@ static int emit_delta(apply_ctx *c, int d, amb_page *p, uint64_t stamp_before,
 		bytes += 4 + (end - start);
 		n++;
 		i = end;
-		if (bytes > P / 2)
+		if (bytes + 20 >= limit)
 			return 0;
 	}
-	if (bytes + 20 > P / 2)
+	if (bytes + 20 >= limit)
 		return 0;
 	unsigned char *e = rec_reserve(c, AMB_ENT_HDR + 20 + bytes);
 	if (!e)
@@ -1656,14 +1687,8 @@ static void emit_images(apply_ctx *c)
 			free(p->before);
 			p->before = NULL;
 		}
-		if (!logged) {
-			unsigned char *e = rec_reserve(c, AMB_ENT_HDR + in->page_size);
-			if (!e)
-				return;
-			ent_hdr(e, AMB_ENT_IMAGE, d, p->pgno);
-			memcpy(e + AMB_ENT_HDR, p->buf, in->page_size);
-			p->fpi_epoch = in->fpi_epoch;
-		}
+		if (!logged)
+			emit_image(c, d, p);
 		c->nent++;
 	}
 }

@@ -61,6 +61,7 @@ typedef struct pgref {
 typedef struct parser {
 	amb_replay *rp;
 	unsigned char *cur;  /* the page as it is on disk now */
+	unsigned char *img;  /* an image entry made whole */
 	pgref *torn;         /* pages a delta found torn: an image must follow */
 	size_t ntorn, ctorn;
 	unsigned char *buf;
@@ -228,18 +229,23 @@ static int apply_txn(parser *ps, const unsigned char *r, size_t len)
 			               ps->gen, db, rp->ndb);
 		int rc = 0;
 		if (kind == AMB_ENT_IMAGE) {
-			if (off + P > len || pgno < 2)
+			if (off + 4 > len || pgno < 2)
 				goto bad;
-			if (amb_ck_check(r + off, P, pgno) != AMB_CK_OK)
+			uint32_t il = rd32(r + off);
+			if (il < 32 || il > P || off + 4 + il > len)
+				goto bad;
+			memcpy(ps->img, r + off + 4, il);
+			memset(ps->img + il, 0, P - il);
+			if (amb_ck_check(ps->img, P, pgno) != AMB_CK_OK)
 				return amb_err(AMS_ECORRUPT, "page image %u in the log record at LSN %llu "
 				               "(generation %u) fails its checksum", pgno,
 				               (unsigned long long)ps->rec_lsn, ps->gen);
 			amb_blk b;
-			amb_blk_get(r + off, &b);
+			amb_blk_get(ps->img, &b);
 			if (b.stamp > rp->max_stamp[db])
 				rp->max_stamp[db] = b.stamp;
-			rc = put_whole(ps, db, pgno, r + off, b.stamp);
-			off += P;
+			rc = put_whole(ps, db, pgno, ps->img, b.stamp);
+			off += 4 + il;
 		} else if (kind == AMB_ENT_FREE) {
 			if (off + 8 > len || pgno < 2)
 				goto bad;
@@ -389,9 +395,11 @@ int amb_replay_run(amb_replay *rp, const amb_logsrc *src)
 	ps.rp = rp;
 	ps.zero = malloc(rp->page_size);
 	ps.cur = malloc(rp->page_size);
-	if (!ps.zero || !ps.cur) {
+	ps.img = malloc(rp->page_size);
+	if (!ps.zero || !ps.cur || !ps.img) {
 		free(ps.zero);
 		free(ps.cur);
+		free(ps.img);
 		return amb_err(AMS_ENOMEM, "out of memory");
 	}
 	int rc = 0;
@@ -542,6 +550,7 @@ out:
 	free(ps.buf);
 	free(ps.zero);
 	free(ps.cur);
+	free(ps.img);
 	free(ps.torn);
 	return rc;
 }

@@ -1,0 +1,67 @@
+/*
+ * provider_internal.h - what the providers share inside amber_providers.
+ *
+ * The public wrappers in provider.c check the arguments common to all
+ * providers (absolute paths without newlines, volume a directory, shadow
+ * free, sidecar handling) and then call the operations below, which only do
+ * what is specific to one provider.
+ *
+ * File I/O: the sidecar goes through the vfs seam (amb_durable_write).  The
+ * copies themselves use openat/FICLONE/copy_file_range/xattr calls that the
+ * seam does not have; their durability is shown on real filesystems by the
+ * tests in tests/providers, not by the power-loss harness.
+ */
+#ifndef AMBER_PROVIDERS_PROVIDER_INTERNAL_H
+#define AMBER_PROVIDERS_PROVIDER_INTERNAL_H
+
+#include <stdbool.h>
+#include <sys/stat.h>
+
+#include "providers/provider.h"
+
+struct amb_provider_ops {
+	/* volume: absolute, exists, is a directory (checked by the caller) */
+	int (*supports)(const char *volume);
+	/* shadow: absolute, normalised (no trailing slash), does not exist;
+	 * parent: its parent directory, which exists.  Called before the
+	 * sidecar is written: only checks. */
+	int (*check_shadow)(const char *volume, const char *shadow, const char *parent);
+	/* after the sidecar is written: create what must exist before commit */
+	int (*prepare)(const char *volume, const char *shadow);
+	int (*commit)(const char *volume, const char *shadow);
+	/* shadow exists (lstat succeeded); delete it durably */
+	int (*remove)(const char *shadow);
+};
+
+extern const amb_provider amb_provider_btrfs;
+extern const amb_provider amb_provider_reflink;
+extern const amb_provider amb_provider_copy;
+
+/* Set the thread's message; returns rc (see CODING.md "Return codes"). */
+int amb_prov_err(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Same filesystem (superblock)?  btrfs subvolumes have their own st_dev,
+ * so two btrfs paths are compared by filesystem UUID.  1 yes, 0 no, or
+ * -errno (no message). */
+int amb_prov_same_fs(int fd_a, int fd_b);
+
+/* Same mount (statx STATX_MNT_ID)?  FICLONE needs it.  1, 0 or -errno. */
+int amb_prov_same_mount(int fd_a, int fd_b);
+
+/* Is the filesystem of fd btrfs?  1, 0 or -errno. */
+int amb_prov_is_btrfs(int fd);
+
+/*
+ * The tree walker behind reflink and copy (tree.c).  Copies the tree at
+ * volume into the existing empty directory shadow.  clone: FICLONE every
+ * regular file (error when refused), else copy the bytes.  The shadow's
+ * parent directory is left out where it occurs inside the volume.  prov
+ * names the provider in messages.
+ */
+int amb_tree_copy(const char *prov, const char *volume, const char *shadow, bool clone);
+
+/* Delete the tree at path (a directory) and fsync its parent.  Refuses
+ * (-EBUSY) to cross into another filesystem. */
+int amb_tree_remove(const char *prov, const char *path);
+
+#endif

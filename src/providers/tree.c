@@ -1,0 +1,816 @@
+/*
+ * tree.c - copy or clone a directory tree, and delete one (the reflink and
+ * copy providers; see provider_internal.h).
+ *
+ * The walk works on directory descriptors (openat and friends), so path
+ * length never limits it and a renamed parent cannot redirect it.  It keeps
+ * two descriptors open per directory level.  It stays on the volume's
+ * filesystem: a directory on another device, or the root of a mount, is
+ * copied as an empty directory with the metadata of the original, the way
+ * btrfs shows nested subvolumes in a snapshot.  The same goes for the
+ * shadow's own parent directory when it lies inside the volume (otherwise
+ * every shadow would contain all older ones).
+ *
+ * Metadata order for each object: data, owner (chown clears set-id bits
+ * and file capabilities), extended attributes, mode, times (last, since the
+ * other steps change them), then fsync.  A directory gets its metadata
+ * after its children, so a read-only directory can still be filled and its
+ * times are final.  Symlinks, fifos and device nodes cannot be opened for
+ * fsync; their parent directory's fsync, which comes after their last
+ * change, makes them durable (ext4, xfs: the journal is ordered; btrfs logs
+ * new inodes with the directory).  Their extended attributes are not kept.
+ *
+ * Hard links: a non-directory with more than one link is looked up by
+ * (device, inode) in a hash table of those already copied and linked to
+ * the first copy.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "common/vfs.h"
+#include "providers/provider_internal.h"
+
+#define COPY_BUF_SIZE (1u << 20)
+#define COPY_CHUNK ((size_t)1 << 30)
+
+struct hl_ent {
+	dev_t dev;
+	ino_t ino;
+	char *rel; /* path of the first copy, relative to the shadow root */
+};
+
+struct tree_ctx {
+	const char *prov;
+	const char *root; /* volume (copy) or shadow (remove), for messages */
+	bool clone;
+	dev_t rootdev;
+	dev_t skip_dev[2];
+	ino_t skip_ino[2];
+	int nskip;
+	int droot; /* shadow root directory */
+	char *rel; /* current path relative to root, "" at the root */
+	size_t rel_len, rel_cap;
+	struct hl_ent *hl;
+	size_t hl_n, hl_cap;
+	unsigned char *buf; /* read/write fallback, allocated when needed */
+	bool no_cfr; /* copy_file_range refused once: use read/write */
+};
+
+/* ---- path for messages and hard links ---- */
+
+static int rel_push(struct tree_ctx *c, const char *name, size_t *old)
+{
+	size_t nl = strlen(name);
+	size_t need = c->rel_len + 1 + nl + 1;
+	if (need > c->rel_cap) {
+		size_t cap = c->rel_cap ? c->rel_cap : 256;
+		while (cap < need)
+			cap *= 2;
+		char *r = realloc(c->rel, cap);
+		if (!r)
+			return amb_prov_err(-ENOMEM, "%s: out of memory", c->prov);
+		c->rel = r;
+		c->rel_cap = cap;
+	}
+	*old = c->rel_len;
+	if (c->rel_len)
+		c->rel[c->rel_len++] = '/';
+	memcpy(c->rel + c->rel_len, name, nl + 1);
+	c->rel_len += nl;
+	return 0;
+}
+
+static void rel_pop(struct tree_ctx *c, size_t old)
+{
+	c->rel_len = old;
+	if (c->rel)
+		c->rel[old] = '\0';
+}
+
+static const char *rel(const struct tree_ctx *c)
+{
+	return c->rel ? c->rel : "";
+}
+
+/* message "<prov>: <root>/<rel>: <what>: <strerror>", returns rc */
+static int terr(const struct tree_ctx *c, int rc, const char *what)
+{
+	return amb_prov_err(rc, "%s: %s%s%s: %s: %s", c->prov, c->root, c->rel_len ? "/" : "",
+			    rel(c), what, strerror(-rc));
+}
+
+/* ---- hard link table (open addressing, power-of-two size) ---- */
+
+static size_t hl_hash(dev_t dev, ino_t ino)
+{
+	uint64_t h = (uint64_t)ino * 0x9e3779b97f4a7c15ull ^ (uint64_t)dev;
+	return (size_t)(h ^ (h >> 29));
+}
+
+static struct hl_ent *hl_find(struct tree_ctx *c, dev_t dev, ino_t ino)
+{
+	if (!c->hl_cap)
+		return NULL;
+	for (size_t i = hl_hash(dev, ino) & (c->hl_cap - 1);; i = (i + 1) & (c->hl_cap - 1)) {
+		if (!c->hl[i].rel)
+			return NULL;
+		if (c->hl[i].dev == dev && c->hl[i].ino == ino)
+			return &c->hl[i];
+	}
+}
+
+static int hl_add(struct tree_ctx *c, dev_t dev, ino_t ino)
+{
+	if ((c->hl_n + 1) * 2 > c->hl_cap) {
+		size_t cap = c->hl_cap ? c->hl_cap * 2 : 64;
+		struct hl_ent *t = calloc(cap, sizeof(*t));
+		if (!t)
+			return amb_prov_err(-ENOMEM, "%s: out of memory", c->prov);
+		for (size_t j = 0; j < c->hl_cap; j++) {
+			if (!c->hl[j].rel)
+				continue;
+			size_t i = hl_hash(c->hl[j].dev, c->hl[j].ino) & (cap - 1);
+			while (t[i].rel)
+				i = (i + 1) & (cap - 1);
+			t[i] = c->hl[j];
+		}
+		free(c->hl);
+		c->hl = t;
+		c->hl_cap = cap;
+	}
+	char *r = strdup(rel(c));
+	if (!r)
+		return amb_prov_err(-ENOMEM, "%s: out of memory", c->prov);
+	size_t i = hl_hash(dev, ino) & (c->hl_cap - 1);
+	while (c->hl[i].rel)
+		i = (i + 1) & (c->hl_cap - 1);
+	c->hl[i].dev = dev;
+	c->hl[i].ino = ino;
+	c->hl[i].rel = r;
+	c->hl_n++;
+	return 0;
+}
+
+/* ---- directory listing ---- */
+
+struct names {
+	char **v;
+	size_t n;
+};
+
+static void names_free(struct names *ns)
+{
+	for (size_t i = 0; i < ns->n; i++)
+		free(ns->v[i]);
+	free(ns->v);
+	ns->v = NULL;
+	ns->n = 0;
+}
+
+/* every name in dirfd but "." and ".." (the listing is taken whole, so the
+ * walk below keeps no directory stream open) */
+static int list_dir(struct tree_ctx *c, int dirfd, struct names *ns)
+{
+	int rc = 0;
+	size_t cap = 0;
+	ns->v = NULL;
+	ns->n = 0;
+	int fd = dup(dirfd);
+	if (fd < 0)
+		return terr(c, -errno, "dup");
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		rc = terr(c, -errno, "opendir");
+		close(fd);
+		return rc;
+	}
+	rewinddir(d);
+	for (;;) {
+		errno = 0;
+		struct dirent *de = readdir(d);
+		if (!de) {
+			if (errno)
+				rc = terr(c, -errno, "readdir");
+			break;
+		}
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (ns->n == cap) {
+			size_t ncap = cap ? cap * 2 : 32;
+			char **v = realloc(ns->v, ncap * sizeof(*v));
+			if (!v) {
+				rc = amb_prov_err(-ENOMEM, "%s: out of memory", c->prov);
+				break;
+			}
+			ns->v = v;
+			cap = ncap;
+		}
+		ns->v[ns->n] = strdup(de->d_name);
+		if (!ns->v[ns->n]) {
+			rc = amb_prov_err(-ENOMEM, "%s: out of memory", c->prov);
+			break;
+		}
+		ns->n++;
+	}
+	closedir(d);
+	if (rc)
+		names_free(ns);
+	return rc;
+}
+
+/* Is name in dirfd the root of a mount?  (A bind mount of the same
+ * filesystem has the same st_dev, so st_dev alone does not tell.) */
+static bool is_mount_root(int dirfd, const char *name)
+{
+	struct statx sx;
+	if (statx(dirfd, name, AT_SYMLINK_NOFOLLOW, 0, &sx) != 0)
+		return false;
+	return (sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) &&
+	       (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+}
+
+/* ---- metadata ---- */
+
+static int copy_xattrs(struct tree_ctx *c, int sfd, int dfd)
+{
+	int rc = 0;
+	char *list = NULL, *val = NULL;
+	size_t vcap = 0;
+	ssize_t n = flistxattr(sfd, NULL, 0);
+	if (n < 0) {
+		if (errno == ENOTSUP)
+			return 0;
+		return terr(c, -errno, "cannot list extended attributes");
+	}
+	if (n == 0)
+		return 0;
+	/* the list may grow between the two calls: retry a few times */
+	for (int tries = 0;; tries++) {
+		list = malloc((size_t)n);
+		if (!list)
+			return amb_prov_err(-ENOMEM, "%s: out of memory", c->prov);
+		ssize_t m = flistxattr(sfd, list, (size_t)n);
+		if (m >= 0) {
+			n = m;
+			break;
+		}
+		free(list);
+		list = NULL;
+		if (errno != ERANGE || tries == 3)
+			return terr(c, -errno, "cannot list extended attributes");
+		n = flistxattr(sfd, NULL, 0);
+		if (n <= 0)
+			return n < 0 ? terr(c, -errno, "cannot list extended attributes") : 0;
+	}
+	for (char *name = list; name < list + n; name += strlen(name) + 1) {
+		ssize_t vl = fgetxattr(sfd, name, NULL, 0);
+		if (vl < 0) {
+			if (errno == ENODATA)
+				continue; /* removed meanwhile */
+			rc = terr(c, -errno, name);
+			goto out_free;
+		}
+		if ((size_t)vl + 1 > vcap) {
+			free(val);
+			vcap = (size_t)vl + 1;
+			val = malloc(vcap);
+			if (!val) {
+				rc = amb_prov_err(-ENOMEM, "%s: out of memory", c->prov);
+				goto out_free;
+			}
+		}
+		vl = fgetxattr(sfd, name, val, vcap);
+		if (vl < 0) {
+			if (errno == ENODATA)
+				continue;
+			rc = terr(c, -errno, name);
+			goto out_free;
+		}
+		if (fsetxattr(dfd, name, val, (size_t)vl, 0) != 0) {
+			char what[300];
+			snprintf(what, sizeof(what), "cannot keep extended attribute %s", name);
+			rc = terr(c, -errno, what);
+			goto out_free;
+		}
+	}
+out_free:
+	free(val);
+	free(list);
+	return rc;
+}
+
+/* regular files and directories (both open) */
+static int meta_fd(struct tree_ctx *c, int sfd, int dfd, const struct stat *st)
+{
+	if (fchown(dfd, st->st_uid, st->st_gid) != 0)
+		return terr(c, -errno, "cannot keep owner");
+	int rc = copy_xattrs(c, sfd, dfd);
+	if (rc)
+		return rc;
+	if (fchmod(dfd, st->st_mode & 07777) != 0)
+		return terr(c, -errno, "cannot keep mode");
+	struct timespec ts[2] = { st->st_atim, st->st_mtim };
+	if (futimens(dfd, ts) != 0)
+		return terr(c, -errno, "cannot keep times");
+	return 0;
+}
+
+/* symlinks, fifos, sockets, device nodes (not opened) */
+static int meta_at(struct tree_ctx *c, int ddir, const char *name, const struct stat *st)
+{
+	if (fchownat(ddir, name, st->st_uid, st->st_gid, AT_SYMLINK_NOFOLLOW) != 0)
+		return terr(c, -errno, "cannot keep owner");
+	if (!S_ISLNK(st->st_mode) && fchmodat(ddir, name, st->st_mode & 07777, 0) != 0)
+		return terr(c, -errno, "cannot keep mode");
+	struct timespec ts[2] = { st->st_atim, st->st_mtim };
+	if (utimensat(ddir, name, ts, AT_SYMLINK_NOFOLLOW) != 0)
+		return terr(c, -errno, "cannot keep times");
+	return 0;
+}
+
+/* ---- file data ---- */
+
+static int copy_range_rw(struct tree_ctx *c, int sfd, int dfd, off_t off, off_t end)
+{
+	if (!c->buf) {
+		c->buf = malloc(COPY_BUF_SIZE);
+		if (!c->buf)
+			return amb_prov_err(-ENOMEM, "%s: out of memory", c->prov);
+	}
+	while (off < end) {
+		size_t want = (size_t)(end - off) < COPY_BUF_SIZE ? (size_t)(end - off)
+								  : COPY_BUF_SIZE;
+		ssize_t n = pread(sfd, c->buf, want, off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return terr(c, -errno, "read");
+		}
+		if (n == 0)
+			break; /* shrank meanwhile */
+		for (ssize_t done = 0; done < n;) {
+			ssize_t w = pwrite(dfd, c->buf + done, (size_t)(n - done), off + done);
+			if (w < 0) {
+				if (errno == EINTR)
+					continue;
+				return terr(c, -errno, "write");
+			}
+			done += w;
+		}
+		off += n;
+	}
+	return 0;
+}
+
+/* copy [off, end) of sfd to the same offsets of dfd */
+static int copy_range(struct tree_ctx *c, int sfd, int dfd, off_t off, off_t end)
+{
+	while (!c->no_cfr && off < end) {
+		loff_t in = off, out = off;
+		size_t len = (size_t)(end - off) < COPY_CHUNK ? (size_t)(end - off) : COPY_CHUNK;
+		ssize_t n = copy_file_range(sfd, &in, dfd, &out, len, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
+			    errno == EOPNOTSUPP) {
+				c->no_cfr = true;
+				break;
+			}
+			return terr(c, -errno, "copy_file_range");
+		}
+		if (n == 0)
+			return 0; /* shrank meanwhile */
+		off += n;
+	}
+	return copy_range_rw(c, sfd, dfd, off, end);
+}
+
+/* copy the data, keeping holes */
+static int copy_data(struct tree_ctx *c, int sfd, int dfd)
+{
+	off_t off = 0;
+	for (;;) {
+		off_t data = lseek(sfd, off, SEEK_DATA);
+		if (data < 0) {
+			if (errno == ENXIO)
+				break; /* no data after off */
+			/* no hole support: everything to the end is data */
+			data = off;
+			off_t end = lseek(sfd, 0, SEEK_END);
+			if (end < 0)
+				return terr(c, -errno, "lseek");
+			int rc = copy_range(c, sfd, dfd, data, end);
+			if (rc)
+				return rc;
+			off = end;
+			break;
+		}
+		off_t hole = lseek(sfd, data, SEEK_HOLE);
+		if (hole < 0)
+			return terr(c, -errno, "lseek");
+		int rc = copy_range(c, sfd, dfd, data, hole);
+		if (rc)
+			return rc;
+		off = hole;
+	}
+	/* a trailing hole: the size, not the data, says where the file ends */
+	struct stat st;
+	if (fstat(sfd, &st) != 0)
+		return terr(c, -errno, "fstat");
+	if (st.st_size > off && ftruncate(dfd, st.st_size) != 0)
+		return terr(c, -errno, "ftruncate");
+	return 0;
+}
+
+/* ---- the walk ---- */
+
+static int copy_dir(struct tree_ctx *c, int sdir, int ddir);
+
+static bool skipped(const struct tree_ctx *c, const struct stat *st)
+{
+	for (int i = 0; i < c->nskip; i++)
+		if (st->st_dev == c->skip_dev[i] && st->st_ino == c->skip_ino[i])
+			return true;
+	return false;
+}
+
+static int copy_file(struct tree_ctx *c, int sdir, int ddir, const char *name,
+		     const struct stat *lst)
+{
+	int rc;
+	int sfd = openat(sdir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOATIME);
+	if (sfd < 0 && errno == EPERM) /* O_NOATIME needs ownership */
+		sfd = openat(sdir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (sfd < 0) {
+		if (errno == ENOENT)
+			return 0; /* vanished during the walk */
+		return terr(c, -errno, "cannot open");
+	}
+	struct stat st;
+	if (fstat(sfd, &st) != 0) {
+		rc = terr(c, -errno, "fstat");
+		goto out_close_sfd;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_ino != lst->st_ino) {
+		rc = terr(c, -ESTALE, "replaced during the copy");
+		goto out_close_sfd;
+	}
+	int dfd = openat(ddir, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (dfd < 0) {
+		rc = terr(c, -errno, "cannot create the copy");
+		goto out_close_sfd;
+	}
+	if (c->clone) {
+		if (ioctl(dfd, FICLONE, sfd) != 0) {
+			int e = errno;
+			if (e == EOPNOTSUPP || e == EXDEV || e == EINVAL)
+				rc = amb_prov_err(-EOPNOTSUPP,
+						  "%s: %s/%s: the filesystem refuses to clone it "
+						  "(FICLONE: %s)",
+						  c->prov, c->root, rel(c), strerror(e));
+			else
+				rc = terr(c, -e, "cannot clone (FICLONE)");
+			goto out_close_dfd;
+		}
+	} else {
+		rc = copy_data(c, sfd, dfd);
+		if (rc)
+			goto out_close_dfd;
+	}
+	rc = meta_fd(c, sfd, dfd, &st);
+	if (rc)
+		goto out_close_dfd;
+	if (fsync(dfd) != 0)
+		rc = terr(c, -errno, "fsync");
+out_close_dfd:
+	if (close(dfd) != 0 && rc == 0)
+		rc = terr(c, -errno, "close");
+out_close_sfd:
+	close(sfd);
+	return rc;
+}
+
+static int copy_special(struct tree_ctx *c, int sdir, int ddir, const char *name,
+			const struct stat *st)
+{
+	if (S_ISLNK(st->st_mode)) {
+		size_t cap = (size_t)st->st_size + 2;
+		if (cap < 64)
+			cap = 64;
+		for (;;) {
+			char *t = malloc(cap);
+			if (!t)
+				return amb_prov_err(-ENOMEM, "%s: out of memory", c->prov);
+			ssize_t n = readlinkat(sdir, name, t, cap);
+			if (n < 0) {
+				int e = errno;
+				free(t);
+				if (e == ENOENT)
+					return 0;
+				return terr(c, -e, "readlink");
+			}
+			if ((size_t)n >= cap) { /* grew meanwhile */
+				free(t);
+				cap *= 2;
+				continue;
+			}
+			t[n] = '\0';
+			int r = symlinkat(t, ddir, name);
+			free(t);
+			if (r != 0)
+				return terr(c, -errno, "cannot create the symlink");
+			break;
+		}
+	} else if (mknodat(ddir, name, (st->st_mode & S_IFMT) | 0600, st->st_rdev) != 0) {
+		return terr(c, -errno, "cannot create the node");
+	}
+	return meta_at(c, ddir, name, st);
+}
+
+/* a directory that is not walked: empty, with the original's metadata */
+static int copy_dir_stub(struct tree_ctx *c, int sdir, int ddir, const char *name,
+			 const struct stat *st)
+{
+	if (mkdirat(ddir, name, 0700) != 0)
+		return terr(c, -errno, "mkdir");
+	if (fchownat(ddir, name, st->st_uid, st->st_gid, AT_SYMLINK_NOFOLLOW) != 0)
+		return terr(c, -errno, "cannot keep owner");
+	if (fchmodat(ddir, name, st->st_mode & 07777, 0) != 0)
+		return terr(c, -errno, "cannot keep mode");
+	struct timespec ts[2] = { st->st_atim, st->st_mtim };
+	if (utimensat(ddir, name, ts, AT_SYMLINK_NOFOLLOW) != 0)
+		return terr(c, -errno, "cannot keep times");
+	(void)sdir;
+	return 0;
+}
+
+static int copy_subdir(struct tree_ctx *c, int sdir, int ddir, const char *name,
+		       const struct stat *lst)
+{
+	int rc;
+	if (lst->st_dev != c->rootdev || skipped(c, lst) || is_mount_root(sdir, name))
+		return copy_dir_stub(c, sdir, ddir, name, lst);
+	int sfd = openat(sdir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (sfd < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return terr(c, -errno, "cannot open");
+	}
+	struct stat st;
+	if (fstat(sfd, &st) != 0) {
+		rc = terr(c, -errno, "fstat");
+		goto out_close_sfd;
+	}
+	if (mkdirat(ddir, name, 0700) != 0) {
+		rc = terr(c, -errno, "mkdir");
+		goto out_close_sfd;
+	}
+	int dfd = openat(ddir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0) {
+		rc = terr(c, -errno, "cannot open the copy");
+		goto out_close_sfd;
+	}
+	rc = copy_dir(c, sfd, dfd);
+	if (rc)
+		goto out_close_dfd;
+	rc = meta_fd(c, sfd, dfd, &st);
+	if (rc)
+		goto out_close_dfd;
+	if (fsync(dfd) != 0)
+		rc = terr(c, -errno, "fsync");
+out_close_dfd:
+	close(dfd);
+out_close_sfd:
+	close(sfd);
+	return rc;
+}
+
+static int copy_entry(struct tree_ctx *c, int sdir, int ddir, const char *name)
+{
+	struct stat st;
+	if (fstatat(sdir, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+		if (errno == ENOENT)
+			return 0;
+		return terr(c, -errno, "stat");
+	}
+	if (S_ISDIR(st.st_mode))
+		return copy_subdir(c, sdir, ddir, name, &st);
+	if (st.st_nlink > 1) {
+		struct hl_ent *h = hl_find(c, st.st_dev, st.st_ino);
+		if (h) {
+			/* ENOENT: the first name vanished during the walk (then
+			 * so did its copy); this one is left out too */
+			if (linkat(c->droot, h->rel, ddir, name, 0) != 0 && errno != ENOENT)
+				return terr(c, -errno, "cannot link");
+			return 0;
+		}
+	}
+	int rc;
+	if (S_ISREG(st.st_mode)) {
+		if (st.st_dev != c->rootdev) {
+			/* a file mount: an empty stand-in, like a directory mount */
+			int fd = openat(ddir, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+			if (fd < 0)
+				return terr(c, -errno, "cannot create");
+			close(fd);
+			rc = meta_at(c, ddir, name, &st);
+		} else {
+			rc = copy_file(c, sdir, ddir, name, &st);
+		}
+	} else {
+		rc = copy_special(c, sdir, ddir, name, &st);
+	}
+	if (rc == 0 && st.st_nlink > 1)
+		rc = hl_add(c, st.st_dev, st.st_ino);
+	return rc;
+}
+
+static int copy_dir(struct tree_ctx *c, int sdir, int ddir)
+{
+	struct names ns;
+	int rc = list_dir(c, sdir, &ns);
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < ns.n && rc == 0; i++) {
+		size_t old;
+		rc = rel_push(c, ns.v[i], &old);
+		if (rc)
+			break;
+		rc = copy_entry(c, sdir, ddir, ns.v[i]);
+		rel_pop(c, old);
+	}
+	names_free(&ns);
+	return rc;
+}
+
+static void ctx_free(struct tree_ctx *c)
+{
+	for (size_t i = 0; i < c->hl_cap; i++)
+		free(c->hl[i].rel);
+	free(c->hl);
+	free(c->rel);
+	free(c->buf);
+}
+
+int amb_tree_copy(const char *prov, const char *volume, const char *shadow, bool clone)
+{
+	int rc;
+	struct tree_ctx c;
+	memset(&c, 0, sizeof(c));
+	c.prov = prov;
+	c.root = volume;
+	c.clone = clone;
+	c.droot = -1;
+
+	int sfd = open(volume, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (sfd < 0)
+		return amb_prov_err(-errno, "%s: %s: %s", prov, volume, strerror(errno));
+	struct stat st, dst;
+	if (fstat(sfd, &st) != 0) {
+		rc = amb_prov_err(-errno, "%s: %s: %s", prov, volume, strerror(errno));
+		goto out_close_sfd;
+	}
+	c.rootdev = st.st_dev;
+	c.droot = open(shadow, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (c.droot < 0) {
+		rc = amb_prov_err(-errno, "%s: shadow %s: %s", prov, shadow, strerror(errno));
+		goto out_close_sfd;
+	}
+	if (fstat(c.droot, &dst) != 0) {
+		rc = amb_prov_err(-errno, "%s: %s: %s", prov, shadow, strerror(errno));
+		goto out_close_droot;
+	}
+	c.skip_dev[c.nskip] = dst.st_dev;
+	c.skip_ino[c.nskip++] = dst.st_ino;
+	char parent[PATH_MAX];
+	struct stat pst;
+	amb_path_dir(shadow, parent, sizeof(parent));
+	if (stat(parent, &pst) == 0) {
+		c.skip_dev[c.nskip] = pst.st_dev;
+		c.skip_ino[c.nskip++] = pst.st_ino;
+	}
+	/* commit after a failed commit would mix two copies */
+	struct names ns;
+	rc = list_dir(&c, c.droot, &ns);
+	if (rc)
+		goto out_close_droot;
+	size_t n = ns.n;
+	names_free(&ns);
+	if (n) {
+		rc = amb_prov_err(-EINVAL, "%s: shadow %s is not empty (commit already ran?)",
+				  prov, shadow);
+		goto out_close_droot;
+	}
+
+	rc = copy_dir(&c, sfd, c.droot);
+	if (rc)
+		goto out_close_droot;
+	rc = meta_fd(&c, sfd, c.droot, &st);
+	if (rc)
+		goto out_close_droot;
+	if (fsync(c.droot) != 0)
+		rc = amb_prov_err(-errno, "%s: %s: fsync: %s", prov, shadow, strerror(errno));
+out_close_droot:
+	if (c.droot >= 0)
+		close(c.droot);
+out_close_sfd:
+	close(sfd);
+	ctx_free(&c);
+	return rc;
+}
+
+/* ---- removal ---- */
+
+static int rm_dir(struct tree_ctx *c, int dfd)
+{
+	struct names ns;
+	int rc = list_dir(c, dfd, &ns);
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < ns.n && rc == 0; i++) {
+		const char *name = ns.v[i];
+		size_t old;
+		rc = rel_push(c, name, &old);
+		if (rc)
+			break;
+		struct stat st;
+		if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+			if (errno != ENOENT)
+				rc = terr(c, -errno, "stat");
+		} else if (S_ISDIR(st.st_mode)) {
+			if (st.st_dev != c->rootdev || is_mount_root(dfd, name)) {
+				rc = terr(c, -EBUSY, "a filesystem is mounted here; not deleted");
+			} else {
+				/* a copied read-only directory must become writable to
+				 * be emptied (matters when not root) */
+				fchmodat(dfd, name, 0700, 0);
+				int sub = openat(dfd, name,
+						 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+				if (sub < 0) {
+					rc = terr(c, -errno, "cannot open");
+				} else {
+					rc = rm_dir(c, sub);
+					close(sub);
+					if (rc == 0 && unlinkat(dfd, name, AT_REMOVEDIR) != 0)
+						rc = terr(c, -errno, "rmdir");
+				}
+			}
+		} else if (unlinkat(dfd, name, 0) != 0 && errno != ENOENT) {
+			rc = terr(c, -errno, "unlink");
+		}
+		rel_pop(c, old);
+	}
+	names_free(&ns);
+	return rc;
+}
+
+int amb_tree_remove(const char *prov, const char *path)
+{
+	int rc;
+	struct tree_ctx c;
+	memset(&c, 0, sizeof(c));
+	c.prov = prov;
+	c.root = path;
+	struct stat st;
+	if (lstat(path, &st) != 0)
+		return amb_prov_err(-errno, "%s: %s: %s", prov, path, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return amb_prov_err(-EINVAL, "%s: %s is not a shadow directory: not deleted", prov,
+				    path);
+	if (is_mount_root(AT_FDCWD, path))
+		return amb_prov_err(-EBUSY, "%s: %s is a mount point (exposed?): not deleted",
+				    prov, path);
+	c.rootdev = st.st_dev;
+	chmod(path, 0700);
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return amb_prov_err(-errno, "%s: %s: %s", prov, path, strerror(errno));
+	rc = rm_dir(&c, fd);
+	close(fd);
+	if (rc)
+		goto out_free;
+	if (rmdir(path) != 0) {
+		rc = amb_prov_err(-errno, "%s: %s: rmdir: %s", prov, path, strerror(errno));
+		goto out_free;
+	}
+	char parent[PATH_MAX];
+	amb_path_dir(path, parent, sizeof(parent));
+	rc = amb_vfs_posix()->sync_dir(amb_vfs_posix(), parent);
+	if (rc)
+		amb_prov_err(rc, "%s: %s: fsync: %s", prov, parent, strerror(-rc));
+out_free:
+	ctx_free(&c);
+	return rc;
+}
