@@ -556,14 +556,17 @@ struct sdesc {
 	{ k, T_U64, F_HAS, offsetof(st, m), offsetof(st, hm), lo, hi, 0, NULL }
 #define F_I32(st, k, m, fl, lo, hi) { k, T_I32, fl, offsetof(st, m), 0, lo, hi, 0, NULL }
 #define F_BOOL(st, k, m, fl, d) { k, T_BOOL, fl, offsetof(st, m), 0, 0, 1, d, NULL }
-#define F_BOOLH(st, k, m, hm) { k, T_BOOL, F_HAS, offsetof(st, m), offsetof(st, hm), 0, 1, 0, NULL }
+#define F_BOOLH(st, k, m, hm) \
+	{ k, T_BOOL, F_HAS, offsetof(st, m), offsetof(st, hm), 0, 1, 0, NULL }
 #define F_ENUM(st, k, m, fl, t) { k, T_ENUM, fl, offsetof(st, m), 0, 0, 0, 0, &t }
 #define F_ENUMSET(st, k, m, fl, t, lo, hi) { k, T_ENUMSET, fl, offsetof(st, m), 0, lo, hi, 0, &t }
 #define F_NAME(st, k, m, fl) { k, T_NAME, fl, offsetof(st, m), 0, 1, AMB_NAME_MAX, 0, NULL }
-#define F_UUID(st, k, m, fl) { k, T_UUID, fl, offsetof(st, m), 0, AMB_UUID_LEN, AMB_UUID_LEN, 0, NULL }
+#define F_UUID(st, k, m, fl) \
+	{ k, T_UUID, fl, offsetof(st, m), 0, AMB_UUID_LEN, AMB_UUID_LEN, 0, NULL }
 #define F_TEXT(st, k, m, fl, lo, hi) { k, T_TEXT, fl, offsetof(st, m), 0, lo, hi, 0, NULL }
 #define F_PATH(st, k, m, fl) { k, T_PATH, fl, offsetof(st, m), 0, 1, AMB_PATH_MAX, 0, NULL }
-#define F_PATTERN(st, k, m, fl) { k, T_PATTERN, fl, offsetof(st, m), 0, 1, AMB_PATTERN_MAX, 0, NULL }
+#define F_PATTERN(st, k, m, fl) \
+	{ k, T_PATTERN, fl, offsetof(st, m), 0, 1, AMB_PATTERN_MAX, 0, NULL }
 #define F_OBJ(st, k, m, fl, sd) { k, T_OBJ, fl, offsetof(st, m), 0, 0, 0, 0, &sd }
 #define F_OBJP(st, k, m, fl, sd) { k, T_OBJP, fl, offsetof(st, m), 0, 0, 0, 0, &sd }
 #define F_ARR(st, k, m, fl, sd, lo, hi) \
@@ -1122,6 +1125,11 @@ void amb_msg_free(amb_msg *m)
 static int dec_struct(dctx *c, json_t *obj, const sdesc *sd, void *out,
 		      const char *const *extra);
 
+static int count_err(dctx *c, const fdesc *f)
+{
+	return cerr(c, "must have %" PRIu64 "..%" PRIu64 " elements", f->min, f->max);
+}
+
 static const char *jtype_name(const json_t *v)
 {
 	switch (json_typeof(v)) {
@@ -1147,7 +1155,8 @@ static int dec_str(dctx *c, json_t *v, uint64_t lo, uint64_t hi, const char **s,
 	if (strlen(*s) != *len)
 		return cerr(c, "contains a NUL byte");
 	if (*len < lo)
-		return cerr(c, lo == 1 ? "must not be empty" : "shorter than %" PRIu64 " bytes", lo);
+		return lo == 1 ? cerr(c, "must not be empty")
+			       : cerr(c, "shorter than %" PRIu64 " bytes", lo);
 	if (*len > hi)
 		return cerr(c, "longer than %" PRIu64 " bytes", hi);
 	return 0;
@@ -1255,7 +1264,7 @@ static int dec_field(dctx *c, json_t *v, const fdesc *f, char *base)
 			return cerr(c, "must be an array, not %s", jtype_name(v));
 		size_t n = json_array_size(v);
 		if (n < f->min || n > f->max)
-			return cerr(c, "must have %" PRIu64 "..%" PRIu64 " elements", f->min, f->max);
+			return count_err(c, f);
 		unsigned mask = 0;
 		for (size_t i = 0; i < n; i++) {
 			size_t o = push_index(c, i);
@@ -1312,7 +1321,7 @@ static int dec_field(dctx *c, json_t *v, const fdesc *f, char *base)
 			return cerr(c, "must be an array, not %s", jtype_name(v));
 		size_t n = json_array_size(v);
 		if (n < f->min || n > f->max)
-			return cerr(c, "must have %" PRIu64 "..%" PRIu64 " elements", f->min, f->max);
+			return count_err(c, f);
 		if (n == 0)
 			return 0;
 		size_t esz = f->type == T_ARR ? ((const sdesc *)f->sub)->size
@@ -1332,7 +1341,8 @@ static int dec_field(dctx *c, json_t *v, const fdesc *f, char *base)
 				fdesc pf = { .type = T_PATH, .min = 1, .max = AMB_PATH_MAX };
 				rc = dec_field(c, ev, &pf, el);
 			} else {
-				fdesc uf = { .type = T_UUID, .min = AMB_UUID_LEN, .max = AMB_UUID_LEN };
+				fdesc uf = { .type = T_UUID, .min = AMB_UUID_LEN,
+					     .max = AMB_UUID_LEN };
 				rc = dec_field(c, ev, &uf, el);
 			}
 			if (rc)
@@ -1659,7 +1669,7 @@ static int enc_field(dctx *c, const fdesc *f, const char *base, json_t **out)
 		size_t n = *(const size_t *)(base + f->aux);
 		const char *arr = *(char *const *)v;
 		if (n > f->max)
-			return cerr(c, "must have %" PRIu64 "..%" PRIu64 " elements", f->min, f->max);
+			return count_err(c, f);
 		if (n && !arr)
 			return cerr(c, "%zu elements but no array", n);
 		size_t esz = f->type == T_ARR ? ((const sdesc *)f->sub)->size

@@ -419,6 +419,14 @@ out_free_h:
 	return rc;
 }
 
+static int thawed_by_other(const amb_freeze *h)
+{
+	return amb_prov_err(-EINVAL,
+			    "fsfreeze: %s was thawed by someone else: writes were not held "
+			    "throughout",
+			    h->label);
+}
+
 int amb_fsthaw(amb_freeze *h)
 {
 	int rc;
@@ -433,10 +441,7 @@ int amb_fsthaw(amb_freeze *h)
 		if (err == 0)
 			rc = 0;
 		else if (err == EINVAL)
-			rc = amb_prov_err(-EINVAL,
-					  "fsfreeze: %s was thawed by someone else: writes were not "
-					  "held throughout",
-					  h->label);
+			rc = thawed_by_other(h);
 		else
 			rc = amb_prov_err(-err, "fsfreeze: %s: FITHAW: %s", h->label,
 					  strerror(err));
@@ -451,10 +456,7 @@ int amb_fsthaw(amb_freeze *h)
 			kill(h->guard, SIGKILL);
 		int e = ioctl(h->fsfd, FITHAW, 0) == 0 ? 0 : errno;
 		if (e == EINVAL)
-			rc = amb_prov_err(-EINVAL,
-					  "fsfreeze: %s was thawed by someone else: writes were not "
-					  "held throughout",
-					  h->label);
+			rc = thawed_by_other(h);
 		else if (e)
 			rc = amb_prov_err(-e, "fsfreeze: %s: FITHAW: %s", h->label, strerror(e));
 		else if (now_ns() > h->deadline_ns)

@@ -215,7 +215,10 @@ int amb_provider_prepare(const amb_provider *p, const char *volume, const char *
  * Returns 0;
  *   -EINVAL      NULL or relative path, not prepared (no sidecar), shadow
  *                directory not empty (reflink, copy)
- *   -EOPNOTSUPP  reflink: a file could not be cloned (FICLONE refused)
+ *   -EOPNOTSUPP  reflink: a file could not be cloned (FICLONE refused; the
+ *                message names the file)
+ *   -ESTALE      reflink, copy: a file was replaced by another between its
+ *                lstat and its open (a writer nobody holds)
  *   -ENOENT      volume missing
  *   -ENOSPC, -EIO, -EPERM, ... as the system calls return them
  */

@@ -105,6 +105,7 @@ void amb_fail_locked(ams_instance *in, int rc, const char *msg)
 		snprintf(in->failmsg, sizeof(in->failmsg), "%s", msg);
 	}
 	pthread_cond_broadcast(&in->cond);
+	pthread_cond_broadcast(&in->dur_cond);
 	pthread_cond_broadcast(&in->bg_cond);
 }
 
@@ -520,6 +521,7 @@ static int flush_cycle(ams_instance *in)
 		in->roll_done = ticket;
 	if (in->lsn_durable - in->ckpt_lsn >= in->ckpt_depth)
 		in->ckpt_req = 1;
+	pthread_cond_broadcast(&in->dur_cond);
 	pthread_cond_broadcast(&in->cond);
 	if (in->ckpt_req || in->hdr_req || in->prep_req || in->roll_req != in->roll_done || in->stop)
 		wake_bg(in);
@@ -636,7 +638,7 @@ static int checkpoint(ams_instance *in)
 		if (!in->flushing && in->lsn_written < lsn)
 			flush_cycle(in);
 		else
-			pthread_cond_wait(&in->cond, &in->mu);
+			pthread_cond_wait(&in->dur_cond, &in->mu);
 	}
 	int failed = in->failed;
 	uint32_t gen = gen_of_lsn(in, lsn), cur = in->gen;
@@ -1879,7 +1881,7 @@ int ams_txn_commit(ams_txn *t)
 		if (!in->flushing && in->lsn_written < my_end)
 			flush_cycle(in);
 		else
-			pthread_cond_wait(&in->cond, &in->mu);
+			pthread_cond_wait(&in->dur_cond, &in->mu);
 	}
 	if (in->lsn_durable < my_end)
 		rc = amb_err(AMS_EFAILED, "commit not durable: %s", in->failmsg);
@@ -1904,7 +1906,7 @@ static int wait_durable(ams_instance *in, uint64_t lsn)
 		if (!in->flushing && in->lsn_written < lsn)
 			flush_cycle(in);
 		else
-			pthread_cond_wait(&in->cond, &in->mu);
+			pthread_cond_wait(&in->dur_cond, &in->mu);
 	}
 	int ok = in->lsn_durable >= lsn;
 	pthread_mutex_unlock(&in->mu);
@@ -2482,6 +2484,7 @@ static void instance_free(ams_instance *in)
 	pthread_mutex_destroy(&in->hdr_mu);
 	pthread_cond_destroy(&in->cond);
 	pthread_cond_destroy(&in->bg_cond);
+	pthread_cond_destroy(&in->dur_cond);
 	free(in);
 }
 
@@ -2504,6 +2507,7 @@ static ams_instance *instance_new(const char *dir, const ams_open_opts *o)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&in->cond, &ca);
 	pthread_cond_init(&in->bg_cond, &ca);
+	pthread_cond_init(&in->dur_cond, &ca);
 	pthread_condattr_destroy(&ca);
 	return in;
 }

@@ -12,6 +12,9 @@
  *                  freeze state, counters.  Order: rw before mu.
  *   cond           broadcast on every change a committer, reader or freeze
  *                  may wait for (durability, thaw, space, drained writes).
+ *   dur_cond       broadcast when lsn_durable moves (or on failure): the
+ *                  committers and readers waiting for a flush sleep here,
+ *                  so appends and other changes do not wake them.
  *   bg_cond        signalled when the background threads have work (roll,
  *                  log preparation, checkpoint, header refresh, stop);
  *                  kept apart so commits do not wake them for nothing.
@@ -112,6 +115,7 @@ struct ams_instance {
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
 	pthread_cond_t bg_cond;  /* the flusher and checkpointer threads wait here */
+	pthread_cond_t dur_cond; /* waiters for durability (lsn_durable) wait here */
 	pthread_mutex_t hdr_mu;
 
 	/* log buffer: records appended, not yet taken by the flusher */
