@@ -1,0 +1,633 @@
+/*
+ * test_providers_fs.c GROUP - the providers on real filesystems (root).
+ *
+ * with_fs.sh creates the filesystems and passes their mount points in
+ * AMB_TEST_BTRFS, AMB_TEST_XFS and AMB_TEST_TMPFS (fresh for every run).
+ * GROUP is one of:
+ *   btrfs    snapshot of a subvolume while files are written: held files
+ *            equal their state at the snapshot point, a file nobody holds
+ *            is a clean prefix; the snapshot is read-only; delete; errors
+ *   reflink  clone on xfs and btrfs equals the source, shares every data
+ *            extent, and does not follow later source changes; FICLONE
+ *            refused (tmpfs, a btrfs nodatacow file); shadow on another
+ *            filesystem or mount
+ *   copy     tmpfs to tmpfs, xfs to tmpfs, tmpfs to xfs; mounts inside the
+ *            volume are not crossed, remove refuses to cross them
+ *   choose   automatic choice and overrides on each filesystem
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+// cmocka needs the headers above
+#include <cmocka.h>
+
+#include <btrfsutil.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/fs.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "prov_testutil.h"
+#include "providers/provider.h"
+
+static const char *B, *X, *T; /* btrfs, xfs, tmpfs mount points */
+
+static const amb_provider *P_BTRFS, *P_REFLINK, *P_COPY;
+
+#define assert_msg_has(s) \
+	do { \
+		if (!strstr(amb_provider_errmsg(), (s))) \
+			fail_msg("message \"%s\" lacks \"%s\"", amb_provider_errmsg(), (s)); \
+	} while (0)
+
+#define assert_ok(expr) \
+	do { \
+		int rc_ = (expr); \
+		if (rc_ != 0) \
+			fail_msg("%s: %d: %s", #expr, rc_, amb_provider_errmsg()); \
+	} while (0)
+
+static char *dup_path(const char *p)
+{
+	char *s = strdup(p);
+	assert_non_null(s);
+	return s;
+}
+
+static void mkdir_p(const char *p)
+{
+	if (mkdir(p, 0755) != 0 && errno != EEXIST)
+		fail_msg("%s: mkdir: %s", p, strerror(errno));
+}
+
+static void make_subvol(const char *p)
+{
+	enum btrfs_util_error e = btrfs_util_create_subvolume(p, 0, NULL, NULL);
+	if (e != BTRFS_UTIL_OK)
+		fail_msg("%s: create subvolume: %s", p, btrfs_util_strerror(e));
+}
+
+/* ---- btrfs ---- */
+
+#define REC 4096
+#define NHELD 3
+#define MAXREC 4096
+
+struct writers {
+	const char *dir;
+	pthread_mutex_t hold; /* the "writer freeze": held during commit */
+	atomic_bool stop;
+	atomic_ulong held_recs, free_recs;
+	atomic_int err;
+};
+
+static void *held_writer(void *arg)
+{
+	struct writers *w = arg;
+	int fd[NHELD];
+	unsigned char buf[REC];
+	for (int i = 0; i < NHELD; i++) {
+		fd[i] = open(tu_path("%s/held%d", w->dir, i), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (fd[i] < 0)
+			w->err = errno;
+	}
+	for (uint64_t r = 0; !w->stop && !w->err && r < MAXREC; r++) {
+		pthread_mutex_lock(&w->hold);
+		for (int i = 0; i < NHELD; i++) {
+			tu_gen(buf, r * REC, REC, 100 + (uint64_t)i);
+			if (pwrite(fd[i], buf, REC, (off_t)(r * REC)) != REC)
+				w->err = errno;
+		}
+		pthread_mutex_unlock(&w->hold);
+		/* an engine flushes now and then; it also keeps this writer
+		 * busy for the whole test instead of finishing at once */
+		if (r % 4 == 3)
+			for (int i = 0; i < NHELD; i++)
+				fdatasync(fd[i]);
+		w->held_recs++;
+	}
+	for (int i = 0; i < NHELD; i++)
+		close(fd[i]);
+	return NULL;
+}
+
+/* a file no writer owns: appended during the snapshot, never held */
+static void *free_writer(void *arg)
+{
+	struct writers *w = arg;
+	unsigned char buf[REC];
+	int fd = open(tu_path("%s/free", w->dir), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0)
+		w->err = errno;
+	for (uint64_t r = 0; !w->stop && !w->err && r < MAXREC; r++) {
+		tu_gen(buf, r * REC, REC, 200);
+		if (pwrite(fd, buf, REC, (off_t)(r * REC)) != REC)
+			w->err = errno;
+		if (r % 4 == 3)
+			fdatasync(fd);
+		w->free_recs++;
+	}
+	close(fd);
+	return NULL;
+}
+
+static void test_btrfs_snapshot_under_writes(void **state)
+{
+	(void)state;
+	char *vol = dup_path(tu_path("%s/vol", B));
+	char *snaps = dup_path(tu_path("%s/snaps", B));
+	char *s1 = dup_path(tu_path("%s/s1", snaps));
+	make_subvol(vol);
+	mkdir_p(snaps);
+	tu_write_gen(tu_path("%s/static", vol), 100000, 7);
+
+	struct writers w;
+	memset(&w, 0, sizeof(w));
+	w.dir = vol;
+	pthread_mutex_init(&w.hold, NULL);
+	pthread_t th, tf;
+	assert_int_equal(pthread_create(&th, NULL, held_writer, &w), 0);
+	assert_int_equal(pthread_create(&tf, NULL, free_writer, &w), 0);
+	/* wait until both are under way (no timing: counters) */
+	while ((w.held_recs < 16 || w.free_recs < 16) && !w.err)
+		sched_yield();
+
+	assert_ok(amb_provider_prepare(P_BTRFS, vol, s1));
+	/* freeze the writer, note its state, commit, thaw */
+	pthread_mutex_lock(&w.hold);
+	off_t at[NHELD];
+	for (int i = 0; i < NHELD; i++) {
+		struct stat st;
+		assert_int_equal(stat(tu_path("%s/held%d", vol, i), &st), 0);
+		at[i] = st.st_size;
+	}
+	int rc = amb_provider_commit(P_BTRFS, vol, s1);
+	pthread_mutex_unlock(&w.hold);
+	if (rc)
+		fail_msg("commit: %s", amb_provider_errmsg());
+	unsigned long after = w.held_recs;
+	unsigned long free_at = w.free_recs;
+	/* let the writers go on a little, then stop them */
+	while (w.held_recs < after + 8 && w.held_recs < MAXREC && !w.err)
+		sched_yield();
+	w.stop = true;
+	pthread_join(th, NULL);
+	pthread_join(tf, NULL);
+	assert_int_equal(w.err, 0);
+	assert_ok(amb_provider_post_commit(P_BTRFS, s1));
+
+	/* held files: exactly their state at the snapshot point */
+	for (int i = 0; i < NHELD; i++) {
+		const char *p = tu_path("%s/held%d", s1, i);
+		struct stat st;
+		assert_int_equal(stat(p, &st), 0);
+		if (st.st_size != at[i])
+			fail_msg("%s: %lld bytes, %lld at the snapshot point", p,
+				 (long long)st.st_size, (long long)at[i]);
+		assert_true(tu_file_is_gen(p, (size_t)at[i], 100 + (uint64_t)i));
+		struct stat src;
+		assert_int_equal(stat(tu_path("%s/held%d", vol, i), &src), 0);
+		if (at[i] < (off_t)MAXREC * REC)
+			assert_true(src.st_size > at[i]); /* the source went on */
+	}
+	/* the free file: some prefix of what was written, no torn record */
+	struct stat st;
+	const char *fp = tu_path("%s/free", s1);
+	assert_int_equal(stat(fp, &st), 0);
+	assert_int_equal(st.st_size % REC, 0);
+	assert_true(tu_file_is_gen(fp, (size_t)st.st_size, 200));
+	print_message("held writer: %lu records at the snapshot point, %lu at the end; "
+		      "free writer: %lu records around the snapshot, %lld in it, %lu at the end\n",
+		      after, (unsigned long)w.held_recs, free_at,
+		      (long long)(st.st_size / REC), (unsigned long)w.free_recs);
+	assert_true(tu_file_is_gen(tu_path("%s/static", s1), 100000, 7));
+
+	/* read-only */
+	bool ro = false;
+	assert_int_equal(btrfs_util_get_subvolume_read_only(s1, &ro), BTRFS_UTIL_OK);
+	assert_true(ro);
+	int fd = open(tu_path("%s/new", s1), O_WRONLY | O_CREAT, 0644);
+	assert_int_equal(fd, -1);
+	assert_int_equal(errno, EROFS);
+	assert_int_equal(unlink(tu_path("%s/static", s1)), -1);
+	assert_int_equal(errno, EROFS);
+
+	amb_shadow_info info;
+	assert_ok(amb_provider_shadow_info(s1, &info));
+	assert_ptr_equal(info.provider, P_BTRFS);
+	assert_int_equal(info.state, AMB_SHADOW_COMMITTED);
+	assert_string_equal(info.volume, vol);
+
+	/* delete */
+	assert_ok(amb_provider_remove(s1));
+	assert_false(tu_exists(s1));
+	assert_false(tu_exists(tu_path("%s.amber-shadow", s1)));
+	assert_int_equal(amb_provider_remove(s1), -ENOENT);
+	free(vol);
+	free(snaps);
+	free(s1);
+}
+
+static void test_btrfs_nested_and_remove(void **state)
+{
+	(void)state;
+	char *vol = dup_path(tu_path("%s/vol2", B));
+	char *inner = dup_path(tu_path("%s/.snaps", vol));
+	char *s1 = dup_path(tu_path("%s/a", inner));
+	char *s2 = dup_path(tu_path("%s/b", inner));
+	make_subvol(vol);
+	mkdir_p(inner);
+	tu_write_gen(tu_path("%s/f", vol), 5000, 9);
+	/* a snapshot inside the subvolume it snapshots is fine for btrfs */
+	assert_ok(amb_provider_prepare(P_BTRFS, vol, s1));
+	assert_ok(amb_provider_commit(P_BTRFS, vol, s1));
+	assert_ok(amb_provider_prepare(P_BTRFS, vol, s2));
+	assert_ok(amb_provider_commit(P_BTRFS, vol, s2));
+	/* the nested snapshot is an empty directory in the next one */
+	assert_true(tu_exists(tu_path("%s/.snaps/a", s2)));
+	assert_false(tu_exists(tu_path("%s/.snaps/a/f", s2)));
+	assert_true(tu_file_is_gen(tu_path("%s/f", s2), 5000, 9));
+	assert_ok(amb_provider_remove(s2));
+	assert_ok(amb_provider_remove(s1));
+
+	/* prepared, never committed: only the record goes */
+	assert_ok(amb_provider_prepare(P_BTRFS, vol, s1));
+	assert_false(tu_exists(s1));
+	assert_ok(amb_provider_remove(s1));
+	assert_false(tu_exists(tu_path("%s.amber-shadow", s1)));
+
+	/* a subvolume amber did not make is never deleted */
+	char *other = dup_path(tu_path("%s/notmine", B));
+	make_subvol(other);
+	assert_int_equal(amb_provider_remove(other), -EINVAL);
+	assert_msg_has("not an amber shadow");
+	assert_int_equal(btrfs_util_is_subvolume(other), BTRFS_UTIL_OK);
+	free(other);
+	free(vol);
+	free(inner);
+	free(s1);
+	free(s2);
+}
+
+static void test_btrfs_errors(void **state)
+{
+	(void)state;
+	char *vol = dup_path(tu_path("%s/vol3", B));
+	make_subvol(vol);
+	char *plain = dup_path(tu_path("%s/plain", vol));
+	mkdir_p(plain);
+	assert_int_equal(amb_provider_supports(P_BTRFS, plain), -EOPNOTSUPP);
+	assert_msg_has("is not a btrfs subvolume");
+	assert_msg_has(plain);
+	char *xdir = dup_path(tu_path("%s/bt-x", X));
+	mkdir_p(xdir);
+	assert_int_equal(amb_provider_supports(P_BTRFS, xdir), -EOPNOTSUPP);
+	assert_msg_has("is not on a btrfs filesystem");
+	assert_int_equal(amb_provider_supports(P_BTRFS, tu_path("%s/missing", B)), -ENOENT);
+	tu_write_gen(tu_path("%s/file", vol), 10, 1);
+	assert_int_equal(amb_provider_supports(P_BTRFS, tu_path("%s/file", vol)), -ENOTDIR);
+
+	/* the snapshot must stay on its filesystem */
+	assert_int_equal(amb_provider_prepare(P_BTRFS, vol, tu_path("%s/s", xdir)), -EXDEV);
+	assert_msg_has("is not on the btrfs filesystem");
+	assert_false(tu_exists(tu_path("%s/s.amber-shadow", xdir)));
+	/* the shadow exists */
+	assert_int_equal(amb_provider_prepare(P_BTRFS, vol, plain), -EEXIST);
+	assert_int_equal(amb_provider_prepare(P_BTRFS, plain, tu_path("%s/s", B)), -EOPNOTSUPP);
+	free(vol);
+	free(plain);
+	free(xdir);
+}
+
+/* ---- reflink ---- */
+
+static void reflink_on(const char *fs)
+{
+	char *vol = dup_path(tu_path("%s/rl/vol", fs));
+	char *store = dup_path(tu_path("%s/rl/shadows", fs));
+	char *sh = dup_path(tu_path("%s/r1", store));
+	mkdir_p(tu_path("%s/rl", fs));
+	mkdir_p(vol);
+	mkdir_p(store);
+	tu_tree t;
+	tu_make_tree(vol, &t);
+	assert_true(t.root && t.xattr_user && t.xattr_trusted);
+	assert_ok(amb_provider_supports(P_REFLINK, vol));
+	assert_ok(amb_provider_prepare(P_REFLINK, vol, sh));
+	assert_ok(amb_provider_commit(P_REFLINK, vol, sh));
+	assert_ok(amb_provider_post_commit(P_REFLINK, sh));
+	tu_compare_trees(vol, sh, NULL);
+	tu_check_tree(sh, &t);
+	/* no data copied: every extent of the clone is shared */
+	if (!tu_extents_shared(tu_path("%s/big", sh)))
+		fail_msg("%s/big: extents not shared with the source", sh);
+	assert_true(tu_extents_shared(tu_path("%s/d1/d2/deep", sh)));
+	/* later changes of the source stay out of the clone */
+	tu_mutate_tree(vol);
+	tu_check_tree(sh, &t);
+	assert_ok(amb_provider_remove(sh));
+	assert_false(tu_exists(sh));
+	free(vol);
+	free(store);
+	free(sh);
+}
+
+static void test_reflink_xfs(void **state)
+{
+	(void)state;
+	reflink_on(X);
+}
+
+static void test_reflink_btrfs(void **state)
+{
+	(void)state;
+	reflink_on(B);
+}
+
+static void test_reflink_refused(void **state)
+{
+	(void)state;
+	/* tmpfs cannot clone */
+	char *tv = dup_path(tu_path("%s/rl-t", T));
+	mkdir_p(tv);
+	assert_int_equal(amb_provider_supports(P_REFLINK, tv), -EOPNOTSUPP);
+	assert_msg_has("cannot clone files (FICLONE");
+	assert_msg_has(tv);
+	assert_int_equal(amb_provider_prepare(P_REFLINK, tv, tu_path("%s/s", T)), -EOPNOTSUPP);
+	assert_false(tu_exists(tu_path("%s/s.amber-shadow", T)));
+
+	/* shadow on another filesystem */
+	char *xv = dup_path(tu_path("%s/rl-x", X));
+	mkdir_p(xv);
+	assert_int_equal(amb_provider_prepare(P_REFLINK, xv, tu_path("%s/s", B)), -EXDEV);
+	assert_msg_has("is not on the mount of");
+	/* same filesystem, other mount: FICLONE refuses that too */
+	char *other = dup_path(tu_path("%s/rl-other", X));
+	char *bind = dup_path(tu_path("%s/rl-bind", T));
+	mkdir_p(other);
+	mkdir_p(bind);
+	assert_int_equal(mount(other, bind, NULL, MS_BIND, NULL), 0);
+	int rc = amb_provider_prepare(P_REFLINK, xv, tu_path("%s/s", bind));
+	assert_int_equal(umount2(bind, 0), 0);
+	assert_int_equal(rc, -EXDEV);
+
+	/* btrfs will not clone a nodatacow file into a datacow one: the commit
+	 * fails cleanly, naming the file, and the partial shadow goes */
+	char *bv = dup_path(tu_path("%s/rl-nocow", B));
+	mkdir_p(bv);
+	tu_write_gen(tu_path("%s/a", bv), 5000, 1);
+	const char *nc = tu_path("%s/nocow", bv);
+	int fd = open(nc, O_RDWR | O_CREAT, 0644);
+	assert_true(fd >= 0);
+	int flags = 0;
+	assert_int_equal(ioctl(fd, FS_IOC_GETFLAGS, &flags), 0);
+	flags |= FS_NOCOW_FL;
+	assert_int_equal(ioctl(fd, FS_IOC_SETFLAGS, &flags), 0);
+	unsigned char buf[8192];
+	tu_gen(buf, 0, sizeof(buf), 3);
+	assert_int_equal(pwrite(fd, buf, sizeof(buf), 0), sizeof(buf));
+	fsync(fd);
+	close(fd);
+	char *sh = dup_path(tu_path("%s/nocow-shadow", B));
+	assert_ok(amb_provider_prepare(P_REFLINK, bv, sh));
+	assert_int_equal(amb_provider_commit(P_REFLINK, bv, sh), -EOPNOTSUPP);
+	assert_msg_has("nocow");
+	assert_msg_has("FICLONE");
+	amb_shadow_info info;
+	assert_ok(amb_provider_shadow_info(sh, &info));
+	assert_int_equal(info.state, AMB_SHADOW_PREPARED);
+	assert_ok(amb_provider_remove(sh));
+	assert_false(tu_exists(sh));
+	free(tv);
+	free(xv);
+	free(other);
+	free(bind);
+	free(bv);
+	free(sh);
+}
+
+/* ---- copy ---- */
+
+static void copy_between(const char *from_fs, const char *to_fs, const char *tag)
+{
+	char *vol = dup_path(tu_path("%s/cp-%s/vol", from_fs, tag));
+	char *store = dup_path(tu_path("%s/cp-%s-shadows", to_fs, tag));
+	char *sh = dup_path(tu_path("%s/c1", store));
+	mkdir_p(tu_path("%s/cp-%s", from_fs, tag));
+	mkdir_p(vol);
+	mkdir_p(store);
+	tu_tree t;
+	tu_make_tree(vol, &t);
+	assert_ok(amb_provider_prepare(P_COPY, vol, sh));
+	assert_ok(amb_provider_commit(P_COPY, vol, sh));
+	assert_ok(amb_provider_post_commit(P_COPY, sh));
+	tu_compare_trees(vol, sh, NULL);
+	tu_check_tree(sh, &t);
+	struct stat st;
+	assert_int_equal(stat(tu_path("%s/sparse", sh), &st), 0);
+	assert_true(st.st_blocks * 512 < 1024 * 1024); /* holes kept */
+	tu_mutate_tree(vol);
+	tu_check_tree(sh, &t);
+	int expect = strcmp(from_fs, to_fs) != 0;
+	assert_int_equal(amb_provider_can_fsfreeze(P_COPY, vol, sh), expect);
+	assert_int_equal(amb_provider_can_fsfreeze(P_REFLINK, vol, sh), 0);
+	assert_ok(amb_provider_remove(sh));
+	assert_false(tu_exists(sh));
+	free(vol);
+	free(store);
+	free(sh);
+}
+
+static void test_copy_tmpfs(void **state)
+{
+	(void)state;
+	copy_between(T, T, "tt");
+}
+
+static void test_copy_xfs_to_tmpfs(void **state)
+{
+	(void)state;
+	copy_between(X, T, "xt");
+}
+
+static void test_copy_tmpfs_to_xfs(void **state)
+{
+	(void)state;
+	copy_between(T, X, "tx");
+}
+
+static void test_copy_mounts(void **state)
+{
+	(void)state;
+	char *vol = dup_path(tu_path("%s/cpm", X));
+	char *mnt = dup_path(tu_path("%s/mnt", vol));
+	char *sh = dup_path(tu_path("%s/cpm-shadow", X));
+	mkdir_p(vol);
+	mkdir_p(mnt);
+	tu_write_gen(tu_path("%s/top", vol), 1000, 5);
+	assert_int_equal(mount("amber-inner", mnt, "tmpfs", 0, "size=1m"), 0);
+	tu_write_gen(tu_path("%s/inner", mnt), 1000, 6);
+	int rc = amb_provider_prepare(P_COPY, vol, sh);
+	if (rc == 0)
+		rc = amb_provider_commit(P_COPY, vol, sh);
+	assert_int_equal(umount2(mnt, 0), 0);
+	if (rc)
+		fail_msg("copy: %s", amb_provider_errmsg());
+	/* the mount point is there, its filesystem is not */
+	assert_true(tu_exists(tu_path("%s/mnt", sh)));
+	assert_false(tu_exists(tu_path("%s/mnt/inner", sh)));
+	assert_true(tu_file_is_gen(tu_path("%s/top", sh), 1000, 5));
+
+	/* remove does not go into a filesystem mounted inside the shadow */
+	assert_int_equal(mount("amber-inner", tu_path("%s/mnt", sh), "tmpfs", 0, "size=1m"), 0);
+	tu_write_gen(tu_path("%s/mnt/keep", sh), 10, 1);
+	rc = amb_provider_remove(sh);
+	bool kept = tu_exists(tu_path("%s/mnt/keep", sh));
+	assert_int_equal(umount2(tu_path("%s/mnt", sh), 0), 0);
+	assert_int_equal(rc, -EBUSY);
+	assert_true(kept);
+	assert_ok(amb_provider_remove(sh));
+	assert_false(tu_exists(sh));
+	free(vol);
+	free(mnt);
+	free(sh);
+}
+
+/* ---- choose ---- */
+
+static void expect_choice(const char *vol, const char *name, const amb_provider *want)
+{
+	const amb_provider *p = NULL;
+	int rc = amb_provider_choose(vol, name, &p);
+	if (rc)
+		fail_msg("choose %s %s: %s", vol, name ? name : "(auto)", amb_provider_errmsg());
+	if (p != want)
+		fail_msg("choose %s %s: %s, want %s", vol, name ? name : "(auto)", p->name,
+			 want->name);
+}
+
+static void test_choose(void **state)
+{
+	(void)state;
+	char *sub = dup_path(tu_path("%s/sub", B));
+	make_subvol(sub);
+	char *plain = dup_path(tu_path("%s/plain", sub));
+	mkdir_p(plain);
+	char *xd = dup_path(tu_path("%s/dir", X));
+	mkdir_p(xd);
+	char *td = dup_path(tu_path("%s/dir", T));
+	mkdir_p(td);
+
+	expect_choice(sub, NULL, P_BTRFS);
+	expect_choice(B, NULL, P_BTRFS); /* the top-level subvolume */
+	expect_choice(plain, NULL, P_REFLINK);
+	expect_choice(xd, NULL, P_REFLINK);
+	expect_choice(X, NULL, P_REFLINK);
+	expect_choice(td, NULL, P_COPY);
+	expect_choice(T, NULL, P_COPY);
+	/* overrides */
+	expect_choice(xd, "copy", P_COPY);
+	expect_choice(sub, "reflink", P_REFLINK);
+	expect_choice(sub, "copy", P_COPY);
+	const amb_provider *p = P_COPY;
+	assert_int_equal(amb_provider_choose(xd, "btrfs", &p), -EOPNOTSUPP);
+	assert_null(p);
+	assert_msg_has("is not on a btrfs filesystem");
+	assert_int_equal(amb_provider_choose(plain, "btrfs", &p), -EOPNOTSUPP);
+	assert_msg_has("is not a btrfs subvolume");
+	assert_int_equal(amb_provider_choose(td, "reflink", &p), -EOPNOTSUPP);
+	assert_msg_has("FICLONE");
+	assert_int_equal(amb_provider_choose(tu_path("%s/none", X), NULL, &p), -ENOENT);
+	tu_write_gen(tu_path("%s/file", xd), 1, 1);
+	assert_int_equal(amb_provider_choose(tu_path("%s/file", xd), NULL, &p), -ENOTDIR);
+	assert_int_equal(amb_provider_choose(xd, "lvm", &p), -EINVAL);
+
+	/* the chosen provider for the mount root of btrfs really works */
+	char *top = dup_path(tu_path("%s/snap-top", sub));
+	tu_write_gen(tu_path("%s/rootfile", B), 3000, 4);
+	assert_ok(amb_provider_prepare(P_BTRFS, B, top));
+	assert_ok(amb_provider_commit(P_BTRFS, B, top));
+	assert_true(tu_file_is_gen(tu_path("%s/rootfile", top), 3000, 4));
+	assert_true(tu_exists(tu_path("%s/sub", top)));   /* nested subvolume: */
+	assert_false(tu_exists(tu_path("%s/sub/plain", top))); /* empty */
+	assert_ok(amb_provider_remove(top));
+	free(top);
+	free(sub);
+	free(plain);
+	free(xd);
+	free(td);
+}
+
+static const char *need_env(const char *name)
+{
+	const char *v = getenv(name);
+	if (!v || !*v) {
+		fprintf(stderr, "%s not set: run this under with_fs.sh\n", name);
+		exit(1);
+	}
+	return v;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 2) {
+		fprintf(stderr, "usage: test_providers_fs btrfs|reflink|copy|choose\n");
+		return 2;
+	}
+	P_BTRFS = amb_provider_find("btrfs");
+	P_REFLINK = amb_provider_find("reflink");
+	P_COPY = amb_provider_find("copy");
+	const char *g = argv[1];
+	if (strcmp(g, "btrfs") == 0) {
+		B = need_env("AMB_TEST_BTRFS");
+		X = need_env("AMB_TEST_XFS");
+		const struct CMUnitTest tests[] = {
+			cmocka_unit_test(test_btrfs_snapshot_under_writes),
+			cmocka_unit_test(test_btrfs_nested_and_remove),
+			cmocka_unit_test(test_btrfs_errors),
+		};
+		return cmocka_run_group_tests_name("btrfs", tests, NULL, NULL);
+	}
+	if (strcmp(g, "reflink") == 0) {
+		B = need_env("AMB_TEST_BTRFS");
+		X = need_env("AMB_TEST_XFS");
+		T = need_env("AMB_TEST_TMPFS");
+		const struct CMUnitTest tests[] = {
+			cmocka_unit_test(test_reflink_xfs),
+			cmocka_unit_test(test_reflink_btrfs),
+			cmocka_unit_test(test_reflink_refused),
+		};
+		return cmocka_run_group_tests_name("reflink", tests, NULL, NULL);
+	}
+	if (strcmp(g, "copy") == 0) {
+		X = need_env("AMB_TEST_XFS");
+		T = need_env("AMB_TEST_TMPFS");
+		const struct CMUnitTest tests[] = {
+			cmocka_unit_test(test_copy_tmpfs),
+			cmocka_unit_test(test_copy_xfs_to_tmpfs),
+			cmocka_unit_test(test_copy_tmpfs_to_xfs),
+			cmocka_unit_test(test_copy_mounts),
+		};
+		return cmocka_run_group_tests_name("copy", tests, NULL, NULL);
+	}
+	if (strcmp(g, "choose") == 0) {
+		B = need_env("AMB_TEST_BTRFS");
+		X = need_env("AMB_TEST_XFS");
+		T = need_env("AMB_TEST_TMPFS");
+		const struct CMUnitTest tests[] = {
+			cmocka_unit_test(test_choose),
+		};
+		return cmocka_run_group_tests_name("choose", tests, NULL, NULL);
+	}
+	fprintf(stderr, "test_providers_fs: unknown group %s\n", g);
+	return 2;
+}
