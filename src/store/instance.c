@@ -454,9 +454,11 @@ static int flush_cycle(ams_instance *in)
 {
 	in->flushing = 1;
 	if (in->lbuf_len && in->appliers) {
+		/* only the commits applying now: later ones join the next flush */
+		uint64_t target = in->n_appended + (uint64_t)in->appliers;
 		struct timespec ts;
 		abs_deadline(&ts, amb_mono_us() + 200);
-		while (in->appliers && !in->failed)
+		while (in->n_appended < target && in->appliers && !in->failed)
 			if (pthread_cond_timedwait(&in->cond, &in->mu, &ts))
 				break;
 	}
@@ -591,7 +593,7 @@ static int checkpoint(ams_instance *in)
 	uint64_t stamps[AMB_MAX_DBS];
 	int rc = 0;
 
-	/* 1. copy the dirty pages and note the LSN they reach */
+	/* 1a. note the LSN, start a new image epoch, list the dirty pages */
 	pthread_rwlock_wrlock(&in->rw);
 	pthread_mutex_lock(&in->mu);
 	uint64_t lsn = in->lsn_end;
@@ -603,39 +605,62 @@ static int checkpoint(ams_instance *in)
 		amb_db *db = &in->db[d];
 		npages[d] = db->npages;
 		stamps[d] = db->stamp;
-		for (size_t i = 0; i < db->ccap && !rc; i++) {
-			for (amb_page *p = db->cache[i]; p; p = p->next) {
+		for (size_t i = 0; i < db->ccap && !rc; i++)
+			for (amb_page *p = db->cache[i]; p && !rc; p = p->next) {
 				if (!p->dirty)
 					continue;
-				if (amb_grow((void **)&pages, &cap, n + 1, sizeof(*pages), 256)) {
+				if (amb_grow((void **)&pages, &cap, n + 1, sizeof(*pages), 256))
 					rc = AMS_ENOMEM;
-					break;
-				}
-				pages[n].buf = malloc(P);
-				if (!pages[n].buf) {
-					rc = AMS_ENOMEM;
-					break;
-				}
-				memcpy(pages[n].buf, p->buf, P);
-				pages[n].db = d;
-				pages[n].pgno = p->pgno;
-				n++;
-				p->dirty = 0;
+				else
+					pages[n++] = (ckpt_page){d, p->pgno, NULL};
 			}
-		}
 	}
 	pthread_rwlock_unlock(&in->rw);
+
+	/* 1b. copy them in small batches, so commits wait only briefly.  A
+	 * page changed meanwhile is copied in its newer version, which is
+	 * fine: the checkpoint promises everything before lsn, and the pages
+	 * are written only once the log is durable past their newest change */
+	uint64_t need = lsn;
+	for (size_t i = 0; i < n && !rc; i += 64) {
+		pthread_rwlock_wrlock(&in->rw);
+		for (size_t j = i; j < n && j < i + 64; j++) {
+			amb_page *p = amb_cache_get(&in->db[pages[j].db], pages[j].pgno);
+			pages[j].buf = p ? malloc(P) : NULL;
+			if (!pages[j].buf) {
+				rc = AMS_ENOMEM; /* only the checkpointer removes pages */
+				break;
+			}
+			if (p->unsealed) {
+				amb_ck_seal(p->buf, P, p->pgno);
+				p->unsealed = 0;
+			}
+			memcpy(pages[j].buf, p->buf, P);
+			p->dirty = 0;
+			if (p->lsn > need)
+				need = p->lsn;
+		}
+		pthread_rwlock_unlock(&in->rw);
+	}
 	if (rc) {
+		/* put back what was taken: nothing has been written */
+		pthread_rwlock_wrlock(&in->rw);
+		for (size_t j = 0; j < n; j++) {
+			amb_page *p = amb_cache_get(&in->db[pages[j].db], pages[j].pgno);
+			if (p)
+				p->dirty = 1;
+		}
+		pthread_rwlock_unlock(&in->rw);
 		amb_err(rc, "out of memory during a checkpoint");
 		goto out;
 	}
 	if (n)
 		qsort(pages, n, sizeof(*pages), ckpt_cmp);
 
-	/* 2. write-ahead rule: the log must be durable up to lsn */
+	/* 2. write-ahead rule: the log must be durable past every copied page */
 	pthread_mutex_lock(&in->mu);
-	while (in->lsn_durable < lsn && !in->failed) {
-		if (!in->flushing && in->lsn_written < lsn)
+	while (in->lsn_durable < need && !in->failed) {
+		if (!in->flushing && in->lsn_written < need)
 			flush_cycle(in);
 		else
 			pthread_cond_wait(&in->dur_cond, &in->mu);
@@ -1645,6 +1670,7 @@ static void emit_images(apply_ctx *c)
 			}
 			amb_page_format_free(p->buf, in->page_size, pgno, stamp[d]);
 			p->dirty = 1;
+			p->unsealed = 0;
 			p->fpi_epoch = in->fpi_epoch;
 			unsigned char *e = rec_reserve(c, AMB_ENT_HDR + 8);
 			if (!e)
@@ -1667,6 +1693,7 @@ static void emit_images(apply_ctx *c)
 			free(p->before);
 			p->before = NULL;
 			p->fpi_epoch = in->fpi_epoch;
+			p->unsealed = 0;
 			amb_page_format_free(p->buf, in->page_size, p->pgno, stamp[d]);
 			if (db->fill == p->pgno)
 				db->fill = 0;
@@ -1682,15 +1709,19 @@ static void emit_images(apply_ctx *c)
 		uint64_t stamp_before = b.stamp;
 		b.stamp = stamp[d];
 		amb_blk_put(p->buf, &b);
-		amb_ck_seal(p->buf, in->page_size, p->pgno);
 		int logged = 0;
 		if (p->before) {
 			logged = emit_delta(c, d, p, stamp_before, stamp[d]);
 			free(p->before);
 			p->before = NULL;
 		}
-		if (!logged)
+		if (logged) {
+			p->unsealed = 1; /* sealed when written or read out */
+		} else {
+			amb_ck_seal(p->buf, in->page_size, p->pgno);
+			p->unsealed = 0;
 			emit_image(c, d, p);
+		}
 		c->nent++;
 	}
 }
@@ -1871,6 +1902,7 @@ int ams_txn_commit(ams_txn *t)
 				p->lsn = my_end;
 		}
 	in->appliers--;
+	in->n_appended++;
 	pthread_cond_broadcast(&in->cond);
 	pthread_mutex_unlock(&in->mu);
 	pthread_rwlock_unlock(&in->rw);

@@ -46,6 +46,8 @@ typedef struct amb_page {
 	uint32_t pgno;
 	uint8_t dirty;   /* changed since the checkpointer last copied it */
 	uint8_t touched; /* changed by the transaction being applied */
+	uint8_t unsealed; /* hash/ECC not yet computed (changed, logged as a
+	                     delta); sealed before it is written or handed out */
 	uint64_t lsn;    /* end LSN of the record with its latest image */
 	uint64_t fpi_epoch; /* checkpoint epoch in which its whole content was
 	                       last logged (0: never): later changes in the same
@@ -161,6 +163,7 @@ struct ams_instance {
 	uint64_t freeze_deadline; /* CLOCK_MONOTONIC µs */
 	uint64_t freeze_writes;   /* write_ops when frozen */
 	int appliers;             /* commits between admission and append */
+	uint64_t n_appended;      /* records appended to the log buffer */
 	int io_active;            /* gated writes in progress */
 	uint64_t write_ops;       /* gated writes completed */
 	int stream_active;

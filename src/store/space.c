@@ -140,6 +140,8 @@ int amb_page_read(ams_instance *in, amb_db *db, uint32_t pgno, void *buf, uint64
 	amb_page *p = amb_cache_get(db, pgno);
 	if (p) {
 		memcpy(buf, p->buf, in->page_size);
+		if (p->unsealed)
+			amb_ck_seal(buf, in->page_size, pgno); /* a private copy */
 		if (lsn)
 			*lsn = p->lsn;
 		return 0;
