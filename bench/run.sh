@@ -231,5 +231,10 @@ rp_raw=$(mbs 'raw sequential write')
 		echo
 		echo "Not root: the cold-cache measurements were skipped."
 	fi
+	echo
+	echo "## Analysis"
+	echo
+	echo "What limits the numbers above, and what was changed because of them, is"
+	echo "written by hand in [ANALYSIS.md](ANALYSIS.md) (this file is regenerated)."
 } >"$out"
 echo "run.sh: wrote $out" >&2
