@@ -13,26 +13,33 @@
  *      replaced/deleted values are readable, database space is reserved with
  *      fallocate(KEEP_SIZE) -- any failure here changes nothing;
  *   3. apply (rw): change cached pages and the index, build one TXN record
- *      holding the after-image of every page changed (or FREE / EXTEND
+ *      (a page's first change after a checkpoint began: its whole image,
+ *      zero tail left out; later changes: byte-range deltas; FREE / EXTEND
  *      entries), append it to the log buffer (mu);
- *   4. wait (mu) until the flusher made it durable.  Many committers wait on
- *      one flush: that is the group commit.
+ *   4. wait (mu) until it is durable, leading the flush if nobody is
+ *      flushing (flush_cycle): one thread takes the whole buffer, waits up
+ *      to 200 us for the commits already applying, writes the records as
+ *      fresh 4 KiB segments (a flush never rewrites a segment holding
+ *      acknowledged data), fdatasync, advances lsn_durable.  Everyone whose
+ *      record was in the buffer returns: that is the group commit.
  *
- * FLUSHER: takes the whole log buffer, writes it as fresh 4 KiB segments
- * (a flush never rewrites a segment holding acknowledged data), fdatasync,
- * advances lsn_durable.  When the current generation is full (or a roll is
- * requested) it switches to the prepared <prefix>tmp.log:
+ * LOG ROLL: when the current generation is full (or a roll is requested)
+ * the flushing thread switches to the prepared <prefix>tmp.log:
  *   write tmp's header (gen+1, start LSN), fdatasync;
  *   rename <prefix>.log -> <prefix>XXXXXXXX.log; rename tmp -> <prefix>.log;
- *   fsync the directory; then prepares the next tmp (zero-filled, synced).
- * A crash between the two renames leaves no <prefix>.log and a complete
- * tmp: open finishes the rename.
+ *   fsync the directory.
+ * The flusher thread then prepares the next tmp (zero-filled, synced) in the
+ * background.  A crash between the two renames leaves no <prefix>.log and a
+ * complete tmp: open finishes the rename.
  *
  * CHECKPOINTER: when depth bytes of log were written since the last
- * checkpoint it copies every dirty page (rw), notes the LSN, waits until the
- * log is durable up to it, writes the pages, fdatasyncs the databases,
- * writes <prefix>.chk (durable) and the headers' Log Required range.
- *
+ * checkpoint it notes the LSN, starts a new image epoch, copies the dirty
+ * pages in small batches (rw), waits until the log is durable past them,
+ * writes the pages, fdatasyncs the databases, writes <prefix>.chk (durable)
+ * and the headers' Log Required range.  A full disk makes it wait and retry
+ * (nothing is lost: the log holds every change).  After each roll it also
+ * refreshes the headers' Log Required upper bound.
+
  * FREEZE: ams_freeze() stops admission, waits until everything applied is
  * durable and no gated write is in progress, then holds every later write
  * in amb_gate_enter() until ams_thaw() or the deadline.
@@ -579,6 +586,18 @@ static int ckpt_cmp(const void *a, const void *b)
 	return x->pgno < y->pgno ? -1 : x->pgno > y->pgno;
 }
 
+/* A checkpoint that could not finish: its pages stay dirty for the next. */
+static void redirty(ams_instance *in, const ckpt_page *pages, size_t n)
+{
+	pthread_rwlock_wrlock(&in->rw);
+	for (size_t i = 0; i < n; i++) {
+		amb_page *p = amb_cache_get(&in->db[pages[i].db], pages[i].pgno);
+		if (p)
+			p->dirty = 1;
+	}
+	pthread_rwlock_unlock(&in->rw);
+}
+
 /*
  * One checkpoint.  final: called by close with the threads stopped (writes
  * everything, no copying needed but the same path is used).
@@ -644,13 +663,7 @@ static int checkpoint(ams_instance *in)
 	}
 	if (rc) {
 		/* put back what was taken: nothing has been written */
-		pthread_rwlock_wrlock(&in->rw);
-		for (size_t j = 0; j < n; j++) {
-			amb_page *p = amb_cache_get(&in->db[pages[j].db], pages[j].pgno);
-			if (p)
-				p->dirty = 1;
-		}
-		pthread_rwlock_unlock(&in->rw);
+		redirty(in, pages, n);
 		amb_err(rc, "out of memory during a checkpoint");
 		goto out;
 	}
@@ -687,13 +700,7 @@ static int checkpoint(ams_instance *in)
 	if (rc == AMS_ENOSPC && !in->stop) {
 		/* nothing is lost (the pages are cached and logged): try later */
 		amb_gate_exit(in);
-		pthread_rwlock_wrlock(&in->rw);
-		for (size_t i = 0; i < n; i++) {
-			amb_page *p = amb_cache_get(&in->db[pages[i].db], pages[i].pgno);
-			if (p)
-				p->dirty = 1;
-		}
-		pthread_rwlock_unlock(&in->rw);
+		redirty(in, pages, n);
 		rc = 0;
 		goto out;
 	}
@@ -731,13 +738,7 @@ static int checkpoint(ams_instance *in)
 		/* a full disk: the checkpoint waits, nothing is lost (the log has it all) */
 		pthread_mutex_unlock(&in->hdr_mu);
 		amb_gate_exit(in);
-		pthread_rwlock_wrlock(&in->rw);
-		for (size_t i = 0; i < n; i++) {
-			amb_page *p = amb_cache_get(&in->db[pages[i].db], pages[i].pgno);
-			if (p)
-				p->dirty = 1;
-		}
-		pthread_rwlock_unlock(&in->rw);
+		redirty(in, pages, n);
 		rc = 0;
 		goto out;
 	}
