@@ -53,7 +53,8 @@ acked1=$(grep -c '^ack ' "$work/oracle")
 kill -TERM "$pid"
 wait "$pid"; rc=$?; pid=""
 [ "$rc" = 0 ] || fail "serve exited $rc after SIGTERM on a full disk (clean shutdown expected)"
-"$store" header "$mnt/inst/priv1.edb" | grep -q "Clean Shutdown" || fail "not a clean shutdown"
+hdr=$("$store" header "$mnt/inst/priv1.edb" 2>&1)
+grep -q "Clean Shutdown" <<<"$hdr" || { echo "$hdr" | head -30; fail "not a clean shutdown"; }
 
 "$store" dump "$mnt/inst" >"$work/dump1" || fail "dump after disk full"
 "$oracle_check" "$work/oracle" "$work/dump1" || fail "oracle after disk full"
