@@ -57,30 +57,8 @@ out_close_fd:
 
 static int bt_check_shadow(const char *volume, const char *shadow, const char *parent)
 {
-	int rc;
-	int fv = open(volume, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fv < 0)
-		return amb_prov_err(-errno, "btrfs: %s: %s", volume, strerror(errno));
-	int fp = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fp < 0) {
-		rc = amb_prov_err(-errno, "btrfs: %s: %s", parent, strerror(errno));
-		goto out_close_fv;
-	}
-	rc = amb_prov_same_fs(fv, fp);
-	if (rc < 0)
-		amb_prov_err(rc, "btrfs: cannot compare filesystems of %s and %s: %s", volume,
-			     parent, strerror(-rc));
-	else if (rc == 0)
-		rc = amb_prov_err(-EXDEV,
-				  "btrfs: shadow %s is not on the btrfs filesystem of %s "
-				  "(a snapshot stays on its filesystem)",
-				  shadow, volume);
-	else
-		rc = 0;
-	close(fp);
-out_close_fv:
-	close(fv);
-	return rc;
+	return amb_prov_check_beside("btrfs", volume, shadow, parent, 0,
+	                             "a snapshot stays on its filesystem");
 }
 
 static int bt_commit(const char *volume, const char *shadow)

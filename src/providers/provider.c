@@ -465,3 +465,30 @@ out_close_fa:
 	close(fa);
 	return rc;
 }
+
+int amb_prov_check_beside(const char *prov, const char *volume, const char *shadow,
+                          const char *parent, int same_mount, const char *why)
+{
+	int rc;
+	int fv = open(volume, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fv < 0)
+		return amb_prov_err(-errno, "%s: %s: %s", prov, volume, strerror(errno));
+	int fp = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fp < 0) {
+		rc = amb_prov_err(-errno, "%s: %s: %s", prov, parent, strerror(errno));
+		goto out_close_fv;
+	}
+	rc = same_mount ? amb_prov_same_mount(fv, fp) : amb_prov_same_fs(fv, fp);
+	if (rc < 0)
+		amb_prov_err(rc, "%s: cannot compare the %s of %s and %s: %s", prov,
+			     same_mount ? "mounts" : "filesystems", volume, parent, strerror(-rc));
+	else if (rc == 0)
+		rc = amb_prov_err(-EXDEV, "%s: shadow %s is not on the %s of %s (%s)", prov, shadow,
+				  same_mount ? "mount" : "btrfs filesystem", volume, why);
+	else
+		rc = 0;
+	close(fp);
+out_close_fv:
+	close(fv);
+	return rc;
+}

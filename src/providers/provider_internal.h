@@ -48,6 +48,14 @@ int amb_prov_same_fs(int fd_a, int fd_b);
 /* Same mount (statx STATX_MNT_ID)?  FICLONE needs it.  1, 0 or -errno. */
 int amb_prov_same_mount(int fd_a, int fd_b);
 
+/*
+ * The shadow's parent directory must be on the same filesystem as the
+ * volume (same_mount 0) or on the same mount (same_mount 1).  prov names
+ * the provider in messages, why says why it matters.  0 or -errno.
+ */
+int amb_prov_check_beside(const char *prov, const char *volume, const char *shadow,
+                          const char *parent, int same_mount, const char *why);
+
 /* Is the filesystem of fd btrfs?  1, 0 or -errno. */
 int amb_prov_is_btrfs(int fd);
 

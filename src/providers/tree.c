@@ -540,7 +540,7 @@ static int copy_special(struct tree_ctx *c, int sdir, int ddir, const char *name
 }
 
 /* a directory that is not walked: empty, with the original's metadata */
-static int copy_dir_stub(struct tree_ctx *c, int sdir, int ddir, const char *name,
+static int copy_dir_placeholder(struct tree_ctx *c, int sdir, int ddir, const char *name,
 			 const struct stat *st)
 {
 	if (mkdirat(ddir, name, 0700) != 0)
@@ -561,7 +561,7 @@ static int copy_subdir(struct tree_ctx *c, int sdir, int ddir, const char *name,
 {
 	int rc;
 	if (lst->st_dev != c->rootdev || skipped(c, lst) || is_mount_root(sdir, name))
-		return copy_dir_stub(c, sdir, ddir, name, lst);
+		return copy_dir_placeholder(c, sdir, ddir, name, lst);
 	int sfd = openat(sdir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (sfd < 0) {
 		if (errno == ENOENT)

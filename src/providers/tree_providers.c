@@ -104,29 +104,8 @@ static int rl_check_shadow(const char *volume, const char *shadow, const char *p
 	int rc = check_parent("reflink", volume, parent);
 	if (rc)
 		return rc;
-	int fv = open(volume, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fv < 0)
-		return amb_prov_err(-errno, "reflink: %s: %s", volume, strerror(errno));
-	int fp = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fp < 0) {
-		rc = amb_prov_err(-errno, "reflink: %s: %s", parent, strerror(errno));
-		goto out_close_fv;
-	}
-	rc = amb_prov_same_mount(fv, fp);
-	if (rc < 0)
-		amb_prov_err(rc, "reflink: cannot compare the mounts of %s and %s: %s", volume,
-			     parent, strerror(-rc));
-	else if (rc == 0)
-		rc = amb_prov_err(-EXDEV,
-				  "reflink: shadow %s is not on the mount of %s "
-				  "(FICLONE works only within one mount)",
-				  shadow, volume);
-	else
-		rc = 0;
-	close(fp);
-out_close_fv:
-	close(fv);
-	return rc;
+	return amb_prov_check_beside("reflink", volume, shadow, parent, 1,
+	                             "FICLONE works only within one mount");
 }
 
 static int rl_prepare(const char *volume, const char *shadow)

@@ -1223,44 +1223,60 @@ static void log_status(const logs_ctx *c, size_t i, char *buf, size_t size)
 		snprintf(buf, size, "ok");
 }
 
-int cmd_logs(int argc, char **argv)
+/*
+ * The arguments of a command that takes one directory: DIR [--prefix P]
+ * [--json] (json == NULL: no --json).  Fills *dir and prefix (given or
+ * detected).  Returns -1 to go on, else the exit code to return.
+ */
+static int dir_args(const char *cmd, const char *syn, const char *what, int argc, char **argv,
+                    int *json, const char **dir, char prefix[8])
 {
-	const char *dir = NULL, *prefix_opt = NULL;
-	int json = 0;
+	const char *prefix_opt = NULL;
+	*dir = NULL;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
-		if (strcmp(a, "--json") == 0) {
-			json = 1;
+		if (json && strcmp(a, "--json") == 0) {
+			*json = 1;
 		} else if (strcmp(a, "--prefix") == 0 && i + 1 < argc) {
 			prefix_opt = argv[++i];
 			if (strlen(prefix_opt) != 3)
-				return usage_err("logs", SYN_LOGS, "the prefix must be 3 characters");
+				return usage_err(cmd, syn, "the prefix must be 3 characters");
 		} else if (a[0] == '-' && a[1]) {
-			return usage_err("logs", SYN_LOGS, "unknown option or missing value: %s", a);
-		} else if (!dir) {
-			dir = a;
+			return usage_err(cmd, syn, "unknown option or missing value: %s", a);
+		} else if (!*dir) {
+			*dir = a;
 		} else {
-			return usage_err("logs", SYN_LOGS, "unexpected argument: %s", a);
+			return usage_err(cmd, syn, "unexpected argument: %s", a);
 		}
 	}
-	if (!dir)
-		return usage_err("logs", SYN_LOGS, "no log directory given");
+	if (!*dir)
+		return usage_err(cmd, syn, "no %s given", what);
 	struct stat sb;
-	if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-		fprintf(stderr, "amber-store: %s: not a directory\n", dir);
+	if (stat(*dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+		fprintf(stderr, "amber-store: %s: not a directory\n", *dir);
 		return EXIT_USAGE;
 	}
-	char prefix[8];
 	if (prefix_opt)
-		snprintf(prefix, sizeof(prefix), "%s", prefix_opt);
+		snprintf(prefix, 8, "%s", prefix_opt);
 	else
-		detect_prefix(dir, prefix, sizeof(prefix));
+		detect_prefix(*dir, prefix, 8);
+	return -1;
+}
+
+int cmd_logs(int argc, char **argv)
+{
+	const char *dir;
+	char prefix[8];
+	int json = 0;
+	int rc = dir_args("logs", SYN_LOGS, "log directory", argc, argv, &json, &dir, prefix);
+	if (rc >= 0)
+		return rc;
 
 	double t0 = mono_now();
 	logs_ctx c = {0};
 	amb_logdir_cb cb = {.on_log = on_logs_log, .on_problem = on_logs_problem, .arg = &c};
 	amb_logdir_report rep;
-	int rc = amb_logdir_check(amb_vfs_posix(), dir, prefix, 0, &rep, &cb);
+	rc = amb_logdir_check(amb_vfs_posix(), dir, prefix, 0, &rep, &cb);
 	double secs = mono_now() - t0;
 	if (c.oom) {
 		free(c.e);
@@ -1426,33 +1442,11 @@ static void print_db_states(const char *dir, const char *when)
 
 int cmd_recover(int argc, char **argv)
 {
-	const char *dir = NULL, *prefix = NULL;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		if (strcmp(a, "--prefix") == 0 && i + 1 < argc) {
-			prefix = argv[++i];
-			if (strlen(prefix) != 3)
-				return usage_err("recover", SYN_RECOVER, "the prefix must be 3 characters");
-		} else if (a[0] == '-' && a[1]) {
-			return usage_err("recover", SYN_RECOVER, "unknown option or missing value: %s", a);
-		} else if (!dir) {
-			dir = a;
-		} else {
-			return usage_err("recover", SYN_RECOVER, "unexpected argument: %s", a);
-		}
-	}
-	if (!dir)
-		return usage_err("recover", SYN_RECOVER, "no instance directory given");
-	struct stat sb;
-	if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-		fprintf(stderr, "amber-store: %s: not a directory\n", dir);
-		return EXIT_USAGE;
-	}
+	const char *dir;
 	char pfx[8];
-	if (prefix)
-		snprintf(pfx, sizeof(pfx), "%s", prefix);
-	else
-		detect_prefix(dir, pfx, sizeof(pfx));
+	int rc = dir_args("recover", SYN_RECOVER, "instance directory", argc, argv, NULL, &dir, pfx);
+	if (rc >= 0)
+		return rc;
 
 	printf("Soft recovery of %s (log prefix %s)\n\n", dir, pfx);
 	char chkpath[PATH_MAX];
@@ -1467,7 +1461,7 @@ int cmd_recover(int argc, char **argv)
 
 	ams_open_opts o = {.prefix = pfx};
 	double t0 = mono_now();
-	int rc = ams_recover(dir, &o);
+	rc = ams_recover(dir, &o);
 	double secs = mono_now() - t0;
 	printf("\n");
 	if (rc) {
