@@ -10,7 +10,7 @@
  * stream is out of step (the body is still in the socket), so the caller
  * answers with an error if it can and closes the connection.
  */
-#include "proto/proto.h"
+#include "amber/proto.h"
 
 #include <errno.h>
 #include <stdlib.h>

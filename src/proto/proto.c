@@ -17,7 +17,7 @@
  * bytes are replaced, so an error text is always printable ASCII and can
  * be sent back in an "error" message or logged as it is.
  */
-#include "proto/proto.h"
+#include "amber/proto.h"
 
 #include <assert.h>
 #include <errno.h>

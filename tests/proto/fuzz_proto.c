@@ -20,7 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "proto/proto.h"
+#include "amber/proto.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proto/proto.h"
+#include "amber/proto.h"
 #include "samples.h"
 
 static int put_file(const char *dir, const char *name, size_t i, const void *buf, size_t len)

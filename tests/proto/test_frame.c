@@ -39,7 +39,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "proto/proto.h"
+#include "amber/proto.h"
 #include "samples.h"
 
 static void sp(int fds[2])

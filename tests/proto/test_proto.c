@@ -34,7 +34,7 @@
 
 #include <jansson.h>
 
-#include "proto/proto.h"
+#include "amber/proto.h"
 #include "samples.h"
 
 #define UUID_A "5f0c2e9a-8d41-4b6e-a7c3-19e2f0d4b581"

@@ -6,7 +6,9 @@
 #   fs_need_root           exit 77 (skip) unless root; a failure when CI=true
 #   fs_begin ROOT          a fresh work directory ROOT/run.XXXXXX; installs the
 #                          EXIT trap that cleans it up
-#   fs_mount TYPE          btrfs (300 MiB), xfs (320 MiB: mkfs.xfs wants 300)
+#   fs_mount TYPE          btrfs (300 MiB), xfs (320 MiB: mkfs.xfs wants 300),
+#                          or $FS_SIZE when set (sparse: only what is written
+#                          takes space)
 #                          on a sparse file and a loop device, or tmpfs;
 #                          mount point in $FS_MNT
 #   fs_clean_dir DIR       what the trap does for one work directory (also
@@ -90,8 +92,8 @@ fs_mount() {
 		command -v "mkfs.$type" >/dev/null || fs_skip "mkfs.$type not installed"
 		grep -qw "$type" /proc/filesystems || modprobe "$type" 2>/dev/null
 		grep -qw "$type" /proc/filesystems || fs_skip "the kernel has no $type"
-		size=300M
-		[ "$type" = xfs ] && size=320M
+		size=${FS_SIZE:-300M}
+		[ "$type" = xfs ] && [ -z "${FS_SIZE:-}" ] && size=320M
 		truncate -s "$size" "$img" || exit 1
 		"mkfs.$type" -q -f "$img" >/dev/null || { echo "FAIL: mkfs.$type"; exit 1; }
 		loop=$(losetup -f --show "$img") || { echo "FAIL: no free loop device"; exit 1; }

@@ -1,5 +1,5 @@
 /*
- * oracle_check.c - amber-oracle-check ORACLE DUMP
+ * oracle_check.c - amber-oracle-check [--acks-before BYTES] ORACLE DUMP
  *
  * Proves the rule of design.md section 7 against the oracle written by
  * `amber-store serve --load RATE --oracle FILE` and the output of
@@ -28,6 +28,10 @@
  * none is.  Violations: an acknowledged transaction not fully present, any
  * transaction partly applied, a dump record no transaction put, a record
  * whose hash differs from its put, a dump out of order.
+ *
+ * With --acks-before BYTES (a shadow or backup taken while the oracle was
+ * BYTES long) only acks that start before that offset must be present; a
+ * transaction acknowledged later may be present or absent, never partial.
  *
  * A torn last oracle line (no final '\n': the writer was killed in write(2))
  * is ignored.  Exit 0 consistent, 1 violations, 2 bad usage / malformed input.
@@ -256,6 +260,7 @@ typedef struct txn {
 	uint64_t line;
 	size_t first_op, nops;
 	bool acked;
+	bool required;   /* acked before the --acks-before offset */
 } txn;
 
 static txn *txns;
@@ -411,6 +416,11 @@ static void parse_op(uint64_t lineno, size_t ti, const char *s, size_t n)
 	nops++;
 }
 
+/* --acks-before BYTES: only acks that start before this offset must be
+ * present (a shadow or backup taken when the oracle had BYTES bytes); later
+ * acks make a transaction optional, like an unacknowledged one. */
+static uint64_t acks_before = UINT64_MAX;
+
 static void parse_oracle(const char *buf, size_t len, uint64_t *torn)
 {
 	uint64_t lineno = 0;
@@ -444,6 +454,7 @@ static void parse_oracle(const char *buf, size_t len, uint64_t *torn)
 			txns[ti].line = lineno;
 			txns[ti].first_op = nops;
 			txns[ti].acked = false;
+			txns[ti].required = false;
 			while (next_token(&q, nl, &tok, &tl))
 				parse_op(lineno, ti, tok, tl);
 			txns[ti].nops = nops - txns[ti].first_op;
@@ -463,6 +474,7 @@ static void parse_oracle(const char *buf, size_t len, uint64_t *torn)
 			if (txns[ti].acked)
 				oracle_bad(lineno, "seq %" PRIu64 " acknowledged twice", seq);
 			txns[ti].acked = true;
+			txns[ti].required = (uint64_t)(p - buf) < acks_before;
 		} else {
 			oracle_bad(lineno, "expected 'begin' or 'ack', found '%.*s'", (int)tl, tok);
 		}
@@ -605,14 +617,23 @@ static uint64_t parse_dump(const char *path, const char *buf, size_t len)
 
 /* ---------------------------------------------------------------- verdict */
 
-static bool op_applied(const op *o)
+/* Whether an operation is applied in the dump: 1 yes, 0 no, 2 either
+ * (cannot be told apart).  A key that is put and later deleted and is
+ * absent from the dump is explained by "put and delete both applied", and,
+ * when the put's transaction is optional (acknowledged after the
+ * --acks-before cut), equally by "neither applied". */
+static int op_applied(const op *o)
 {
 	const keyrec *k = &keys[o->key];
+	bool put_required = k->put_txn >= 0 && txns[k->put_txn].required;
+	if (k->in_dump)
+		return o->kind == OP_PUT;
 	if (o->kind == OP_DEL)
-		return !k->in_dump;
-	/* put: present, or absent because a delete (of an acknowledged put)
-	 * removed it */
-	return k->in_dump || k->del_txn >= 0;
+		return put_required ? 1 : 2;
+	/* put, key absent: a delete removed it, or (optional put) neither ran */
+	if (k->del_txn < 0)
+		return 0;
+	return put_required ? 1 : 2;
 }
 
 static void print_op(FILE *f, const op *o)
@@ -624,8 +645,22 @@ static void print_op(FILE *f, const op *o)
 
 int main(int argc, char **argv)
 {
+	if (argc == 5 && strcmp(argv[1], "--acks-before") == 0) {
+		char *end;
+		errno = 0;
+		acks_before = strtoull(argv[2], &end, 10);
+		if (errno || *end || end == argv[2]) {
+			fprintf(stderr, "amber-oracle-check: bad --acks-before: %s\n", argv[2]);
+			return 2;
+		}
+		argv += 2;
+		argc -= 2;
+	}
 	if (argc != 3) {
-		fprintf(stderr, "usage: amber-oracle-check ORACLE DUMP\n"
+		fprintf(stderr, "usage: amber-oracle-check [--acks-before BYTES] ORACLE DUMP\n"
+		                "  --acks-before BYTES  only acks that begin before this byte offset\n"
+		                "                       must be present (a shadow taken when the\n"
+		                "                       oracle was BYTES long)\n"
 		                "  exit 0 consistent, 1 violations found, 2 bad usage or input\n");
 		return 2;
 	}
@@ -643,16 +678,19 @@ int main(int argc, char **argv)
 	uint64_t acked = 0, unacked_present = 0, unacked_absent = 0;
 	for (size_t i = 0; i < ntxns; i++) {
 		const txn *t = &txns[i];
-		size_t applied = 0;
-		for (size_t j = 0; j < t->nops; j++)
-			applied += op_applied(&ops[t->first_op + j]);
-		if (t->acked) {
+		size_t applied = 0, either = 0;
+		for (size_t j = 0; j < t->nops; j++) {
+			int a = op_applied(&ops[t->first_op + j]);
+			applied += a == 1;
+			either += a == 2;
+		}
+		if (t->required) {
 			acked++;
-			if (applied == t->nops)
+			if (applied + either == t->nops)
 				continue;
 			for (size_t j = 0; j < t->nops; j++) {
 				const op *o = &ops[t->first_op + j];
-				if (op_applied(o))
+				if (op_applied(o) != 0)
 					continue;
 				if (violation("seq %" PRIu64 " acknowledged but ", t->seq)) {
 					print_op(stdout, o);
@@ -663,7 +701,7 @@ int main(int argc, char **argv)
 			}
 			continue;
 		}
-		if (applied == t->nops) {
+		if (applied + either == t->nops && applied > 0) {
 			unacked_present++;
 		} else if (applied == 0) {
 			unacked_absent++;
@@ -674,7 +712,7 @@ int main(int argc, char **argv)
 				fputs(pass == 0 ? "applied:" : "; not applied:", stdout);
 				for (size_t j = 0; j < t->nops; j++) {
 					const op *o = &ops[t->first_op + j];
-					if (op_applied(o) != (pass == 0))
+					if ((op_applied(o) != 0) != (pass == 0))
 						continue;
 					putc(' ', stdout);
 					print_op(stdout, o);

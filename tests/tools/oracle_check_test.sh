@@ -24,7 +24,7 @@ fail=0
 expect() {
 	local name=$1 want=$2 pattern=${3:-}
 	local out rc
-	out=$("$CHECK" "$T/oracle" "$T/dump" 2>&1)
+	out=$("$CHECK" ${ACKS_BEFORE:+--acks-before "$ACKS_BEFORE"} "$T/oracle" "$T/dump" 2>&1)
 	rc=$?
 	if [ "$rc" -ne "$want" ]; then
 		echo "FAIL $name: exit $rc, expected $want"
@@ -181,6 +181,32 @@ expect malformed-dump 2 "line 1"
 
 rm -f "$T/dump"
 expect missing-dump 2
+
+# --- --acks-before: a shadow taken when the oracle had N bytes --------------
+# txn 7 is acknowledged after the cut: absent is fine, partial is not;
+# txn 1 was acknowledged before the cut and must still be present
+base_oracle
+base_dump
+cut=$(stat -c %s "$T/oracle")
+printf 'begin 7 put:mbox004:k8:%s put:mbox004:k9:%s\nack 7\n' "$H1" "$H2" >>"$T/oracle"
+ACKS_BEFORE=$cut expect acks-before-later-ack-absent 0 "consistent"
+expect later-ack-required-without-option 1 "seq 7 acknowledged but"
+printf 'mbox004\tk8\t%s\n' "$H1" >>"$T/dump"
+ACKS_BEFORE=$cut expect acks-before-later-ack-partial 1 "half-applied"
+base_dump
+grep -v "^mbox000${TAB}k3" "$T/dump" >"$T/dump2" && mv "$T/dump2" "$T/dump"
+ACKS_BEFORE=$cut expect acks-before-early-ack-missing 1 "seq 2 acknowledged but"
+ACKS_BEFORE=x expect acks-before-bad-value 2 "bad --acks-before"
+# txn 7 (after the cut) puts k8 and k9, txn 8 deletes k8: a shadow with
+# neither is consistent, one with both is too, k9 without k8's put is not
+base_oracle
+base_dump
+cut=$(stat -c %s "$T/oracle")
+printf 'begin 7 put:mbox004:k8:%s put:mbox004:k9:%s\nack 7\nbegin 8 del:mbox004:k8\nack 8\n' \
+	"$H1" "$H2" >>"$T/oracle"
+ACKS_BEFORE=$cut expect acks-before-put-then-del-neither 0 "consistent"
+printf 'mbox004\tk9\t%s\n' "$H2" >>"$T/dump"
+ACKS_BEFORE=$cut expect acks-before-put-then-del-both 0 "consistent"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -70,16 +70,27 @@ static const char help_create[] =
 
 static const char help_serve[] =
 	"NAME\n"
-	"    amber-store serve - run an instance, optionally under a mail-like load\n"
+	"    amber-store serve - run an instance as an amber writer, optionally under\n"
+	"    a mail-like load\n"
 	"\n"
 	"SYNOPSIS\n"
 	"    amber-store serve DIR [--load RATE] [--oracle FILE] [--threads N]\n"
 	"                          [--duration SEC] [--seed N] [--quiet]\n"
+	"                          [--socket PATH] [--no-writer] [--max-hold-ms N]\n"
+	"                          [--latency-log FILE]\n"
 	"\n"
 	"DESCRIPTION\n"
 	"    Opens the instance in DIR, running soft recovery first if it was not\n"
 	"    shut down cleanly. It then holds the instance open until SIGTERM or\n"
 	"    SIGINT (or until --duration has passed) and shuts it down cleanly.\n"
+	"\n"
+	"    While it runs, the instance takes part in backups as the amber writer\n"
+	"    'amber-store': it registers with amberd (one component per database,\n"
+	"    with the instance's logs and checkpoint), rolls the log when a\n"
+	"    snapshot is prepared and holds writes from freeze to thaw, at most\n"
+	"    --max-hold-ms. When amberd is not running it keeps trying to reach it\n"
+	"    in the background and serves as usual. The writer's identity is kept\n"
+	"    in DIR/amber-writer.id (made on the first serve).\n"
 	"\n"
 	"    With --load it runs a mail-delivery workload: mailboxes are tables,\n"
 	"    messages are values of 1 to 64 KiB, and some messages are deleted. With\n"
@@ -95,10 +106,22 @@ static const char help_serve[] =
 	"    --threads N       Workload threads (1..256, default 4).\n"
 	"    --duration SEC    Stop after SEC seconds.\n"
 	"    --seed N          Seed for the workload's random choices.\n"
-	"    --quiet, -q       No periodic status lines.\n"
+	"    --quiet, -q       No status or writer log lines.\n"
+	"    --socket PATH     amberd's socket. The default is $AMBER_SOCKET, else\n"
+	"                      /run/amber/amberd.sock.\n"
+	"    --no-writer       Do not take part in backups.\n"
+	"    --max-hold-ms N   Longest time writes may be held for a snapshot\n"
+	"                      (1..600000, default 10000).\n"
+	"    --latency-log FILE\n"
+	"                      Write FILE (truncated first) with one line\n"
+	"                      '<start_ns> <end_ns>' per successful commit of the\n"
+	"                      workload (written at shutdown) and 'freeze <ns>' and\n"
+	"                      'thaw <ns>' lines for every hold, in CLOCK_MONOTONIC\n"
+	"                      nanoseconds. At most 16M commits are kept.\n"
 	"\n"
 	"EXIT STATUS\n"
-	"    0 clean shutdown; 1 failure; 2 bad usage; 3 the instance is in use.\n";
+	"    0 clean shutdown; 1 failure (also a damaged amber-writer.id); 2 bad\n"
+	"    usage; 3 the instance is in use.\n";
 
 static const char help_check[] =
 	"NAME\n"
@@ -280,7 +303,7 @@ static const char help_dump[] =
 
 static const subcmd cmds[] = {
 	{"create", cmd_create, "create a new instance", help_create},
-	{"serve", cmd_serve, "run an instance, optionally under load", help_serve},
+	{"serve", cmd_serve, "run an instance as a writer, optionally under load", help_serve},
 	{"check", cmd_check, "verify a database, a log directory or a checkpoint", help_check},
 	{"header", cmd_header, "show a database header", help_header},
 	{"checkpoint", cmd_checkpoint, "show a checkpoint file", help_checkpoint},

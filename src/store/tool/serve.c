@@ -1,6 +1,8 @@
 /*
  * serve.c - `amber-store serve DIR [--load RATE] [--oracle FILE]
- *            [--threads N] [--duration SEC] [--seed N] [--quiet]`
+ *            [--threads N] [--duration SEC] [--seed N] [--quiet]
+ *            [--socket PATH] [--no-writer] [--max-hold-ms N]
+ *            [--latency-log FILE]`
  *
  * Opens the instance (recovering it if needed) and holds it open until
  * SIGTERM / SIGINT (or --duration), then shuts it down cleanly.  With --load
@@ -8,6 +10,12 @@
  * spread over the instance's databases, messages are values of 1 to 64 KiB,
  * every key is fresh, about one transaction in five also deletes one or two
  * messages whose delivery was acknowledged before it began.
+ *
+ * Unless --no-writer, the instance also takes part in backups as the amber
+ * writer `amber-store` (serve_writer.c): the writer connects to amberd at
+ * --socket (default $AMBER_SOCKET, else /run/amber/amberd.sock) and keeps
+ * retrying in the background while amberd is not there; serving goes on
+ * the same either way.
  *
  * The oracle (design.md section 7): for every transaction, before the commit
  * is requested, one write(2) of
@@ -19,8 +27,21 @@
  * writer (no final '\n') is cut off when serve starts, so that the next line
  * does not glue onto it.
  *
- * The workload is kept apart (wl_* functions) from the instance handling so
- * that serve can later also act as a writer talking to amberd.
+ * The latency log (--latency-log FILE, for the freeze/hold benchmark): FILE
+ * is truncated at start and written as text, one record per line, times in
+ * nanoseconds of CLOCK_MONOTONIC (comparable within one boot):
+ *     <start_ns> <end_ns>\n   one per successful commit: the call to and
+ *                             the return from ams_txn_commit()
+ *     freeze <ns>\n           the writer's ams_freeze() returned (held from here)
+ *     thaw <ns>\n             the writer's ams_thaw() returned
+ * freeze/thaw lines are appended when they happen; commit lines are kept in
+ * per-thread memory (chunks of LAT_CHUNK entries, at most LAT_MAX_ENTRIES
+ * in all, later commits are counted but not kept) and written when serve
+ * shuts down, so lines are not in time order: sort by the first number.  A
+ * killed serve leaves only the freeze/thaw lines.
+ *
+ * The workload is kept apart (wl_* functions) from the instance handling;
+ * the writer is in serve_writer.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -41,7 +62,9 @@
 
 #include <openssl/evp.h>
 
+#include "amber/proto.h"
 #include "amber/store.h"
+#include "store/tool/serve_writer.h"
 #include "store/tool/tool.h"
 
 #define WL_TABLES 64
@@ -52,6 +75,8 @@
 #define WL_POOL_MAX (1u << 18) /* acknowledged keys kept as delete candidates */
 #define WL_KEY_MAX 48
 #define STATUS_EVERY_SEC 5
+#define LAT_CHUNK 65536u           /* latency entries per allocation (1 MiB) */
+#define LAT_MAX_ENTRIES (16u << 20) /* kept in all threads together (256 MiB) */
 
 /* ---------------------------------------------------------------- PRNG */
 
@@ -124,6 +149,13 @@ static uint64_t random_u64(void)
 }
 
 /* ---------------------------------------------------------------- time */
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 static double now_sec(void)
 {
@@ -253,11 +285,23 @@ typedef struct workload {
 	/* counters */
 	atomic_uint_fast64_t commits, failures, puts, dels, bytes;
 
+	/* latency log (see the top comment): on when lat_on */
+	bool lat_on;
+	atomic_uint_fast64_t lat_reserved; /* entries of the chunks allocated */
+	atomic_uint_fast64_t lat_dropped;  /* commits not kept (cap or memory) */
+
 	pthread_t *threads;
 	struct wl_thread *targs;
 	int nalloc; /* entries of targs */
 	bool lock_init;
 } workload;
+
+/* Latency entries of one thread: a list of chunks, filled in order. */
+typedef struct lat_chunk {
+	struct lat_chunk *next;
+	uint32_t n;
+	uint64_t t[2 * LAT_CHUNK]; /* start, end, start, end, ... */
+} lat_chunk;
 
 typedef struct wl_thread {
 	workload *wl;
@@ -267,7 +311,57 @@ typedef struct wl_thread {
 	unsigned char *val;
 	char *line;
 	size_t line_cap;
+	lat_chunk *lat_head, *lat_tail;
 } wl_thread;
+
+/* A new chunk if the cap allows (NULL otherwise or without memory). */
+static lat_chunk *lat_chunk_new(workload *wl)
+{
+	uint64_t had = atomic_fetch_add(&wl->lat_reserved, LAT_CHUNK);
+	if (had + LAT_CHUNK > LAT_MAX_ENTRIES) {
+		atomic_fetch_sub(&wl->lat_reserved, LAT_CHUNK);
+		return NULL;
+	}
+	lat_chunk *c = malloc(sizeof(*c));
+	if (!c) {
+		atomic_fetch_sub(&wl->lat_reserved, LAT_CHUNK);
+		return NULL;
+	}
+	c->next = NULL;
+	c->n = 0;
+	return c;
+}
+
+static void lat_record(wl_thread *th, uint64_t start, uint64_t end)
+{
+	lat_chunk *c = th->lat_tail;
+	if (!c || c->n == LAT_CHUNK) {
+		lat_chunk *nc = lat_chunk_new(th->wl);
+		if (!nc) {
+			atomic_fetch_add(&th->wl->lat_dropped, 1);
+			return;
+		}
+		if (c)
+			c->next = nc;
+		else
+			th->lat_head = nc;
+		th->lat_tail = c = nc;
+	}
+	c->t[2 * c->n] = start;
+	c->t[2 * c->n + 1] = end;
+	c->n++;
+}
+
+static void lat_free(wl_thread *th)
+{
+	lat_chunk *c = th->lat_head;
+	while (c) {
+		lat_chunk *next = c->next;
+		free(c);
+		c = next;
+	}
+	th->lat_head = th->lat_tail = NULL;
+}
 
 static void table_name(char *buf, size_t size, int t)
 {
@@ -424,8 +518,11 @@ static int wl_one_txn(wl_thread *th)
 		return -1;
 	}
 
+	uint64_t t_commit = wl->lat_on ? now_ns() : 0;
 	rc = ams_txn_commit(txn);
 	txn = NULL;
+	if (wl->lat_on && rc == AMS_OK)
+		lat_record(th, t_commit, now_ns());
 	if (rc != AMS_OK) {
 		atomic_fetch_add(&wl->failures, 1);
 		fprintf(stderr, "amber-store serve: commit of seq %" PRIu64 " failed: %s: %s\n", seq,
@@ -521,7 +618,7 @@ static void *wl_thread_main(void *arg)
 }
 
 static int wl_start(workload *wl, ams_instance *inst, double rate, int nthreads, int oracle_fd,
-                    uint64_t seed, uint64_t first_seq)
+                    uint64_t seed, uint64_t first_seq, bool latency)
 {
 	ams_info info;
 	int rc = ams_info_get(inst, &info);
@@ -538,6 +635,7 @@ static int wl_start(workload *wl, ams_instance *inst, double rate, int nthreads,
 	if (wl->txn_budget < WL_MIN_VALUE)
 		wl->txn_budget = WL_MIN_VALUE;
 	wl->oracle_fd = oracle_fd;
+	wl->lat_on = latency;
 	wl->rate = rate;
 	wl->nthreads = nthreads;
 	wl->seed = seed;
@@ -565,6 +663,13 @@ static int wl_start(workload *wl, ams_instance *inst, double rate, int nthreads,
 		th->line = malloc(th->line_cap);
 		if (!th->val || !th->line) {
 			fprintf(stderr, "amber-store serve: out of memory\n");
+			wl->nthreads = 0;
+			return -1;
+		}
+		/* the first chunk before the clock starts: the hot path only
+		 * allocates every LAT_CHUNK commits */
+		if (latency && !(th->lat_head = th->lat_tail = lat_chunk_new(wl))) {
+			fprintf(stderr, "amber-store serve: out of memory for the latency log\n");
 			wl->nthreads = 0;
 			return -1;
 		}
@@ -597,6 +702,7 @@ static void wl_free(workload *wl)
 		for (int i = 0; i < wl->nalloc; i++) {
 			free(wl->targs[i].val);
 			free(wl->targs[i].line);
+			lat_free(&wl->targs[i]);
 		}
 	}
 	free(wl->targs);
@@ -607,12 +713,55 @@ static void wl_free(workload *wl)
 	memset(wl, 0, sizeof(*wl));
 }
 
+/* Append every kept commit as "<start_ns> <end_ns>\n" to @p fd (after
+ * wl_stop()).  Returns 0 or -1 (message printed). */
+static int wl_latency_write(workload *wl, int fd, const char *path)
+{
+	size_t cap = 1 << 20, len = 0;
+	char *buf = malloc(cap);
+	if (!buf) {
+		fprintf(stderr, "amber-store serve: %s: out of memory\n", path);
+		return -1;
+	}
+	int rc = 0;
+	for (int i = 0; i < wl->nalloc && rc == 0; i++) {
+		for (lat_chunk *c = wl->targs[i].lat_head; c && rc == 0; c = c->next) {
+			for (uint32_t j = 0; j < c->n; j++) {
+				if (cap - len < 64) {
+					if (oracle_write(fd, buf, len) != 0) {
+						rc = -1;
+						break;
+					}
+					len = 0;
+				}
+				len += (size_t)snprintf(buf + len, cap - len,
+				                        "%" PRIu64 " %" PRIu64 "\n", c->t[2 * j],
+				                        c->t[2 * j + 1]);
+			}
+		}
+	}
+	if (rc == 0 && len > 0 && oracle_write(fd, buf, len) != 0)
+		rc = -1;
+	if (rc != 0)
+		fprintf(stderr, "amber-store serve: writing %s: %s\n", path, strerror(errno));
+	free(buf);
+	uint64_t dropped = atomic_load(&wl->lat_dropped);
+	if (dropped)
+		fprintf(stderr,
+		        "amber-store serve: %s: %" PRIu64 " commits not logged (the log keeps at "
+		        "most %u)\n",
+		        path, dropped, LAT_MAX_ENTRIES);
+	return rc;
+}
+
 /* ---------------------------------------------------------------- command */
 
 static void usage(void)
 {
 	fprintf(stderr, "usage: amber-store serve DIR [--load RATE] [--oracle FILE] [--threads N]\n"
-	                "                         [--duration SEC] [--seed N] [--quiet]\n");
+	                "                         [--duration SEC] [--seed N] [--quiet]\n"
+	                "                         [--socket PATH] [--no-writer] [--max-hold-ms N]\n"
+	                "                         [--latency-log FILE]\n");
 }
 
 static int parse_double(const char *s, double *out)
@@ -641,10 +790,10 @@ static int parse_u64(const char *s, uint64_t *out)
 
 int cmd_serve(int argc, char **argv)
 {
-	const char *dir = NULL, *oracle = NULL;
+	const char *dir = NULL, *oracle = NULL, *socket = NULL, *latency_log = NULL;
 	double rate = -1, duration = 0;
-	uint64_t seed = 0, nthreads = 4;
-	bool have_seed = false, quiet = false;
+	uint64_t seed = 0, nthreads = 4, max_hold_ms = SERVE_WRITER_MAX_HOLD_MS;
+	bool have_seed = false, quiet = false, no_writer = false;
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -668,6 +817,21 @@ int cmd_serve(int argc, char **argv)
 			if (parse_u64(v, &seed) != 0)
 				goto bad_value;
 			have_seed = true;
+			i++;
+		} else if (strcmp(a, "--socket") == 0 && v) {
+			if (*v == '\0')
+				goto bad_value;
+			socket = v;
+			i++;
+		} else if (strcmp(a, "--no-writer") == 0) {
+			no_writer = true;
+		} else if (strcmp(a, "--max-hold-ms") == 0 && v) {
+			if (parse_u64(v, &max_hold_ms) != 0 || max_hold_ms < 1 ||
+			    max_hold_ms > AMB_MAX_HOLD_MS)
+				goto bad_value;
+			i++;
+		} else if (strcmp(a, "--latency-log") == 0 && v) {
+			latency_log = v;
 			i++;
 		} else if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) {
 			quiet = true;
@@ -700,7 +864,7 @@ int cmd_serve(int argc, char **argv)
 		seed = random_u64();
 
 	/* Signals are taken synchronously by the main thread; every other
-	 * thread (ours and the engine's) inherits the blocked mask. */
+	 * thread (ours, the engine's and libamber's) inherits the blocked mask. */
 	sigset_t sigs;
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
@@ -709,7 +873,8 @@ int cmd_serve(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	int oracle_fd = -1;
+	int status = EXIT_OK;
+	int oracle_fd = -1, lat_fd = -1;
 	uint64_t max_seq = 0;
 	if (oracle && rate >= 0) {
 		oracle_fd = open(oracle, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
@@ -718,8 +883,16 @@ int cmd_serve(int argc, char **argv)
 			return EXIT_FAIL;
 		}
 		if (oracle_scan(oracle_fd, oracle, &max_seq) != 0) {
-			close(oracle_fd);
-			return EXIT_FAIL;
+			status = EXIT_FAIL;
+			goto out_close_fds;
+		}
+	}
+	if (latency_log) {
+		lat_fd = open(latency_log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+		if (lat_fd < 0) {
+			fprintf(stderr, "amber-store serve: %s: %s\n", latency_log, strerror(errno));
+			status = EXIT_FAIL;
+			goto out_close_fds;
 		}
 	}
 
@@ -728,22 +901,32 @@ int cmd_serve(int argc, char **argv)
 	if (rc != AMS_OK) {
 		fprintf(stderr, "amber-store serve: cannot open %s: %s: %s\n", dir, ams_strerror(rc),
 		        ams_errmsg());
-		if (oracle_fd >= 0)
-			close(oracle_fd);
-		return tool_exit_code(rc) == EXIT_RETRY ? EXIT_RETRY : EXIT_FAIL;
+		status = tool_exit_code(rc) == EXIT_RETRY ? EXIT_RETRY : EXIT_FAIL;
+		goto out_close_fds;
 	}
 
 	workload wl;
 	memset(&wl, 0, sizeof(wl));
 	bool running = false;
-	int status = EXIT_OK;
+	serve_writer *sw = NULL;
 	double start = now_sec(), last = start;
 	uint64_t last_commits = 0;
+	if (!no_writer) {
+		serve_writer_opts wo = {
+			.socket = socket,
+			.max_hold_ms = (uint32_t)max_hold_ms,
+			.quiet = quiet,
+			.latency_fd = lat_fd,
+		};
+		status = serve_writer_start(inst, dir, &wo, &sw);
+		if (status != EXIT_OK)
+			goto out_close_inst;
+	}
 	if (rate >= 0) {
-		if (wl_start(&wl, inst, rate, (int)nthreads, oracle_fd, seed, max_seq + 1) != 0) {
+		if (wl_start(&wl, inst, rate, (int)nthreads, oracle_fd, seed, max_seq + 1,
+		             lat_fd >= 0) != 0) {
 			status = EXIT_FAIL;
-			wl_stop(&wl);
-			goto out;
+			goto out_stop;
 		}
 		running = true;
 		if (!quiet)
@@ -780,24 +963,30 @@ int cmd_serve(int argc, char **argv)
 			fprintf(stderr,
 			        "amber-store serve: %.0f commits/s, %" PRIu64 " commits, %" PRIu64
 			        " failed, %" PRIu64 " puts, %" PRIu64 " dels, %.1f MiB; group %.2f, "
-			        "log gen %" PRIu32 " (checkpoint %" PRIu32 ")\n",
+			        "log gen %" PRIu32 " (checkpoint %" PRIu32 ")%s\n",
 			        (double)(c - last_commits) / (t - last), c,
 			        (uint64_t)atomic_load(&wl.failures), (uint64_t)atomic_load(&wl.puts),
 			        (uint64_t)atomic_load(&wl.dels),
 			        (double)atomic_load(&wl.bytes) / 1048576.0,
 			        info.flushes ? (double)info.commits / (double)info.flushes : 0.0,
-			        info.gen_current, info.gen_checkpoint);
+			        info.gen_current, info.gen_checkpoint,
+			        info.frozen ? "; frozen for a backup" : "");
 			last = t;
 			last_commits = c;
 		}
 	}
 
-	if (running) {
-		wl_stop(&wl);
-		if (atomic_load(&wl.fatal))
-			status = EXIT_FAIL;
-	}
-out:
+out_stop:
+	/* the writer first: it thaws a frozen instance, so that workload
+	 * threads waiting in a commit can finish */
+	serve_writer_stop(sw);
+	sw = NULL;
+	wl_stop(&wl);
+	if (running && atomic_load(&wl.fatal))
+		status = EXIT_FAIL;
+	if (running && lat_fd >= 0 && wl_latency_write(&wl, lat_fd, latency_log) != 0)
+		status = EXIT_FAIL;
+out_close_inst:
 	rc = ams_close(inst);
 	if (rc != AMS_OK) {
 		fprintf(stderr, "amber-store serve: close: %s: %s\n", ams_strerror(rc), ams_errmsg());
@@ -809,6 +998,11 @@ out:
 		        (uint64_t)atomic_load(&wl.commits), (uint64_t)atomic_load(&wl.failures),
 		        now_sec() - start);
 	wl_free(&wl);
+out_close_fds:
+	if (lat_fd >= 0 && close(lat_fd) != 0) {
+		fprintf(stderr, "amber-store serve: closing %s: %s\n", latency_log, strerror(errno));
+		status = EXIT_FAIL;
+	}
 	if (oracle_fd >= 0 && close(oracle_fd) != 0) {
 		fprintf(stderr, "amber-store serve: closing the oracle: %s\n", strerror(errno));
 		status = EXIT_FAIL;

@@ -1,0 +1,145 @@
+# shellcheck shell=bash
+# daemon_lib.sh - sourced by the amberd integration tests: start amberd,
+# amber-store serve and test writers on real filesystems, and always take
+# them down again (SIGKILL to every process started, unexpose mounts),
+# whatever way the script ends.  The filesystems themselves come from
+# tests/providers/with_fs.sh, which runs the test script.
+#
+#   d_init BINDIR              tools from the build tree; work dir $DW
+#   d_start_amberd [KEY=VAL]   amberd with a fresh config ($DW/amberd.conf);
+#                              $HOLD_MS, $EVENT_MS; extra [amberd] keys given
+#                              as arguments; env AMBERD_ENV for the process
+#   d_stop_amberd              SIGTERM and wait
+#   d_start_serve DIR RATE ORACLE [ARGS]  amber-store serve, waits until it
+#                              is registered with amberd
+#   d_wait_writer NAME [SEC]   until `amber list writers` shows NAME
+#   d_acks ORACLE              number of acknowledged transactions
+#   d_wait_acks ORACLE N MS    until more than N acks exist; prints the ms
+#                              waited; fails after MS
+#   fail MSG / ok MSG          report
+
+DW=""
+D_PIDS=()
+AMBERD_PID=""
+SERVE_PID=""
+
+fail() {
+	echo "FAIL: $*"
+	[ -n "$DW" ] && [ -f "$DW/amberd.log" ] && { echo "--- amberd.log (tail)"; tail -25 "$DW/amberd.log"; }
+	exit 1
+}
+ok() { echo "ok   $*"; }
+
+d_cleanup() {
+	local rc=$? p m
+	for p in "${D_PIDS[@]}"; do
+		kill -9 "$p" 2>/dev/null
+	done
+	for p in "${D_PIDS[@]}"; do
+		wait "$p" 2>/dev/null
+	done
+	if [ -n "$DW" ]; then
+		while read -r m; do
+			umount "$m" 2>/dev/null || umount -l "$m"
+		done < <(awk -v d="$DW" 'index($2, d "/") == 1 { print $2 }' /proc/self/mounts | sort -r)
+	fi
+	exit "$rc"
+}
+
+d_init() {
+	BIN=$1
+	AMBERD=$BIN/src/daemon/amberd
+	AMBER=$BIN/src/cli/amber
+	STORE=$BIN/src/store/tool/amber-store
+	TWRITER=$BIN/tests/daemon/amber-test-writer
+	OCHECK=$BIN/tests/tools/amber-oracle-check
+	for t in "$AMBERD" "$AMBER" "$STORE" "$TWRITER" "$OCHECK"; do
+		[ -x "$t" ] || { echo "FAIL: $t not built"; exit 1; }
+	done
+	DW=$(mktemp -d "${TMPDIR:-/tmp}/amber-daemon-test.XXXXXX") || exit 1
+	export AMBER_SOCKET=$DW/amberd.sock
+	HOLD_MS=${HOLD_MS:-2000}
+	EVENT_MS=${EVENT_MS:-5000}
+	trap d_cleanup EXIT
+	trap 'exit 130' INT TERM HUP
+}
+
+d_start_amberd() {
+	{
+		echo "[amberd]"
+		echo "hold_ms = $HOLD_MS"
+		echo "event_timeout_ms = $EVENT_MS"
+		echo "journald = no"
+		for kv in "$@"; do echo "$kv"; done
+	} >"$DW/amberd.conf"
+	env ${AMBERD_ENV:-} "$AMBERD" --foreground --config "$DW/amberd.conf" \
+		--socket "$AMBER_SOCKET" --state-dir "$DW/state" >>"$DW/amberd.log" 2>&1 &
+	AMBERD_PID=$!
+	D_PIDS+=("$AMBERD_PID")
+	local i
+	for i in $(seq 100); do
+		[ -S "$AMBER_SOCKET" ] && "$AMBER" list providers >/dev/null 2>&1 && return 0
+		kill -0 "$AMBERD_PID" 2>/dev/null || fail "amberd did not start"
+		sleep 0.05
+	done
+	fail "amberd did not answer within 5 s"
+}
+
+d_stop_amberd() {
+	kill -TERM "$AMBERD_PID" 2>/dev/null
+	wait "$AMBERD_PID" 2>/dev/null
+	AMBERD_PID=""
+}
+
+d_wait_writer() {
+	local name=$1 sec=${2:-10} i out
+	for i in $(seq $((sec * 20))); do
+		out=$("$AMBER" list writers 2>/dev/null)
+		if grep -q "Writer name: '$name'" <<<"$out"; then
+			return 0
+		fi
+		sleep 0.05
+	done
+	return 1
+}
+
+d_start_serve() {
+	local dir=$1 rate=$2 oracle=$3
+	shift 3
+	"$STORE" serve "$dir" --load "$rate" --oracle "$oracle" --threads 4 \
+		--socket "$AMBER_SOCKET" "$@" >>"$DW/serve.log" 2>&1 &
+	SERVE_PID=$!
+	D_PIDS+=("$SERVE_PID")
+	if [ -n "$AMBERD_PID" ]; then
+		d_wait_writer amber-store 10 || fail "amber-store serve did not register"
+	fi
+}
+
+d_acks() {
+	grep -c '^ack ' "$1" 2>/dev/null || true
+}
+
+# d_wait_acks ORACLE N MS: wait until the oracle has more than N acks
+d_wait_acks() {
+	local oracle=$1 n=$2 ms=$3 t0 now
+	t0=$(date +%s%3N)
+	while :; do
+		now=$(date +%s%3N)
+		if [ "$(d_acks "$oracle")" -gt "$n" ]; then
+			echo $((now - t0))
+			return 0
+		fi
+		[ $((now - t0)) -gt "$ms" ] && return 1
+		sleep 0.02
+	done
+}
+
+# the shadows listed by amberd (ids, one per line)
+d_shadow_ids() {
+	"$AMBER" list shadows --json | grep -o '"id": *"[0-9a-f-]*"' | grep -o '[0-9a-f-]\{36\}' || true
+}
+
+# directories present in the shadow storage directory of mount point $1
+d_shadow_dirs() {
+	ls "$1/.amber-shadows" 2>/dev/null | grep -v '\.amber-shadow$' || true
+}

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# kill_test.sh BINDIR btrfs|xfs - run by with_fs.sh.
+#
+# Issue 3, "must show": amberd, the writer and the requestor each killed
+# with SIGKILL at every stage of the sequence: within the hold deadline
+# plus one second the store commits again and the filesystem takes
+# writes; after amberd restarts, no shadow is leaked (each is listed or
+# gone) and writers are registered again.
+#
+# How a kill lands in a stage: amberd's test hook AMBERD_TEST_STALL=STAGE:MS
+# makes it wait MS after STAGE's replies came in (src/daemon/main.c,
+# test_stall()); the test waits for the hook's log line and sends SIGKILL
+# to the victim then.  The stall (2500 ms) is longer than the hold limit
+# (HOLD_MS=1500), so for the stages between freeze and thaw the writers'
+# own deadlines are what release the writes when amberd cannot.
+#
+# Stages: prepare-snapshot, freeze (writers hold writes), commit (the shadow
+# exists, writers still hold), thaw, post-snapshot.  Victims: amberd, the
+# requestor (`amber create shadow`), the writer (`amber-store serve`).
+set -uo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=daemon_lib.sh
+. "$here/daemon_lib.sh"
+
+HOLD_MS=1500
+EVENT_MS=3000
+d_init "${1:?usage: kill_test.sh BINDIR btrfs|xfs}"
+fs=${2:?}
+case $fs in
+btrfs) MNT=${AMB_TEST_BTRFS:?} ;;
+xfs) MNT=${AMB_TEST_XFS:?} ;;
+*) fail "unknown filesystem $fs" ;;
+esac
+VOL=$MNT/vol
+if [ "$fs" = btrfs ]; then
+	btrfs -q subvolume create "$VOL" || fail "btrfs subvolume create"
+else
+	mkdir "$VOL"
+fi
+"$STORE" create "$VOL/store" --log-size 4M >/dev/null || fail "amber-store create"
+ORACLE=$DW/oracle
+STALL=2500
+
+# every directory in the shadow storage is listed by amberd, and the reverse
+leak_check() {
+	local what=$1 listed dirs
+	listed=$(d_shadow_ids | sort)
+	dirs=$(d_shadow_dirs "$MNT" | sort)
+	[ "$listed" = "$dirs" ] || fail "$what: listed shadows [$listed] differ from shadow data on disk [$dirs]"
+}
+
+fs_takes_writes() {
+	timeout 2 sh -c "echo x > '$VOL/probe' && sync -f '$VOL/probe'" ||
+		fail "$1: the filesystem does not take writes"
+}
+
+serve_up() {
+	if [ -z "$SERVE_PID" ] || ! kill -0 "$SERVE_PID" 2>/dev/null; then
+		d_start_serve "$VOL/store" 150 "$ORACLE"
+	fi
+	d_wait_writer amber-store 10 || fail "amber-store serve is not registered"
+}
+
+rounds=0
+worst=0
+for stage in prepare-snapshot freeze commit thaw post-snapshot; do
+	for victim in amberd requestor writer; do
+		AMBERD_ENV="AMBERD_TEST_STALL=$stage:$STALL" d_start_amberd
+		serve_up
+		mark=$(wc -l <"$DW/amberd.log")
+		"$AMBER" create shadow "$VOL" --persistent >"$DW/req.out" 2>&1 &
+		req=$!
+		D_PIDS+=("$req")
+		hit=""
+		for _ in $(seq 300); do
+			if tail -n +"$((mark + 1))" "$DW/amberd.log" | grep -q "test hook: stalling $STALL ms after $stage"; then
+				hit=1
+				break
+			fi
+			sleep 0.01
+		done
+		[ -n "$hit" ] || fail "$victim@$stage: amberd never reached $stage"
+		n0=$(d_acks "$ORACLE")
+		case $victim in
+		amberd) kill -9 "$AMBERD_PID"; wait "$AMBERD_PID" 2>/dev/null; AMBERD_PID="" ;;
+		requestor) kill -9 "$req" ;;
+		writer) kill -9 "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null; SERVE_PID="" ;;
+		esac
+		wait "$req" 2>/dev/null
+		req_rc=$?
+
+		if [ "$victim" != writer ]; then
+			ms=$(d_wait_acks "$ORACLE" "$n0" $((HOLD_MS + 1000))) ||
+				fail "$victim@$stage: the store did not commit within $((HOLD_MS + 1000)) ms of the kill"
+			[ "$ms" -gt "$worst" ] && worst=$ms
+		else
+			# the writer is dead: its successor recovers and commits
+			serve_up
+			n1=$(d_acks "$ORACLE")
+			d_wait_acks "$ORACLE" "$n1" 5000 >/dev/null ||
+				fail "$victim@$stage: the restarted store does not commit"
+			case $stage in thaw | post-snapshot) ;; *)
+				[ "$req_rc" != 0 ] || fail "$victim@$stage: the set succeeded without its writer" ;;
+			esac
+		fi
+		fs_takes_writes "$victim@$stage"
+
+		if [ "$victim" = amberd ]; then
+			AMBERD_ENV="" d_start_amberd
+			d_wait_writer amber-store 10 || fail "$victim@$stage: the writer did not register again"
+		else
+			# the set finishes aborting in amberd (the stall ends first)
+			for _ in $(seq 400); do
+				tail -n +"$((mark + 1))" "$DW/amberd.log" | grep -qE 'event (1014|1016|1013|1010) ' && break
+				sleep 0.01
+			done
+		fi
+		leak_check "$victim@$stage"
+		"$AMBER" delete shadows --all >/dev/null 2>&1
+		d_stop_amberd
+		rounds=$((rounds + 1))
+		ok "$victim killed after $stage (requestor exit $req_rc): commits resumed, fs writable, nothing leaked"
+	done
+done
+ok "$rounds rounds; slowest resumption of commits after a kill: $worst ms (limit $((HOLD_MS + 1000)) ms)"
+echo "PASS"

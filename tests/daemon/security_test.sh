@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# security_test.sh BINDIR - run by with_fs.sh on xfs (AMB_TEST_XFS), as root.
+#
+# Issue 3 / design.md section 8: the socket is not world-writable; a user
+# outside the backup group cannot create, delete or expose shadows, nor
+# register a writer claiming files it does not own; members of the backup
+# group can.  Users are made with setpriv(1) (uid 65534 with chosen groups),
+# so no account is added to the machine: amberd takes the peer's groups
+# from the kernel (SO_PEERGROUPS), not from /etc/group.
+set -uo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=daemon_lib.sh
+. "$here/daemon_lib.sh"
+
+d_init "${1:?usage: security_test.sh BINDIR}"
+command -v setpriv >/dev/null || fail "setpriv (util-linux) is needed"
+MNT=${AMB_TEST_XFS:?}
+VOL=$MNT/vol
+mkdir -p "$VOL/rootdata" "$VOL/userdata"
+chown 65534 "$VOL/userdata"
+chmod 755 "$DW" "$(dirname "$MNT")" "$MNT" "$VOL"  # traversable for uid 65534
+SOCK_GID=4242
+BACKUP_GID=4243
+d_start_amberd "socket_group = $SOCK_GID" "backup_group = $BACKUP_GID"
+
+# socket: 0660, group SOCK_GID, never world-writable
+perm=$(stat -c '%a %g' "$AMBER_SOCKET")
+[ "$perm" = "660 $SOCK_GID" ] || fail "socket mode/group is '$perm', expected '660 $SOCK_GID'"
+ok "socket is mode 0660, group $SOCK_GID"
+
+as_outsider() { setpriv --reuid 65534 --regid 65534 --clear-groups "$@"; }
+as_member() { setpriv --reuid 65534 --regid 65534 --groups "$SOCK_GID" "$@"; }
+as_operator() { setpriv --reuid 65534 --regid 65534 --groups "$SOCK_GID,$BACKUP_GID" "$@"; }
+
+out=$(as_outsider "$AMBER" list writers 2>&1)
+rc=$?
+[ $rc = 1 ] || fail "a user outside the socket group: exit $rc: $out"
+grep -qi "permission denied" <<<"$out" || fail "outsider: no 'permission denied': $out"
+ok "a user outside the socket group cannot connect"
+
+# a socket-group member outside the backup group: listings yes, changes no
+as_member "$AMBER" list writers >/dev/null || fail "a member cannot list writers"
+as_member "$AMBER" list shadows >/dev/null || fail "a member cannot list shadows"
+id=$("$AMBER" create shadow "$VOL" --persistent) || fail "root cannot create a shadow"
+for cmd in "create shadow $VOL" "delete shadows --all" "delete shadows --shadow $id" \
+	"expose $id $DW/exp" "unexpose $DW/exp"; do
+	# shellcheck disable=SC2086
+	out=$(as_member "$AMBER" $cmd 2>&1)
+	rc=$?
+	[ $rc = 1 ] || fail "non-operator '$cmd': exit $rc, expected 1: $out"
+	grep -q "permission denied" <<<"$out" || fail "non-operator '$cmd': $out"
+done
+d_shadow_ids | grep -q "$id" || fail "a refused delete deleted the shadow"
+[ -e "$DW/exp" ] && fail "a refused expose created the mount point"
+grep -q 'event 4003 ' "$DW/amberd.log" || fail "event 4003 (client denied) not logged"
+ok "a user outside the backup group cannot create, delete or expose shadows (event 4003)"
+
+# a backup operator can
+mkdir -p "$DW/exp"
+as_operator "$AMBER" expose "$id" "$DW/exp" || fail "an operator cannot expose"
+as_operator "$AMBER" unexpose "$DW/exp" || fail "an operator cannot unexpose"
+as_operator "$AMBER" delete shadows --shadow "$id" >/dev/null || fail "an operator cannot delete"
+ok "a backup-group member can expose, unexpose and delete"
+
+# writers: only files their uid owns
+as_member "$TWRITER" --socket "$AMBER_SOCKET" --name thief --dir "$VOL/rootdata" \
+	>"$DW/thief.out" 2>"$DW/thief.err" &
+thief=$!
+D_PIDS+=("$thief")
+for _ in $(seq 100); do grep -q 'event 2009 ' "$DW/amberd.log" && break; sleep 0.02; done
+grep -q 'event 2009 ' "$DW/amberd.log" || fail "event 2009 (writer not owner) not logged"
+"$AMBER" list writers | grep -q "'thief'" && fail "a writer claiming root's files was registered"
+as_member "$TWRITER" --socket "$AMBER_SOCKET" --name owner --dir "$VOL/userdata" \
+	>"$DW/owner.out" 2>"$DW/owner.err" &
+D_PIDS+=("$!")
+d_wait_writer owner 10 || fail "a writer declaring its own files was refused: $(cat "$DW/owner.err")"
+ok "a writer may declare only files its uid owns (event 2009 otherwise)"
+echo "PASS"

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# shadow_test.sh BINDIR btrfs|xfs - run by with_fs.sh (AMB_TEST_BTRFS or
+# AMB_TEST_XFS is the mount point of a fresh loop filesystem).
+#
+# Issue 3, "must show": a persistent shadow taken while
+# `amber-store serve --load` runs, exposed and copied out, recovers to a
+# state that the oracle accepts and that holds every transaction
+# acknowledged before the request; the store keeps committing afterwards.
+# Also: the shadow is listed (text and --json) and survives an amberd
+# restart, the exposure is read-only/nosuid/nodev, a second set requested
+# while one is in creation is refused as busy (exit 3), delete by exposed
+# path removes it, and the events of the sequence are logged with their IDs.
+set -uo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=daemon_lib.sh
+. "$here/daemon_lib.sh"
+
+d_init "${1:?usage: shadow_test.sh BINDIR btrfs|xfs}"
+fs=${2:?}
+case $fs in
+btrfs) MNT=${AMB_TEST_BTRFS:?} ; want_provider=btrfs ;;
+xfs) MNT=${AMB_TEST_XFS:?} ; want_provider=reflink ;;
+*) fail "unknown filesystem $fs" ;;
+esac
+
+# the volume: a btrfs subvolume, or a directory tree on xfs
+VOL=$MNT/vol
+if [ "$fs" = btrfs ]; then
+	btrfs -q subvolume create "$VOL" || fail "btrfs subvolume create"
+else
+	mkdir "$VOL"
+fi
+"$STORE" create "$VOL/store" >/dev/null || fail "amber-store create"
+
+d_start_amberd
+ORACLE=$DW/oracle
+d_start_serve "$VOL/store" 200 "$ORACLE"
+sleep 1
+[ "$(d_acks "$ORACLE")" -gt 20 ] || fail "serve is not committing"
+
+# a second set while the first is in creation: amberd stalls after freeze
+d_stop_amberd
+AMBERD_ENV="AMBERD_TEST_STALL=freeze:1500" d_start_amberd
+d_wait_writer amber-store 10 || fail "serve did not register again after amberd restarted"
+"$AMBER" create shadow "$VOL" >"$DW/first.out" 2>&1 &
+first=$!
+D_PIDS+=("$first")
+for _ in $(seq 100); do grep -q 'test hook: stalling' "$DW/amberd.log" && break; sleep 0.02; done
+"$AMBER" create shadow "$VOL" >"$DW/second.out" 2>&1
+rc=$?
+[ $rc = 3 ] || fail "a second concurrent set: exit $rc, expected 3 (busy): $(cat "$DW/second.out")"
+grep -qi busy "$DW/second.out" || fail "the busy refusal does not say busy"
+wait "$first"
+ok "a second set during creation is refused with exit 3 (busy)"
+d_stop_amberd
+AMBERD_ENV="" d_start_amberd
+d_wait_writer amber-store 10 || fail "serve did not register again"
+# the volatile shadow of the first create went with the amberd that made it
+[ -z "$(d_shadow_ids)" ] || fail "a volatile shadow survived an amberd restart"
+[ -z "$(d_shadow_dirs "$MNT")" ] || fail "volatile shadow left on disk: $(d_shadow_dirs "$MNT")"
+ok "volatile shadows are removed when amberd restarts"
+
+# the shadow: everything acknowledged before this point must be in it
+cut=$(stat -c %s "$ORACLE")
+acks_before=$(d_acks "$ORACLE")
+id=$("$AMBER" create shadow "$VOL" --persistent 2>"$DW/create.err")
+rc=$?
+[ $rc = 0 ] || fail "amber create shadow: exit $rc: $(cat "$DW/create.err")"
+[[ $id =~ ^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$ ]] ||
+	fail "create shadow printed '$id', not a shadow id"
+ok "persistent shadow $id created under load ($acks_before acks before the request)"
+
+list=$("$AMBER" list shadows)
+grep -q "$id" <<<"$list" || fail "the shadow is not listed"
+grep -q "Provider: '$want_provider'" <<<"$list" || fail "provider is not $want_provider: $list"
+"$AMBER" list shadows --json | grep -q "\"$id\"" || fail "the shadow is not in --json"
+grep -q 'amber-store' "$DW/amberd.log" || true
+for code in 1006 1007 1008 1009 1010 2007 2008 3001; do
+	grep -q "event $code " "$DW/amberd.log" || fail "event $code was not logged"
+done
+"$AMBER" events --json | grep -q '"code": *1010' || fail "amber events lacks event 1010"
+ok "listed (text, --json) with provider $want_provider; events 1006-1010, 2007, 2008, 3001 logged"
+
+# the store keeps committing afterwards
+n=$(d_acks "$ORACLE")
+d_wait_acks "$ORACLE" "$n" 3000 >/dev/null || fail "the store stopped committing after the shadow"
+ok "the store keeps committing after the shadow"
+
+# amberd restart: the persistent shadow stays
+d_stop_amberd
+d_start_amberd
+d_shadow_ids | grep -q "$id" || fail "the persistent shadow is gone after an amberd restart"
+d_wait_writer amber-store 10 || fail "serve did not register again"
+ok "the persistent shadow survives an amberd restart; the writer registered again"
+
+# expose read-only, copy out
+EXP=$DW/exposed
+"$AMBER" expose "$id" "$EXP" || fail "amber expose"
+opts=$(awk -v m="$EXP" '$2 == m { print $4 }' /proc/self/mounts)
+for o in ro nosuid nodev; do
+	grep -qw "$o" <<<"${opts//,/ }" || fail "exposed without $o ($opts)"
+done
+touch "$EXP/store/x" 2>/dev/null && fail "the exposed shadow is writable"
+"$AMBER" list shadows | grep -q "Exposed at: $EXP" || fail "exposure not listed"
+cp -a "$EXP/store" "$DW/copy" || fail "copying out of the shadow"
+ok "exposed read-only,nosuid,nodev at $EXP and copied out"
+
+# the copy recovers to a state the oracle accepts
+"$STORE" dump "$DW/copy" >"$DW/dump" 2>"$DW/dump.err" || fail "dump of the copy: $(cat "$DW/dump.err")"
+"$OCHECK" --acks-before "$cut" "$ORACLE" "$DW/dump" >"$DW/check.out" 2>&1 ||
+	fail "oracle check of the shadow: $(tail -5 "$DW/check.out")"
+ok "the copy recovers; oracle: $(tail -1 "$DW/check.out")"
+
+# delete by exposed path: unmounted and gone
+"$AMBER" delete shadows --exposed "$EXP" >"$DW/del.out" 2>&1 || fail "delete shadows --exposed: $(cat "$DW/del.out")"
+grep -q "$id" "$DW/del.out" || fail "delete did not print the id"
+awk -v m="$EXP" '$2 == m { found = 1 } END { exit !found }' /proc/self/mounts &&
+	fail "still mounted after delete"
+[ -z "$(d_shadow_ids)" ] || fail "still listed after delete"
+[ -z "$(d_shadow_dirs "$MNT")" ] || fail "shadow data left after delete: $(d_shadow_dirs "$MNT")"
+ok "delete shadows --exposed unmounts and removes it"
+
+kill -TERM "$SERVE_PID"
+wait "$SERVE_PID"
+rc=$?
+[ $rc = 0 ] || fail "serve exited $rc"
+"$STORE" check "$VOL/store/$(ls "$VOL/store" | grep -m1 '\.edb$')" >/dev/null || fail "check of the live store"
+echo "PASS"

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# writer_fail_test.sh BINDIR - run by with_fs.sh on xfs (AMB_TEST_XFS).
+#
+# Issue 3, "must show": a writer that never answers Freeze: the set is
+# aborted within the hold deadline, the writer is listed as failed at
+# freeze (timeout), the other writers were thawed.  Also the other failure
+# classes of design.md section 3: a writer that says its writes were not
+# held (the set is deleted, retryable, event 1017), a writer failing at
+# prepare-snapshot (it drops out, the set goes on without it), a writer
+# failing freeze non-retryably (exit 1), and `--no-writers` (no events).
+set -uo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=daemon_lib.sh
+. "$here/daemon_lib.sh"
+
+HOLD_MS=1500
+EVENT_MS=10000
+d_init "${1:?usage: writer_fail_test.sh BINDIR}"
+MNT=${AMB_TEST_XFS:?}
+VOL=$MNT/vol
+mkdir -p "$VOL/other"
+"$STORE" create "$VOL/store" >/dev/null || fail "amber-store create"
+ORACLE=$DW/oracle
+d_start_amberd
+d_start_serve "$VOL/store" 150 "$ORACLE"
+
+TW_PID=""
+test_writer() {
+	[ -n "$TW_PID" ] && { kill -TERM "$TW_PID"; wait "$TW_PID" 2>/dev/null; }
+	"$TWRITER" --socket "$AMBER_SOCKET" --name bad-writer --dir "$VOL/other" "$@" \
+		>"$DW/tw.out" 2>>"$DW/tw.err" &
+	TW_PID=$!
+	D_PIDS+=("$TW_PID")
+	d_wait_writer bad-writer 10 || fail "the test writer did not register"
+}
+
+writer_json() {
+	"$AMBER" list writers --json
+}
+
+# --- a writer that never answers freeze ------------------------------------
+test_writer --hang-at freeze
+n0=$(d_acks "$ORACLE")
+t0=$(date +%s%3N)
+"$AMBER" create shadow "$VOL" >"$DW/out" 2>&1
+rc=$?
+t1=$(date +%s%3N)
+[ $rc = 3 ] || fail "hang at freeze: exit $rc, expected 3: $(cat "$DW/out")"
+[ $((t1 - t0)) -le $((HOLD_MS + 500)) ] ||
+	fail "hang at freeze: the set took $((t1 - t0)) ms to abort (hold $HOLD_MS ms)"
+list=$("$AMBER" list writers)
+grep -A4 "Writer name: 'bad-writer'" <<<"$list" | grep -q "State: \[9\] Failed at freeze" ||
+	fail "the hanging writer is not listed as failed at freeze: $list"
+grep -A5 "Writer name: 'bad-writer'" <<<"$list" | grep -qi "timeout" ||
+	fail "the hanging writer's last error is not a timeout: $list"
+grep -A4 "Writer name: 'amber-store'" <<<"$list" | grep -q "State: \[1\] Stable" ||
+	fail "amber-store is not stable again: $list"
+writer_json | grep -q '"timeout"' || fail "--json lacks the timeout class"
+grep -q 'event 2006 ' "$DW/amberd.log" || fail "event 2006 (writer timeout) not logged"
+grep -q 'event 1014 ' "$DW/amberd.log" || fail "event 1014 (set aborted) not logged"
+d_wait_acks "$ORACLE" "$(d_acks "$ORACLE")" 1000 >/dev/null || fail "amber-store was not thawed"
+[ "$(d_acks "$ORACLE")" -gt "$n0" ] || fail "no commits"
+[ -z "$(d_shadow_ids)$(d_shadow_dirs "$MNT")" ] || fail "the aborted set left a shadow"
+ok "a writer hanging at freeze: aborted in $((t1 - t0)) ms (hold $HOLD_MS), listed failed at freeze (timeout), amber-store thawed"
+
+# --- writes not held --------------------------------------------------------
+test_writer --not-held
+"$AMBER" create shadow "$VOL" >"$DW/out" 2>&1
+rc=$?
+[ $rc = 3 ] || fail "not held: exit $rc, expected 3: $(cat "$DW/out")"
+grep -qi "not held" "$DW/out" || fail "not held: message does not say so: $(cat "$DW/out")"
+grep -q 'event 1017 ' "$DW/amberd.log" || fail "event 1017 not logged"
+[ -z "$(d_shadow_ids)$(d_shadow_dirs "$MNT")" ] || fail "a set with writes not held was kept"
+ok "a writer whose writes were not held: set deleted, exit 3, event 1017"
+
+# --- failing prepare-snapshot: drops out, the set goes on --------------------
+test_writer --fail-at prepare-snapshot:retryable
+id=$("$AMBER" create shadow "$VOL" 2>"$DW/err")
+rc=$?
+[ $rc = 0 ] || fail "fail at prepare-snapshot: exit $rc: $(cat "$DW/err")"
+"$AMBER" list writers | grep -A4 "Writer name: 'bad-writer'" |
+	grep -q "Failed at prepare snapshot" || fail "not listed as failed at prepare snapshot"
+grep -q "event freeze" "$DW/tw.out" && fail "a writer that dropped out was frozen"
+"$AMBER" delete shadows --shadow "$id" >/dev/null || fail "delete --shadow"
+ok "a writer failing prepare-snapshot drops out; the set is made without it"
+
+# --- failing freeze, non-retryable: exit 1, the store thawed ----------------
+test_writer --fail-at freeze:non-retryable
+"$AMBER" create shadow "$VOL" >"$DW/out" 2>&1
+rc=$?
+[ $rc = 1 ] || fail "non-retryable freeze failure: exit $rc, expected 1: $(cat "$DW/out")"
+d_wait_acks "$ORACLE" "$(d_acks "$ORACLE")" 1000 >/dev/null || fail "amber-store was not thawed"
+ok "a non-retryable freeze failure: exit 1, other writers thawed"
+
+# --- no writers: nobody is asked ---------------------------------------------
+test_writer
+for _ in $(seq 100); do grep -q '^registered' "$DW/tw.out" && break; sleep 0.02; done
+lines=$(wc -l <"$DW/tw.out")
+id=$("$AMBER" create shadow "$VOL" --no-writers 2>"$DW/err") || fail "--no-writers: $(cat "$DW/err")"
+[ "$(wc -l <"$DW/tw.out")" = "$lines" ] || fail "--no-writers still sent events"
+"$AMBER" list shadows | grep -q "without writers" || fail "--no-writers shadow not marked"
+"$AMBER" delete shadows --all >/dev/null
+ok "--no-writers makes a crash-consistent shadow without writer events"
+echo "PASS"
