@@ -700,7 +700,7 @@ int amb_frame_write(int fd, const void *buf, size_t len);
 int amb_frame_read(int fd, size_t max, char **buf, size_t *len);
 
 /*
- * Incremental reader for non-blocking fds (amberd's event loop): call
+ * Incremental reader for non-blocking fds (event-loop programs): call
  * amb_frame_rx_read() whenever the fd is readable.  The body buffer is
  * only allocated once the header is complete and within max, so a client
  * cannot make amberd allocate more than max per connection.

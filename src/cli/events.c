@@ -157,7 +157,7 @@ static int follow(cli_ctx *ctx, amb_client *c, const cli_events_opts *o, ev_pos 
 				break;
 			}
 			if (fflush(ctx->out) != 0) {
-				rc = cli_finish(ctx, CLI_EXIT_FAILED);
+				rc = CLI_EXIT_FAILED;   /* cmd_events() says why */
 				break;
 			}
 			continue;

@@ -151,17 +151,19 @@ const char cli_help_list_shadowstorage[] =
 	"\n"
 	"DESCRIPTION\n"
 	"    For every volume with shadow copies, shows the space they use and the\n"
-	"    limit set in amberd's configuration ([shadowstorage]). When a new\n"
-	"    shadow copy would pass the limit, amberd deletes the oldest shadow\n"
-	"    copies of the volume first (event 3005).\n"
+	"    limit set in amberd's configuration ([shadowstorage]). When the shadow\n"
+	"    copies of a volume pass its limit, amberd deletes the oldest of them\n"
+	"    (never the newest) until they fit again (event 3005).\n"
 	"\n"
 	"        Shadow Copy Storage association\n"
 	"           For volume: /srv/mail\n"
 	"           Used Shadow Copy Storage space: 1.21 GiB (1299227648 bytes)\n"
 	"           Maximum Shadow Copy Storage space: UNBOUNDED\n"
 	"\n"
-	"    Sizes are in binary units (1 KiB = 1024 bytes), followed by the exact\n"
-	"    byte count.\n"
+	"    Used is the sum of the space each shadow copy had allocated when it\n"
+	"    was made. Data shared with the volume (btrfs snapshots, reflinks)\n"
+	"    counts in full, so it is an upper bound. Sizes are in binary units\n"
+	"    (1 KiB = 1024 bytes), followed by the exact byte count.\n"
 	"\n"
 	"OPTIONS\n"
 	"    --json    Print a JSON array of {volume, used, limit}, in bytes; a\n"
@@ -380,7 +382,7 @@ static const char footer[] =
 	"    Accepted before or after the command:\n"
 	"    --socket PATH   amberd's socket (default: $AMBER_SOCKET, else\n"
 	"                    " AMB_DEFAULT_SOCKET ").\n"
-	"    --json          JSON output, as described above.\n"
+	"    --json          JSON output where the command has it (see OPTIONS).\n"
 	"    -h, --help      Show this page and exit.\n"
 	"    --version       Show amber's version and exit.\n"
 	"\n"
@@ -507,9 +509,19 @@ void cli_help_cmd(FILE *f, const cli_cmd *cmd)
 	fputs(footer, f);
 }
 
+/* What a verb with several objects does, for its summary page. */
+static const char *verb_summary(const char *verb)
+{
+	if (strcmp(verb, "list") == 0)
+		return "show writers, providers, shadow copies or shadow storage";
+	return NULL;
+}
+
 void cli_help_verb(FILE *f, const char *verb)
 {
-	fprintf(f, "NAME\n    amber %s\n\nSYNOPSIS\n", verb);
+	const char *what = verb_summary(verb);
+	fprintf(f, "NAME\n    amber %s%s%s\n\nSYNOPSIS\n", verb, what ? " - " : "",
+	        what ? what : "");
 	for (size_t k = 0; k < cli_n_cmds; k++)
 		if (strcmp(cli_cmds[k].verb, verb) == 0)
 			fprintf(f, "    amber %s\n", cli_cmds[k].synopsis);

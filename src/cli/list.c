@@ -57,12 +57,35 @@ static int print_listing(cli_ctx *ctx, size_t n, const void *items, size_t size,
 }
 
 /* Adapters from the typed printers to print_listing()'s void pointers. */
-static json_t *writer_json(const void *v) { return cli_json_writer(v); }
-static void writer_text(FILE *f, const void *v) { cli_print_writer(f, v); }
-static json_t *provider_json(const void *v) { return cli_json_provider(v); }
-static void provider_text(FILE *f, const void *v) { cli_print_provider(f, v); }
-static json_t *storage_json(const void *v) { return cli_json_storage(v); }
-static void storage_text(FILE *f, const void *v) { cli_print_storage(f, v); }
+static json_t *writer_json(const void *v)
+{
+	return cli_json_writer(v);
+}
+
+static void writer_text(FILE *f, const void *v)
+{
+	cli_print_writer(f, v);
+}
+
+static json_t *provider_json(const void *v)
+{
+	return cli_json_provider(v);
+}
+
+static void provider_text(FILE *f, const void *v)
+{
+	cli_print_provider(f, v);
+}
+
+static json_t *storage_json(const void *v)
+{
+	return cli_json_storage(v);
+}
+
+static void storage_text(FILE *f, const void *v)
+{
+	cli_print_storage(f, v);
+}
 
 int cmd_list_writers(cli_ctx *ctx, int argc, char **argv)
 {

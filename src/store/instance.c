@@ -42,7 +42,10 @@
 
  * FREEZE: ams_freeze() stops admission, waits until everything applied is
  * durable and no gated write is in progress, then holds every later write
- * in amb_gate_enter() until ams_thaw() or the deadline.
+ * in amb_gate_enter() until ams_thaw() or the deadline.  Background writes
+ * (the checkpointer) do not start a gated section while a freeze is being
+ * set up, and pass the gate in short sections (a batch of page writes; the
+ * checkpoint file and headers), so the freeze waits for little.
  */
 #include "store/instance.h"
 
@@ -69,6 +72,7 @@
 
 #define DEFAULT_LOG_SIZE (1u << 20)
 #define DEFAULT_CKPT_DEPTH (8u << 20)
+#define CKPT_GATE_PAGES 32  /* checkpoint page writes per pass of the freeze gate */
 
 /* ---------------------------------------------------------------- utils */
 
@@ -134,6 +138,21 @@ static void wait_thawed_locked(ams_instance *in)
 void amb_gate_enter(ams_instance *in)
 {
 	pthread_mutex_lock(&in->mu);
+	wait_thawed_locked(in);
+	in->io_active++;
+	pthread_mutex_unlock(&in->mu);
+}
+
+/* The gate for background writes (checkpointer, log-file preparation,
+ * header refreshes): like amb_gate_enter(), but it also waits while a
+ * freeze is being set up, so that ams_freeze() only waits for the gated
+ * section already running, never for one that starts after it.  (The
+ * flusher's log writes use amb_gate_enter(): the freeze needs them.) */
+static void gate_enter_bg(ams_instance *in)
+{
+	pthread_mutex_lock(&in->mu);
+	while (in->freezing && !in->failed)
+		pthread_cond_wait(&in->cond, &in->mu);
 	wait_thawed_locked(in);
 	in->io_active++;
 	pthread_mutex_unlock(&in->mu);
@@ -686,20 +705,24 @@ static int checkpoint(ams_instance *in)
 		goto out;
 	}
 
-	/* 3. pages, then fdatasync every database written to */
-	amb_gate_enter(in);
+	/* 3. pages, then fdatasync every database written to.  The pages pass
+	 * the gate in batches of CKPT_GATE_PAGES, so a freeze waits for one
+	 * batch at most; the fdatasyncs change no data and run outside it. */
 	int wrote[AMB_MAX_DBS] = {0};
 	for (size_t i = 0; i < n && !rc; i++) {
+		if (i % CKPT_GATE_PAGES == 0)
+			gate_enter_bg(in);
 		amb_db *db = &in->db[pages[i].db];
 		ssize_t w = v->pwrite(v, db->fd, pages[i].buf, P, (off_t)pages[i].pgno * P);
 		if (w < 0)
 			rc = amb_err(amb_errno_code((int)w), "%s: writing page %u: %s", db->name,
 			             pages[i].pgno, strerror((int)-w));
 		wrote[pages[i].db] = 1;
+		if (rc || i + 1 == n || (i + 1) % CKPT_GATE_PAGES == 0)
+			amb_gate_exit(in);
 	}
 	if (rc == AMS_ENOSPC && !in->stop) {
 		/* nothing is lost (the pages are cached and logged): try later */
-		amb_gate_exit(in);
 		redirty(in, pages, n);
 		rc = 0;
 		goto out;
@@ -711,12 +734,11 @@ static int checkpoint(ams_instance *in)
 		if (s)
 			rc = amb_err(AMS_EIO, "%s: fdatasync failed: %s", in->db[d].name, strerror(-s));
 	}
-	amb_gate_exit(in);
 	if (rc)
 		goto out;
 
 	/* 4. the checkpoint file, then the headers' Log Required */
-	amb_gate_enter(in);
+	gate_enter_bg(in);
 	amb_chk chk;
 	memset(&chk, 0, sizeof(chk));
 	chk.magic = AMB_CHK_MAGIC;
@@ -797,7 +819,7 @@ static int refresh_headers(ams_instance *in)
 	pthread_mutex_lock(&in->mu);
 	uint32_t cur = in->gen;
 	pthread_mutex_unlock(&in->mu);
-	amb_gate_enter(in);
+	gate_enter_bg(in);
 	pthread_mutex_lock(&in->hdr_mu);
 	for (int d = 0; d < in->ndb; d++) {
 		in->db[d].hdr.gen_max_required = cur;
@@ -2131,6 +2153,9 @@ int ams_freeze(ams_instance *in, unsigned timeout_ms)
 	in->frozen = 1;
 	in->freeze_deadline = t0 + (uint64_t)timeout_ms * 1000u;
 	in->freeze_writes = in->write_ops;
+	/* background writers waiting for the set-up now wait for the thaw
+	 * (with the deadline) in wait_thawed_locked() */
+	pthread_cond_broadcast(&in->cond);
 	pthread_mutex_unlock(&in->mu);
 	return 0;
 }

@@ -176,7 +176,7 @@ static void test_print(void **state)
 	assert_int_equal(cli_json_print(f, json_pack("[{s:i}]", "a", 1), true), 0);
 	assert_int_equal(cli_json_print(f, NULL, true), -ENOMEM);
 	fclose(f);
-	assert_string_equal(buf, "{'a':1}\n[\n  {\n    'a': 1\n  }\n]\n");
+	assert_string_equal(buf, "{\"a\":1}\n[\n  {\n    \"a\": 1\n  }\n]\n");
 	free(buf);
 }
 

@@ -31,8 +31,10 @@
  * thaws (deadline, lost connection, stop).
  *
  * Standard output, one line per happening, flushed at once, for scripts:
- *   registered                 (again after every reconnect)
+ *   registered                 (again after a reconnect)
  *   unregistered               the registration was lost
+ *                              (both polled every 50 ms: a drop and
+ *                              re-registration within 50 ms may not show)
  *   event identify session=S|-
  *   event prepare-backup session=S type=T components=A,B|- volumes=V,W|-
  *   event prepare-snapshot session=S set=X
