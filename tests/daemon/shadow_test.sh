@@ -60,6 +60,12 @@ d_wait_writer amber-store 10 || fail "serve did not register again"
 [ -z "$(d_shadow_dirs "$MNT")" ] || fail "volatile shadow left on disk: $(d_shadow_dirs "$MNT")"
 ok "volatile shadows are removed when amberd restarts"
 
+# amber events --follow sees the sequence as it happens
+"$AMBER" events --follow --json >"$DW/follow.out" 2>&1 &
+follow=$!
+D_PIDS+=("$follow")
+sleep 0.2
+
 # the shadow: everything acknowledged before this point must be in it
 cut=$(stat -c %s "$ORACLE")
 acks_before=$(d_acks "$ORACLE")
@@ -79,7 +85,13 @@ for code in 1006 1007 1008 1009 1010 2007 2008 3001; do
 	grep -q "event $code " "$DW/amberd.log" || fail "event $code was not logged"
 done
 "$AMBER" events --json | grep -q '"code": *1010' || fail "amber events lacks event 1010"
-ok "listed (text, --json) with provider $want_provider; events 1006-1010, 2007, 2008, 3001 logged"
+for _ in $(seq 50); do grep -q '"code": *1010' "$DW/follow.out" && break; sleep 0.02; done
+grep -q '"code": *1010' "$DW/follow.out" || fail "amber events --follow did not see event 1010"
+kill -INT "$follow"
+wait "$follow"
+rc=$?
+[ $rc = 0 ] || fail "amber events --follow exited $rc on SIGINT"
+ok "listed (text, --json) with provider $want_provider; events 1006-1010, 2007, 2008, 3001 logged and followed"
 
 # the store keeps committing afterwards
 n=$(d_acks "$ORACLE")

@@ -101,4 +101,30 @@ id=$("$AMBER" create shadow "$VOL" --no-writers 2>"$DW/err") || fail "--no-write
 "$AMBER" list shadows | grep -q "without writers" || fail "--no-writers shadow not marked"
 "$AMBER" delete shadows --all >/dev/null
 ok "--no-writers makes a crash-consistent shadow without writer events"
+
+# --- shadow-storage limit, delete --oldest / --set -----------------------------
+d_stop_amberd
+d_start_amberd "[shadowstorage]" "$VOL = 1K"
+d_wait_writer amber-store 10 || fail "serve did not register again"
+"$AMBER" list shadowstorage | grep -q "$VOL" || fail "the configured limit is not listed"
+a=$("$AMBER" create shadow "$VOL" --persistent) || fail "create a"
+b=$("$AMBER" create shadow "$VOL" --persistent) || fail "create b"
+ids=$(d_shadow_ids)
+[ "$ids" = "$b" ] || fail "over the limit: expected only the newest shadow $b, listed: $ids"
+grep -q "event 3005 .*$a" "$DW/amberd.log" || fail "event 3005 does not name the deleted shadow $a"
+[ "$(d_shadow_dirs "$MNT")" = "$b" ] || fail "the deleted shadow's data is still on disk"
+ok "the shadow-storage limit deletes the oldest shadow first (event 3005), never the newest"
+d_stop_amberd
+d_start_amberd
+d_wait_writer amber-store 10 || fail "serve did not register again"
+c=$("$AMBER" create shadow "$VOL" --persistent) || fail "create c"
+"$AMBER" delete shadows --oldest "$VOL" >"$DW/del.out" || fail "delete --oldest"
+[ "$(cat "$DW/del.out")" = "$b" ] || fail "delete --oldest removed $(cat "$DW/del.out"), not $b"
+set=$("$AMBER" list shadows --json | grep -o '"set": *"[0-9a-f-]*"' | grep -o '[0-9a-f-]\{36\}' | head -1)
+"$AMBER" delete shadows --set "$set" >"$DW/del.out" || fail "delete --set"
+[ "$(cat "$DW/del.out")" = "$c" ] || fail "delete --set removed $(cat "$DW/del.out"), not $c"
+[ -z "$(d_shadow_ids)$(d_shadow_dirs "$MNT")" ] || fail "shadows left after delete --set"
+"$AMBER" delete shadows --oldest "$VOL" >"$DW/del.out" 2>&1
+[ $? = 2 ] || fail "delete --oldest with nothing to delete should exit 2: $(cat "$DW/del.out")"
+ok "delete shadows --oldest VOLUME and --set ID"
 echo "PASS"
