@@ -42,6 +42,12 @@ d_cleanup() {
 		while read -r m; do
 			umount "$m" 2>/dev/null || umount -l "$m"
 		done < <(awk -v d="$DW" 'index($2, d "/") == 1 { print $2 }' /proc/self/mounts | sort -r)
+		# keep the logs of a failed run for a look; a passing run leaves nothing
+		if [ "$rc" = 0 ]; then
+			rm -rf --one-file-system "$DW"
+		else
+			echo "logs kept in $DW"
+		fi
 	fi
 	exit "$rc"
 }
