@@ -267,8 +267,8 @@ static void writer_loop(conn *c)
 		case AMB_MSG_UNREGISTER:
 			if (c->w) {
 				char name[AMB_NAME_BUF];
+				pthread_mutex_lock(&D.mu); /* md changes with identify */
 				snprintf(name, sizeof(name), "%s", c->w->md->name);
-				pthread_mutex_lock(&D.mu);
 				c->w->gone = true;
 				pthread_cond_broadcast(&D.cv);
 				pthread_mutex_unlock(&D.mu);

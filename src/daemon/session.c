@@ -505,9 +505,12 @@ static void remove_shadows(dsession *s, bool only_volatile)
 }
 
 /* Tell every participant to abort (they thaw if frozen) and wait briefly
- * for the answers; delete the set's shadows. */
+ * for the answers; delete the set's shadows: all of them while the set is
+ * being created, only the volatile ones once it exists (a persistent
+ * shadow outlives its session). */
 static void abort_set(dsession *s, amb_fail_class cls, const char *why, uint32_t code)
 {
+	bool created = s->state == SS_CREATED || s->state == SS_COMPLETED;
 	amb_failure f = {cls, (char *)why};
 	for (size_t i = 0; i < s->n_parts; i++)
 		s->parts[i].failed = s->parts[i].failed && s->parts[i].w->gone;
@@ -523,7 +526,7 @@ static void abort_set(dsession *s, amb_fail_class cls, const char *why, uint32_t
 			w->state = AMB_WS_STABLE;
 	}
 	pthread_mutex_unlock(&D.mu);
-	remove_shadows(s, false);
+	remove_shadows(s, created);
 	s->state = SS_ABORTED;
 	ev_log(code, code == AMB_EV_SESSION_ABORTED ? AMB_SEV_WARNING : AMB_SEV_ERROR, s->id,
 	       s->set, NULL, NULL, NULL, code == AMB_EV_SESSION_ABORTED ? AMB_FAIL_NONE : cls,
