@@ -16,12 +16,22 @@
 #   d_acks ORACLE              number of acknowledged transactions
 #   d_wait_acks ORACLE N MS    until more than N acks exist; prints the ms
 #                              waited; fails after MS
+#   has [OPTS] PATTERN         grep -q for pipelines, without SIGPIPE races
 #   fail MSG / ok MSG          report
 
 DW=""
 D_PIDS=()
 AMBERD_PID=""
 SERVE_PID=""
+
+# has [GREP-OPTIONS] PATTERN: grep -q on standard input, reading all of it
+# first (a bare `cmd | grep -q` under pipefail fails when grep's early exit
+# kills cmd with SIGPIPE)
+has() {
+	local in
+	in=$(cat)
+	grep -q "$@" <<<"$in"
+}
 
 fail() {
 	echo "FAIL: $*"

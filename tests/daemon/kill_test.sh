@@ -73,7 +73,7 @@ for stage in prepare-snapshot freeze commit thaw post-snapshot; do
 		D_PIDS+=("$req")
 		hit=""
 		for _ in $(seq 300); do
-			if tail -n +"$((mark + 1))" "$DW/amberd.log" | grep -q "test hook: stalling $STALL ms after $stage"; then
+			if tail -n +"$((mark + 1))" "$DW/amberd.log" | has "test hook: stalling $STALL ms after $stage"; then
 				hit=1
 				break
 			fi
@@ -111,7 +111,7 @@ for stage in prepare-snapshot freeze commit thaw post-snapshot; do
 		else
 			# the set finishes aborting in amberd (the stall ends first)
 			for _ in $(seq 400); do
-				tail -n +"$((mark + 1))" "$DW/amberd.log" | grep -qE 'event (1014|1016|1013|1010) ' && break
+				tail -n +"$((mark + 1))" "$DW/amberd.log" | has -E 'event (1014|1016|1013|1010) ' && break
 				sleep 0.01
 			done
 		fi

@@ -50,7 +50,7 @@ for cmd in "create shadow $VOL" "delete shadows --all" "delete shadows --shadow 
 	[ $rc = 1 ] || fail "non-operator '$cmd': exit $rc, expected 1: $out"
 	grep -q "permission denied" <<<"$out" || fail "non-operator '$cmd': $out"
 done
-d_shadow_ids | grep -q "$id" || fail "a refused delete deleted the shadow"
+d_shadow_ids | has "$id" || fail "a refused delete deleted the shadow"
 [ -e "$DW/exp" ] && fail "a refused expose created the mount point"
 grep -q 'event 4003 ' "$DW/amberd.log" || fail "event 4003 (client denied) not logged"
 ok "a user outside the backup group cannot create, delete or expose shadows (event 4003)"
@@ -69,7 +69,7 @@ thief=$!
 D_PIDS+=("$thief")
 for _ in $(seq 100); do grep -q 'event 2009 ' "$DW/amberd.log" && break; sleep 0.02; done
 grep -q 'event 2009 ' "$DW/amberd.log" || fail "event 2009 (writer not owner) not logged"
-"$AMBER" list writers | grep -q "'thief'" && fail "a writer claiming root's files was registered"
+"$AMBER" list writers | has "'thief'" && fail "a writer claiming root's files was registered"
 as_member "$TWRITER" --socket "$AMBER_SOCKET" --name owner --dir "$VOL/userdata" \
 	>"$DW/owner.out" 2>"$DW/owner.err" &
 D_PIDS+=("$!")

@@ -79,12 +79,11 @@ ok "persistent shadow $id created under load ($acks_before acks before the reque
 list=$("$AMBER" list shadows)
 grep -q "$id" <<<"$list" || fail "the shadow is not listed"
 grep -q "Provider: '$want_provider'" <<<"$list" || fail "provider is not $want_provider: $list"
-"$AMBER" list shadows --json | grep -q "\"$id\"" || fail "the shadow is not in --json"
-grep -q 'amber-store' "$DW/amberd.log" || true
+"$AMBER" list shadows --json | has "\"$id\"" || fail "the shadow is not in --json"
 for code in 1006 1007 1008 1009 1010 2007 2008 3001; do
 	grep -q "event $code " "$DW/amberd.log" || fail "event $code was not logged"
 done
-"$AMBER" events --json | grep -q '"code": *1010' || fail "amber events lacks event 1010"
+"$AMBER" events --json | has '"code": *1010' || fail "amber events lacks event 1010"
 for _ in $(seq 50); do grep -q '"code": *1010' "$DW/follow.out" && break; sleep 0.02; done
 grep -q '"code": *1010' "$DW/follow.out" || fail "amber events --follow did not see event 1010"
 kill -INT "$follow"
@@ -101,7 +100,7 @@ ok "the store keeps committing after the shadow"
 # amberd restart: the persistent shadow stays
 d_stop_amberd
 d_start_amberd
-d_shadow_ids | grep -q "$id" || fail "the persistent shadow is gone after an amberd restart"
+d_shadow_ids | has "$id" || fail "the persistent shadow is gone after an amberd restart"
 d_wait_writer amber-store 10 || fail "serve did not register again"
 ok "the persistent shadow survives an amberd restart; the writer registered again"
 
@@ -113,7 +112,7 @@ for o in ro nosuid nodev; do
 	grep -qw "$o" <<<"${opts//,/ }" || fail "exposed without $o ($opts)"
 done
 touch "$EXP/store/x" 2>/dev/null && fail "the exposed shadow is writable"
-"$AMBER" list shadows | grep -q "Exposed at: $EXP" || fail "exposure not listed"
+"$AMBER" list shadows | has "Exposed at: $EXP" || fail "exposure not listed"
 cp -a "$EXP/store" "$DW/copy" || fail "copying out of the shadow"
 ok "exposed read-only,nosuid,nodev at $EXP and copied out"
 

@@ -49,13 +49,13 @@ t1=$(date +%s%3N)
 [ $((t1 - t0)) -le $((HOLD_MS + 500)) ] ||
 	fail "hang at freeze: the set took $((t1 - t0)) ms to abort (hold $HOLD_MS ms)"
 list=$("$AMBER" list writers)
-grep -A4 "Writer name: 'bad-writer'" <<<"$list" | grep -q "State: \[9\] Failed at freeze" ||
+grep -A4 "Writer name: 'bad-writer'" <<<"$list" | has "State: \[9\] Failed at freeze" ||
 	fail "the hanging writer is not listed as failed at freeze: $list"
-grep -A5 "Writer name: 'bad-writer'" <<<"$list" | grep -qi "timeout" ||
+grep -A5 "Writer name: 'bad-writer'" <<<"$list" | has -i "timeout" ||
 	fail "the hanging writer's last error is not a timeout: $list"
-grep -A4 "Writer name: 'amber-store'" <<<"$list" | grep -q "State: \[1\] Stable" ||
+grep -A4 "Writer name: 'amber-store'" <<<"$list" | has "State: \[1\] Stable" ||
 	fail "amber-store is not stable again: $list"
-writer_json | grep -q '"timeout"' || fail "--json lacks the timeout class"
+writer_json | has '"timeout"' || fail "--json lacks the timeout class"
 grep -q 'event 2006 ' "$DW/amberd.log" || fail "event 2006 (writer timeout) not logged"
 grep -q 'event 1014 ' "$DW/amberd.log" || fail "event 1014 (set aborted) not logged"
 d_wait_acks "$ORACLE" "$(d_acks "$ORACLE")" 1000 >/dev/null || fail "amber-store was not thawed"
@@ -78,8 +78,9 @@ test_writer --fail-at prepare-snapshot:retryable
 id=$("$AMBER" create shadow "$VOL" 2>"$DW/err")
 rc=$?
 [ $rc = 0 ] || fail "fail at prepare-snapshot: exit $rc: $(cat "$DW/err")"
-"$AMBER" list writers | grep -A4 "Writer name: 'bad-writer'" |
-	grep -q "Failed at prepare snapshot" || fail "not listed as failed at prepare snapshot"
+list=$("$AMBER" list writers)
+grep -A4 "Writer name: 'bad-writer'" <<<"$list" | has "Failed at prepare snapshot" ||
+	fail "not listed as failed at prepare snapshot: $list"
 grep -q "event freeze" "$DW/tw.out" && fail "a writer that dropped out was frozen"
 "$AMBER" delete shadows --shadow "$id" >/dev/null || fail "delete --shadow"
 ok "a writer failing prepare-snapshot drops out; the set is made without it"
@@ -98,7 +99,7 @@ for _ in $(seq 100); do grep -q '^registered' "$DW/tw.out" && break; sleep 0.02;
 lines=$(wc -l <"$DW/tw.out")
 id=$("$AMBER" create shadow "$VOL" --no-writers 2>"$DW/err") || fail "--no-writers: $(cat "$DW/err")"
 [ "$(wc -l <"$DW/tw.out")" = "$lines" ] || fail "--no-writers still sent events"
-"$AMBER" list shadows | grep -q "without writers" || fail "--no-writers shadow not marked"
+"$AMBER" list shadows | has "without writers" || fail "--no-writers shadow not marked"
 "$AMBER" delete shadows --all >/dev/null
 ok "--no-writers makes a crash-consistent shadow without writer events"
 
@@ -106,7 +107,7 @@ ok "--no-writers makes a crash-consistent shadow without writer events"
 d_stop_amberd
 d_start_amberd "[shadowstorage]" "$VOL = 1K"
 d_wait_writer amber-store 10 || fail "serve did not register again"
-"$AMBER" list shadowstorage | grep -q "$VOL" || fail "the configured limit is not listed"
+"$AMBER" list shadowstorage | has "$VOL" || fail "the configured limit is not listed"
 a=$("$AMBER" create shadow "$VOL" --persistent) || fail "create a"
 b=$("$AMBER" create shadow "$VOL" --persistent) || fail "create b"
 ids=$(d_shadow_ids)
