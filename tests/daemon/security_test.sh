@@ -63,15 +63,17 @@ as_operator "$AMBER" delete shadows --shadow "$id" >/dev/null || fail "an operat
 ok "a backup-group member can expose, unexpose and delete"
 
 # writers: only files their uid owns
-as_member "$TWRITER" --socket "$AMBER_SOCKET" --name thief --dir "$VOL/rootdata" \
-	>"$DW/thief.out" 2>"$DW/thief.err" &
+# (setpriv runs directly, not through the shell function, so that $! is
+# the writer itself and the cleanup's SIGKILL reaches it)
+setpriv --reuid 65534 --regid 65534 --groups "$SOCK_GID" "$TWRITER" --socket "$AMBER_SOCKET" \
+	--name thief --dir "$VOL/rootdata" >"$DW/thief.out" 2>"$DW/thief.err" &
 thief=$!
 D_PIDS+=("$thief")
 for _ in $(seq 100); do grep -q 'event 2009 ' "$DW/amberd.log" && break; sleep 0.02; done
 grep -q 'event 2009 ' "$DW/amberd.log" || fail "event 2009 (writer not owner) not logged"
 "$AMBER" list writers | has "'thief'" && fail "a writer claiming root's files was registered"
-as_member "$TWRITER" --socket "$AMBER_SOCKET" --name owner --dir "$VOL/userdata" \
-	>"$DW/owner.out" 2>"$DW/owner.err" &
+setpriv --reuid 65534 --regid 65534 --groups "$SOCK_GID" "$TWRITER" --socket "$AMBER_SOCKET" \
+	--name owner --dir "$VOL/userdata" >"$DW/owner.out" 2>"$DW/owner.err" &
 D_PIDS+=("$!")
 d_wait_writer owner 10 || fail "a writer declaring its own files was refused: $(cat "$DW/owner.err")"
 ok "a writer may declare only files its uid owns (event 2009 otherwise)"
