@@ -133,8 +133,6 @@ void session_request(int fd, uid_t uid, dsession **mine, const amb_msg *req, amb
 void session_connection_closed(dsession *s);
 /* shadow-create: a whole sequence in one request. */
 void session_shadow_create(int fd, const amb_shadow_create *req, amb_msg *resp);
-/* Abort every session (amberd stopping). */
-void session_abort_all(const char *why);
 
 /* ------------------------------------------------------------------ shadows */
 

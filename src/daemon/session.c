@@ -935,13 +935,6 @@ void session_connection_closed(dsession *s)
 	session_end(s, false);
 }
 
-void session_abort_all(const char *why)
-{
-	/* The sessions' own threads notice D.stopping in their waits; here
-	 * only the writers of idle sessions are told. */
-	(void)why;
-}
-
 static int add_volume(dsession *s, const char *vol, const char *prov, char *why, size_t whylen)
 {
 	char real[PATH_MAX];
