@@ -13,6 +13,11 @@
 # Runs as any user; as root it also measures with the page cache dropped
 # (echo 3 > /proc/sys/vm/drop_caches), otherwise that part is skipped with a
 # note.  The whole run takes about 5 minutes.
+#
+# hold_bench.sh: the snapshot hold benchmark of issue 3 (amberd against an
+# admin script), run separately as root; see its header and the section
+# "Hold: amberd shadows under load (issue 3)" of RESULTS.md, which this
+# script does not write (re-append it after regenerating RESULTS.md).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)

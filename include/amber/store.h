@@ -238,7 +238,9 @@ enum ams_backup_type {
 /**
  * Close the current log generation and start a new one.  *new_gen (may be
  * NULL) receives the new current generation; everything committed before
- * the call is in generations < *new_gen.
+ * the call is in generations < *new_gen.  It returns once the file for the
+ * generation after that is prepared as well, so that an ams_freeze() right
+ * after it does not wait for that preparation.
  * @return #AMS_OK, #AMS_EIO, #AMS_EFAILED, #AMS_ENOSPC
  */
 int ams_log_roll(ams_instance *inst, uint32_t *new_gen);

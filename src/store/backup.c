@@ -55,6 +55,14 @@ int ams_log_roll(ams_instance *in, uint32_t *new_gen)
 		rc = amb_err(AMS_EFAILED, "instance failed: %s", in->failmsg);
 	else if (in->gen == before)
 		rc = amb_err(AMS_ENOSPC, "cannot start a new log generation: no space for the log file");
+	/* Return once the next log file is prepared too (zero-filled and
+	 * synced by the flusher): a freeze that follows a roll, as in a
+	 * shadow's prepare-snapshot then freeze, then does not have to wait
+	 * for that preparation while it holds the application's writes.  A
+	 * failed preparation (a full disk) ends the wait; the next roll
+	 * retries it. */
+	while (!rc && !in->failed && !in->stop && in->tmp_fd < 0 && (in->prep_req || in->prep_busy))
+		pthread_cond_wait(&in->cond, &in->mu);
 	if (new_gen)
 		*new_gen = in->gen;
 	pthread_mutex_unlock(&in->mu);
