@@ -56,107 +56,88 @@ static int print_listing(cli_ctx *ctx, size_t n, const void *items, size_t size,
 	return CLI_EXIT_OK;
 }
 
-/* Adapters from the typed printers to print_listing()'s void pointers. */
-static json_t *writer_json(const void *v)
+/* The three plain listings differ only in the request, where the answer
+ * keeps its items, and how one item prints. */
+typedef struct plain_listing {
+	int (*request)(amb_client *c, amb_msg *out);
+	void (*items)(const amb_msg *m, size_t *n, const void **v, size_t *size);
+	json_t *(*to_json)(const void *item);
+	void (*to_text)(FILE *f, const void *item);
+	const char *none;
+} plain_listing;
+
+static void writer_items(const amb_msg *m, size_t *n, const void **v, size_t *size)
 {
-	return cli_json_writer(v);
+	*n = m->u.writers.n_writers;
+	*v = m->u.writers.writers;
+	*size = sizeof(amb_writer_info);
 }
 
-static void writer_text(FILE *f, const void *v)
+static void provider_items(const amb_msg *m, size_t *n, const void **v, size_t *size)
 {
-	cli_print_writer(f, v);
+	*n = m->u.providers.n_providers;
+	*v = m->u.providers.providers;
+	*size = sizeof(amb_provider_info);
 }
 
-static json_t *provider_json(const void *v)
+static void storage_items(const amb_msg *m, size_t *n, const void **v, size_t *size)
 {
-	return cli_json_provider(v);
+	*n = m->u.storage.n_storage;
+	*v = m->u.storage.storage;
+	*size = sizeof(amb_storage_info);
 }
 
-static void provider_text(FILE *f, const void *v)
-{
-	cli_print_provider(f, v);
-}
+/* Adapters from the typed printers to void pointers. */
+static json_t *writer_json(const void *v) { return cli_json_writer(v); }
+static void writer_text(FILE *f, const void *v) { cli_print_writer(f, v); }
+static json_t *provider_json(const void *v) { return cli_json_provider(v); }
+static void provider_text(FILE *f, const void *v) { cli_print_provider(f, v); }
+static json_t *storage_json(const void *v) { return cli_json_storage(v); }
+static void storage_text(FILE *f, const void *v) { cli_print_storage(f, v); }
 
-static json_t *storage_json(const void *v)
+static int run_plain_listing(cli_ctx *ctx, int argc, char **argv, const plain_listing *l)
 {
-	return cli_json_storage(v);
-}
-
-static void storage_text(FILE *f, const void *v)
-{
-	cli_print_storage(f, v);
+	int rc = cli_parse_no_args(ctx, argc, argv);
+	if (rc)
+		return rc;
+	amb_client *c;
+	rc = cli_connect(ctx, AMB_ROLE_ADMIN, &c);
+	if (rc)
+		return rc;
+	amb_msg m;
+	int r = l->request(c, &m);
+	if (r != 0) {
+		rc = cli_fail(ctx, c, r);
+	} else {
+		size_t n, size;
+		const void *v;
+		l->items(&m, &n, &v, &size);
+		rc = print_listing(ctx, n, v, size, l->to_json, l->to_text, l->none);
+		amb_msg_free(&m);
+	}
+	amb_client_close(c);
+	return cli_finish(ctx, rc);
 }
 
 int cmd_list_writers(cli_ctx *ctx, int argc, char **argv)
 {
-	int rc = cli_parse_no_args(ctx, argc, argv);
-	if (rc)
-		return rc;
-	amb_client *c;
-	rc = cli_connect(ctx, AMB_ROLE_ADMIN, &c);
-	if (rc)
-		return rc;
-	amb_msg m;
-	int r = amb_req_list_writers(c, &m);
-	if (r != 0) {
-		rc = cli_fail(ctx, c, r);
-		goto out_close;
-	}
-	rc = print_listing(ctx, m.u.writers.n_writers, m.u.writers.writers,
-	                   sizeof(amb_writer_info), writer_json, writer_text,
-	                   "No writers are registered.");
-	amb_msg_free(&m);
-out_close:
-	amb_client_close(c);
-	return cli_finish(ctx, rc);
+	static const plain_listing l = {amb_req_list_writers, writer_items, writer_json,
+	                                writer_text, "No writers are registered."};
+	return run_plain_listing(ctx, argc, argv, &l);
 }
 
 int cmd_list_providers(cli_ctx *ctx, int argc, char **argv)
 {
-	int rc = cli_parse_no_args(ctx, argc, argv);
-	if (rc)
-		return rc;
-	amb_client *c;
-	rc = cli_connect(ctx, AMB_ROLE_ADMIN, &c);
-	if (rc)
-		return rc;
-	amb_msg m;
-	int r = amb_req_list_providers(c, &m);
-	if (r != 0) {
-		rc = cli_fail(ctx, c, r);
-		goto out_close;
-	}
-	rc = print_listing(ctx, m.u.providers.n_providers, m.u.providers.providers,
-	                   sizeof(amb_provider_info), provider_json, provider_text,
-	                   "No providers are available.");
-	amb_msg_free(&m);
-out_close:
-	amb_client_close(c);
-	return cli_finish(ctx, rc);
+	static const plain_listing l = {amb_req_list_providers, provider_items, provider_json,
+	                                provider_text, "No providers are available."};
+	return run_plain_listing(ctx, argc, argv, &l);
 }
 
 int cmd_list_shadowstorage(cli_ctx *ctx, int argc, char **argv)
 {
-	int rc = cli_parse_no_args(ctx, argc, argv);
-	if (rc)
-		return rc;
-	amb_client *c;
-	rc = cli_connect(ctx, AMB_ROLE_ADMIN, &c);
-	if (rc)
-		return rc;
-	amb_msg m;
-	int r = amb_req_list_shadowstorage(c, &m);
-	if (r != 0) {
-		rc = cli_fail(ctx, c, r);
-		goto out_close;
-	}
-	rc = print_listing(ctx, m.u.storage.n_storage, m.u.storage.storage,
-	                   sizeof(amb_storage_info), storage_json, storage_text,
-	                   "No items found that satisfy the query.");
-	amb_msg_free(&m);
-out_close:
-	amb_client_close(c);
-	return cli_finish(ctx, rc);
+	static const plain_listing l = {amb_req_list_shadowstorage, storage_items, storage_json,
+	                                storage_text, "No items found that satisfy the query."};
+	return run_plain_listing(ctx, argc, argv, &l);
 }
 
 enum { OPT_SET = 1, OPT_VOLUME };
