@@ -16,6 +16,7 @@
  *               expose/unexpose, delete, shadow-storage limits
  *   events.c    the event log: events.log in the state directory, journald,
  *               followers
+ *   util.c      protocol-safe text, path containment, error answers
  *
  * Locking: one mutex, D.mu, guards every shared structure (writers,
  * sessions, the registry, the event ring); D.cv is broadcast on every change
@@ -68,7 +69,6 @@ void amberd_config_defaults(amberd_config *c);
 int amberd_config_load(amberd_config *c, const char *file, bool required, char *err,
                        size_t errlen);
 uint64_t amberd_config_limit(const amberd_config *c, const char *volume);
-void amberd_config_free(amberd_config *c);
 
 /* ------------------------------------------------------------------ writers */
 
@@ -128,7 +128,7 @@ typedef struct dsession dsession;
 /* Requests of a requestor connection; fd is the requestor's socket (for
  * noticing that it went away during a long wait).  The answer is written
  * into *resp (kind AMB_MSG_ERROR for failures). */
-void session_request(int fd, uid_t uid, dsession **mine, const amb_msg *req, amb_msg *resp);
+void session_request(int fd, dsession **mine, const amb_msg *req, amb_msg *resp);
 /* The requestor's connection closed: abort and release its session. */
 void session_connection_closed(dsession *s);
 /* shadow-create: a whole sequence in one request. */
@@ -159,8 +159,7 @@ int shadows_plan(const char *volume, const char *provider, const char *set, bool
 int shadows_mark_ready(const char *id);          /* + storage limit */
 /* Delete one shadow (unexpose, provider remove, registry); under no lock. */
 int shadows_delete(const char *id, char *err, size_t errlen);
-void shadows_delete_set(const char *set);
-void shadows_request(uid_t uid, const amb_msg *req, amb_msg *resp);
+void shadows_request(const amb_msg *req, amb_msg *resp);
 int shadows_get(const char *id, dshadow *out);
 void shadows_drop_volatile(void);   /* amberd stopping */
 void shadow_to_wire(const dshadow *s, amb_shadow *w);
@@ -168,12 +167,11 @@ void shadow_to_wire(const dshadow *s, amb_shadow *w);
 /* ------------------------------------------------------------------- events */
 
 int events_open(char *err, size_t errlen);
-void events_close(void);
 /* Log an event; the optional fields may be NULL / "". */
 void ev_log(uint32_t code, amb_severity sev, const char *session, const char *set,
             const char *shadow, const char *writer, const char *volume, amb_fail_class cls,
             const char *fmt, ...) __attribute__((format(printf, 9, 10)));
-void events_request(int fd, const amb_msg *req, amb_msg *resp, bool *follow, uint64_t *since);
+void events_request(const amb_msg *req, amb_msg *resp, bool *follow, uint64_t *since);
 /* Stream events with seq > *since to fd until it closes or amberd stops. */
 void events_follow(int fd, uint64_t since);
 uint64_t events_last_seq(void);
@@ -207,8 +205,12 @@ void test_stall(const char *stage);
 void resp_error(amb_msg *resp, uint64_t id, amb_exit_class ex, amb_fail_class cls,
                 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 void resp_ok(amb_msg *resp, uint64_t id);
-/* Free an answer built by resp_* or by the handlers (heap-owned). */
-void resp_free(amb_msg *resp);
+/* util.c: make s valid protocol text of at most max bytes, in place. */
+void amberd_clean_text(char *s, size_t max);
+/* Is inner the same path as outer or below it? (both absolute, normalized) */
+bool amberd_path_within(const char *inner, const char *outer);
+/* Has the peer of socket fd closed or broken the connection? (no wait) */
+bool amberd_peer_gone(int fd);
 /* Is uid (with groups) allowed to request backups, deletions, exposes? */
 bool perm_backup(uid_t uid, gid_t gid, const gid_t *groups, int ngroups);
 

@@ -224,11 +224,3 @@ uint64_t amberd_config_limit(const amberd_config *c, const char *volume)
 	return 0;
 }
 
-void amberd_config_free(amberd_config *c)
-{
-	for (size_t i = 0; i < c->n_limits; i++)
-		free(c->limits[i].volume);
-	free(c->limits);
-	c->limits = NULL;
-	c->n_limits = 0;
-}

@@ -78,23 +78,22 @@ static void send_error(conn *c, uint64_t id, amb_exit_class ex, const char *fiel
 static void send_error(conn *c, uint64_t id, amb_exit_class ex, const char *field,
 		       const char *fmt, ...)
 {
-	char msg[AMB_TEXT_MAX + 1];
+	char msg[AMB_TEXT_MAX * 2];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	for (char *p = msg; *p; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
-			*p = '?';
+	amberd_clean_text(msg, AMB_TEXT_MAX);
 	char fld[AMB_FIELD_MAX + 1];
 	amb_msg e;
 	memset(&e, 0, sizeof(e));
 	e.kind = AMB_MSG_ERROR;
 	e.id = id;
 	e.u.error.exit = ex;
-	e.u.error.message = msg[0] ? msg : "error";
+	e.u.error.message = msg;
 	if (field && field[0]) {
 		snprintf(fld, sizeof(fld), "%s", field);
+		amberd_clean_text(fld, AMB_FIELD_MAX);
 		e.u.error.field = fld;
 	}
 	send_msg(c, &e);
@@ -345,7 +344,7 @@ static void client_loop(conn *c)
 		case AMB_MSG_SHADOW_DELETE:
 		case AMB_MSG_SHADOW_EXPOSE:
 		case AMB_MSG_SHADOW_UNEXPOSE:
-			shadows_request(c->cred.uid, &m, &resp);
+			shadows_request(&m, &resp);
 			break;
 		case AMB_MSG_SHADOW_CREATE:
 			session_shadow_create(c->fd, &m.u.create, &resp);
@@ -353,10 +352,10 @@ static void client_loop(conn *c)
 			break;
 		case AMB_MSG_EVENTS_LIST:
 		case AMB_MSG_EVENTS_FOLLOW:
-			events_request(c->fd, &m, &resp, &follow, &since);
+			events_request(&m, &resp, &follow, &since);
 			break;
 		default:
-			session_request(c->fd, c->cred.uid, &c->session, &m, &resp);
+			session_request(c->fd, &c->session, &m, &resp);
 			break;
 		}
 		rc = send_msg(c, &resp);

@@ -102,36 +102,8 @@ void test_stall(const char *stage)
 	}
 }
 
-void resp_error(amb_msg *resp, uint64_t id, amb_exit_class ex, amb_fail_class cls,
-		const char *fmt, ...)
-{
-	char msg[AMB_TEXT_MAX + 1];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	for (char *p = msg; *p; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
-			*p = '?';
-	amb_msg_free(resp);
-	resp->kind = AMB_MSG_ERROR;
-	resp->id = id;
-	resp->u.error.exit = ex;
-	resp->u.error.cls = cls;
-	resp->u.error.message = strdup(msg[0] ? msg : "error");
-}
 
-void resp_ok(amb_msg *resp, uint64_t id)
-{
-	memset(resp, 0, sizeof(*resp));
-	resp->kind = AMB_MSG_OK;
-	resp->id = id;
-}
 
-void resp_free(amb_msg *resp)
-{
-	amb_msg_free(resp);
-}
 
 /* A group given by name or number; -1 when there is none. */
 static long group_id(const char *g)

@@ -141,15 +141,6 @@ static amb_writer_state failed_state(amb_msg_kind k)
 
 /* ------------------------------------------------------------ requestor */
 
-static bool requestor_gone(int fd)
-{
-	if (fd < 0)
-		return false;
-	struct pollfd p = {.fd = fd, .events = POLLRDHUP};
-	if (poll(&p, 1, 0) <= 0)
-		return false;
-	return (p.revents & (POLLHUP | POLLRDHUP | POLLERR)) != 0;
-}
 
 /* ----------------------------------------------------------- writer I/O */
 
@@ -248,7 +239,7 @@ static enum wait_end wait_all(dsession *s, amb_msg_kind kind, uint64_t deadline)
 		if (mono_ms() >= deadline)
 			break;
 		pthread_mutex_unlock(&D.mu);
-		bool gone = requestor_gone(s->req_fd);
+		bool gone = amberd_peer_gone(s->req_fd);
 		pthread_mutex_lock(&D.mu);
 		if (gone) {
 			end = WAIT_REQ_GONE;
@@ -341,13 +332,6 @@ static void parts_release(dsession *s)
 
 /* ---------------------------------------------------------- participants */
 
-static bool path_within(const char *inner, const char *outer)
-{
-	size_t n = strlen(outer);
-	if (strcmp(outer, "/") == 0)
-		return true;
-	return strncmp(inner, outer, n) == 0 && (inner[n] == '\0' || inner[n] == '/');
-}
 
 static bool writer_on_volumes(const amb_writer_md *md, const svol *vols, size_t n)
 {
@@ -356,7 +340,7 @@ static bool writer_on_volumes(const amb_writer_md *md, const svol *vols, size_t 
 		for (size_t f = 0; f < k->n_files + k->n_logs; f++) {
 			const char *p = f < k->n_files ? k->files[f].path : k->logs[f - k->n_files].path;
 			for (size_t v = 0; v < n; v++)
-				if (path_within(p, vols[v].path) || path_within(vols[v].path, p))
+				if (amberd_path_within(p, vols[v].path) || amberd_path_within(vols[v].path, p))
 					return true;
 		}
 	}
@@ -436,11 +420,11 @@ static int pick_participants(dsession *s, char *why, size_t whylen)
 
 /* ------------------------------------------------------------ the fills */
 
-static void fill_prepare_backup(dsession *s, spart *p, amb_wevent *ev, void *arg)
+static void fill_volumes(dsession *s, spart *p, amb_wevent *ev, void *arg)
 {
 	(void)p;
 	(void)arg;
-	ev->backup_type = s->type ? s->type : AMB_BACKUP_COPY;
+	/* one sequence at a time (D.creating): a static array is enough */
 	static char *vols[AMB_MAX_VOLUMES];
 	for (size_t i = 0; i < s->n_vols; i++)
 		vols[i] = s->vols[i].path;
@@ -448,15 +432,10 @@ static void fill_prepare_backup(dsession *s, spart *p, amb_wevent *ev, void *arg
 	ev->n_volumes = s->n_vols;
 }
 
-static void fill_volumes(dsession *s, spart *p, amb_wevent *ev, void *arg)
+static void fill_prepare_backup(dsession *s, spart *p, amb_wevent *ev, void *arg)
 {
-	(void)p;
-	(void)arg;
-	static char *vols[AMB_MAX_VOLUMES];
-	for (size_t i = 0; i < s->n_vols; i++)
-		vols[i] = s->vols[i].path;
-	ev->volumes = vols;
-	ev->n_volumes = s->n_vols;
+	ev->backup_type = s->type ? s->type : AMB_BACKUP_COPY;
+	fill_volumes(s, p, ev, arg);
 }
 
 static void fill_freeze(dsession *s, spart *p, amb_wevent *ev, void *arg)
@@ -1092,9 +1071,8 @@ static bool results_ok(const amb_session_results *r, char *why, size_t whylen)
 	return true;
 }
 
-void session_request(int fd, uid_t uid, dsession **mine, const amb_msg *req, amb_msg *resp)
+void session_request(int fd, dsession **mine, const amb_msg *req, amb_msg *resp)
 {
-	(void)uid;
 	char why[AMB_TEXT_MAX + 1];
 	dsession *s = *mine;
 	uint64_t id = req->id;

@@ -174,59 +174,11 @@ static void reg_remove_at(size_t i)
 	n_reg--;
 }
 
-/* Decode the octal escapes of /proc/self/mountinfo (\040 = space). */
-static void unescape(char *s)
-{
-	char *o = s;
-	for (char *p = s; *p; p++) {
-		if (p[0] == '\\' && p[1] >= '0' && p[1] <= '7' && p[2] && p[3]) {
-			*o++ = (char)(((p[1] - '0') << 6) | ((p[2] - '0') << 3) | (p[3] - '0'));
-			p += 3;
-		} else {
-			*o++ = *p;
-		}
-	}
-	*o = '\0';
-}
-
-static bool path_within(const char *inner, const char *outer)
-{
-	size_t n = strlen(outer);
-	if (strcmp(outer, "/") == 0)
-		return true;
-	return strncmp(inner, outer, n) == 0 && (inner[n] == '\0' || inner[n] == '/');
-}
-
-/* The mount point that holds path (the longest one that contains it). */
-static int mount_point_of(const char *path, char *out, size_t size)
-{
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-	if (!f)
-		return -errno;
-	char *line = NULL;
-	size_t cap = 0;
-	size_t best = 0;
-	out[0] = '\0';
-	while (getline(&line, &cap, f) > 0) {
-		char mp[PATH_MAX];
-		if (sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1)
-			continue;
-		unescape(mp);
-		size_t n = strlen(mp);
-		if (path_within(path, mp) && n >= best) {
-			best = n;
-			snprintf(out, size, "%s", mp);
-		}
-	}
-	free(line);
-	fclose(f);
-	return out[0] ? 0 : -ENOENT;
-}
 
 static bool is_mount_point(const char *path)
 {
 	char mp[PATH_MAX];
-	return mount_point_of(path, mp, sizeof(mp)) == 0 && strcmp(mp, path) == 0;
+	return amb_provider_mount_point(path, mp, sizeof(mp)) == 0 && strcmp(mp, path) == 0;
 }
 
 static uint64_t tree_bytes_acc;
@@ -337,22 +289,6 @@ int shadows_delete(const char *id, char *err, size_t errlen)
 	return rc;
 }
 
-void shadows_delete_set(const char *set)
-{
-	for (;;) {
-		amb_uuid id = "";
-		pthread_mutex_lock(&D.mu);
-		for (size_t i = 0; i < n_reg; i++)
-			if (strcmp(reg[i].set, set) == 0) {
-				snprintf(id, sizeof(id), "%s", reg[i].id);
-				break;
-			}
-		pthread_mutex_unlock(&D.mu);
-		char err[512];
-		if (!id[0] || shadows_delete(id, err, sizeof(err)) != 0)
-			return;
-	}
-}
 
 /* ------------------------------------------------------------ start */
 
@@ -419,7 +355,7 @@ int shadows_plan(const char *volume, const char *provider, const char *set, bool
 		return rc;
 	}
 	char mp[PATH_MAX], dir[PATH_MAX];
-	if ((rc = mount_point_of(volume, mp, sizeof(mp)))) {
+	if ((rc = amb_provider_mount_point(volume, mp, sizeof(mp)))) {
 		snprintf(err, errlen, "%s: cannot find its mount point", volume);
 		return rc;
 	}
@@ -680,7 +616,7 @@ static void do_expose(const amb_msg *req, amb_msg *resp)
 	pthread_mutex_lock(&D.mu);
 	bool taken = false;
 	for (size_t i = 0; i < n_reg; i++)
-		if (!strcmp(reg[i].exposed, path) || path_within(path, reg[i].path))
+		if (!strcmp(reg[i].exposed, path) || amberd_path_within(path, reg[i].path))
 			taken = true;
 	pthread_mutex_unlock(&D.mu);
 	if (taken) {
@@ -791,9 +727,8 @@ static void do_unexpose(const amb_msg *req, amb_msg *resp)
 	resp_ok(resp, req->id);
 }
 
-void shadows_request(uid_t uid, const amb_msg *req, amb_msg *resp)
+void shadows_request(const amb_msg *req, amb_msg *resp)
 {
-	(void)uid;
 	switch (req->kind) {
 	case AMB_MSG_LIST_SHADOWS: list_shadows(req, resp); return;
 	case AMB_MSG_LIST_SHADOWSTORAGE: list_storage(req, resp); return;

@@ -492,3 +492,31 @@ out_close_fv:
 	close(fv);
 	return rc;
 }
+
+bool amb_prov_is_mount_root_at(int dirfd, const char *name)
+{
+	struct statx sx;
+	if (statx(dirfd, name, AT_SYMLINK_NOFOLLOW, 0, &sx) != 0)
+		return false;
+	return (sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) &&
+	       (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+}
+
+int amb_provider_mount_point(const char *path, char *out, size_t size)
+{
+	if (!path || !out || path[0] != '/' || strlen(path) >= size)
+		return amb_prov_err(-EINVAL, "mount point: bad path");
+	snprintf(out, size, "%s", path);
+	for (;;) {
+		if (strcmp(out, "/") == 0 || amb_prov_is_mount_root_at(AT_FDCWD, out))
+			return 0;
+		struct statx sx;
+		if (statx(AT_FDCWD, out, AT_SYMLINK_NOFOLLOW, 0, &sx) != 0)
+			return amb_prov_err(-errno, "%s: %s", out, strerror(errno));
+		char *slash = strrchr(out, '/');
+		if (slash == out)
+			slash[1] = '\0';
+		else
+			*slash = '\0';
+	}
+}

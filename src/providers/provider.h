@@ -274,4 +274,12 @@ int amb_provider_remove(const char *shadow);
  */
 int amb_provider_can_fsfreeze(const amb_provider *p, const char *volume, const char *shadow);
 
+/*
+ * The mount point that holds path (absolute): path itself or its nearest
+ * parent that is the root of a mount (statx STATX_ATTR_MOUNT_ROOT).  The
+ * result is where a provider's shadow directory for a volume can go.
+ * Returns 0, -EINVAL (NULL, relative, too long for out) or -errno of statx.
+ */
+int amb_provider_mount_point(const char *path, char *out, size_t size);
+
 #endif

@@ -58,6 +58,10 @@ int amb_prov_check_beside(const char *prov, const char *volume, const char *shad
 
 /* Is the filesystem of fd btrfs?  1, 0 or -errno. */
 int amb_prov_is_btrfs(int fd);
+/* Is name (relative to dirfd, not followed) the root of a mount?  (A bind
+ * mount of the same filesystem has the same st_dev, so st_dev alone does
+ * not tell.) */
+bool amb_prov_is_mount_root_at(int dirfd, const char *name);
 
 /*
  * The tree walker behind reflink and copy (tree.c).  Copies the tree at

@@ -229,17 +229,6 @@ static int list_dir(struct tree_ctx *c, int dirfd, struct names *ns)
 	return rc;
 }
 
-/* Is name in dirfd the root of a mount?  (A bind mount of the same
- * filesystem has the same st_dev, so st_dev alone does not tell.) */
-static bool is_mount_root(int dirfd, const char *name)
-{
-	struct statx sx;
-	if (statx(dirfd, name, AT_SYMLINK_NOFOLLOW, 0, &sx) != 0)
-		return false;
-	return (sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) &&
-	       (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
-}
-
 /* ---- metadata ---- */
 
 static int copy_xattrs(struct tree_ctx *c, int sfd, int dfd)
@@ -560,7 +549,7 @@ static int copy_subdir(struct tree_ctx *c, int sdir, int ddir, const char *name,
 		       const struct stat *lst)
 {
 	int rc;
-	if (lst->st_dev != c->rootdev || skipped(c, lst) || is_mount_root(sdir, name))
+	if (lst->st_dev != c->rootdev || skipped(c, lst) || amb_prov_is_mount_root_at(sdir, name))
 		return copy_dir_placeholder(c, sdir, ddir, name, lst);
 	int sfd = openat(sdir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (sfd < 0) {
@@ -750,7 +739,7 @@ static int rm_dir(struct tree_ctx *c, int dfd)
 			if (errno != ENOENT)
 				rc = terr(c, -errno, "stat");
 		} else if (S_ISDIR(st.st_mode)) {
-			if (st.st_dev != c->rootdev || is_mount_root(dfd, name)) {
+			if (st.st_dev != c->rootdev || amb_prov_is_mount_root_at(dfd, name)) {
 				rc = terr(c, -EBUSY, "a filesystem is mounted here; not deleted");
 			} else {
 				/* a copied read-only directory must become writable to
@@ -789,7 +778,7 @@ int amb_tree_remove(const char *prov, const char *path)
 	if (!S_ISDIR(st.st_mode))
 		return amb_prov_err(-EINVAL, "%s: %s is not a shadow directory: not deleted", prov,
 				    path);
-	if (is_mount_root(AT_FDCWD, path))
+	if (amb_prov_is_mount_root_at(AT_FDCWD, path))
 		return amb_prov_err(-EBUSY, "%s: %s is a mount point (exposed?): not deleted",
 				    prov, path);
 	c.rootdev = st.st_dev;
