@@ -10,23 +10,23 @@
  *     16 MiB it is renamed to events.log.1 (replacing the previous one)
  *     and a new one is started.
  *   - kept in memory, the last AMBERD_EVENT_RING events, for events-list
- *     and events-follow; at start the ring is refilled from the file, and
+ *     and events-follow; at start the ring is refilled from the file's last
+ *     EVENTS_TAIL_BYTES, and
  *     seq continues after the highest seq found, so seq increases across
  *     restarts of amberd on the same state directory.
  *   - sent to the systemd journal (when built with libsystemd and the
  *     configuration says journald = yes) with the fields MESSAGE,
  *     PRIORITY, SYSLOG_IDENTIFIER=amberd, AMBER_EVENT (the number),
- *     AMBER_EVENT_NAME and AMBER_SET/AMBER_WRITER/AMBER_VOLUME when given.
+ *     AMBER_EVENT_NAME and AMBER_SET/AMBER_WRITER/AMBER_VOLUME when given;
+ *     otherwise (or when the journal refuses it) printed on standard error.
  * Messages never contain secrets: they are built from names, paths, ids
  * and numbers only.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -38,6 +38,7 @@
 #include "daemon/amberd.h"
 
 #define EVENTS_ROTATE_BYTES (16u << 20)
+#define EVENTS_TAIL_BYTES (6 << 20)   /* read at start to refill the ring */
 
 static int ev_fd = -1;
 static char ev_path[4200];
@@ -75,6 +76,16 @@ int events_open(char *err, size_t errlen)
 	snprintf(ev_path, sizeof(ev_path), "%s/events.log", D.cfg.state_dir);
 	FILE *f = fopen(ev_path, "re");
 	if (f) {
+		/* the ring holds the newest events: read only the file's tail
+		 * (a full ring is about EVENTS_TAIL_BYTES of lines), starting at
+		 * a line boundary */
+		struct stat st;
+		if (fstat(fileno(f), &st) == 0 && st.st_size > EVENTS_TAIL_BYTES) {
+			fseeko(f, st.st_size - EVENTS_TAIL_BYTES, SEEK_SET);
+			int ch;
+			while ((ch = fgetc(f)) != EOF && ch != '\n')
+				;
+		}
 		char *line = NULL;
 		size_t cap = 0;
 		ssize_t n;
@@ -104,20 +115,6 @@ int events_open(char *err, size_t errlen)
 	return 0;
 }
 
-void events_close(void)
-{
-	if (ev_fd >= 0)
-		close(ev_fd);
-	ev_fd = -1;
-	for (size_t i = 0; ring && i < ring_len; i++) {
-		size_t s = (ring_head + i) % AMBERD_EVENT_RING;
-		free(ring[s].message);
-		free(ring[s].volume);
-	}
-	free(ring);
-	ring = NULL;
-	ring_len = 0;
-}
 
 uint64_t events_last_seq(void)
 {
@@ -139,22 +136,6 @@ static void copy_uuid(char *dst, const char *src)
 		snprintf(dst, AMB_UUID_BUF, "%s", src);
 }
 
-/* The message must be valid protocol text: printable, 1..1024 bytes. */
-static void clean_text(char *s)
-{
-	size_t n = strlen(s);
-	if (n > AMB_TEXT_MAX) {
-		n = AMB_TEXT_MAX;
-		while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-			n--;
-		s[n] = '\0';
-	}
-	for (unsigned char *p = (unsigned char *)s; *p; p++)
-		if (*p < 0x20 || *p == 0x7f)
-			*p = '?';
-	if (!s[0])
-		strcpy(s, "-");
-}
 
 static void rotate_if_big(void)
 {
@@ -181,7 +162,7 @@ void ev_log(uint32_t code, amb_severity sev, const char *session, const char *se
 	va_start(ap, fmt);
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
-	clean_text(text);
+	amberd_clean_text(text, AMB_TEXT_MAX);
 
 	amb_msg m;
 	memset(&m, 0, sizeof(m));
@@ -215,19 +196,23 @@ void ev_log(uint32_t code, amb_severity sev, const char *session, const char *se
 	pthread_mutex_unlock(&D.mu);
 
 	const char *name = amb_event_code_name(code);
-	amberd_log("event %u %s: %s", code, name ? name : "?", text);
+	bool journaled = false;
 #ifdef AMBERD_HAVE_SYSTEMD
 	if (D.cfg.journald) {
 		int prio = sev == AMB_SEV_ERROR ? LOG_ERR : sev == AMB_SEV_WARNING ? LOG_WARNING
 										    : LOG_INFO;
-		sd_journal_send("MESSAGE=%s", text, "PRIORITY=%d", prio,
+		journaled = sd_journal_send("MESSAGE=%s", text, "PRIORITY=%d", prio,
 				"SYSLOG_IDENTIFIER=amberd", "AMBER_EVENT=%u", code,
 				"AMBER_EVENT_NAME=%s", name ? name : "unknown",
 				"AMBER_SET=%s", e->set[0] ? e->set : "-",
 				"AMBER_WRITER=%s", e->writer[0] ? e->writer : "-",
-				"AMBER_VOLUME=%s", e->volume ? e->volume : "-", NULL);
+				"AMBER_VOLUME=%s", e->volume ? e->volume : "-", NULL) == 0;
 	}
 #endif
+	/* standard error only when the journal did not take it: under systemd
+	 * standard error goes to the journal too, and once is enough */
+	if (!journaled)
+		amberd_log("event %u %s: %s", code, name ? name : "?", text);
 }
 
 /* Copy the ring's events with seq > since (at most limit) into a list
@@ -254,9 +239,8 @@ static int collect(uint64_t since, size_t limit, amb_event **out, size_t *n)
 	return 0;
 }
 
-void events_request(int fd, const amb_msg *req, amb_msg *resp, bool *follow, uint64_t *since)
+void events_request(const amb_msg *req, amb_msg *resp, bool *follow, uint64_t *since)
 {
-	(void)fd;
 	*follow = false;
 	const amb_events_req *r = &req->u.evreq;
 	if (req->kind == AMB_MSG_EVENTS_LIST) {
@@ -284,21 +268,6 @@ void events_request(int fd, const amb_msg *req, amb_msg *resp, bool *follow, uin
 	resp_ok(resp, req->id);
 }
 
-static bool peer_gone(int fd)
-{
-	struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
-	if (poll(&p, 1, 0) <= 0)
-		return false;
-	if (p.revents & (POLLHUP | POLLRDHUP | POLLERR))
-		return true;
-	if (p.revents & POLLIN) {
-		/* a follower sends nothing more; anything it sends is ignored */
-		char buf[256];
-		ssize_t r = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
-		return r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR);
-	}
-	return false;
-}
 
 void events_follow(int fd, uint64_t since)
 {
@@ -306,7 +275,7 @@ void events_follow(int fd, uint64_t since)
 		pthread_mutex_lock(&D.mu);
 		while (!D.stopping && last_seq <= since) {
 			pthread_mutex_unlock(&D.mu);
-			if (peer_gone(fd))
+			if (amberd_peer_gone(fd))
 				return;
 			pthread_mutex_lock(&D.mu);
 			if (last_seq <= since)
