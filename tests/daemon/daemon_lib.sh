@@ -68,8 +68,9 @@ d_init() {
 	AMBER=$BIN/src/cli/amber
 	STORE=$BIN/src/store/tool/amber-store
 	TWRITER=$BIN/tests/daemon/amber-test-writer
+	TREQ=$BIN/tests/daemon/amber-test-requestor
 	OCHECK=$BIN/tests/tools/amber-oracle-check
-	for t in "$AMBERD" "$AMBER" "$STORE" "$TWRITER" "$OCHECK"; do
+	for t in "$AMBERD" "$AMBER" "$STORE" "$TWRITER" "$TREQ" "$OCHECK"; do
 		[ -x "$t" ] || { echo "FAIL: $t not built"; exit 1; }
 	done
 	DW=$(mktemp -d "${TMPDIR:-/tmp}/amber-daemon-test.XXXXXX") || exit 1

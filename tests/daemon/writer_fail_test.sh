@@ -103,6 +103,32 @@ id=$("$AMBER" create shadow "$VOL" --no-writers 2>"$DW/err") || fail "--no-write
 "$AMBER" delete shadows --all >/dev/null
 ok "--no-writers makes a crash-consistent shadow without writer events"
 
+# --- backup sessions (requestor API) -----------------------------------------
+# a full session: verify amber-store, snapshot, backup-complete, close
+"$TREQ" --type full --verify amber-store --verify bad-writer "$VOL" >"$DW/req.out" 2>&1 ||
+	fail "a full backup session failed: $(cat "$DW/req.out")"
+grep -q 'event 1011 ' "$DW/amberd.log" || fail "event 1011 (backup complete) not logged"
+grep -q "^event backup-complete .*type=full .*data:ok" "$DW/tw.out" ||
+	fail "the test writer did not get backup-complete with its component: $(tail -3 "$DW/tw.out")"
+[ -z "$(d_shadow_ids)$(d_shadow_dirs "$MNT")" ] || fail "a closed volatile session left its shadow"
+ok "a full backup session: backup-complete reaches the writers; close removes volatile shadows"
+# verify of a writer that is not there fails the session at once
+"$TREQ" --verify no-such-writer "$VOL" >"$DW/req.out" 2>&1
+[ $? = 2 ] || fail "verify of an unknown writer: $(cat "$DW/req.out")"
+# the requestor drops after the snapshot: volatile shadows go, persistent stay
+"$TREQ" --drop-after snapshot "$VOL" >"$DW/req.out" 2>&1 || fail "session: $(cat "$DW/req.out")"
+for _ in $(seq 100); do grep -q 'event 1016 ' "$DW/amberd.log" && break; sleep 0.02; done
+grep -q 'event 1016 ' "$DW/amberd.log" || fail "event 1016 (requestor lost) not logged"
+for _ in $(seq 100); do [ -z "$(d_shadow_ids)" ] && break; sleep 0.02; done
+[ -z "$(d_shadow_ids)$(d_shadow_dirs "$MNT")" ] || fail "a dropped volatile session left its shadow"
+"$TREQ" --persistent --drop-after snapshot "$VOL" >"$DW/req.out" 2>&1 || fail "session: $(cat "$DW/req.out")"
+pid=$(awk '$1 == "shadow" { print $2 }' "$DW/req.out")
+sleep 0.3
+[ "$(d_shadow_ids)" = "$pid" ] || fail "a dropped session lost its persistent shadow (listed: $(d_shadow_ids))"
+"$AMBER" list writers | has "State: \[1\] Stable" || fail "writers not stable after the dropped session"
+"$AMBER" delete shadows --all >/dev/null
+ok "a requestor that drops after the snapshot: volatile shadows go (event 1016), persistent ones stay"
+
 # --- shadow-storage limit, delete --oldest / --set -----------------------------
 d_stop_amberd
 d_start_amberd "[shadowstorage]" "$VOL = 1K"
