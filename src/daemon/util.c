@@ -25,19 +25,19 @@ void amberd_clean_text(char *s, size_t max)
 		size_t len = c < 0x80 ? 1 : (c >= 0xC2 && c <= 0xDF) ? 2 : (c >= 0xE0 && c <= 0xEF) ? 3
 			   : (c >= 0xF0 && c <= 0xF4) ? 4 : 0;
 		uint32_t cp = len == 1 ? c : len == 2 ? c & 0x1F : len == 3 ? c & 0x0F : c & 0x07;
-		bool ok = len > 0;
-		for (size_t k = 1; ok && k < len; k++) {
+		bool formed = len > 0; /* lead and continuation bytes in place */
+		for (size_t k = 1; formed && k < len; k++) {
 			if ((p[k] & 0xC0) != 0x80)
-				ok = false;
+				formed = false;
 			else
 				cp = (cp << 6) | (p[k] & 0x3F);
 		}
-		if (ok && ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-			   (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF))
-			ok = false;
+		bool ok = formed && !((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+				      (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF);
 		if (!ok || cp < 0x20 || cp == 0x7F || (cp >= 0x80 && cp <= 0x9F)) {
+			/* one '?' per character, or per stray byte */
 			*o++ = '?';
-			p += ok ? len : 1;
+			p += formed ? len : 1;
 			continue;
 		}
 		if ((size_t)(o - s) + len > max)
