@@ -71,36 +71,46 @@ int main(int argc, char **argv)
 	int rc = amb_client_connect(sock, AMB_ROLE_REQUESTOR, "amber-test-requestor", &c);
 	if (rc)
 		return fail(NULL, "connect", rc);
+	const char *what = "";
+	amb_msg writers, set;
+	memset(&writers, 0, sizeof(writers));
+	memset(&set, 0, sizeof(set));
+	amb_comp_result *res = NULL;
 	amb_session_ref ref;
-	if ((rc = amb_req_session_open(c, &o, &ref)))
-		return fail(c, "session-open", rc);
+	if ((rc = amb_req_session_open(c, &o, &ref))) {
+		what = "session-open";
+		goto out;
+	}
 	printf("set %s\n", ref.set);
 	fflush(stdout);
-	amb_msg writers;
-	if ((rc = amb_req_gather(c, ref.session, &writers)))
-		return fail(c, "session-gather", rc);
+	if ((rc = amb_req_gather(c, ref.session, &writers))) {
+		what = "session-gather";
+		goto out;
+	}
 	if (!strcmp(drop, "gather"))
-		return 0;
-	for (int i = 0; i < n_verify; i++)
+		goto out;
+	for (int i = 0; i < n_verify && !rc; i++)
 		if ((rc = amb_req_select(c, ref.session, verify[i], NULL, AMB_SELECT_VERIFY)))
-			return fail(c, "session-select", rc);
-	for (int i = optind; i < argc; i++)
+			what = "session-select";
+	for (int i = optind; i < argc && !rc; i++)
 		if ((rc = amb_req_add_volume(c, ref.session, argv[i], NULL)))
-			return fail(c, "session-add-volume", rc);
-	amb_msg set;
-	if ((rc = amb_req_snapshot(c, ref.session, &set)))
-		return fail(c, "session-snapshot", rc);
+			what = "session-add-volume";
+	if (rc)
+		goto out;
+	if ((rc = amb_req_snapshot(c, ref.session, &set))) {
+		what = "session-snapshot";
+		goto out;
+	}
 	for (size_t i = 0; i < set.u.sset.n_shadows; i++)
 		printf("shadow %s %s\n", set.u.sset.shadows[i].id, set.u.sset.shadows[i].path);
 	fflush(stdout);
-	amb_msg_free(&set);
 	if (!strcmp(drop, "snapshot"))
-		return 0;
+		goto out;
 	/* every component of every gathered writer: successful */
 	size_t n = 0;
 	for (size_t w = 0; w < writers.u.writers.n_writers; w++)
 		n += writers.u.writers.writers[w].metadata.n_components;
-	amb_comp_result *res = calloc(n ? n : 1, sizeof(*res));
+	res = calloc(n ? n : 1, sizeof(*res));
 	n = 0;
 	for (size_t w = 0; res && w < writers.u.writers.n_writers; w++) {
 		const amb_writer_md *md = &writers.u.writers.writers[w].metadata;
@@ -111,13 +121,18 @@ int main(int argc, char **argv)
 			res[n].success = true;
 		}
 	}
-	rc = amb_req_backup_complete(c, ref.session, res, n);
-	free(res);
-	amb_msg_free(&writers);
-	if (rc)
-		return fail(c, "session-backup-complete", rc);
+	if ((rc = amb_req_backup_complete(c, ref.session, res, n))) {
+		what = "session-backup-complete";
+		goto out;
+	}
 	if ((rc = amb_req_close(c, ref.session)))
-		return fail(c, "session-close", rc);
+		what = "session-close";
+out:
+	if (rc)
+		rc = fail(c, what, rc);
+	free(res);
+	amb_msg_free(&set);
+	amb_msg_free(&writers);
 	amb_client_close(c);
-	return 0;
+	return rc;
 }
