@@ -80,4 +80,11 @@ typedef struct cli_events_opts {
 
 int cli_parse_events(cli_ctx *ctx, int argc, char **argv, cli_events_opts *o);
 
+/* -------------------------------------------------------- backupcmd.c */
+
+int cmd_backup(cli_ctx *ctx, int argc, char **argv);
+int cmd_backups(cli_ctx *ctx, int argc, char **argv);
+int cmd_verify(cli_ctx *ctx, int argc, char **argv);
+int cmd_restore(cli_ctx *ctx, int argc, char **argv);
+
 #endif

@@ -35,6 +35,14 @@ const cli_cmd cli_cmds[] = {
 	  "unmount an exposed shadow copy", cli_help_unexpose },
 	{ "events", NULL, cmd_events, "events [--follow]",
 	  "show or follow amberd's event log", cli_help_events },
+	{ "backup", NULL, cmd_backup, "backup TYPE --repo REPO [--writer W[/C]]...",
+	  "verified full, copy, incremental or differential backup", cli_help_backup },
+	{ "backups", NULL, cmd_backups, "backups --repo REPO [--prune-incomplete]",
+	  "list the backups of a repository", cli_help_backups },
+	{ "verify", NULL, cmd_verify, "verify --repo REPO BACKUP",
+	  "re-read a backup and verify every page and log", cli_help_verify },
+	{ "restore", NULL, cmd_restore, "restore --repo REPO BACKUP [--to DIR]",
+	  "restore a backup chain and recover it", cli_help_restore },
 };
 const size_t cli_n_cmds = sizeof(cli_cmds) / sizeof(cli_cmds[0]);
 

@@ -18,6 +18,10 @@ extern const char cli_help_delete_shadows[];
 extern const char cli_help_expose[];
 extern const char cli_help_unexpose[];
 extern const char cli_help_events[];
+extern const char cli_help_backup[];
+extern const char cli_help_backups[];
+extern const char cli_help_verify[];
+extern const char cli_help_restore[];
 
 /* `amber --help`: the whole tool, with the command list from the table. */
 void cli_help_overview(FILE *f);

@@ -5,9 +5,11 @@
  *   amber-test-writer [--socket PATH] [--name NAME] [--dir DIR]
  *                     [--max-hold-ms N] [--hang-at EVENT]
  *                     [--fail-at EVENT[:CLASS]] [--die-at EVENT] [--not-held]
+ *                     [--types full,copy,incremental,differential]
  *
  * It registers with amberd through libamber (writer.h) with one component,
- * `data` (type filegroup, files {DIR, "*", recursive}), every backup type,
+ * `data` (type filegroup, files {DIR, "*", recursive}), the backup types of
+ * --types (default: every type),
  * verifier `none`, restore method `if-can-replace`, a fresh random instance
  * uuid, and max_hold_ms N (default 10000).  Without --dir, DIR is a new
  * directory from mkdtemp(3) under $TMPDIR (default /tmp) holding one small
@@ -309,6 +311,7 @@ static void cb_log(void *arg, const char *line)
 static void usage(void)
 {
 	fprintf(stderr, "usage: " TW " [--socket PATH] [--name NAME] [--dir DIR] [--max-hold-ms N]\n"
+	        "       [--types full,copy,incremental,differential]\n"
 	                "       [--hang-at EVENT] [--fail-at EVENT[:CLASS]] [--die-at EVENT]"
 	                " [--not-held]\n");
 }
@@ -375,6 +378,9 @@ int main(int argc, char **argv)
 	static tw_state t;
 	const char *socket = NULL, *name = "test-writer", *dir_opt = NULL;
 	unsigned long max_hold = 10000;
+	unsigned types = AMB_BACKUP_BIT(AMB_BACKUP_FULL) | AMB_BACKUP_BIT(AMB_BACKUP_COPY) |
+	                 AMB_BACKUP_BIT(AMB_BACKUP_INCREMENTAL) |
+	                 AMB_BACKUP_BIT(AMB_BACKUP_DIFFERENTIAL);
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -401,6 +407,22 @@ int main(int argc, char **argv)
 			name = v;
 		} else if (strcmp(a, "--dir") == 0) {
 			dir_opt = v;
+		} else if (strcmp(a, "--types") == 0) {
+			/* comma-separated backup types the writer supports */
+			types = 0;
+			char buf[128];
+			snprintf(buf, sizeof(buf), "%s", v);
+			for (char *sv, *tok = strtok_r(buf, ",", &sv); tok; tok = strtok_r(NULL, ",", &sv)) {
+				unsigned bt = 0;
+				for (unsigned k = AMB_BACKUP_FULL; k <= AMB_BACKUP_DIFFERENTIAL; k++)
+					if (strcmp(tok, amb_backup_type_name((amb_backup_type)k)) == 0)
+						bt = k;
+				if (!bt)
+					goto bad_value;
+				types |= AMB_BACKUP_BIT(bt);
+			}
+			if (!types)
+				goto bad_value;
 		} else if (strcmp(a, "--max-hold-ms") == 0) {
 			char *end;
 			errno = 0;
@@ -468,9 +490,7 @@ int main(int argc, char **argv)
 	int ln = snprintf(label, sizeof(label), "test writer at %s", dir);
 	amb_writer_md md = {
 		.instance_name = ln > 0 && (size_t)ln <= AMB_LABEL_MAX ? label : NULL,
-		.backup_types = AMB_BACKUP_BIT(AMB_BACKUP_FULL) | AMB_BACKUP_BIT(AMB_BACKUP_COPY) |
-		                AMB_BACKUP_BIT(AMB_BACKUP_INCREMENTAL) |
-		                AMB_BACKUP_BIT(AMB_BACKUP_DIFFERENTIAL),
+		.backup_types = types,
 		.verifier = "none",
 		.restore_method = AMB_RESTORE_IF_CAN_REPLACE,
 		.max_hold_ms = (uint32_t)max_hold,

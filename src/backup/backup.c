@@ -1,0 +1,582 @@
+/*
+ * backup.c - `amber backup`: the requestor side of design.md section 3.
+ *
+ *   1. open (create) the repository and take its lock; a second backup of
+ *      the same repository gets "busy" (exit 3)
+ *   2. amberd session: open with the type, gather the writers, select
+ *      (--writer W[/C] = "verify": it must take part; default: every writer
+ *      that supports the type), add the volumes that hold their files
+ *   3. the backup folder with backup.json "incomplete" (durable) before
+ *      anything is copied
+ *   4. snapshot (prepare-snapshot, freeze, commit, thaw, post-snapshot run
+ *      inside amberd); copy each writer's files from the shadow, hashing
+ *      them into the manifest
+ *   5. verify each writer's copy with its plug-in (amber-store: every page,
+ *      every log of the range)
+ *   6. backup.json "complete" + verified true/false, durable: the backup
+ *      counts from here on
+ *   7. only then session-backup-complete with per-component success: the
+ *      writers record the backup and truncate logs (full, incremental) only
+ *      for components that succeeded; an unverified backup sends failure,
+ *      so nothing is truncated
+ *   8. close the session (non-persistent shadows are released)
+ * A killed `amber backup` leaves "incomplete" (never verified), sends no
+ * backup-complete (amberd aborts the set when the requestor goes), so
+ * nothing is truncated.  The id is printed on the last line of stdout.
+ *
+ * --method stream skips amberd's snapshot: the writer's serve process
+ * streams verified pages and then the logs (src/backup/stream), and is
+ * told the outcome directly.
+ */
+#include "backup/backup.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include "amber/client.h"
+#include "backup/job.h"
+
+#ifndef BTRFS_SUPER_MAGIC
+#define BTRFS_SUPER_MAGIC 0x9123683E
+#endif
+
+/* A selected writer of this backup. */
+typedef struct selw {
+	const amb_writer_info *info;
+	char comp[AMB_NAME_BUF];   /* "" = whole writer */
+	bool named;                /* given with --writer */
+	json_t *wdoc;              /* its entry in doc.writers */
+	bk_store_loc loc;
+	bool is_store;
+	void *stream;              /* an open stream connection */
+	bool ok;
+} selw;
+
+/* Metadata as the JSON of the protocol (through the strict encoder). */
+static json_t *md_to_json(const amb_writer_md *md)
+{
+	amb_msg m;
+	memset(&m, 0, sizeof(m));
+	m.kind = AMB_MSG_REGISTER;
+	m.id = 1;
+	m.u.reg.metadata = *md;
+	char *s;
+	size_t n;
+	if (amb_msg_encode(&m, &s, &n) != 0)
+		return NULL;
+	json_t *j = json_loadb(s, n, 0, NULL);
+	free(s);
+	json_t *md_j = json_incref(json_object_get(j, "metadata"));
+	json_decref(j);
+	return md_j;
+}
+
+/* The volume to shadow for a directory: its btrfs subvolume, else the
+ * directory itself (a tree for the reflink and copy providers). */
+static int volume_of(const char *dir, char *out, size_t n)
+{
+	struct statfs sf;
+	if (statfs(dir, &sf) != 0)
+		return -errno;
+	snprintf(out, n, "%s", dir);
+	if ((unsigned long)sf.f_type != (unsigned long)BTRFS_SUPER_MAGIC)
+		return 0;
+	/* walk up to the subvolume root (inode 256) */
+	for (;;) {
+		struct stat st;
+		if (stat(out, &st) != 0)
+			return -errno;
+		if (st.st_ino == 256 || strcmp(out, "/") == 0)
+			return 0;
+		char *slash = strrchr(out, '/');
+		if (!slash)
+			return 0;
+		if (slash == out)
+			slash[1] = '\0';
+		else
+			*slash = '\0';
+	}
+}
+
+/* Where path appears in the shadow set, or NULL. */
+static const char *shadow_path(const amb_snapshot_set *set, const char *path, char *out, size_t n)
+{
+	const amb_shadow *best = NULL;
+	size_t best_len = 0;
+	for (size_t i = 0; i < set->n_shadows; i++) {
+		const char *v = set->shadows[i].volume;
+		size_t l = strlen(v);
+		if (strncmp(path, v, l) == 0 && (path[l] == '/' || path[l] == '\0' || l == 1) &&
+		    l >= best_len) {
+			best = &set->shadows[i];
+			best_len = l;
+		}
+	}
+	if (!best)
+		return NULL;
+	snprintf(out, n, "%s%s", best->path, path + (best_len == 1 ? 0 : best_len));
+	return out;
+}
+
+/* The newest verified backup usable as parent: same writer instance;
+ * for incremental a full or incremental, for differential a full. */
+static json_t *find_parent(json_t *list, const char *instance, amb_backup_type type,
+                           json_t **parent_w)
+{
+	*parent_w = NULL;
+	for (size_t i = json_array_size(list); i-- > 0;) {
+		json_t *d = json_array_get(list, i);
+		if (!json_is_true(json_object_get(d, "verified")))
+			continue;
+		const char *t = json_string_value(json_object_get(d, "type"));
+		if (!t || !(strcmp(t, "full") == 0 || (type == AMB_BACKUP_INCREMENTAL &&
+		                                       strcmp(t, "incremental") == 0)))
+			continue;
+		size_t k;
+		json_t *w;
+		json_array_foreach(json_object_get(d, "writers"), k, w) {
+			const char *in = json_string_value(json_object_get(w, "instance"));
+			if (in && strcmp(in, instance) == 0 && json_object_get(w, "store")) {
+				*parent_w = w;
+				return d;
+			}
+		}
+	}
+	return NULL;
+}
+
+static int add_selection(selw *sel, size_t *nsel, const amb_writer_info *wi, const char *comp,
+                         bool named)
+{
+	for (size_t i = 0; i < *nsel; i++)
+		if (sel[i].info == wi) {
+			if (!comp[0] || strcmp(sel[i].comp, comp) != 0)
+				sel[i].comp[0] = '\0'; /* whole writer */
+			return 0;
+		}
+	if (*nsel == AMB_MAX_WRITERS)
+		return -1;
+	memset(&sel[*nsel], 0, sizeof(sel[0]));
+	sel[*nsel].info = wi;
+	snprintf(sel[*nsel].comp, sizeof(sel[0].comp), "%s", comp);
+	sel[*nsel].named = named;
+	(*nsel)++;
+	return 0;
+}
+
+int bk_run_backup(const bk_backup_opts *o)
+{
+	char err[BK_ERR * 2] = "";
+	bk_repo repo;
+	bk_job j;
+	memset(&j, 0, sizeof(j));
+	j.err = o->err;
+	j.bdirfd = -1;
+	j.quiet = o->quiet;
+	j.repo = &repo;
+	int rc = bk_repo_open(o->repo, true, &repo, err, sizeof(err));
+	if (rc) {
+		fprintf(o->err, "amber: backup: %s\n", err);
+		return rc;
+	}
+	amb_client *c = NULL;
+	amb_msg wl, setm;
+	memset(&wl, 0, sizeof(wl));
+	memset(&setm, 0, sizeof(setm));
+	json_t *list = NULL;
+	selw *sel = calloc(AMB_MAX_WRITERS, sizeof(*sel));
+	size_t nsel = 0;
+	amb_session_ref sref;
+	memset(&sref, 0, sizeof(sref));
+	bool session = false, doc_saved = false;
+	const char *tname = amb_backup_type_name(o->type);
+
+	if (!sel) {
+		rc = 1;
+		snprintf(err, sizeof(err), "out of memory");
+		goto out;
+	}
+	if ((rc = bk_repo_lock(&repo, false, err, sizeof(err))) != 0)
+		goto out;
+	if ((rc = bk_list(&repo, &list, err, sizeof(err))) != 0)
+		goto out;
+	bk_new_id(j.id);
+
+	/* 2: the session and the writers */
+	rc = amb_client_connect(o->socket, AMB_ROLE_REQUESTOR, "amber-backup", &c);
+	if (rc) {
+		snprintf(err, sizeof(err), "cannot reach amberd at %s: %s", amb_socket_path(o->socket),
+		         amb_client_last_error());
+		rc = rc < 0 ? (rc == -ECONNREFUSED || rc == -ENOENT ? 3 : 1) : rc;
+		goto out;
+	}
+	amb_session_open so;
+	memset(&so, 0, sizeof(so));
+	so.mode = AMB_SESSION_BACKUP;
+	so.backup_type = o->type;
+	if (o->method == BK_METHOD_STREAM) {
+		/* no snapshot: only the writer list is needed */
+		rc = amb_req_list_writers(c, &wl);
+	} else {
+		rc = amb_req_session_open(c, &so, &sref);
+		if (!rc) {
+			session = true;
+			rc = amb_req_gather(c, sref.session, &wl);
+		}
+	}
+	if (rc) {
+		snprintf(err, sizeof(err), "amberd: %s", amb_client_errmsg(c));
+		rc = rc < 0 ? 1 : rc;
+		goto out;
+	}
+	const amb_writer_list *wls = &wl.u.writers;
+	if (o->n_writers) {
+		for (size_t i = 0; i < o->n_writers; i++) {
+			char wname[AMB_NAME_BUF * 2 + 2], *comp = "";
+			snprintf(wname, sizeof(wname), "%s", o->writers[i]);
+			char *slash = strchr(wname, '/');
+			if (slash) {
+				*slash = '\0';
+				comp = slash + 1;
+			}
+			bool found = false;
+			for (size_t k = 0; k < wls->n_writers; k++) {
+				const amb_writer_info *wi = &wls->writers[k];
+				if (strcmp(wi->metadata.name, wname) != 0 &&
+				    strcmp(wi->metadata.instance, wname) != 0)
+					continue;
+				found = true;
+				if (!(wi->metadata.backup_types & AMB_BACKUP_BIT(o->type))) {
+					snprintf(err, sizeof(err), "writer %s does not support %s backups",
+					         wi->metadata.name, tname);
+					rc = 2;
+					goto out;
+				}
+				if (comp[0]) {
+					bool have = false;
+					for (size_t q = 0; q < wi->metadata.n_components; q++)
+						have |= strcmp(wi->metadata.components[q].name, comp) == 0;
+					if (!have) {
+						snprintf(err, sizeof(err), "writer %s has no component %s",
+						         wi->metadata.name, comp);
+						rc = 2;
+						goto out;
+					}
+				}
+				add_selection(sel, &nsel, wi, comp, true);
+			}
+			if (!found) {
+				snprintf(err, sizeof(err), "no writer %s is registered with amberd (see "
+				         "`amber list writers`)", wname);
+				rc = 2;
+				goto out;
+			}
+		}
+	} else {
+		for (size_t k = 0; k < wls->n_writers; k++) {
+			const amb_writer_info *wi = &wls->writers[k];
+			if (!(wi->metadata.backup_types & AMB_BACKUP_BIT(o->type))) {
+				if (!o->quiet)
+					fprintf(o->err, "amber: writer %s does not support %s backups: left out\n",
+					        wi->metadata.name, tname);
+				continue;
+			}
+			if (strcmp(wi->metadata.verifier, "amber-store")) {
+				/* only amber-store's verifier is known so far: say so
+				 * rather than take an unverifiable copy */
+				if (!o->quiet)
+					fprintf(o->err, "amber: writer %s: its verifier \"%s\" is not known to "
+					        "this amber: left out\n", wi->metadata.name, wi->metadata.verifier);
+				continue;
+			}
+			add_selection(sel, &nsel, wi, "", false);
+		}
+	}
+	if (!nsel) {
+		snprintf(err, sizeof(err), "no registered writer supports %s backups%s", tname,
+		         o->method == BK_METHOD_STREAM ? " by streaming" : "");
+		rc = 2;
+		goto out;
+	}
+	for (size_t i = 0; i < nsel; i++) {
+		selw *s = &sel[i];
+		const amb_writer_md *md = &s->info->metadata;
+		s->is_store = strcmp(md->verifier, "amber-store") == 0;
+		if (!s->is_store) {
+			snprintf(err, sizeof(err), "writer %s: verifier \"%s\" is not known to this amber "
+			         "(known: amber-store)", md->name, md->verifier);
+			rc = 2;
+			goto out;
+		}
+		if ((rc = bk_store_loc_from_md(md, &s->loc, err, sizeof(err))) != 0)
+			goto out;
+		if (o->method == BK_METHOD_SNAPSHOT) {
+			rc = amb_req_select(c, sref.session, md->name, s->comp[0] ? s->comp : NULL,
+			                    s->named ? AMB_SELECT_VERIFY : AMB_SELECT_INCLUDE);
+			if (rc) {
+				snprintf(err, sizeof(err), "amberd: select %s: %s", md->name,
+				         amb_client_errmsg(c));
+				rc = rc < 0 ? 1 : rc;
+				goto out;
+			}
+		}
+	}
+	/* the parent of an incremental or differential, per writer */
+	json_t *parent_doc = NULL;
+	json_t **parent_w = calloc(nsel, sizeof(*parent_w));
+	if (!parent_w) {
+		rc = 1;
+		goto out;
+	}
+	if (o->type == AMB_BACKUP_INCREMENTAL || o->type == AMB_BACKUP_DIFFERENTIAL) {
+		for (size_t i = 0; i < nsel; i++) {
+			json_t *pd = find_parent(list, sel[i].info->metadata.instance, o->type, &parent_w[i]);
+			if (!pd) {
+				snprintf(err, sizeof(err), "writer %s: the repository has no verified full "
+				         "backup of this instance to build a%s %s backup on: a full backup "
+				         "is needed", sel[i].info->metadata.name,
+				         o->type == AMB_BACKUP_INCREMENTAL ? "n" : "", tname);
+				rc = 2;
+				free(parent_w);
+				goto out;
+			}
+			if (!parent_doc)
+				parent_doc = pd;
+		}
+	}
+	/* 3: the folder and the incomplete document */
+	if ((rc = bk_dir_create(&repo, j.id, err, sizeof(err))) != 0) {
+		free(parent_w);
+		goto out;
+	}
+	j.bdirfd = bk_dir_open(&repo, j.id, err, sizeof(err));
+	char now[32];
+	bk_time_str(bk_now_ms() / 1000, now, sizeof(now));
+	j.doc = json_pack("{s:s, s:i, s:s, s:s, s:s, s:s, s:b, s:s, s:o, s:[], s:[], s:I}",
+	                  "format", "amber-backup", "version", 1, "id", j.id, "type", tname,
+	                  "method", o->method == BK_METHOD_STREAM ? "stream" : "snapshot",
+	                  "status", "incomplete", "verified", 0, "started", now,
+	                  "parent", parent_doc ? json_incref(json_object_get(parent_doc, "id")) :
+	                  json_null(), "writers", "files", "bytes", (json_int_t)0);
+	if (session) {
+		json_object_set_new(j.doc, "session", json_string(sref.session));
+	}
+	for (size_t i = 0; i < nsel; i++) {
+		const amb_writer_md *md = &sel[i].info->metadata;
+		json_t *w = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o*}", "name", md->name, "instance",
+		                      md->instance, "verifier", md->verifier, "restore_method",
+		                      amb_restore_method_name(md->restore_method), "dir", sel[i].loc.dir,
+		                      "metadata", md_to_json(md));
+		if (md->instance_name)
+			json_object_set_new(w, "instance_name", json_string(md->instance_name));
+		if (sel[i].comp[0])
+			json_object_set_new(w, "selected_component", json_string(sel[i].comp));
+		json_array_append_new(json_object_get(j.doc, "writers"), w);
+		sel[i].wdoc = w;
+	}
+	if (j.bdirfd < 0 || (rc = bk_doc_save(&repo, j.id, j.doc, err, sizeof(err))) != 0) {
+		rc = 1;
+		free(parent_w);
+		goto out;
+	}
+	doc_saved = true;
+	bk_event(&j, BK_EV_BACKUP_STARTED, "info", "%s backup %s started (%s, %zu writer%s)", tname,
+	         j.id, o->method == BK_METHOD_STREAM ? "stream" : "snapshot", nsel,
+	         nsel == 1 ? "" : "s");
+
+	/* 4: the point-in-time copy and the copy into the repository */
+	bk_progress_begin(&j.prog, !o->quiet && isatty(2), "backup: copying", 0);
+	if (o->method == BK_METHOD_SNAPSHOT) {
+		char vols[AMB_MAX_VOLUMES][PATH_MAX];
+		size_t nv = 0;
+		for (size_t i = 0; i < nsel; i++) {
+			char v[PATH_MAX];
+			int r = volume_of(sel[i].loc.dir, v, sizeof(v));
+			if (r) {
+				snprintf(err, sizeof(err), "%s: %s", sel[i].loc.dir, strerror(-r));
+				rc = 1;
+				break;
+			}
+			bool dup = false;
+			for (size_t k = 0; k < nv; k++)
+				dup |= strcmp(vols[k], v) == 0;
+			if (!dup && nv < AMB_MAX_VOLUMES)
+				snprintf(vols[nv++], PATH_MAX, "%s", v);
+		}
+		for (size_t k = 0; k < nv && !rc; k++) {
+			rc = amb_req_add_volume(c, sref.session, vols[k], NULL);
+			if (rc)
+				snprintf(err, sizeof(err), "amberd: add volume %s: %s", vols[k],
+				         amb_client_errmsg(c));
+		}
+		if (!rc) {
+			rc = amb_req_snapshot(c, sref.session, &setm);
+			if (rc)
+				snprintf(err, sizeof(err), "amberd: the shadow copy failed: %s",
+				         amb_client_errmsg(c));
+		}
+		if (rc) {
+			rc = rc < 0 ? 1 : rc;
+			free(parent_w);
+			goto out;
+		}
+		json_object_set_new(j.doc, "shadow_set", json_string(setm.u.sset.set));
+		bk_event(&j, BK_EV_BACKUP_SNAPSHOT, "info", "shadow set %s taken (%zu volume%s)",
+		         setm.u.sset.set, setm.u.sset.n_shadows, setm.u.sset.n_shadows == 1 ? "" : "s");
+		for (size_t i = 0; i < nsel && !rc; i++) {
+			char sp[PATH_MAX];
+			if (!shadow_path(&setm.u.sset, sel[i].loc.dir, sp, sizeof(sp))) {
+				snprintf(err, sizeof(err), "%s is in no shadow of set %s", sel[i].loc.dir,
+				         setm.u.sset.set);
+				rc = 1;
+				break;
+			}
+			rc = bk_store_backup_snapshot(&j, sel[i].wdoc, &sel[i].loc, sp, o->type, parent_w[i],
+			                              err, sizeof(err));
+		}
+	} else {
+		for (size_t i = 0; i < nsel && !rc; i++)
+			rc = bk_store_backup_stream(&j, sel[i].wdoc, &sel[i].loc, o->type, parent_w[i],
+			                            &sel[i].stream, err, sizeof(err));
+	}
+	free(parent_w);
+	bk_progress_end(&j.prog);
+	if (rc) {
+		if (rc == 2)
+			bk_event(&j, BK_EV_BACKUP_REFUSED, "error", "%s", err);
+		goto out;
+	}
+	uint64_t total = 0;
+	size_t fi;
+	json_t *f;
+	json_array_foreach(json_object_get(j.doc, "files"), fi, f)
+		total += (uint64_t)json_integer_value(json_object_get(f, "size"));
+	json_object_set_new(j.doc, "bytes", json_integer((json_int_t)total));
+	if ((rc = bk_manifest_save(&repo, j.id, j.doc, err, sizeof(err))) != 0 ||
+	    (rc = bk_doc_save(&repo, j.id, j.doc, err, sizeof(err))) != 0)
+		goto out;
+	bk_event(&j, BK_EV_BACKUP_COPIED, "info", "%zu files, %llu bytes copied and hashed",
+	         json_array_size(json_object_get(j.doc, "files")), (unsigned long long)total);
+
+	/* 5: verification */
+	bool all_ok = true;
+	char verr[BK_ERR] = "";
+	bk_progress_begin(&j.prog, !o->quiet && isatty(2), "backup: verifying", total);
+	for (size_t i = 0; i < nsel; i++) {
+		char e1[BK_ERR];
+		sel[i].ok = bk_store_verify(&j, sel[i].wdoc, e1, sizeof(e1)) == 0;
+		if (!sel[i].ok && all_ok)
+			snprintf(verr, sizeof(verr), "%s", e1);
+		all_ok &= sel[i].ok;
+	}
+	bk_progress_end(&j.prog);
+
+	/* 6: the verdict, durable before any writer hears of it */
+	bk_time_str(bk_now_ms() / 1000, now, sizeof(now));
+	json_object_set_new(j.doc, "finished", json_string(now));
+	json_object_set_new(j.doc, "verified", json_boolean(all_ok));
+	json_object_set_new(j.doc, "status", json_string(all_ok ? "complete" : "failed"));
+	if (!all_ok)
+		json_object_set_new(j.doc, "error", json_string(verr));
+	if ((rc = bk_doc_save(&repo, j.id, j.doc, err, sizeof(err))) != 0)
+		goto out;
+	bk_event(&j, all_ok ? BK_EV_BACKUP_VERIFIED : BK_EV_BACKUP_VERIFY_FAILED,
+	         all_ok ? "info" : "error", all_ok ? "every page and log verified" :
+	         "verification failed: %s", verr);
+
+	/* 7: backup-complete with per-component results */
+	amb_comp_result *res = calloc(AMB_MAX_RESULTS, sizeof(*res));
+	size_t nres = 0;
+	char rerr[BK_ERR] = "";
+	int crc = 0;
+	for (size_t i = 0; res && i < nsel; i++) {
+		size_t k;
+		json_t *cj;
+		json_array_foreach(json_object_get(sel[i].wdoc, "components"), k, cj) {
+			if (nres == AMB_MAX_RESULTS)
+				break;
+			snprintf(res[nres].writer, sizeof(res[0].writer), "%s", sel[i].info->metadata.name);
+			snprintf(res[nres].component, sizeof(res[0].component), "%s",
+			         json_string_value(json_object_get(cj, "name")));
+			res[nres].success = all_ok && json_is_true(json_object_get(cj, "success"));
+			nres++;
+		}
+		if (o->method == BK_METHOD_STREAM && sel[i].stream) {
+			int r = bk_store_stream_complete(sel[i].stream, all_ok && sel[i].ok, rerr,
+			                                 sizeof(rerr));
+			sel[i].stream = NULL;
+			if (r && !crc)
+				crc = r;
+		}
+	}
+	if (session && res) {
+		crc = amb_req_backup_complete(c, sref.session, res, nres);
+		if (crc)
+			snprintf(rerr, sizeof(rerr), "%s", amb_client_errmsg(c));
+	}
+	free(res);
+	if (crc) {
+		bk_event(&j, BK_EV_BACKUP_FAILED, "warning", "backup-complete: %s", rerr);
+		fprintf(o->err, "amber: backup %s: the writers could not record the backup: %s\n",
+		        j.id, rerr);
+	} else if (all_ok) {
+		bk_event(&j, BK_EV_BACKUP_RECORDED, "info", "the writers recorded the backup%s",
+		         o->type == AMB_BACKUP_FULL || o->type == AMB_BACKUP_INCREMENTAL ?
+		         " and truncated their logs" : "");
+	}
+	json_object_set_new(j.doc, "recorded", json_boolean(all_ok && !crc));
+	bk_doc_save(&repo, j.id, j.doc, err, sizeof(err));
+	if (session) {
+		amb_req_close(c, sref.session);
+		session = false;
+	}
+	if (!all_ok) {
+		snprintf(err, sizeof(err), "backup %s is not valid: %s; nothing was truncated", j.id,
+		         verr);
+		rc = 1;
+		goto out;
+	}
+	if (!o->quiet)
+		fprintf(o->err, "amber: %s backup %s verified: %llu bytes in %zu files\n", tname, j.id,
+		        (unsigned long long)total, json_array_size(json_object_get(j.doc, "files")));
+	fprintf(o->out, "%s\n", j.id);
+	rc = 0;
+out:
+	if (rc) {
+		fprintf(o->err, "amber: backup: %s\n", err);
+		if (doc_saved && json_is_string(json_object_get(j.doc, "status")) &&
+		    strcmp(json_string_value(json_object_get(j.doc, "status")), "incomplete") == 0) {
+			json_object_set_new(j.doc, "status", json_string("failed"));
+			json_object_set_new(j.doc, "error", json_string(err));
+			char e2[BK_ERR];
+			bk_doc_save(&repo, j.id, j.doc, e2, sizeof(e2));
+			bk_event(&j, BK_EV_BACKUP_FAILED, "error", "%s", err);
+		}
+	}
+	for (size_t i = 0; sel && i < nsel; i++)
+		if (sel[i].stream) {
+			char e2[BK_ERR];
+			bk_store_stream_complete(sel[i].stream, false, e2, sizeof(e2));
+		}
+	if (session) {
+		amb_req_abort(c, sref.session, rc ? err : NULL);
+		amb_req_close(c, sref.session);
+	}
+	amb_msg_free(&setm);
+	amb_msg_free(&wl);
+	if (c)
+		amb_client_close(c);
+	free(sel);
+	json_decref(list);
+	json_decref(j.doc);
+	if (j.bdirfd >= 0)
+		close(j.bdirfd);
+	bk_repo_close(&repo);
+	return rc;
+}

@@ -1,0 +1,222 @@
+/*
+ * job.c - progress, the requestor's event log, and adding and checking
+ * the files of a backup (job.h).
+ */
+#include "backup/job.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void bk_progress_begin(bk_progress *p, bool on, const char *label, uint64_t total)
+{
+	p->on = on;
+	p->label = label;
+	p->total = total;
+	p->done = 0;
+	p->t0_ms = p->last_ms = bk_now_ms();
+}
+
+static void human(uint64_t b, char *out, size_t n)
+{
+	const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+	double v = (double)b;
+	int k = 0;
+	while (v >= 1024 && k < 4) {
+		v /= 1024;
+		k++;
+	}
+	snprintf(out, n, k ? "%.1f %s" : "%.0f %s", v, u[k]);
+}
+
+static void progress_print(bk_progress *p, bool final)
+{
+	uint64_t now = bk_now_ms(), el = now - p->t0_ms;
+	char a[32], b[32], r[32];
+	human(p->done, a, sizeof(a));
+	human(p->total, b, sizeof(b));
+	double rate = el ? (double)p->done * 1000.0 / (double)el : 0;
+	human((uint64_t)rate, r, sizeof(r));
+	if (final) {
+		fprintf(stderr, "\r\033[K%s: %s in %.1f s, %s/s\n", p->label, a, (double)el / 1000.0, r);
+		return;
+	}
+	if (p->total && rate > 0 && p->done < p->total) {
+		double left = (double)(p->total - p->done) / rate;
+		fprintf(stderr, "\r\033[K%s: %s of %s, %s/s, %.0f s left", p->label, a, b, r, left + 0.5);
+	} else {
+		fprintf(stderr, "\r\033[K%s: %s, %s/s", p->label, a, r);
+	}
+}
+
+void bk_progress_add(void *arg, uint64_t bytes)
+{
+	bk_progress *p = arg;
+	p->done += bytes;
+	if (!p->on)
+		return;
+	uint64_t now = bk_now_ms();
+	if (now - p->last_ms >= 200) {
+		p->last_ms = now;
+		progress_print(p, false);
+	}
+}
+
+void bk_progress_end(bk_progress *p)
+{
+	if (p->on)
+		progress_print(p, true);
+}
+
+void bk_msg(bk_job *j, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("amber: ", j->err);
+	vfprintf(j->err, fmt, ap);
+	fputc('\n', j->err);
+	va_end(ap);
+}
+
+void bk_event(bk_job *j, int code, const char *severity, const char *fmt, ...)
+{
+	char msg[2048];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (!j->repo || j->repo->dirfd < 0)
+		return;
+	uint64_t ms = bk_now_ms();
+	char ts[32];
+	bk_time_str(ms / 1000, ts, sizeof(ts));
+	json_t *e = json_pack("{s:I, s:s, s:i, s:s, s:s, s:s}", "time_ms", (json_int_t)ms, "time", ts,
+	                      "code", code, "severity", severity, "backup", j->id, "message", msg);
+	char *line = e ? json_dumps(e, JSON_COMPACT) : NULL;
+	json_decref(e);
+	if (!line)
+		return;
+	/* one write(2) of the whole line with O_APPEND: lines never interleave */
+	int fd = openat(j->repo->dirfd, "events.log", O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC |
+	                O_NOFOLLOW, 0640);
+	if (fd >= 0) {
+		size_t n = strlen(line);
+		line[n] = '\n';
+		if (write(fd, line, n + 1) < 0)
+			fprintf(j->err, "amber: %s/events.log: %s\n", j->repo->root, strerror(errno));
+		fdatasync(fd);
+		close(fd);
+	}
+	free(line);
+}
+
+amb_backup_type bk_type_parse(const char *s)
+{
+	if (!s)
+		return 0;
+	if (!strcmp(s, "full"))
+		return AMB_BACKUP_FULL;
+	if (!strcmp(s, "copy"))
+		return AMB_BACKUP_COPY;
+	if (!strcmp(s, "incremental"))
+		return AMB_BACKUP_INCREMENTAL;
+	if (!strcmp(s, "differential"))
+		return AMB_BACKUP_DIFFERENTIAL;
+	return 0;
+}
+
+int bk_add_file(bk_job *j, const char *writer_dir, const char *writer, const char *component,
+                const char *role, const char *src_path, const char *store_name,
+                const char *target, char *err, size_t errlen)
+{
+	char rel[4200], why[512];
+	if (snprintf(rel, sizeof(rel), "data/%s/%s", writer_dir, store_name) >= (int)sizeof(rel) ||
+	    !bk_relpath_ok(rel, why, sizeof(why))) {
+		snprintf(err, errlen, "%s: cannot be stored in a backup: %s", src_path, why);
+		return 1;
+	}
+	char dir[4200];
+	snprintf(dir, sizeof(dir), "data/%s", writer_dir);
+	int rc = bk_mkdirs_beneath(j->bdirfd, dir);
+	if (rc) {
+		snprintf(err, errlen, "%s/backups/%s/%s: %s", j->repo->root, j->id, dir, strerror(-rc));
+		return 1;
+	}
+	int src = open(src_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (src < 0) {
+		snprintf(err, errlen, "%s: %s", src_path, strerror(errno));
+		return 1;
+	}
+	int dst = bk_openat_beneath(j->bdirfd, rel, O_RDWR | O_CREAT | O_EXCL, 0640);
+	if (dst < 0) {
+		snprintf(err, errlen, "%s/backups/%s/%s: %s", j->repo->root, j->id, rel, strerror(-dst));
+		close(src);
+		return 1;
+	}
+	uint64_t bytes = 0;
+	char hex[65];
+	rc = bk_copy_fd(src, dst, &bytes, hex, bk_progress_add, &j->prog);
+	close(src);
+	close(dst);
+	if (rc) {
+		snprintf(err, errlen, "copying %s into the backup: %s", src_path, strerror(-rc));
+		return 1;
+	}
+	json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s}", "writer", writer,
+	                      "component", component ? component : "", "role", role, "path", rel,
+	                      "target", target, "source", src_path, "size", (json_int_t)bytes,
+	                      "sha256", hex);
+	if (!f) {
+		snprintf(err, errlen, "out of memory");
+		return 1;
+	}
+	json_array_append_new(json_object_get(j->doc, "files"), f);
+	return 0;
+}
+
+int bk_check_file(bk_job *j, json_t *manifest, json_t *file, char *err, size_t errlen)
+{
+	const char *rel = json_string_value(json_object_get(file, "path"));
+	const char *want = json_string_value(json_object_get(manifest, rel));
+	if (!want) {
+		snprintf(err, errlen, "backup %s: %s is not in the manifest", j->id, rel);
+		return 1;
+	}
+	int fd = bk_openat_beneath(j->bdirfd, rel, O_RDONLY, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "backup %s: %s: %s", j->id, rel,
+		         fd == -ENOENT ? "missing" : fd == -ELOOP || fd == -EXDEV ?
+		         "a symbolic link or outside the backup: refused" : strerror(-fd));
+		return 1;
+	}
+	struct stat st;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		snprintf(err, errlen, "backup %s: %s: not a regular file", j->id, rel);
+		return 1;
+	}
+	char hex[65];
+	uint64_t bytes = 0;
+	int rc = bk_hash_fd(fd, &bytes, hex, bk_progress_add, &j->prog);
+	close(fd);
+	if (rc) {
+		snprintf(err, errlen, "backup %s: %s: %s", j->id, rel, strerror(-rc));
+		return 1;
+	}
+	if (strcmp(hex, want) != 0) {
+		snprintf(err, errlen, "backup %s: %s: SHA-256 does not match the manifest (the file "
+		         "changed after the backup)", j->id, rel);
+		return 1;
+	}
+	json_int_t size = json_integer_value(json_object_get(file, "size"));
+	if ((uint64_t)size != bytes) {
+		snprintf(err, errlen, "backup %s: %s: %llu bytes, the document says %lld", j->id, rel,
+		         (unsigned long long)bytes, (long long)size);
+		return 1;
+	}
+	return 0;
+}

@@ -1,0 +1,133 @@
+/*
+ * job.h - what the backup, verify and restore code share: the job being
+ * run, progress on a terminal, the requestor's event log, and the writer
+ * plug-ins.
+ *
+ * A writer plug-in is amber's knowledge of one verifier name from the
+ * writer metadata ("amber-store"; "none" is the generic one: files copied
+ * and hashed, no deeper check).  A writer declares its verifier and its
+ * restore method at registration, so the backup document says which
+ * plug-in verifies and recovers its files even when the writer is gone
+ * (offline restore).
+ */
+#ifndef AMBER_BACKUP_JOB_H
+#define AMBER_BACKUP_JOB_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "amber/proto.h"
+#include "backup/repo.h"
+
+/* Requestor event IDs (docs/protocol.md "Event IDs", 5000: backups).
+ * Stable: a number is never reused for another meaning. */
+enum bk_event_code {
+	BK_EV_BACKUP_STARTED = 5001,
+	BK_EV_BACKUP_SNAPSHOT = 5002,
+	BK_EV_BACKUP_COPIED = 5003,
+	BK_EV_BACKUP_VERIFIED = 5004,
+	BK_EV_BACKUP_VERIFY_FAILED = 5005,
+	BK_EV_BACKUP_RECORDED = 5006,
+	BK_EV_BACKUP_FAILED = 5007,
+	BK_EV_BACKUP_REFUSED = 5008,
+	BK_EV_VERIFY_STARTED = 5010,
+	BK_EV_VERIFY_OK = 5011,
+	BK_EV_VERIFY_FAILED = 5012,
+	BK_EV_RESTORE_STARTED = 5020,
+	BK_EV_RESTORE_LAID = 5021,
+	BK_EV_RESTORE_RECOVERED = 5022,
+	BK_EV_RESTORE_FAILED = 5023,
+	BK_EV_PRUNED = 5030,
+};
+
+/* Progress on a terminal: "label: 1.2 GiB of 3.4 GiB, 310 MiB/s, 7 s left". */
+typedef struct bk_progress {
+	bool on;               /* stderr is a terminal and not --quiet */
+	const char *label;
+	uint64_t total, done;
+	uint64_t t0_ms, last_ms;
+} bk_progress;
+
+void bk_progress_begin(bk_progress *p, bool on, const char *label, uint64_t total);
+void bk_progress_add(void *p, uint64_t bytes);   /* a bk_progress_fn */
+void bk_progress_end(bk_progress *p);
+
+typedef struct bk_job {
+	bk_repo *repo;
+	char id[BK_ID_BUF];
+	int bdirfd;            /* REPO/backups/ID, or -1 */
+	json_t *doc;           /* the backup document being built or read */
+	FILE *err;             /* messages for people */
+	bool quiet;
+	bk_progress prog;
+} bk_job;
+
+/* One line into REPO/events.log and, unless quiet, nothing else. */
+void bk_event(bk_job *j, int code, const char *severity, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* "amber: ..." on j->err. */
+void bk_msg(bk_job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * Copy the file at src_path into the backup as data/<rel> (rel is below
+ * the writer's folder), append {"writer","component","role","path",
+ * "target","source","size","sha256"} to doc.files.  0, or 1 with err set.
+ */
+int bk_add_file(bk_job *j, const char *writer_dir, const char *writer, const char *component,
+                const char *role, const char *src_path, const char *store_name,
+                const char *target, char *err, size_t errlen);
+
+/* Re-read one file of the backup and compare its hash with the manifest's.
+ * 0 ok, 1 mismatch/missing (err says which). */
+int bk_check_file(bk_job *j, json_t *manifest, json_t *file, char *err, size_t errlen);
+
+/* Hash every file of j->doc against the backup's manifest (every file of
+ * the document listed, no other); the first problem in err.  0 or 1. */
+int bk_verify_files(bk_job *j, char *err, size_t errlen);
+
+/* Backup types by name. */
+amb_backup_type bk_type_parse(const char *s);
+
+/* ---- the amber-store plug-in (storeplug.c) ----------------------------- */
+
+/* Where an amber-store writer keeps its instance, from its metadata. */
+typedef struct bk_store_loc {
+	char dir[4096];
+	char prefix[8];
+	int ndb;
+	char dbs[16][64];      /* "<component>.edb" */
+	char comps[16][AMB_NAME_BUF];
+} bk_store_loc;
+
+int bk_store_loc_from_md(const amb_writer_md *md, bk_store_loc *loc, char *err, size_t errlen);
+
+/*
+ * Snapshot backup of one amber-store writer: shadow_dir is where its
+ * instance directory appears in the shadow.  Decides the log range from
+ * the shadow (checkpoint generation .. the current log's generation) or,
+ * for incremental/differential, from parent's range, copies the files and
+ * fills wdoc ("store" object, "components" list).  Returns 0, 1 (failed),
+ * 2 (refused: a full backup is needed; err says why).
+ */
+int bk_store_backup_snapshot(bk_job *j, json_t *wdoc, const bk_store_loc *loc,
+                             const char *shadow_dir, amb_backup_type type, json_t *parent_w,
+                             char *err, size_t errlen);
+
+/* Streaming backup of one amber-store writer through its serve process
+ * (src/backup/stream).  The same results as above; *conn is left open for
+ * bk_store_stream_complete(). */
+int bk_store_backup_stream(bk_job *j, json_t *wdoc, const bk_store_loc *loc, amb_backup_type type,
+                           json_t *parent_w, void **conn, char *err, size_t errlen);
+int bk_store_stream_complete(void *conn, bool success, char *err, size_t errlen);
+
+/*
+ * Verify the writer's copy in the backup: every page of every database,
+ * every log of the range (checksums and sequence).  Sets "success",
+ * "pages", "corrected", "message" of each component in wdoc.  Returns 0
+ * when all passed, 1 when any failed (err names the first problem).
+ */
+int bk_store_verify(bk_job *j, json_t *wdoc, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,516 @@
+/*
+ * restore.c - `amber restore` (design.md section 5).
+ *
+ *   1. the backup (an id or `latest`, the newest backup whose whole chain
+ *      is verified) and its chain: the full, then its incrementals in
+ *      order, or the full and the differential
+ *   2. every file of the chain re-read against its manifest before
+ *      anything is laid down; a missing or changed log is named by its
+ *      generation, with the backup that restores without it
+ *   3. per writer, the target: the writer's directory, or --to DIR
+ *      (DIR/<writer folder> when the backup holds several writers)
+ *   4. online when the writer instance is registered with amberd and the
+ *      target is its own directory: pre-restore (it dismounts), files,
+ *      post-restore (it runs hard recovery and mounts again); otherwise
+ *      offline: files, then hard recovery here (unless --no-recover)
+ *   5. files: databases to "<name>.amber-restore" then renamed over the
+ *      originals at the end, the chain's logs (a later backup's copy of a
+ *      generation over an earlier one) into DIR/amber-restore-<id>/,
+ *      restore.env into DIR (docs/restore-env.md); all durable
+ * Every file is opened below the target with RESOLVE_BENEATH and no
+ * symlinks, and only names an amber-store instance can have are accepted
+ * (<db>.edb of the document's databases, <prefix>XXXXXXXX.log): a hostile
+ * document cannot make restore write anywhere else.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "amber/client.h"
+#include "amber/store.h"
+#include "backup/backup.h"
+#include "backup/chain.h"
+#include "backup/job.h"
+#include "common/durable.h"
+#include "common/vfs.h"
+#include "store/log.h"
+#include "store/restoreenv.h"
+
+static const char *sget(json_t *o, const char *k)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+	return s ? s : "";
+}
+
+static json_t *writer_in(json_t *doc, const char *instance)
+{
+	size_t i;
+	json_t *w;
+	json_array_foreach(json_object_get(doc, "writers"), i, w)
+		if (!strcmp(sget(w, "instance"), instance))
+			return w;
+	return NULL;
+}
+
+/* Copy a repository file to dirfd/name, checking its hash. 0 or 1. */
+static int lay_file(bk_job *j, json_t *man, json_t *f, int dirfd, const char *name, char *err,
+                    size_t errlen)
+{
+	const char *rel = sget(f, "path");
+	int src = bk_openat_beneath(j->bdirfd, rel, O_RDONLY, 0);
+	if (src < 0) {
+		snprintf(err, errlen, "backup %s: %s: %s", j->id, rel, strerror(-src));
+		return 1;
+	}
+	char tmp[300];
+	snprintf(tmp, sizeof(tmp), "%s.amber-restore", name);
+	unlinkat(dirfd, tmp, 0);
+	int dst = bk_openat_beneath(dirfd, tmp, O_RDWR | O_CREAT | O_EXCL, 0640);
+	if (dst < 0) {
+		close(src);
+		snprintf(err, errlen, "%s: %s", tmp, strerror(-dst));
+		return 1;
+	}
+	char hex[65];
+	uint64_t bytes = 0;
+	int rc = bk_copy_fd(src, dst, &bytes, hex, bk_progress_add, &j->prog);
+	close(src);
+	close(dst);
+	const char *want = json_string_value(json_object_get(man, rel));
+	if (rc || !want || strcmp(hex, want) != 0) {
+		unlinkat(dirfd, tmp, 0);
+		snprintf(err, errlen, "backup %s: %s: %s", j->id, rel,
+		         rc ? strerror(-rc) : "changed since the backup (SHA-256 differs from the manifest)");
+		return 1;
+	}
+	if (renameat(dirfd, tmp, dirfd, name) != 0) {
+		snprintf(err, errlen, "%s: %s", name, strerror(errno));
+		return 1;
+	}
+	return 0;
+}
+
+/* remove dirfd/name/ * and the directory (flat: restore's own log folder) */
+static void remove_flat(int pfd, const char *name)
+{
+	int fd = bk_openat_beneath(pfd, name, O_RDONLY | O_DIRECTORY, 0);
+	if (fd < 0)
+		return;
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return;
+	}
+	struct dirent *e;
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			unlinkat(dirfd(d), e->d_name, 0);
+	closedir(d);
+	unlinkat(pfd, name, AT_REMOVEDIR);
+	fsync(pfd);
+}
+
+/* Is this writer instance registered with amberd now?  1, 0 (no, or no
+ * amberd). */
+static int writer_running(const char *socket, const char *instance)
+{
+	amb_client *c;
+	if (amb_client_connect(socket, AMB_ROLE_ADMIN, "amber-restore", &c) != 0)
+		return 0;
+	amb_msg m;
+	int found = 0;
+	if (amb_req_list_writers(c, &m) == 0) {
+		for (size_t i = 0; i < m.u.writers.n_writers; i++)
+			found |= !strcmp(m.u.writers.writers[i].metadata.instance, instance);
+		amb_msg_free(&m);
+	}
+	amb_client_close(c);
+	return found;
+}
+
+/* Verify the chain's files; on a problem, name it and the backup that
+ * restores without it.  0 or 1. */
+static int check_chain(bk_job *j, bk_repo *repo, json_t *list, json_t **chain, size_t n,
+                       char *err, size_t errlen)
+{
+	for (size_t k = 0; k < n; k++) {
+		snprintf(j->id, sizeof(j->id), "%s", sget(chain[k], "id"));
+		j->doc = chain[k];
+		if (j->bdirfd >= 0)
+			close(j->bdirfd);
+		j->bdirfd = bk_dir_open(repo, j->id, err, errlen);
+		char why[BK_ERR];
+		if (j->bdirfd < 0) {
+			snprintf(why, sizeof(why), "%s", err);
+		} else if (bk_verify_files(j, why, sizeof(why)) == 0) {
+			continue;
+		}
+		/* which generation, if a log */
+		char gen[96] = "";
+		size_t i;
+		json_t *f;
+		json_array_foreach(json_object_get(chain[k], "files"), i, f) {
+			if (strcmp(sget(f, "role"), "log") || !strstr(why, sget(f, "path")))
+				continue;
+			const char *t = sget(f, "target");
+			unsigned long g = strlen(t) == 15 ? strtoul(t + 3, NULL, 16) : 0;
+			snprintf(gen, sizeof(gen), "log generation %lu (%s) ", g, t);
+		}
+		json_t *alt = k > 0 ? chain[k - 1] : NULL;
+		if (!alt) {
+			/* an older usable backup outside this chain */
+			for (size_t q = json_array_size(list); q-- > 0;) {
+				json_t *d = json_array_get(list, q);
+				if (strcmp(sget(d, "id"), sget(chain[0], "id")) < 0 && bk_doc_usable(d)) {
+					json_t *c2[BK_MAX_CHAIN];
+					char e2[256];
+					if (bk_chain(list, d, c2, e2, sizeof(e2))) {
+						alt = d;
+						break;
+					}
+				}
+			}
+		}
+		char hint[200];
+		if (alt)
+			snprintf(hint, sizeof(hint), "; backup %s restores without it (amber restore --repo "
+			         "%s %s), losing what came after it unless roll-forward reaches it",
+			         sget(alt, "id"), repo->root, sget(alt, "id"));
+		else
+			snprintf(hint, sizeof(hint), "; no earlier backup in this repository restores "
+			         "without it");
+		snprintf(err, errlen, "%s%s of backup %s is missing or damaged: %s%s", gen,
+		         gen[0] ? "" : "a file", sget(chain[k], "id"), why, hint);
+		return 1;
+	}
+	return 0;
+}
+
+static int restore_writer(bk_job *j, const bk_restore_opts *o, bk_repo *repo, json_t **chain,
+                          size_t n, json_t *w0, size_t nwriters, char *err, size_t errlen)
+{
+	const char *instance = sget(w0, "instance");
+	const char *wname = sget(w0, "name");
+	json_t *st0 = json_object_get(w0, "store");
+	if (strcmp(sget(w0, "verifier"), "amber-store") || !st0) {
+		snprintf(err, errlen, "writer %s: verifier \"%s\" is not known to this amber: cannot "
+		         "restore it", wname, sget(w0, "verifier"));
+		return 2;
+	}
+	const char *prefix = sget(st0, "prefix");
+	json_t *last_w = writer_in(chain[n - 1], instance);
+	json_t *stl = json_object_get(last_w, "store");
+	if (!stl) {
+		snprintf(err, errlen, "writer %s is not in backup %s", wname, sget(chain[n - 1], "id"));
+		return 1;
+	}
+	char target[PATH_MAX];
+	char wdir[128];
+	snprintf(wdir, sizeof(wdir), "%s.%.8s", wname, instance);
+	if (o->to) {
+		if (nwriters == 1)
+			snprintf(target, sizeof(target), "%s", o->to);
+		else
+			snprintf(target, sizeof(target), "%s/%s", o->to, wdir);
+		if (mkdir(target, 0750) != 0 && errno != EEXIST) {
+			snprintf(err, errlen, "%s: %s", target, strerror(errno));
+			return 1;
+		}
+	} else {
+		snprintf(target, sizeof(target), "%s", sget(w0, "dir"));
+	}
+	int tfd = open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (tfd < 0) {
+		snprintf(err, errlen, "%s: %s", target, strerror(errno));
+		return 1;
+	}
+	bool online = !o->to && !o->offline && writer_running(o->socket, instance);
+	amb_client *c = NULL;
+	amb_session_ref sref;
+	bool session = false;
+	int rc = 0;
+	amb_comp_result items[16];
+	size_t nitems = 0;
+	json_t *dbs = json_object_get(st0, "databases");
+	if (online) {
+		amb_msg wl;
+		memset(&wl, 0, sizeof(wl));
+		amb_session_open so;
+		memset(&so, 0, sizeof(so));
+		so.mode = AMB_SESSION_RESTORE;
+		rc = amb_client_connect(o->socket, AMB_ROLE_REQUESTOR, "amber-restore", &c);
+		if (!rc && !(rc = amb_req_session_open(c, &so, &sref)))
+			session = true;
+		if (!rc)
+			rc = amb_req_gather(c, sref.session, &wl);
+		amb_msg_free(&wl);
+		if (!rc)
+			rc = amb_req_select(c, sref.session, wname, NULL, AMB_SELECT_VERIFY);
+		size_t i;
+		json_t *cj;
+		json_array_foreach(json_object_get(w0, "components"), i, cj) {
+			if (nitems == 16)
+				break;
+			memset(&items[nitems], 0, sizeof(items[0]));
+			snprintf(items[nitems].writer, sizeof(items[0].writer), "%s", wname);
+			snprintf(items[nitems].component, sizeof(items[0].component), "%s", sget(cj, "name"));
+			items[nitems].target = target;
+			items[nitems].success = true;
+			nitems++;
+		}
+		if (!rc)
+			rc = amb_req_pre_restore(c, sref.session, items, nitems);
+		if (rc) {
+			snprintf(err, errlen, "online restore: writer %s: %s", wname,
+			         c ? amb_client_errmsg(c) : amb_client_last_error());
+			rc = rc < 0 ? 1 : rc;
+			goto out;
+		}
+		if (!o->quiet)
+			fprintf(o->err, "amber: writer %s dismounted its instance for the restore\n", wname);
+	}
+	/* the files */
+	char logdir[160];
+	snprintf(logdir, sizeof(logdir), "amber-restore-%s", sget(chain[n - 1], "id"));
+	remove_flat(tfd, logdir);
+	if (mkdirat(tfd, logdir, 0750) != 0) {
+		snprintf(err, errlen, "%s/%s: %s", target, logdir, strerror(errno));
+		rc = 1;
+		goto done;
+	}
+	int lfd = bk_openat_beneath(tfd, logdir, O_RDONLY | O_DIRECTORY, 0);
+	if (lfd < 0) {
+		snprintf(err, errlen, "%s/%s: %s", target, logdir, strerror(-lfd));
+		rc = 1;
+		goto done;
+	}
+	bk_progress_begin(&j->prog, !o->quiet && isatty(2), "restore: laying down files", 0);
+	for (size_t k = 0; k < n && !rc; k++) {
+		snprintf(j->id, sizeof(j->id), "%s", sget(chain[k], "id"));
+		if (j->bdirfd >= 0)
+			close(j->bdirfd);
+		j->bdirfd = bk_dir_open(repo, j->id, err, errlen);
+		json_t *man = NULL;
+		if (j->bdirfd < 0 || bk_manifest_load(repo, j->id, &man, err, errlen)) {
+			rc = 1;
+			break;
+		}
+		size_t i;
+		json_t *f;
+		json_array_foreach(json_object_get(chain[k], "files"), i, f) {
+			if (strcmp(sget(f, "writer"), wname))
+				continue;
+			const char *role = sget(f, "role"), *t = sget(f, "target");
+			if (!strcmp(role, "database")) {
+				bool known = false;
+				size_t q;
+				json_t *d;
+				json_array_foreach(dbs, q, d)
+					known |= !strcmp(json_string_value(d), t);
+				if (!known || !bk_name_ok(t) || strlen(t) < 5 || strcmp(t + strlen(t) - 4, ".edb")) {
+					snprintf(err, errlen, "backup %s: database target \"%s\" is not one of the "
+					         "instance's databases: refused", j->id, t);
+					rc = 2;
+					break;
+				}
+				if ((rc = lay_file(j, man, f, tfd, t, err, errlen)) != 0)
+					break;
+			} else if (!strcmp(role, "log")) {
+				if (amb_log_parse_name(t, prefix) == 0 || strchr(t, '/')) {
+					snprintf(err, errlen, "backup %s: log target \"%s\" is not a log file name "
+					         "of prefix %s: refused", j->id, t, prefix);
+					rc = 2;
+					break;
+				}
+				if ((rc = lay_file(j, man, f, lfd, t, err, errlen)) != 0)
+					break;
+			}
+			/* the checkpoint is not laid down: hard recovery starts from
+			 * the backup's first log, and a live checkpoint stays */
+		}
+		json_decref(man);
+	}
+	if (!rc && (fsync(lfd) != 0 || fsync(tfd) != 0)) {
+		snprintf(err, errlen, "%s: fsync: %s", target, strerror(errno));
+		rc = 1;
+	}
+	close(lfd);
+	bk_progress_end(&j->prog);
+	if (rc)
+		goto done;
+	/* restore.env */
+	{
+		char env[PATH_MAX * 3];
+		int len = snprintf(env, sizeof(env),
+		    "# restore.env - written by amber restore; see docs/restore-env.md\n"
+		    "amber-restore-env 1\n"
+		    "instance_dir=%s\nbackup_log_dir=%s/%s\nprefix=%s\ngen_low=0x%08X\ngen_high=0x%08X\n"
+		    "roll_forward=%s\nuntil=%s\n", target, target, logdir, prefix,
+		    (unsigned)json_integer_value(json_object_get(st0, "gen_low")),
+		    (unsigned)json_integer_value(json_object_get(stl, "gen_high")),
+		    o->no_roll_forward ? "no" : "yes", o->until ? o->until : "none");
+		size_t i;
+		json_t *d;
+		json_array_foreach(dbs, i, d)
+			len += snprintf(env + len, sizeof(env) - (size_t)len, "database=%s\n",
+			                json_string_value(d));
+		len += snprintf(env + len, sizeof(env) - (size_t)len, "backup_id=%s\n",
+		                sget(chain[n - 1], "id"));
+		char envpath[PATH_MAX + 16];
+		snprintf(envpath, sizeof(envpath), "%s/restore.env", target);
+		int r = amb_durable_write(amb_vfs_posix(), envpath, env, (size_t)len);
+		if (r) {
+			snprintf(err, errlen, "%s: %s", envpath, strerror(-r));
+			rc = 1;
+			goto done;
+		}
+		amb_restore_env *check = calloc(1, sizeof(*check));
+		if (check && amb_restore_env_load(envpath, check) != 0) {
+			snprintf(err, errlen, "%s", ams_errmsg());
+			free(check);
+			rc = 2;
+			goto done;
+		}
+		free(check);
+		bk_event(j, BK_EV_RESTORE_LAID, "info", "writer %s: files of %zu backup%s laid down in %s",
+		         wname, n, n == 1 ? "" : "s", target);
+		if (online) {
+			rc = amb_req_post_restore(c, sref.session, items, nitems);
+			if (rc) {
+				snprintf(err, errlen, "writer %s: post-restore (hard recovery): %s", wname,
+				         amb_client_errmsg(c));
+				rc = rc < 0 ? 1 : rc;
+				goto out;
+			}
+			amb_req_close(c, sref.session);
+			session = false;
+			fprintf(o->err, "amber: writer %s recovered the instance and mounted it again\n",
+			        wname);
+		} else if (!o->no_recover) {
+			r = ams_hard_recover(envpath, NULL);
+			if (r) {
+				snprintf(err, errlen, "hard recovery of %s failed: %s%s", target, ams_errmsg(),
+				         r == AMS_ELOGMISSING && !o->no_roll_forward ?
+				         " (--no-roll-forward restores up to the end of the backup)" : "");
+				rc = 1;
+				goto out;
+			}
+			fprintf(o->err, "amber: %s recovered (hard recovery%s)\n", target,
+			        o->no_roll_forward ? " without roll-forward" : ", rolled forward");
+		} else {
+			fprintf(o->err, "amber: files and restore.env are in %s; recover with: "
+			        "amber-store hard-recover %s\n", target, target);
+			goto out;
+		}
+		remove_flat(tfd, logdir);
+		bk_event(j, BK_EV_RESTORE_RECOVERED, "info", "writer %s: %s recovered", wname, target);
+	}
+	goto out;
+done:
+	if (online && session) {
+		/* the files could not be laid down: the writer mounts what it has */
+		for (size_t i = 0; i < nitems; i++)
+			items[i].success = false;
+		amb_req_post_restore(c, sref.session, items, nitems);
+	}
+out:
+	if (session) {
+		amb_req_abort(c, sref.session, rc ? err : NULL);
+		amb_req_close(c, sref.session);
+	}
+	if (c)
+		amb_client_close(c);
+	close(tfd);
+	return rc;
+}
+
+int bk_run_restore(const bk_restore_opts *o)
+{
+	char err[BK_ERR * 3];
+	bk_repo repo;
+	int rc = bk_repo_open(o->repo, false, &repo, err, sizeof(err));
+	if (rc) {
+		fprintf(o->err, "amber: restore: %s\n", err);
+		return rc;
+	}
+	bk_job j;
+	memset(&j, 0, sizeof(j));
+	j.repo = &repo;
+	j.err = o->err;
+	j.bdirfd = -1;
+	j.quiet = o->quiet;
+	json_t *list = NULL, *chain[BK_MAX_CHAIN];
+	size_t n = 0;
+	if ((rc = bk_repo_lock(&repo, true, err, sizeof(err))) != 0 ||
+	    (rc = bk_list(&repo, &list, err, sizeof(err))) != 0)
+		goto out;
+	json_t *d;
+	if (!strcmp(o->backup, "latest")) {
+		d = bk_latest(list);
+		if (!d) {
+			snprintf(err, sizeof(err), "%s has no verified backup to restore", repo.root);
+			rc = 1;
+			goto out;
+		}
+	} else if (!bk_id_ok(o->backup)) {
+		snprintf(err, sizeof(err), "%s: not a backup id (YYYYMMDDTHHMMSSZ-xxxxxx) or latest",
+		         o->backup);
+		rc = 2;
+		goto out;
+	} else if (!(d = bk_list_find(list, o->backup))) {
+		snprintf(err, sizeof(err), "%s: no such backup in %s", o->backup, repo.root);
+		rc = 2;
+		goto out;
+	}
+	snprintf(j.id, sizeof(j.id), "%s", sget(d, "id"));
+	if (!strcmp(sget(d, "status"), "unreadable")) {
+		snprintf(err, sizeof(err), "%s", sget(d, "error"));
+		rc = 2;
+		goto out;
+	}
+	n = bk_chain(list, d, chain, err, sizeof(err));
+	if (!n) {
+		rc = 1;
+		goto out;
+	}
+	bk_event(&j, BK_EV_RESTORE_STARTED, "info", "restore of %s started (chain of %zu)", j.id, n);
+	if (!o->quiet) {
+		fprintf(o->err, "amber: restoring %s:", j.id);
+		for (size_t k = 0; k < n; k++)
+			fprintf(o->err, " %s %s", k ? "+" : "", sget(chain[k], "type"));
+		fprintf(o->err, "\n");
+	}
+	bk_progress_begin(&j.prog, !o->quiet && isatty(2), "restore: checking the backup", 0);
+	rc = check_chain(&j, &repo, list, chain, n, err, sizeof(err));
+	bk_progress_end(&j.prog);
+	if (rc)
+		goto fail;
+	size_t i;
+	json_t *w0;
+	size_t nw = json_array_size(json_object_get(chain[0], "writers"));
+	json_array_foreach(json_object_get(chain[0], "writers"), i, w0) {
+		rc = restore_writer(&j, o, &repo, chain, n, w0, nw, err, sizeof(err));
+		if (rc)
+			goto fail;
+	}
+	snprintf(j.id, sizeof(j.id), "%s", sget(d, "id"));
+	fprintf(o->out, "restored %s\n", j.id);
+	rc = 0;
+	goto out;
+fail:
+	snprintf(j.id, sizeof(j.id), "%s", sget(d, "id"));
+	bk_event(&j, BK_EV_RESTORE_FAILED, "error", "restore failed: %s", err);
+out:
+	if (rc)
+		fprintf(o->err, "amber: restore: %s\n", err);
+	if (j.bdirfd >= 0)
+		close(j.bdirfd);
+	json_decref(list);
+	bk_repo_close(&repo);
+	return rc;
+}

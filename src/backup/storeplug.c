@@ -1,0 +1,338 @@
+/*
+ * storeplug.c - the amber-store plug-in: which files of an amber-store
+ * instance a backup takes, how they are verified (job.h).
+ *
+ * LOG RANGES (docs/repository.md, "amber-store"): a snapshot backup holds
+ * the logs from the checkpoint generation K of the shadow up to the
+ * generation C of the shadow's current log `<prefix>.log`, which is stored
+ * as `<prefix><C>.log`.  That last file is a prefix of what generation C
+ * holds later ("gen_high_partial": true), so:
+ *   - the next incremental starts again at C (the chains overlap by one
+ *     generation; a restore lays the newer copy over the older);
+ *   - roll-forward reads the instance's own, longer copy of C (the engine
+ *     does that when the create times match);
+ *   - the writer's truncation keeps C (ams_backup_complete).
+ * A streamed backup's range ends with a complete generation (the engine
+ * rolls the log first), so the next incremental starts after it.
+ * Incremental: the logs since the repository's newest verified full or
+ * incremental of the same instance (the parent); differential: since its
+ * newest verified full.  Every generation of the range must still be on
+ * the server (in the shadow); a missing one means the chain has a gap and
+ * a full backup is needed.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "amber/store.h"
+#include "backup/job.h"
+#include "common/checksum.h"
+#include "common/vfs.h"
+#include "store/dbfile.h"
+#include "store/inspect.h"
+#include "store/log.h"
+
+int bk_store_loc_from_md(const amb_writer_md *md, bk_store_loc *loc, char *err, size_t errlen)
+{
+	memset(loc, 0, sizeof(*loc));
+	for (size_t i = 0; i < md->n_components; i++) {
+		const amb_component *c = &md->components[i];
+		if (c->n_files < 1 || !c->checkpoint || loc->ndb == 16) {
+			snprintf(err, errlen, "writer %s: component %s does not look like an amber-store "
+			         "database (files, checkpoint)", md->name, c->name);
+			return 1;
+		}
+		const char *dir = c->files[0].path;
+		if (!loc->dir[0])
+			snprintf(loc->dir, sizeof(loc->dir), "%s", dir);
+		else if (strcmp(loc->dir, dir) != 0) {
+			snprintf(err, errlen, "writer %s: databases in two directories (%s, %s)", md->name,
+			         loc->dir, dir);
+			return 1;
+		}
+		const char *b = strrchr(c->checkpoint, '/');
+		b = b ? b + 1 : c->checkpoint;
+		if (strlen(b) != 7 || strcmp(b + 3, ".chk") != 0) {
+			snprintf(err, errlen, "writer %s: checkpoint %s is not <prefix>.chk", md->name,
+			         c->checkpoint);
+			return 1;
+		}
+		snprintf(loc->prefix, sizeof(loc->prefix), "%.3s", b);
+		if (snprintf(loc->dbs[loc->ndb], sizeof(loc->dbs[0]), "%s", c->files[0].pattern) >= 64 ||
+		    !bk_name_ok(loc->dbs[loc->ndb]) || !strstr(loc->dbs[loc->ndb], ".edb")) {
+			snprintf(err, errlen, "writer %s: component %s: %s is not a database file name",
+			         md->name, c->name, c->files[0].pattern);
+			return 1;
+		}
+		snprintf(loc->comps[loc->ndb], sizeof(loc->comps[0]), "%s", c->name);
+		loc->ndb++;
+	}
+	if (!loc->ndb) {
+		snprintf(err, errlen, "writer %s has no databases", md->name);
+		return 1;
+	}
+	return 0;
+}
+
+static void sig_hex(const amb_sig *s, char *out, size_t n)
+{
+	char *p = out;
+	for (int i = 0; i < 16 && (size_t)(p - out) + 3 < n; i++)
+		p += sprintf(p, "%02x", s->random[i]);
+	snprintf(p, n - (size_t)(p - out), "-%llu", (unsigned long long)s->time);
+}
+
+static uint32_t jget_u32(json_t *o, const char *k)
+{
+	return (uint32_t)json_integer_value(json_object_get(o, k));
+}
+
+/* The writer's folder inside data/: "<writer>.<first 8 of instance>". */
+static void wdir_name(json_t *wdoc, char *out, size_t n)
+{
+	const char *name = json_string_value(json_object_get(wdoc, "name"));
+	const char *inst = json_string_value(json_object_get(wdoc, "instance"));
+	snprintf(out, n, "%s.%.8s", name, inst ? inst : "00000000");
+}
+
+/* Start generation of a backup that follows parent_w ("store" inside). */
+static uint32_t after_parent(json_t *parent_store)
+{
+	uint32_t high = jget_u32(parent_store, "gen_high");
+	return json_is_true(json_object_get(parent_store, "gen_high_partial")) ? high : high + 1;
+}
+
+static void components_init(json_t *wdoc, const bk_store_loc *loc)
+{
+	json_t *comps = json_array();
+	for (int d = 0; d < loc->ndb; d++)
+		json_array_append_new(comps, json_pack("{s:s, s:s, s:b}", "name", loc->comps[d],
+		                                       "database", loc->dbs[d], "success", 0));
+	json_object_set_new(wdoc, "components", comps);
+}
+
+int bk_store_backup_snapshot(bk_job *j, json_t *wdoc, const bk_store_loc *loc,
+                             const char *shadow_dir, amb_backup_type type, json_t *parent_w,
+                             char *err, size_t errlen)
+{
+	amb_vfs *v = amb_vfs_posix();
+	const char *wname = json_string_value(json_object_get(wdoc, "name"));
+	char path[PATH_MAX + 64], wdir[128];
+	wdir_name(wdoc, wdir, sizeof(wdir));
+
+	/* the shadow's current log: its generation C ends the range */
+	amb_loghdr lh;
+	amb_log_path(path, sizeof(path), shadow_dir, loc->prefix, 0);
+	if (amb_loghdr_load(v, path, &lh) != 0) {
+		snprintf(err, errlen, "%s: cannot read the current log of the shadow: %s", path,
+		         ams_errmsg());
+		return 1;
+	}
+	uint32_t high = lh.gen, low;
+	/* the databases' headers: signature and page size */
+	amb_dbhdr h0;
+	memset(&h0, 0, sizeof(h0));
+	for (int d = 0; d < loc->ndb; d++) {
+		snprintf(path, sizeof(path), "%s/%s", shadow_dir, loc->dbs[d]);
+		int fd = v->open(v, path, O_RDONLY, 0);
+		amb_dbhdr h;
+		int rc = fd < 0 ? fd : amb_dbhdr_load(v, fd, path, &h, NULL);
+		if (fd >= 0)
+			v->close(v, fd);
+		if (rc) {
+			snprintf(err, errlen, "%s: cannot read the database header: %s", path,
+			         fd < 0 ? strerror(-fd) : ams_errmsg());
+			return 1;
+		}
+		if (d == 0)
+			h0 = h;
+		else if (!amb_sig_eq(&h.sign_log, &h0.sign_log)) {
+			snprintf(err, errlen, "%s belongs to another instance than %s", path, loc->dbs[0]);
+			return 1;
+		}
+	}
+	char sig[64];
+	sig_hex(&h0.sign_log, sig, sizeof(sig));
+	if (type == AMB_BACKUP_FULL || type == AMB_BACKUP_COPY) {
+		amb_chk chk;
+		snprintf(path, sizeof(path), "%s/%s.chk", shadow_dir, loc->prefix);
+		if (amb_chk_load(v, path, &chk, NULL, NULL) != 0) {
+			snprintf(err, errlen, "%s: cannot read the checkpoint of the shadow: %s", path,
+			         ams_errmsg());
+			return 1;
+		}
+		low = chk.gen; /* the oldest position any database needs */
+	} else {
+		json_t *ps = json_object_get(parent_w, "store");
+		const char *psig = json_string_value(json_object_get(ps, "log_signature"));
+		if (!psig || strcmp(psig, sig) != 0) {
+			snprintf(err, errlen, "writer %s: the instance's log signature differs from the "
+			         "one of its last full backup in this repository (the instance was "
+			         "re-created): a full backup is needed", wname);
+			return 2;
+		}
+		low = after_parent(ps);
+		if (low > high) {
+			snprintf(err, errlen, "writer %s: the previous backup already holds generation %u",
+			         wname, high);
+			return 1;
+		}
+	}
+	/* every generation of the range must be in the shadow */
+	for (uint32_t g = low; g < high; g++) {
+		amb_log_path(path, sizeof(path), shadow_dir, loc->prefix, g);
+		if (access(path, F_OK) != 0) {
+			snprintf(err, errlen, "writer %s: log generation %u (0x%08X) is no longer on the "
+			         "server: the log chain since the last backup has a gap, so a full "
+			         "backup is needed", wname, g, g);
+			return type == AMB_BACKUP_FULL || type == AMB_BACKUP_COPY ? 1 : 2;
+		}
+	}
+	json_object_set_new(wdoc, "store", json_pack("{s:s, s:s, s:i, s:i, s:i, s:b, s:s, s:s}",
+	                    "dir", loc->dir, "prefix", loc->prefix, "page_size", (int)h0.page_size,
+	                    "gen_low", (json_int_t)low, "gen_high", (json_int_t)high,
+	                    "gen_high_partial", 1, "log_signature", sig, "method", "snapshot"));
+	json_t *dbs = json_array();
+	for (int d = 0; d < loc->ndb; d++)
+		json_array_append_new(dbs, json_string(loc->dbs[d]));
+	json_object_set_new(json_object_get(wdoc, "store"), "databases", dbs);
+	components_init(wdoc, loc);
+
+	int rc;
+	if (type == AMB_BACKUP_FULL || type == AMB_BACKUP_COPY) {
+		for (int d = 0; d < loc->ndb; d++) {
+			snprintf(path, sizeof(path), "%s/%s", shadow_dir, loc->dbs[d]);
+			if ((rc = bk_add_file(j, wdir, wname, loc->comps[d], "database", path, loc->dbs[d],
+			                      loc->dbs[d], err, errlen)) != 0)
+				return rc;
+		}
+		char chkname[16];
+		snprintf(chkname, sizeof(chkname), "%s.chk", loc->prefix);
+		snprintf(path, sizeof(path), "%s/%s", shadow_dir, chkname);
+		if ((rc = bk_add_file(j, wdir, wname, "", "checkpoint", path, chkname, chkname, err,
+		                      errlen)) != 0)
+			return rc;
+	}
+	for (uint32_t g = low; g <= high; g++) {
+		char name[32];
+		snprintf(name, sizeof(name), "%s%08X.log", loc->prefix, g);
+		amb_log_path(path, sizeof(path), shadow_dir, loc->prefix, g == high ? 0 : g);
+		if ((rc = bk_add_file(j, wdir, wname, "", "log", path, name, name, err, errlen)) != 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------- verify */
+
+typedef struct vctx {
+	FILE *err;
+	char first[512];
+	uint32_t corrected_pages;
+} vctx;
+
+static void on_page(void *arg, uint32_t pgno, int result, const char *why, uint64_t bit)
+{
+	vctx *c = arg;
+	(void)bit;
+	if (result == AMB_CK_CORRECTED) {
+		c->corrected_pages++;
+		return;
+	}
+	if (!c->first[0])
+		snprintf(c->first, sizeof(c->first), "page %u: %s", pgno, why);
+}
+
+static void on_problem(void *arg, uint32_t gen, int error, const char *msg)
+{
+	vctx *c = arg;
+	(void)gen;
+	if (error && !c->first[0])
+		snprintf(c->first, sizeof(c->first), "%s", msg);
+}
+
+int bk_store_verify(bk_job *j, json_t *wdoc, char *err, size_t errlen)
+{
+	amb_vfs *v = amb_vfs_posix();
+	char wdir[128], dir[PATH_MAX];
+	wdir_name(wdoc, wdir, sizeof(wdir));
+	json_t *st = json_object_get(wdoc, "store");
+	const char *prefix = json_string_value(json_object_get(st, "prefix"));
+	uint32_t low = jget_u32(st, "gen_low"), high = jget_u32(st, "gen_high");
+	/* the verifiers read by path: resolve the folder once, refusing links */
+	char rel[256];
+	snprintf(rel, sizeof(rel), "data/%s", wdir);
+	int fd = bk_openat_beneath(j->bdirfd, rel, O_RDONLY | O_DIRECTORY, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "backup %s: %s: %s", j->id, rel, strerror(-fd));
+		return 1;
+	}
+	close(fd);
+	snprintf(dir, sizeof(dir), "%s/backups/%s/%s", j->repo->root, j->id, rel);
+	int failed = 0;
+	json_t *comps = json_object_get(wdoc, "components");
+	const char *type = json_string_value(json_object_get(j->doc, "type"));
+	bool has_dbs = type && (!strcmp(type, "full") || !strcmp(type, "copy"));
+
+	/* the logs first: every component needs them */
+	vctx lc;
+	memset(&lc, 0, sizeof(lc));
+	amb_logdir_report lr;
+	amb_logdir_cb cb = {NULL, on_problem, &lc};
+	int lrc = amb_logdir_check(v, dir, prefix, low, &lr, &cb);
+	char logmsg[600] = "";
+	if (lrc == 0 && (lr.gen_first != low || lr.gen_last != high)) {
+		snprintf(logmsg, sizeof(logmsg), "logs %u..%u found, the backup needs %u..%u",
+		         lr.gen_first, lr.gen_last, low, high);
+		lrc = 1;
+	} else if (lrc) {
+		snprintf(logmsg, sizeof(logmsg), "%s", lc.first[0] ? lc.first : ams_errmsg());
+	}
+	size_t i;
+	json_t *c;
+	json_array_foreach(comps, i, c) {
+		char msg[800] = "";
+		bool ok = lrc == 0;
+		uint64_t pages = 0, corrected = 0;
+		if (!ok)
+			snprintf(msg, sizeof(msg), "logs: %s", logmsg);
+		if (ok && has_dbs) {
+			const char *db = json_string_value(json_object_get(c, "database"));
+			char path[PATH_MAX + 80];
+			snprintf(path, sizeof(path), "%s/%s", dir, db);
+			vctx dc;
+			memset(&dc, 0, sizeof(dc));
+			amb_db_check_report rep;
+			int rc = amb_db_check(v, path, &rep, on_page, &dc);
+			pages = rep.pages;
+			corrected = rep.corrected;
+			if (rc) {
+				ok = false;
+				snprintf(msg, sizeof(msg), "%s: %llu damaged page%s, first %s", db,
+				         (unsigned long long)rep.damaged, rep.damaged == 1 ? "" : "s",
+				         dc.first[0] ? dc.first : ams_errmsg());
+			} else if (corrected) {
+				snprintf(msg, sizeof(msg), "%s: %llu single-bit error%s corrected", db,
+				         (unsigned long long)corrected, corrected == 1 ? "" : "s");
+			}
+			j->prog.done += rep.file_size;
+		}
+		json_object_set_new(c, "success", json_boolean(ok));
+		json_object_set_new(c, "pages", json_integer((json_int_t)pages));
+		json_object_set_new(c, "corrected", json_integer((json_int_t)corrected));
+		json_object_set_new(c, "message", json_string(msg));
+		if (!ok && !failed) {
+			snprintf(err, errlen, "writer %s, component %s: %s",
+			         json_string_value(json_object_get(wdoc, "name")),
+			         json_string_value(json_object_get(c, "name")), msg);
+			failed = 1;
+		}
+	}
+	json_object_set_new(st, "log_bytes", json_integer((json_int_t)lr.bytes));
+	return failed;
+}

@@ -1,0 +1,240 @@
+/*
+ * test_repo.c - the repository code (src/backup/repo.c, chain.c) against
+ * bad and hostile input: ids, relative paths, backup documents,
+ * manifests, chains.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "backup/chain.h"
+#include "backup/repo.h"
+
+static void test_ids(void **state)
+{
+	(void)state;
+	char id[BK_ID_BUF];
+	bk_new_id(id);
+	assert_true(bk_id_ok(id));
+	assert_true(bk_id_ok("20261122T100000Z-0a1b2c"));
+	assert_false(bk_id_ok("20261122T100000Z-0A1B2C"));   /* upper-case hex */
+	assert_false(bk_id_ok("20261122X100000Z-0a1b2c"));
+	assert_false(bk_id_ok("20261122T100000Z-0a1b2"));    /* short */
+	assert_false(bk_id_ok("../../etc/passwd-00000000"));
+	assert_false(bk_id_ok(""));
+	assert_false(bk_id_ok(NULL));
+}
+
+static void test_relpath(void **state)
+{
+	(void)state;
+	char err[256];
+	assert_true(bk_relpath_ok("data/amber-store.1234/priv1.edb", err, sizeof(err)));
+	const char *bad[] = {"", "/etc/passwd", "data/../x", "data/a/../../x", "data//x", "data/./x",
+	                     "x/data/y", "data/a\nb", "data/..", "data/a/", "datax/y"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		assert_false(bk_relpath_ok(bad[i], err, sizeof(err)));
+		assert_true(err[0] != '\0');
+	}
+	assert_true(bk_name_ok("priv1.edb"));
+	assert_false(bk_name_ok(".."));
+	assert_false(bk_name_ok("a/b"));
+	assert_false(bk_name_ok(""));
+}
+
+static json_t *good_doc(const char *id)
+{
+	return json_pack("{s:s, s:i, s:s, s:s, s:s, s:b, s:n, s:[{s:s, s:s, s:s, s:s, s:I, s:s}],"
+	                 " s:[{s:s, s:s, s:{s:s, s:[s]}}]}",
+	                 "format", "amber-backup", "version", 1, "id", id, "type", "full",
+	                 "status", "complete", "verified", 1, "parent",
+	                 "files", "writer", "amber-store", "path", "data/w.1/priv1.edb", "target",
+	                 "priv1.edb", "role", "database", "size", (json_int_t)8192, "sha256", "x",
+	                 "writers", "name", "amber-store", "dir", "/srv/sg1", "store", "prefix", "E00",
+	                 "databases", "priv1.edb");
+}
+
+static void test_doc_check(void **state)
+{
+	(void)state;
+	const char *id = "20261122T100000Z-0a1b2c";
+	char err[1024];
+	json_t *d = good_doc(id);
+	assert_non_null(d);
+	assert_int_equal(bk_doc_check(d, id, err, sizeof(err)), 0);
+	/* the id must match the folder */
+	assert_int_equal(bk_doc_check(d, "20261122T100000Z-ffffff", err, sizeof(err)), 2);
+
+	/* hostile fields, one at a time */
+	const char *paths[] = {"data/../../etc/passwd", "/etc/passwd", "data/a/../../b"};
+	for (size_t i = 0; i < 3; i++) {
+		json_t *c = json_deep_copy(d);
+		json_object_set_new(json_array_get(json_object_get(c, "files"), 0), "path",
+		                    json_string(paths[i]));
+		assert_int_equal(bk_doc_check(c, id, err, sizeof(err)), 2);
+		assert_non_null(strstr(err, "files[0].path"));
+		json_decref(c);
+	}
+	const char *targets[] = {"../x.edb", "/etc/x.edb", "a/../../x"};
+	for (size_t i = 0; i < 3; i++) {
+		json_t *c = json_deep_copy(d);
+		json_object_set_new(json_array_get(json_object_get(c, "files"), 0), "target",
+		                    json_string(targets[i]));
+		assert_int_equal(bk_doc_check(c, id, err, sizeof(err)), 2);
+		assert_non_null(strstr(err, "files[0].target"));
+		json_decref(c);
+	}
+	const char *dirs[] = {"relative/dir", "/srv/../etc", "/srv/sg1/.."};
+	for (size_t i = 0; i < 3; i++) {
+		json_t *c = json_deep_copy(d);
+		json_object_set_new(json_array_get(json_object_get(c, "writers"), 0), "dir",
+		                    json_string(dirs[i]));
+		assert_int_equal(bk_doc_check(c, id, err, sizeof(err)), 2);
+		json_decref(c);
+	}
+	json_t *c = json_deep_copy(d);
+	json_object_set_new(c, "type", json_string("everything"));
+	assert_int_equal(bk_doc_check(c, id, err, sizeof(err)), 2);
+	json_object_set_new(c, "type", json_string("full"));
+	json_object_set_new(c, "verified", json_string("yes"));
+	assert_int_equal(bk_doc_check(c, id, err, sizeof(err)), 2);
+	json_object_set_new(c, "verified", json_true());
+	json_object_set_new(c, "parent", json_string("../../x"));
+	assert_int_equal(bk_doc_check(c, id, err, sizeof(err)), 2);
+	json_decref(c);
+	assert_int_equal(bk_doc_check(json_array_get(json_object_get(d, "files"), 0), id, err,
+	                              sizeof(err)), 2);
+	json_decref(d);
+}
+
+/* a repository in a fresh directory */
+static char tmpdir[] = "/tmp/amber-test-repo.XXXXXX";
+
+static void test_repo_and_manifest(void **state)
+{
+	(void)state;
+	assert_non_null(mkdtemp(tmpdir));
+	char root[600], err[1024];
+	snprintf(root, sizeof(root), "%s/repo", tmpdir);
+	bk_repo r;
+	/* not a repository, and not created without create */
+	assert_int_equal(bk_repo_open(root, false, &r, err, sizeof(err)), 2);
+	bk_repo_close(&r);
+	assert_int_equal(bk_repo_open(root, true, &r, err, sizeof(err)), 0);
+	assert_int_equal(bk_repo_lock(&r, false, err, sizeof(err)), 0);
+	bk_repo r2;
+	assert_int_equal(bk_repo_open(root, false, &r2, err, sizeof(err)), 0);
+	assert_int_equal(bk_repo_lock(&r2, false, err, sizeof(err)), 3); /* busy */
+	bk_repo_close(&r2);
+
+	const char *id = "20261122T100000Z-0a1b2c";
+	assert_int_equal(bk_dir_create(&r, id, err, sizeof(err)), 0);
+	json_t *d = good_doc(id);
+	json_object_set_new(json_array_get(json_object_get(d, "files"), 0), "sha256",
+	                    json_string("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"));
+	assert_int_equal(bk_doc_save(&r, id, d, err, sizeof(err)), 0);
+	assert_int_equal(bk_manifest_save(&r, id, d, err, sizeof(err)), 0);
+	json_t *m;
+	assert_int_equal(bk_manifest_load(&r, id, &m, err, sizeof(err)), 0);
+	assert_int_equal(json_object_size(m), 1);
+	json_decref(m);
+	json_t *back;
+	assert_int_equal(bk_doc_load(&r, id, &back, err, sizeof(err)), 0);
+	json_decref(back);
+
+	/* malformed manifests: each refused with the line */
+	const char *bad[] = {
+		"0123  data/x\n",
+		"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef  /etc/passwd\n",
+		"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef  data/x",
+		"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef  data/x\n"
+		"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef  data/x\n",
+	};
+	char mpath[700];
+	snprintf(mpath, sizeof(mpath), "%s/backups/%s/manifest.sha256", root, id);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		FILE *f = fopen(mpath, "w");
+		assert_non_null(f);
+		fputs(bad[i], f);
+		fclose(f);
+		assert_int_equal(bk_manifest_load(&r, id, &m, err, sizeof(err)), 2);
+		assert_non_null(strstr(err, ":1") ? strstr(err, ":1") : strstr(err, ":2"));
+	}
+	/* a damaged document is listed as unreadable, not trusted */
+	char dpath[700];
+	snprintf(dpath, sizeof(dpath), "%s/backups/%s/backup.json", root, id);
+	FILE *f = fopen(dpath, "w");
+	fputs("{\"format\": \"amber-backup\", ", f);
+	fclose(f);
+	json_t *list;
+	assert_int_equal(bk_list(&r, &list, err, sizeof(err)), 0);
+	assert_int_equal(json_array_size(list), 1);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "status")),
+	                    "unreadable");
+	assert_null(bk_latest(list));
+	json_decref(list);
+	assert_int_equal(bk_dir_remove(&r, id, err, sizeof(err)), 0);
+	json_decref(d);
+	bk_repo_close(&r);
+	char cmd[700];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+	assert_int_equal(system(cmd), 0);
+}
+
+static json_t *mini(const char *id, const char *type, const char *parent, int verified)
+{
+	return json_pack("{s:s, s:s, s:s, s:b, s:s*}", "id", id, "type", type, "status", "complete",
+	                 "verified", verified, "parent", parent);
+}
+
+static void test_chain(void **state)
+{
+	(void)state;
+	json_t *list = json_array();
+	json_array_append_new(list, mini("20261122T100000Z-000001", "full", NULL, 1));
+	json_array_append_new(list, mini("20261122T110000Z-000002", "incremental", "20261122T100000Z-000001", 1));
+	json_array_append_new(list, mini("20261122T120000Z-000003", "incremental", "20261122T110000Z-000002", 1));
+	json_array_append_new(list, mini("20261122T130000Z-000004", "differential", "20261122T100000Z-000001", 1));
+	json_t *chain[BK_MAX_CHAIN];
+	char err[512];
+	assert_int_equal(bk_chain(list, json_array_get(list, 2), chain, err, sizeof(err)), 3);
+	assert_ptr_equal(chain[0], json_array_get(list, 0));
+	assert_ptr_equal(chain[2], json_array_get(list, 2));
+	assert_int_equal(bk_chain(list, json_array_get(list, 3), chain, err, sizeof(err)), 2);
+	assert_ptr_equal(bk_latest(list), json_array_get(list, 3));
+	/* an unverified link breaks the chain; latest falls back */
+	json_object_set_new(json_array_get(list, 1), "verified", json_false());
+	assert_int_equal(bk_chain(list, json_array_get(list, 2), chain, err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "not verified"));
+	json_object_set_new(json_array_get(list, 3), "status", json_string("failed"));
+	assert_ptr_equal(bk_latest(list), json_array_get(list, 0));
+	/* a missing parent and a loop */
+	json_array_append_new(list, mini("20261122T140000Z-000005", "incremental", "20261122T150000Z-000006", 1));
+	json_array_append_new(list, mini("20261122T150000Z-000006", "incremental", "20261122T140000Z-000005", 1));
+	assert_int_equal(bk_chain(list, json_array_get(list, 5), chain, err, sizeof(err)), 0);
+	json_array_append_new(list, mini("20261122T160000Z-000007", "incremental", "20261122T000000Z-000000", 1));
+	assert_int_equal(bk_chain(list, json_array_get(list, 6), chain, err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "not in the repository"));
+	json_decref(list);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_ids),
+		cmocka_unit_test(test_relpath),
+		cmocka_unit_test(test_doc_check),
+		cmocka_unit_test(test_repo_and_manifest),
+		cmocka_unit_test(test_chain),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
