@@ -1,0 +1,283 @@
+/*
+ * verify.c - `amber backups` (the listing, --prune-incomplete) and
+ * `amber verify` (re-read every file against the manifest, run the
+ * writers' verifiers again).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backup/backup.h"
+#include "backup/chain.h"
+#include "backup/job.h"
+
+static const char *sget(json_t *o, const char *k)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+	return s ? s : "";
+}
+
+/* "amber-store(E00 3..7)" style summaries of a document. */
+static void writers_str(json_t *d, char *out, size_t n, char *range, size_t rn)
+{
+	out[0] = range[0] = '\0';
+	size_t i;
+	json_t *w;
+	json_array_foreach(json_object_get(d, "writers"), i, w) {
+		size_t l = strlen(out);
+		snprintf(out + l, n - l, "%s%s", i ? "," : "", sget(w, "name"));
+		json_t *st = json_object_get(w, "store");
+		if (st) {
+			l = strlen(range);
+			snprintf(range + l, rn - l, "%s%s %08" PRIX64 "-%08" PRIX64, i ? "," : "",
+			         sget(st, "prefix"), (uint64_t)json_integer_value(json_object_get(st, "gen_low")),
+			         (uint64_t)json_integer_value(json_object_get(st, "gen_high")));
+		}
+	}
+}
+
+static void human(uint64_t b, char *out, size_t n)
+{
+	const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+	double v = (double)b;
+	int k = 0;
+	while (v >= 1024 && k < 4) {
+		v /= 1024;
+		k++;
+	}
+	snprintf(out, n, k ? "%.1f %s" : "%.0f %s", v, u[k]);
+}
+
+int bk_run_list(const bk_list_opts *o)
+{
+	char err[BK_ERR];
+	bk_repo repo;
+	int rc = bk_repo_open(o->repo, false, &repo, err, sizeof(err));
+	if (rc) {
+		fprintf(o->err, "amber: backups: %s\n", err);
+		return rc;
+	}
+	json_t *list = NULL;
+	if (o->prune_incomplete) {
+		rc = bk_repo_lock(&repo, false, err, sizeof(err));
+		if (rc)
+			goto out;
+	}
+	if ((rc = bk_list(&repo, &list, err, sizeof(err))) != 0)
+		goto out;
+	if (o->prune_incomplete) {
+		bk_job j;
+		memset(&j, 0, sizeof(j));
+		j.repo = &repo;
+		j.err = o->err;
+		size_t i = 0, pruned = 0;
+		while (i < json_array_size(list)) {
+			json_t *d = json_array_get(list, i);
+			const char *st = sget(d, "status");
+			if (!strcmp(st, "incomplete") || !strcmp(st, "unreadable")) {
+				snprintf(j.id, sizeof(j.id), "%s", sget(d, "id"));
+				if ((rc = bk_dir_remove(&repo, j.id, err, sizeof(err))) != 0)
+					goto out;
+				bk_event(&j, BK_EV_PRUNED, "info", "incomplete backup %s removed", j.id);
+				fprintf(o->err, "amber: removed incomplete backup %s\n", j.id);
+				json_array_remove(list, i);
+				pruned++;
+				continue;
+			}
+			i++;
+		}
+		if (!pruned)
+			fprintf(o->err, "amber: no incomplete backups\n");
+	}
+	if (o->json) {
+		json_t *arr = json_array();
+		size_t i;
+		json_t *d;
+		json_array_foreach(list, i, d) {
+			json_t *ws = json_array(), *ranges = json_array();
+			size_t k;
+			json_t *w;
+			json_array_foreach(json_object_get(d, "writers"), k, w) {
+				json_array_append_new(ws, json_string(sget(w, "name")));
+				json_t *st = json_object_get(w, "store");
+				if (st)
+					json_array_append_new(ranges, json_pack("{s:s, s:s, s:O, s:O}", "writer",
+					    sget(w, "name"), "prefix", sget(st, "prefix"), "gen_low",
+					    json_object_get(st, "gen_low"), "gen_high", json_object_get(st, "gen_high")));
+			}
+			json_t *e = json_pack("{s:s, s:s, s:s, s:s, s:o, s:I, s:o, s:O, s:b, s:s}",
+			    "id", sget(d, "id"), "type", sget(d, "type"), "method", sget(d, "method"),
+			    "time", sget(d, "started"), "writers", ws,
+			    "size", (json_int_t)json_integer_value(json_object_get(d, "bytes")),
+			    "log_range", ranges, "parent", json_object_get(d, "parent") ?
+			    json_object_get(d, "parent") : json_null(),
+			    "verified", json_is_true(json_object_get(d, "verified")),
+			    "status", sget(d, "status"));
+			if (e && json_object_get(d, "error"))
+				json_object_set(e, "error", json_object_get(d, "error"));
+			json_array_append_new(arr, e);
+		}
+		char *s = json_dumps(arr, JSON_INDENT(2));
+		fprintf(o->out, "%s\n", s ? s : "[]");
+		free(s);
+		json_decref(arr);
+	} else {
+		fprintf(o->out, "%-24s %-12s %-20s %-14s %9s %-20s %-24s %-8s %s\n", "ID", "TYPE", "TIME",
+		        "WRITERS", "SIZE", "LOG RANGE", "PARENT", "VERIFIED", "STATUS");
+		size_t i;
+		json_t *d;
+		json_array_foreach(list, i, d) {
+			char ws[256], range[256], sz[32];
+			writers_str(d, ws, sizeof(ws), range, sizeof(range));
+			human((uint64_t)json_integer_value(json_object_get(d, "bytes")), sz, sizeof(sz));
+			const char *p = json_string_value(json_object_get(d, "parent"));
+			fprintf(o->out, "%-24s %-12s %-20s %-14s %9s %-20s %-24s %-8s %s\n", sget(d, "id"),
+			        sget(d, "type"), sget(d, "started"), ws[0] ? ws : "-", sz,
+			        range[0] ? range : "-", p ? p : "-",
+			        json_is_true(json_object_get(d, "verified")) ? "true" : "false",
+			        sget(d, "status"));
+		}
+		if (!json_array_size(list))
+			fprintf(o->err, "amber: %s has no backups\n", repo.root);
+	}
+	rc = 0;
+out:
+	if (rc)
+		fprintf(o->err, "amber: backups: %s\n", err);
+	json_decref(list);
+	bk_repo_close(&repo);
+	return rc;
+}
+
+int bk_verify_files(bk_job *j, char *err, size_t errlen)
+{
+	json_t *man = NULL;
+	int rc = bk_manifest_load(j->repo, j->id, &man, err, errlen);
+	if (rc)
+		return 1;
+	json_t *files = json_object_get(j->doc, "files");
+	if (json_object_size(man) != json_array_size(files)) {
+		snprintf(err, errlen, "backup %s: the manifest lists %zu files, the document %zu", j->id,
+		         json_object_size(man), json_array_size(files));
+		json_decref(man);
+		return 1;
+	}
+	size_t i;
+	json_t *f;
+	json_array_foreach(files, i, f) {
+		if (bk_check_file(j, man, f, err, errlen)) {
+			json_decref(man);
+			return 1;
+		}
+	}
+	json_decref(man);
+	return 0;
+}
+
+int bk_run_verify(const bk_verify_opts *o)
+{
+	char err[BK_ERR * 2];
+	bk_repo repo;
+	int rc = bk_repo_open(o->repo, false, &repo, err, sizeof(err));
+	if (rc) {
+		fprintf(o->err, "amber: verify: %s\n", err);
+		return rc;
+	}
+	bk_job j;
+	memset(&j, 0, sizeof(j));
+	j.repo = &repo;
+	j.err = o->err;
+	j.bdirfd = -1;
+	json_t *list = NULL;
+	if ((rc = bk_list(&repo, &list, err, sizeof(err))) != 0)
+		goto out;
+	json_t *d;
+	if (!strcmp(o->backup, "latest")) {
+		d = bk_latest(list);
+		if (!d) {
+			snprintf(err, sizeof(err), "%s has no verified backup", repo.root);
+			rc = 1;
+			goto out;
+		}
+	} else {
+		d = bk_list_find(list, o->backup);
+		if (!d) {
+			snprintf(err, sizeof(err), "%s: no such backup in %s", o->backup, repo.root);
+			rc = 2;
+			goto out;
+		}
+	}
+	snprintf(j.id, sizeof(j.id), "%s", sget(d, "id"));
+	if (!strcmp(sget(d, "status"), "unreadable")) {
+		snprintf(err, sizeof(err), "%s", sget(d, "error"));
+		rc = 1;
+		goto out;
+	}
+	j.doc = json_incref(d);
+	if ((j.bdirfd = bk_dir_open(&repo, j.id, err, sizeof(err))) < 0) {
+		rc = 1;
+		goto out;
+	}
+	bk_event(&j, BK_EV_VERIFY_STARTED, "info", "verify of %s started", j.id);
+	uint64_t total = (uint64_t)json_integer_value(json_object_get(d, "bytes"));
+	bk_progress_begin(&j.prog, !o->quiet && isatty(2), "verify: reading", total);
+	int bad = strcmp(sget(d, "status"), "incomplete") == 0;
+	if (bad)
+		snprintf(err, sizeof(err), "backup %s is incomplete (interrupted): nothing in it is "
+		         "trusted", j.id);
+	if (!bad)
+		bad = bk_verify_files(&j, err, sizeof(err));
+	bk_progress_end(&j.prog);
+	size_t i;
+	json_t *w;
+	bk_progress_begin(&j.prog, !o->quiet && isatty(2), "verify: checking pages", total);
+	json_array_foreach(json_object_get(d, "writers"), i, w) {
+		if (bad)
+			break;
+		if (strcmp(sget(w, "verifier"), "amber-store") || !json_object_get(w, "store")) {
+			snprintf(err, sizeof(err), "writer %s: verifier \"%s\" is not known to this amber",
+			         sget(w, "name"), sget(w, "verifier"));
+			bad = 1;
+			break;
+		}
+		/* verify a copy of the writer entry: a re-verification does not
+		 * rewrite the per-component results of the backup */
+		json_t *wc = json_deep_copy(w);
+		bad = bk_store_verify(&j, wc, err, sizeof(err)) != 0;
+		json_decref(wc);
+	}
+	bk_progress_end(&j.prog);
+	char now[32];
+	bk_time_str(bk_now_ms() / 1000, now, sizeof(now));
+	json_object_set_new(d, "last_verify", json_pack("{s:s, s:b, s:s}", "time", now, "ok", !bad,
+	                                                "error", bad ? err : ""));
+	if (bad && json_is_true(json_object_get(d, "verified"))) {
+		/* a backup that no longer verifies is not trusted any more */
+		json_object_set_new(d, "verified", json_false());
+	}
+	if (strcmp(sget(d, "status"), "incomplete") != 0) {
+		char e2[BK_ERR];
+		if (bk_doc_save(&repo, j.id, d, e2, sizeof(e2)))
+			fprintf(o->err, "amber: verify: %s\n", e2);
+	}
+	bk_event(&j, bad ? BK_EV_VERIFY_FAILED : BK_EV_VERIFY_OK, bad ? "error" : "info",
+	         bad ? "verify failed: %s" : "verified: %s", bad ? err : "every file, page and log");
+	if (bad) {
+		rc = 1;
+		goto out;
+	}
+	fprintf(o->out, "backup %s verified: %zu files, every page and log intact\n", j.id,
+	        json_array_size(json_object_get(d, "files")));
+	rc = 0;
+out:
+	if (rc)
+		fprintf(o->err, "amber: verify: %s\n", err);
+	json_decref(j.doc);
+	json_decref(list);
+	if (j.bdirfd >= 0)
+		close(j.bdirfd);
+	bk_repo_close(&repo);
+	return rc;
+}
