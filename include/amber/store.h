@@ -264,11 +264,33 @@ int ams_thaw(ams_instance *inst);
 /**
  * Record a verified backup in every database header and, for full and
  * incremental backups, delete log generations that neither recovery nor the
- * backup chain needs: generations below min(@p gen_low of a full /
- * @p gen_high+1 of an incremental, the checkpoint generation,
- * @p keep_from).  Pass keep_from = 0 for no extra limit.
- * COPY changes nothing; DIFFERENTIAL records itself and deletes nothing.
- * @return #AMS_OK, #AMS_EINVAL, #AMS_EIO, #AMS_EFAILED
+ * backup chain needs.
+ *
+ * @p type is an ams_backup_type, ORed with #AMS_BACKUP_STREAMED for a
+ * streamed backup (its last generation is complete: ams_stream_logs()
+ * rolled the log).  Without it the backup is a snapshot (shadow copy): it
+ * copied the logs from the checkpoint generation up to the generation that
+ * was current at the snapshot, whose copy is only a prefix of what that
+ * generation holds later.  So:
+ *  - @p gen_high must be below the current generation for a streamed
+ *    backup; a snapshot's may equal it (only a later one is refused);
+ *  - deleted are the generations below min(X, the checkpoint generation,
+ *    @p keep_from), where X is @p gen_low for a full, @p gen_high + 1 for a
+ *    streamed incremental and @p gen_high for a snapshot incremental (whose
+ *    last generation must stay whole for the next incremental and for
+ *    roll-forward).  Pass keep_from = 0 for no extra limit;
+ *  - @p gen_low = 0 asks, for an INCREMENTAL or DIFFERENTIAL, to derive the
+ *    first generation from the header (the chain rule): an incremental
+ *    starts at the gen_high of the previous full or incremental (the newer
+ *    one) if that was a snapshot and at its gen_high + 1 if it was
+ *    streamed; a differential starts from the previous full in the same
+ *    way.  ams_stream_begin() uses the same rule.
+ * COPY changes nothing; DIFFERENTIAL records itself and deletes nothing;
+ * nothing is deleted while a streaming backup runs.
+ * @return #AMS_OK; #AMS_EINVAL (unknown type, bad range, gen_high past the
+ *   current generation, gen_low = 0 for a full or copy, or gen_low = 0 and
+ *   no full backup is recorded: the message says a full backup is needed),
+ *   #AMS_EIO, #AMS_EFAILED
  */
 int ams_backup_complete(ams_instance *inst, int type, uint32_t gen_low, uint32_t gen_high,
                         uint64_t time_sec, uint32_t keep_from);
@@ -278,8 +300,12 @@ typedef struct ams_stream ams_stream;
 
 /**
  * Begin a streaming backup of every database.  While it runs, logs are not
- * truncated and a freeze is refused (#AMS_EBUSY).
- * @return #AMS_OK, #AMS_EBUSY, #AMS_ENOMEM, #AMS_EFAILED
+ * truncated and a freeze is refused (#AMS_EBUSY).  An incremental or
+ * differential stream copies only logs, starting where the chain rule of
+ * ams_backup_complete() says.
+ * @return #AMS_OK, #AMS_EINVAL, #AMS_EBUSY, #AMS_ENOMEM, #AMS_EFAILED,
+ *   #AMS_ENOTFOUND (incremental/differential without a recorded full
+ *   backup), #AMS_ELOGMISSING (a log it needs was already deleted)
  */
 int ams_stream_begin(ams_instance *inst, int type, ams_stream **out);
 

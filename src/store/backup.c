@@ -7,9 +7,32 @@
  * below its first generation (the checkpoint generation when it began) are
  * no longer needed by anyone: the backup holds them and recovery of the live
  * databases starts at or after the checkpoint.  After a verified incremental
- * the logs up to its last generation are in the backup chain.  Never is a
+ * the logs before its last generation are in the backup chain.  Never is a
  * log at or above the current checkpoint generation removed, nor anything
  * while a streaming backup runs.
+ *
+ * STREAMED AND SNAPSHOT BACKUPS (the kind recorded in amb_bkinfo.kind).  A
+ * streamed backup (kind 1, AMS_BACKUP_STREAMED) ends with ams_stream_logs(),
+ * which rolls the log: its last generation gen_high is complete.  A
+ * snapshot backup (kind 2) copies the logs from the checkpoint generation K
+ * to the generation C that was current (`<prefix>.log`) at the snapshot,
+ * which it names `<prefix><C>.log`; that copy is a PREFIX of what
+ * generation C holds once it is closed.  So for a snapshot backup:
+ *   - gen_high may be the current generation (only gen_high > current is
+ *     refused; a streamed backup's gen_high must be below the current one);
+ *   - an incremental truncates below gen_high, not gen_high + 1: the
+ *     complete version of gen_high stays for the next incremental and for
+ *     roll-forward;
+ *   - the next backup of the chain starts AT gen_high, so that it copies
+ *     the complete version; after a streamed backup it starts at
+ *     gen_high + 1.
+ * CHAIN RULE (chain_low): an incremental starts after the previous full or
+ * incremental (the newer one: a full clears inc_prev), a differential after
+ * the previous full; "after" is gen_high for kind 2 and gen_high + 1 for
+ * kind 1.  ams_backup_complete() derives gen_low this way when it is given
+ * gen_low = 0 for an incremental or differential, and ams_stream_begin()
+ * uses the same rule for a streamed one.  Without a recorded full backup
+ * neither can start: a full backup is needed first.
  *
  * STREAMING: ams_stream_begin() notes the checkpoint generation (the first
  * log the copy needs), then ams_stream_next() hands out every page of every
@@ -99,16 +122,46 @@ static int truncate_below(ams_instance *in, uint32_t below)
 	return rc;
 }
 
+/* Where an incremental or differential that follows the backups recorded
+ * in @p h starts (CHAIN RULE above).  0, or AMS_ENOTFOUND without a full. */
+static int chain_low(const amb_dbhdr *h, int type, uint32_t *low)
+{
+	if (!h->full_prev.time)
+		return AMS_ENOTFOUND;
+	const amb_bkinfo *prev = &h->full_prev;
+	if (type == AMS_BACKUP_INCREMENTAL && h->inc_prev.time)
+		prev = &h->inc_prev; /* a full clears inc_prev: this one is newer */
+	*low = prev->kind == 1 ? prev->gen_high + 1 : prev->gen_high;
+	return 0;
+}
+
+static const char *type_name(int type)
+{
+	switch (type) {
+	case AMS_BACKUP_FULL:
+		return "full";
+	case AMS_BACKUP_INCREMENTAL:
+		return "incremental";
+	case AMS_BACKUP_DIFFERENTIAL:
+		return "differential";
+	default:
+		return "copy";
+	}
+}
+
 int ams_backup_complete(ams_instance *in, int type, uint32_t gen_low, uint32_t gen_high,
                         uint64_t time_sec, uint32_t keep_from)
 {
 	if (!in)
 		return amb_err(AMS_EINVAL, "NULL instance");
-	uint32_t kind = (type & AMS_BACKUP_STREAMED) ? 1 : 2;
+	int streamed = (type & AMS_BACKUP_STREAMED) != 0;
+	uint32_t kind = streamed ? 1 : 2;
 	type &= ~AMS_BACKUP_STREAMED;
 	if (type < AMS_BACKUP_FULL || type > AMS_BACKUP_COPY)
 		return amb_err(AMS_EINVAL, "unknown backup type %d", type);
-	if (gen_low == 0 || gen_high < gen_low)
+	int derive = gen_low == 0 &&
+	             (type == AMS_BACKUP_INCREMENTAL || type == AMS_BACKUP_DIFFERENTIAL);
+	if (gen_high == 0 || (gen_low == 0 && !derive) || (gen_low && gen_high < gen_low))
 		return amb_err(AMS_EINVAL, "bad log range %u-%u", gen_low, gen_high);
 	if (type == AMS_BACKUP_COPY)
 		return 0; /* a copy backup leaves header and logs alone */
@@ -118,9 +171,24 @@ int ams_backup_complete(ams_instance *in, int type, uint32_t gen_low, uint32_t g
 	pthread_mutex_unlock(&in->mu);
 	if (failed)
 		return amb_err(AMS_EFAILED, "instance failed earlier: %s", in->failmsg);
-	if (gen_high >= cur)
-		return amb_err(AMS_EINVAL, "backup range %u-%u reaches the current generation %u: roll "
-		               "the log before recording a backup", gen_low, gen_high, cur);
+	if (streamed && gen_high >= cur)
+		return amb_err(AMS_EINVAL, "streamed backup range %u-%u reaches the current generation "
+		               "%u: roll the log before recording a backup", gen_low, gen_high, cur);
+	if (!streamed && gen_high > cur)
+		return amb_err(AMS_EINVAL, "backup range %u-%u goes past the current generation %u",
+		               gen_low, gen_high, cur);
+	if (derive) {
+		pthread_mutex_lock(&in->hdr_mu);
+		int r = chain_low(&in->db[0].hdr, type, &gen_low);
+		pthread_mutex_unlock(&in->hdr_mu);
+		if (r)
+			return amb_err(AMS_EINVAL, "no full backup is recorded in the database header: "
+			               "a full backup is needed before an %s backup", type_name(type));
+		if (gen_low > gen_high)
+			return amb_err(AMS_EINVAL, "%s backup: it starts at generation %u (after the "
+			               "previous backup) but its last generation is %u", type_name(type),
+			               gen_low, gen_high);
+	}
 	amb_bkinfo bk = {gen_low, gen_high, time_sec * 1000000u, kind, 0};
 
 	/* the header update passes the freeze gate like any write */
@@ -150,7 +218,8 @@ int ams_backup_complete(ams_instance *in, int type, uint32_t gen_low, uint32_t g
 	}
 	if (type == AMS_BACKUP_DIFFERENTIAL || streaming)
 		return 0;
-	uint32_t below = type == AMS_BACKUP_FULL ? gen_low : gen_high + 1;
+	/* a snapshot's gen_high is a prefix: keep the complete version */
+	uint32_t below = type == AMS_BACKUP_FULL ? gen_low : streamed ? gen_high + 1 : gen_high;
 	if (below > ckpt)
 		below = ckpt;
 	if (keep_from && below > keep_from)
@@ -211,16 +280,11 @@ int ams_stream_begin(ams_instance *in, int type, ams_stream **out)
 	}
 	if (type == AMS_BACKUP_INCREMENTAL || type == AMS_BACKUP_DIFFERENTIAL) {
 		/* logs only: from after the previous backup of the chain */
-		amb_dbhdr *h = &s->hdr[0];
-		uint32_t last = h->full_prev.gen_high;
-		if (type == AMS_BACKUP_INCREMENTAL && h->inc_prev.time && h->inc_prev.gen_high > last)
-			last = h->inc_prev.gen_high;
-		if (!h->full_prev.time) {
+		if (chain_low(&s->hdr[0], type, &s->gen_low)) {
 			ams_stream_end(s);
 			return amb_err(AMS_ENOTFOUND, "no full backup is recorded in the database header: "
 			               "a full backup is needed first");
 		}
-		s->gen_low = last + 1;
 		s->db = in->ndb; /* no pages */
 		char path[PATH_MAX];
 		amb_log_path(path, sizeof(path), in->dir, in->prefix, s->gen_low);

@@ -29,6 +29,15 @@
  *   - in the last generation valid data may end early (a torn tail: the
  *     flush that was in progress), but not if data of a later flush follows
  *     a bad segment (AMS_ECORRUPT: damage in the middle).
+ *
+ * Hard recovery reads generations gen_low..gen_high from the backup's log
+ * directory and, with roll-forward, the later ones from the instance.  The
+ * one exception is gen_high: a snapshot backup's copy of it is a prefix, so
+ * with roll-forward the instance's copy is read when it is the same file
+ * (instance_copy(); docs/restore-env.md, "Which copy of a generation is
+ * read").  Without roll-forward the backup's copy is read, and its valid
+ * data simply ends early, like a torn tail: a record cut off there is not
+ * replayed.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -338,6 +347,36 @@ static int feed(parser *ps, const unsigned char *p, size_t n)
 	return 0;
 }
 
+/*
+ * The backup's last generation gen1_high may be a prefix: a snapshot backup
+ * copies the generation that was current at the snapshot (backup.c).  With
+ * roll-forward, when the instance directory still holds that generation
+ * (archived, or as <prefix>.log) and its header says it is the same file
+ * (same log signature and create_time as the backup's copy), read the
+ * instance's copy: it is the same log, as long or longer.  Without that the
+ * generations after it would not join on (the backup's copy ends early).
+ * Returns 1 and sets path (and *is_current) if the instance's copy is to be
+ * read, 0 to keep the backup's copy.
+ */
+static int instance_copy(const amb_logsrc *src, uint32_t g, const char *bpath, char *path,
+                         size_t size, int *is_current, amb_vfs *v)
+{
+	amb_loghdr bh, h;
+	if (amb_loghdr_load(v, bpath, &bh) != 0)
+		return 0; /* the backup's copy is read and its error reported */
+	char p[PATH_MAX];
+	for (int cur = 0; cur <= 1; cur++) {
+		amb_log_path(p, sizeof(p), src->dir2, src->prefix, cur ? 0 : g);
+		if (amb_loghdr_load(v, p, &h) != 0 || h.gen != g || h.create_time != bh.create_time ||
+		    !amb_sig_eq(&h.sign_log, &bh.sign_log))
+			continue;
+		snprintf(path, size, "%s", p);
+		*is_current = cur;
+		return 1;
+	}
+	return 0;
+}
+
 /* Path of generation g: 1 found (path set, *is_current), 0 not found. */
 static int find_gen(const amb_logsrc *src, int roll_forward, uint32_t g, char *path, size_t size,
                     int *is_current, amb_vfs *v)
@@ -345,7 +384,14 @@ static int find_gen(const amb_logsrc *src, int roll_forward, uint32_t g, char *p
 	*is_current = 0;
 	if (src->dir1 && g >= src->gen1_low && g <= src->gen1_high) {
 		amb_log_path(path, size, src->dir1, src->prefix, g);
-		return access(path, F_OK) == 0;
+		if (access(path, F_OK) != 0)
+			return 0;
+		if (roll_forward && g == src->gen1_high && src->dir2) {
+			char bpath[PATH_MAX];
+			snprintf(bpath, sizeof(bpath), "%s", path);
+			instance_copy(src, g, bpath, path, size, is_current, v);
+		}
+		return 1;
 	}
 	if (src->dir1 && !roll_forward)
 		return 0;
