@@ -212,6 +212,14 @@ static int restore_writer(bk_job *j, const bk_restore_opts *o, bk_repo *repo, js
 	char target[PATH_MAX];
 	char wdir[128];
 	snprintf(wdir, sizeof(wdir), "%s.%.8s", wname, instance);
+	if (!o->to && (o->no_roll_forward || o->until)) {
+		/* the instance's later logs would stay beside the restored
+		 * databases, where a later recovery could replay the history that
+		 * was meant to be dropped */
+		snprintf(err, errlen, "--no-roll-forward and --until need --to DIR: in place, the "
+		         "instance's later logs would stay in %s", sget(w0, "dir"));
+		return 2;
+	}
 	if (o->to) {
 		if (nwriters == 1)
 			snprintf(target, sizeof(target), "%s", o->to);

@@ -152,9 +152,10 @@ const char cli_help_restore[] =
 	"    --to DIR            Restore into DIR (created if missing) instead of\n"
 	"                        the original place, which is not touched. Recovery\n"
 	"                        then rolls forward only through logs found in DIR.\n"
-	"    --no-roll-forward   Replay only the backup's logs.\n"
+	"    --no-roll-forward   Replay only the backup's logs (needs --to: in place\n"
+	"                        the instance's later logs would stay beside it).\n"
 	"    --until TIME        Stop before the first transaction committed after\n"
-	"                        TIME (UTC, 2026-11-22T10:00:00Z).\n"
+	"                        TIME (UTC, 2026-11-22T10:00:00Z); needs --to.\n"
 	"    --no-recover        Lay down the files and restore.env only; recover\n"
 	"                        later with 'amber-store hard-recover DIR'.\n"
 	"    --offline           Do not involve a running writer (it must be\n"
@@ -169,4 +170,4 @@ const char cli_help_restore[] =
 	"EXAMPLES\n"
 	"    amber restore --repo /backup/mail latest\n"
 	"    amber restore --repo /backup/mail 20261122T100000Z-1a2b3c --to /srv/restore\n"
-	"    amber restore --repo /backup/mail latest --until 2026-11-22T09:30:00Z\n";
+	"    amber restore --repo /backup/mail latest --to /srv/pit --until 2026-11-22T09:30:00Z\n";

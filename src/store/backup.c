@@ -349,8 +349,12 @@ int ams_stream_next(ams_stream *s, int *dbidx, uint32_t *pgno, void *buf)
 			if (attempt < 16)
 				usleep((useconds_t)(attempt + 1) * 100000u);
 		}
-		if (rc)
-			return amb_err(rc, "streaming backup: %s", ams_errmsg());
+		if (rc) {
+			/* copy first: ams_errmsg() is the buffer amb_err() writes */
+			char why[512];
+			snprintf(why, sizeof(why), "%s", ams_errmsg());
+			return amb_err(rc, "streaming backup: %s", why);
+		}
 		*dbidx = s->db;
 		*pgno = p;
 		return 1;

@@ -2,7 +2,7 @@
  * serve.c - `amber-store serve DIR [--load RATE] [--oracle FILE]
  *            [--threads N] [--duration SEC] [--seed N] [--quiet]
  *            [--socket PATH] [--no-writer] [--max-hold-ms N]
- *            [--latency-log FILE]`
+ *            [--latency-log FILE] [--no-stream]`
  *
  * Opens the instance (recovering it if needed) and holds it open until
  * SIGTERM / SIGINT (or --duration), then shuts it down cleanly.  With --load
@@ -16,6 +16,15 @@
  * --socket (default $AMBER_SOCKET, else /run/amber/amberd.sock) and keeps
  * retrying in the background while amberd is not there; serving goes on
  * the same either way.
+ *
+ * Online restore (serve_writer.c): the writer's pre-restore closes the
+ * instance through serve_inst (si_dismount: the workload's threads finish
+ * the transactions they are in and are joined, a streaming backup gives the
+ * instance back, then ams_close), and post-restore opens it again after
+ * hard recovery (si_mount), resuming the same workload (same keys, delete
+ * pool and seq) only when the restore rolled forward to the end.  serve
+ * keeps running, and stays registered with amberd, while the instance is
+ * closed; shutting down then has nothing to close.
  *
  * The oracle (design.md section 7): for every transaction, before the commit
  * is requested, one write(2) of
@@ -39,6 +48,9 @@
  * in all, later commits are counted but not kept) and written when serve
  * shuts down, so lines are not in time order: sort by the first number.  A
  * killed serve leaves only the freeze/thaw lines.
+ *
+ * Unless --no-stream, serve also answers streaming (online) backups on
+ * DIR/.amber-stream.sock (serve_stream.c, docs/stream.md).
  *
  * The workload is kept apart (wl_* functions) from the instance handling;
  * the writer is in serve_writer.c.
@@ -64,6 +76,7 @@
 
 #include "amber/proto.h"
 #include "amber/store.h"
+#include "store/tool/serve_stream.h"
 #include "store/tool/serve_writer.h"
 #include "store/tool/tool.h"
 
@@ -292,7 +305,8 @@ typedef struct workload {
 
 	pthread_t *threads;
 	struct wl_thread *targs;
-	int nalloc; /* entries of targs */
+	int nalloc;   /* entries of targs */
+	int nstarted; /* threads running (to join) */
 	bool lock_init;
 } workload;
 
@@ -617,6 +631,34 @@ static void *wl_thread_main(void *arg)
 	return NULL;
 }
 
+/* Stop the threads: each finishes the transaction it is in (its commit
+ * returns, acknowledged or failed, and the oracle line is written), then
+ * they are joined.  Everything else (keys, the delete pool, seq, counters)
+ * is kept, so wl_spawn() can resume the same workload. */
+static void wl_stop(workload *wl)
+{
+	atomic_store(&wl->stop, true);
+	for (int i = 0; i < wl->nstarted; i++)
+		pthread_join(wl->threads[i], NULL);
+	wl->nstarted = 0;
+}
+
+/* Start (or resume after wl_stop()) the threads on wl->inst.  0 or -1. */
+static int wl_spawn(workload *wl)
+{
+	atomic_store(&wl->stop, false);
+	for (int i = 0; i < wl->nalloc; i++) {
+		int e = pthread_create(&wl->threads[i], NULL, wl_thread_main, &wl->targs[i]);
+		if (e != 0) {
+			fprintf(stderr, "amber-store serve: pthread_create: %s\n", strerror(e));
+			wl_stop(wl);
+			return -1;
+		}
+		wl->nstarted = i + 1;
+	}
+	return 0;
+}
+
 static int wl_start(workload *wl, ams_instance *inst, double rate, int nthreads, int oracle_fd,
                     uint64_t seed, uint64_t first_seq, bool latency)
 {
@@ -649,7 +691,6 @@ static int wl_start(workload *wl, ams_instance *inst, double rate, int nthreads,
 	wl->targs = calloc((size_t)nthreads, sizeof(wl_thread));
 	if (!wl->pool || !wl->threads || !wl->targs) {
 		fprintf(stderr, "amber-store serve: out of memory\n");
-		wl->nthreads = 0;
 		return -1;
 	}
 	wl->nalloc = nthreads;
@@ -663,38 +704,18 @@ static int wl_start(workload *wl, ams_instance *inst, double rate, int nthreads,
 		th->line = malloc(th->line_cap);
 		if (!th->val || !th->line) {
 			fprintf(stderr, "amber-store serve: out of memory\n");
-			wl->nthreads = 0;
 			return -1;
 		}
 		/* the first chunk before the clock starts: the hot path only
 		 * allocates every LAT_CHUNK commits */
 		if (latency && !(th->lat_head = th->lat_tail = lat_chunk_new(wl))) {
 			fprintf(stderr, "amber-store serve: out of memory for the latency log\n");
-			wl->nthreads = 0;
 			return -1;
 		}
 	}
-	for (int i = 0; i < nthreads; i++) {
-		int e = pthread_create(&wl->threads[i], NULL, wl_thread_main, &wl->targs[i]);
-		if (e != 0) {
-			fprintf(stderr, "amber-store serve: pthread_create: %s\n", strerror(e));
-			atomic_store(&wl->stop, true);
-			for (int j = 0; j < i; j++)
-				pthread_join(wl->threads[j], NULL);
-			wl->nthreads = 0;
-			return -1;
-		}
-	}
-	return 0;
+	return wl_spawn(wl);
 }
 
-static void wl_stop(workload *wl)
-{
-	atomic_store(&wl->stop, true);
-	for (int i = 0; i < wl->nthreads; i++)
-		pthread_join(wl->threads[i], NULL);
-	wl->nthreads = 0;
-}
 
 static void wl_free(workload *wl)
 {
@@ -754,6 +775,97 @@ static int wl_latency_write(workload *wl, int fd, const char *path)
 	return rc;
 }
 
+/* ---------------------------------------------------------------- instance */
+
+/*
+ * The open instance and the workload that uses it, shared by the main
+ * thread (status lines, shutdown) and libamber's writer thread (the host
+ * calls below, for an online restore).  mu guards inst and running, and is
+ * held while either changes: the main thread never uses an instance that a
+ * restore is closing.  Lock order: mu, then the engine's own locks.
+ */
+typedef struct serve_inst {
+	pthread_mutex_t mu;
+	const char *dir;
+	ams_instance *inst; /* NULL while closed for a restore */
+	workload *wl;
+	bool load;          /* serve runs a workload (--load) */
+	bool running;       /* its threads run on inst */
+	bool quiet;
+} serve_inst;
+
+/* serve_host.dismount: stop the workload, then close the instance. */
+static int si_dismount(void *arg, char *msg, size_t size)
+{
+	serve_inst *si = arg;
+	int ret = 0;
+	pthread_mutex_lock(&si->mu);
+	if (si->running) {
+		wl_stop(si->wl);
+		si->running = false;
+	}
+	/* a streaming backup gives the instance back (and fails, retryable) */
+	serve_instance_detach();
+	if (si->inst) {
+		int rc = ams_close(si->inst);
+		si->inst = NULL;
+		if (rc != AMS_OK) {
+			snprintf(msg, size, "close: %s: %s", ams_strerror(rc), ams_errmsg());
+			ret = -1;
+		}
+	}
+	pthread_mutex_unlock(&si->mu);
+	if (!si->quiet)
+		fprintf(stderr, "amber-store serve: %s closed for a restore%s%s%s\n", si->dir,
+		        si->load ? " (workload stopped)" : "", ret ? ": " : "", ret ? msg : "");
+	return ret;
+}
+
+/* serve_host.mount: open the instance again, resume the workload if asked. */
+static ams_instance *si_mount(void *arg, bool resume_load, char *msg, size_t size)
+{
+	serve_inst *si = arg;
+	ams_instance *in = NULL;
+	const char *note = "";
+	pthread_mutex_lock(&si->mu);
+	if (si->inst) {
+		in = si->inst; /* already open */
+		goto out;
+	}
+	int rc = ams_open(si->dir, NULL, &in);
+	if (rc != AMS_OK) {
+		snprintf(msg, size, "cannot open %s: %s: %s", si->dir, ams_strerror(rc), ams_errmsg());
+		in = NULL;
+		goto out;
+	}
+	si->inst = in;
+	serve_instance_attach(in);
+	if (!si->load)
+		goto out;
+	if (atomic_load(&si->wl->fatal)) {
+		note = "workload not resumed: it stopped after a fatal error";
+	} else if (!resume_load) {
+		note = "workload not resumed: the restore did not roll forward to the end (roll_forward=no "
+		       "or until set), so the store no longer holds what the workload knows; serving "
+		       "without load";
+	} else {
+		si->wl->inst = in;
+		if (wl_spawn(si->wl) == 0) {
+			si->running = true;
+			note = "workload resumed";
+		} else {
+			note = "workload not resumed: cannot start its threads";
+		}
+	}
+	snprintf(msg, size, "%s", note);
+out:
+	pthread_mutex_unlock(&si->mu);
+	if (in && !si->quiet)
+		fprintf(stderr, "amber-store serve: %s open again%s%s\n", si->dir, note[0] ? "; " : "",
+		        note);
+	return in;
+}
+
 /* ---------------------------------------------------------------- command */
 
 static void usage(void)
@@ -761,7 +873,7 @@ static void usage(void)
 	fprintf(stderr, "usage: amber-store serve DIR [--load RATE] [--oracle FILE] [--threads N]\n"
 	                "                         [--duration SEC] [--seed N] [--quiet]\n"
 	                "                         [--socket PATH] [--no-writer] [--max-hold-ms N]\n"
-	                "                         [--latency-log FILE]\n");
+	                "                         [--latency-log FILE] [--no-stream]\n");
 }
 
 static int parse_double(const char *s, double *out)
@@ -793,7 +905,7 @@ int cmd_serve(int argc, char **argv)
 	const char *dir = NULL, *oracle = NULL, *socket = NULL, *latency_log = NULL;
 	double rate = -1, duration = 0;
 	uint64_t seed = 0, nthreads = 4, max_hold_ms = SERVE_WRITER_MAX_HOLD_MS;
-	bool have_seed = false, quiet = false, no_writer = false;
+	bool have_seed = false, quiet = false, no_writer = false, no_stream = false;
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -825,6 +937,8 @@ int cmd_serve(int argc, char **argv)
 			i++;
 		} else if (strcmp(a, "--no-writer") == 0) {
 			no_writer = true;
+		} else if (strcmp(a, "--no-stream") == 0) {
+			no_stream = true;
 		} else if (strcmp(a, "--max-hold-ms") == 0 && v) {
 			if (parse_u64(v, &max_hold_ms) != 0 || max_hold_ms < 1 ||
 			    max_hold_ms > AMB_MAX_HOLD_MS)
@@ -896,48 +1010,71 @@ int cmd_serve(int argc, char **argv)
 		}
 	}
 
-	ams_instance *inst = NULL;
-	int rc = ams_open(dir, NULL, &inst);
+	workload wl;
+	memset(&wl, 0, sizeof(wl));
+	serve_inst si;
+	memset(&si, 0, sizeof(si));
+	pthread_mutex_init(&si.mu, NULL);
+	si.dir = dir;
+	si.wl = &wl;
+	si.load = rate >= 0;
+	si.quiet = quiet;
+	int rc = ams_open(dir, NULL, &si.inst);
 	if (rc != AMS_OK) {
 		fprintf(stderr, "amber-store serve: cannot open %s: %s: %s\n", dir, ams_strerror(rc),
 		        ams_errmsg());
 		status = tool_exit_code(rc) == EXIT_RETRY ? EXIT_RETRY : EXIT_FAIL;
-		goto out_close_fds;
+		goto out_destroy;
 	}
+	serve_instance_set(si.inst);
 
-	workload wl;
-	memset(&wl, 0, sizeof(wl));
-	bool running = false;
+	bool started = false; /* the workload was set up (wl_free, latency log) */
 	serve_writer *sw = NULL;
+	serve_stream *ss = NULL;
 	double start = now_sec(), last = start;
 	uint64_t last_commits = 0;
+	if (rate >= 0) {
+		/* before the writer starts: nothing can close the instance yet */
+		pthread_mutex_lock(&si.mu);
+		int wrc = wl_start(&wl, si.inst, rate, (int)nthreads, oracle_fd, seed, max_seq + 1,
+		                   lat_fd >= 0);
+		started = true;
+		si.running = wrc == 0;
+		pthread_mutex_unlock(&si.mu);
+		if (wrc != 0) {
+			status = EXIT_FAIL;
+			goto out_stop;
+		}
+	}
 	if (!no_writer) {
+		serve_host host = {
+			.arg = &si,
+			.dismount = si_dismount,
+			.mount = si_mount,
+		};
 		serve_writer_opts wo = {
 			.socket = socket,
 			.max_hold_ms = (uint32_t)max_hold_ms,
 			.quiet = quiet,
 			.latency_fd = lat_fd,
+			.host = &host,
 		};
-		status = serve_writer_start(inst, dir, &wo, &sw);
+		status = serve_writer_start(si.inst, dir, &wo, &sw);
 		if (status != EXIT_OK)
-			goto out_close_inst;
-	}
-	if (rate >= 0) {
-		if (wl_start(&wl, inst, rate, (int)nthreads, oracle_fd, seed, max_seq + 1,
-		             lat_fd >= 0) != 0) {
-			status = EXIT_FAIL;
 			goto out_stop;
-		}
-		running = true;
-		if (!quiet)
-			fprintf(stderr,
-			        "amber-store serve: %s open; load %g txn/s%s, %d threads, seed %" PRIu64
-			        ", first seq %" PRIu64 "\n",
-			        dir, rate, rate == 0 ? " (unthrottled)" : "", (int)nthreads, seed,
-			        max_seq + 1);
-	} else if (!quiet) {
-		fprintf(stderr, "amber-store serve: %s open; waiting for SIGTERM\n", dir);
 	}
+	if (!no_stream) {
+		status = serve_stream_start(dir, quiet, &ss);
+		if (status != EXIT_OK)
+			goto out_stop;
+	}
+	if (rate >= 0 && !quiet)
+		fprintf(stderr,
+		        "amber-store serve: %s open; load %g txn/s%s, %d threads, seed %" PRIu64
+		        ", first seq %" PRIu64 "\n",
+		        dir, rate, rate == 0 ? " (unthrottled)" : "", (int)nthreads, seed, max_seq + 1);
+	else if (!quiet)
+		fprintf(stderr, "amber-store serve: %s open; waiting for SIGTERM\n", dir);
 
 	for (;;) {
 		struct timespec tick = {0, 200 * 1000 * 1000};
@@ -947,7 +1084,7 @@ int cmd_serve(int argc, char **argv)
 				fprintf(stderr, "amber-store serve: %s: shutting down\n", strsignal(sig));
 			break;
 		}
-		if (running && atomic_load(&wl.fatal)) {
+		if (started && atomic_load(&wl.fatal)) {
 			fprintf(stderr, "amber-store serve: workload stopped after a fatal error\n");
 			status = EXIT_FAIL;
 			break;
@@ -955,22 +1092,30 @@ int cmd_serve(int argc, char **argv)
 		double t = now_sec();
 		if (duration > 0 && t - start >= duration)
 			break;
-		if (!quiet && running && t - last >= STATUS_EVERY_SEC) {
+		if (!quiet && started && t - last >= STATUS_EVERY_SEC) {
 			uint64_t c = atomic_load(&wl.commits);
 			ams_info info;
 			memset(&info, 0, sizeof(info));
-			ams_info_get(inst, &info);
-			fprintf(stderr,
-			        "amber-store serve: %.0f commits/s, %" PRIu64 " commits, %" PRIu64
-			        " failed, %" PRIu64 " puts, %" PRIu64 " dels, %.1f MiB; group %.2f, "
-			        "log gen %" PRIu32 " (checkpoint %" PRIu32 ")%s\n",
-			        (double)(c - last_commits) / (t - last), c,
-			        (uint64_t)atomic_load(&wl.failures), (uint64_t)atomic_load(&wl.puts),
-			        (uint64_t)atomic_load(&wl.dels),
-			        (double)atomic_load(&wl.bytes) / 1048576.0,
-			        info.flushes ? (double)info.commits / (double)info.flushes : 0.0,
-			        info.gen_current, info.gen_checkpoint,
-			        info.frozen ? "; frozen for a backup" : "");
+			pthread_mutex_lock(&si.mu);
+			bool open = si.inst != NULL, running = si.running;
+			if (open)
+				ams_info_get(si.inst, &info);
+			pthread_mutex_unlock(&si.mu);
+			if (!open)
+				fprintf(stderr, "amber-store serve: closed for a restore\n");
+			else
+				fprintf(stderr,
+				        "amber-store serve: %.0f commits/s, %" PRIu64 " commits, %" PRIu64
+				        " failed, %" PRIu64 " puts, %" PRIu64 " dels, %.1f MiB; group %.2f, "
+				        "log gen %" PRIu32 " (checkpoint %" PRIu32 ")%s%s\n",
+				        (double)(c - last_commits) / (t - last), c,
+				        (uint64_t)atomic_load(&wl.failures), (uint64_t)atomic_load(&wl.puts),
+				        (uint64_t)atomic_load(&wl.dels),
+				        (double)atomic_load(&wl.bytes) / 1048576.0,
+				        info.flushes ? (double)info.commits / (double)info.flushes : 0.0,
+				        info.gen_current, info.gen_checkpoint,
+				        info.frozen ? "; frozen for a backup" : "",
+				        running ? "" : "; no load");
 			last = t;
 			last_commits = c;
 		}
@@ -978,26 +1123,42 @@ int cmd_serve(int argc, char **argv)
 
 out_stop:
 	/* the writer first: it thaws a frozen instance, so that workload
-	 * threads waiting in a commit can finish */
+	 * threads waiting in a commit can finish, and once it is stopped no
+	 * restore can close or open the instance any more */
 	serve_writer_stop(sw);
 	sw = NULL;
-	wl_stop(&wl);
-	if (running && atomic_load(&wl.fatal))
+	serve_stream_stop(ss);
+	ss = NULL;
+	pthread_mutex_lock(&si.mu);
+	if (si.running)
+		wl_stop(&wl);
+	si.running = false;
+	pthread_mutex_unlock(&si.mu);
+	if (started && atomic_load(&wl.fatal))
 		status = EXIT_FAIL;
-	if (running && lat_fd >= 0 && wl_latency_write(&wl, lat_fd, latency_log) != 0)
+	if (started && lat_fd >= 0 && wl_latency_write(&wl, lat_fd, latency_log) != 0)
 		status = EXIT_FAIL;
-out_close_inst:
-	rc = ams_close(inst);
-	if (rc != AMS_OK) {
-		fprintf(stderr, "amber-store serve: close: %s: %s\n", ams_strerror(rc), ams_errmsg());
-		status = EXIT_FAIL;
+	serve_instance_set(NULL);
+	if (si.inst) {
+		rc = ams_close(si.inst);
+		si.inst = NULL;
+		if (rc != AMS_OK) {
+			fprintf(stderr, "amber-store serve: close: %s: %s\n", ams_strerror(rc),
+			        ams_errmsg());
+			status = EXIT_FAIL;
+		}
+	} else if (!quiet) {
+		fprintf(stderr, "amber-store serve: %s was closed for a restore that did not finish: "
+		        "nothing to close\n", dir);
 	}
-	if (running && !quiet)
+	if (started && !quiet)
 		fprintf(stderr,
 		        "amber-store serve: stopped: %" PRIu64 " commits, %" PRIu64 " failed in %.1f s\n",
 		        (uint64_t)atomic_load(&wl.commits), (uint64_t)atomic_load(&wl.failures),
 		        now_sec() - start);
 	wl_free(&wl);
+out_destroy:
+	pthread_mutex_destroy(&si.mu);
 out_close_fds:
 	if (lat_fd >= 0 && close(lat_fd) != 0) {
 		fprintf(stderr, "amber-store serve: closing %s: %s\n", latency_log, strerror(errno));

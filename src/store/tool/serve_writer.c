@@ -15,17 +15,71 @@
  *   prepare-snapshot  ams_log_roll(); a failure is retryable
  *   freeze            ams_freeze(inst, hold_ms): the engine thaws itself at
  *                     the deadline even if this process's writer thread is
- *                     stuck; busy (a streaming backup) is retryable
- *   thaw (any reason) ams_thaw(); AMS_OK means writes were held throughout
+ *                     stuck; busy (a streaming backup) is retryable.  On
+ *                     success the session's snapshot range is remembered:
+ *                     K = ams_info.gen_checkpoint and C = ams_info.gen_current
+ *                     (neither moves while frozen).  The shadow holds the
+ *                     logs K..C, C being <prefix>.log, a prefix of what
+ *                     generation C holds later (store/backup.c).
+ *   thaw (any reason) ams_thaw(); AMS_OK means writes were held throughout;
+ *                     the session's range counts as consistent only if so
+ *                     and the thaw came from amberd
  *   post-snapshot     held_writes = what the last thaw said
- *   abort             drop the state (libamber has already called thaw)
- *   backup-complete, pre-restore, post-restore
- *                     answered ok without doing anything yet: recording the
- *                     backup and truncating logs arrive with `amber backup`,
- *                     restore with issue 4
+ *   abort             drop the session's state (libamber has already
+ *                     called thaw)
+ *   backup-complete   for the session's remembered K and C (refused, non-
+ *                     retryable, for a session this process never froze or
+ *                     whose hold was broken):
+ *                      - any component of this writer not successful, or
+ *                        no component named: record nothing, delete no log,
+ *                        answer ok saying so (the requestor asked for no
+ *                        truncation);
+ *                      - copy: nothing either (copy leaves header and logs);
+ *                      - full: ams_backup_complete(FULL, K, C): deletes the
+ *                        logs below K (and below the checkpoint);
+ *                      - incremental / differential:
+ *                        ams_backup_complete(type, 0, C): the engine derives
+ *                        the first generation from the previous backups (the
+ *                        chain rule); an incremental deletes the logs below
+ *                        C (C itself stays whole for the next one and for
+ *                        roll-forward), a differential deletes nothing.
+ *                     A failure of ams_backup_complete (no full backup
+ *                     recorded yet, an I/O error) is answered failed, non-
+ *                     retryable, with the engine's message.
+ *   pre-restore       every component's target, if given, must be the
+ *                     instance directory (in-place restore only: failed,
+ *                     non-retryable, otherwise); refused (retryable) while
+ *                     frozen.  Then the instance is "dismounted" through the
+ *                     host (serve.c): the workload stops after its commits
+ *                     in flight and the instance is closed (ams_close).  The
+ *                     process goes on and stays registered with amberd;
+ *                     snapshot events are refused while dismounted.  A
+ *                     second pre-restore is answered ok.
+ *   post-restore      only while dismounted (otherwise failed, non-
+ *                     retryable, unless a component failed: then there is
+ *                     nothing to do).  If every component succeeded
+ *                     (or none is named: the whole writer), hard recovery
+ *                     runs: ams_hard_recover(DIR/restore.env), the file the
+ *                     requestor wrote into the instance directory (its
+ *                     backup_log_dir names where it put the backup's logs).
+ *                     Then the instance is opened again, and the workload
+ *                     resumes only if restore.env says roll_forward=yes and
+ *                     until=none: then the store holds exactly what it held
+ *                     at pre-restore, so the workload's list of keys is
+ *                     right; otherwise serve goes on without load and says
+ *                     so.  If hard recovery or the open fails, the answer is
+ *                     failed, non-retryable, with the engine's message (it
+ *                     names a missing generation, for example) and the
+ *                     instance stays closed; a later restore session may
+ *                     try again (its pre-restore is answered ok at once).
+ *                     If a component failed (the restore was
+ *                     abandoned), the instance is opened as it is and the
+ *                     workload resumes.
  *
- * The state below (frozen, held, freeze time) is only touched by the
- * callbacks, which never run concurrently, so it needs no lock.
+ * The state below (frozen, held, sessions, inst) is only touched by the
+ * callbacks, which never run concurrently, so it needs no lock.  inst is
+ * NULL while dismounted; serve.c guards its own use of the instance with
+ * its own lock.
  */
 #include "store/tool/serve_writer.h"
 
@@ -37,6 +91,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -44,21 +99,38 @@
 #include "amber/writer.h"
 #include "common/durable.h"
 #include "common/vfs.h"
+#include "store/restoreenv.h"
 #include "store/tool/tool.h"
 
 #define SW_PREFIX "amber-store serve: "
+#define SW_SESSIONS 16 /* snapshot ranges remembered (oldest dropped first) */
+
+/* What a successful freeze of one session saw. */
+typedef struct sw_session {
+	amb_uuid id;          /* "" = free slot */
+	uint32_t gen_checkpoint; /* K: the first log the shadow's copy needs */
+	uint32_t gen_current;    /* C: <prefix>.log in the shadow (a prefix) */
+	bool held;            /* thawed by amberd's thaw with writes held throughout */
+	uint64_t age;         /* for replacing the oldest */
+} sw_session;
 
 struct serve_writer {
-	ams_instance *inst;
+	ams_instance *inst;  /* NULL while dismounted for a restore */
 	amb_writer *w;
 	bool quiet;
 	int latency_fd;
+	bool have_host;
+	serve_host host;
 
 	/* callback state */
 	bool frozen;
 	bool held;           /* the last thaw said writes were held throughout */
 	uint64_t freeze_ns;  /* CLOCK_MONOTONIC when ams_freeze() returned */
 	uint32_t hold_ms;    /* of the current freeze */
+	sw_session *frozen_ss; /* the session of the current freeze */
+	sw_session sessions[SW_SESSIONS];
+	uint64_t age;
+	bool dismounted;
 
 	/* metadata storage (amb_writer_start copies it; kept for clarity of
 	 * ownership until stop) */
@@ -106,6 +178,47 @@ static void sw_latency_mark(serve_writer *sw, const char *what, uint64_t ns)
 		fprintf(stderr, SW_PREFIX "writing the latency log: %s\n", strerror(errno));
 }
 
+/* ------------------------------------------------------------ sessions */
+
+static sw_session *sw_session_find(serve_writer *sw, const char *id)
+{
+	if (!id[0])
+		return NULL;
+	for (int i = 0; i < SW_SESSIONS; i++)
+		if (strcmp(sw->sessions[i].id, id) == 0)
+			return &sw->sessions[i];
+	return NULL;
+}
+
+/* The slot for @p id: its own, else a free one, else the oldest. */
+static sw_session *sw_session_take(serve_writer *sw, const char *id)
+{
+	sw_session *ss = sw_session_find(sw, id);
+	if (!ss) {
+		ss = &sw->sessions[0];
+		for (int i = 0; i < SW_SESSIONS; i++) {
+			sw_session *c = &sw->sessions[i];
+			if (!c->id[0]) {
+				ss = c;
+				break;
+			}
+			if (c->age < ss->age)
+				ss = c;
+		}
+	}
+	memset(ss, 0, sizeof(*ss));
+	snprintf(ss->id, sizeof(ss->id), "%s", id);
+	ss->age = ++sw->age;
+	return ss;
+}
+
+static void sw_session_drop(serve_writer *sw, sw_session *ss)
+{
+	if (sw->frozen_ss == ss)
+		sw->frozen_ss = NULL;
+	memset(ss, 0, sizeof(*ss));
+}
+
 /* ------------------------------------------------------------ callbacks */
 
 static void sw_lib_log(void *arg, const char *line)
@@ -114,9 +227,17 @@ static void sw_lib_log(void *arg, const char *line)
 	sw_log(sw, "%s", line);
 }
 
+#define SW_DISMOUNTED_MSG \
+	"the instance is closed for a restore (pre-restore); it opens again at post-restore"
+
 static int sw_prepare_snapshot(void *arg, const amb_wevent *ev, amb_writer_result *out)
 {
 	serve_writer *sw = arg;
+	if (!sw->inst) {
+		snprintf(out->message, sizeof(out->message), "%s", SW_DISMOUNTED_MSG);
+		sw_log(sw, "prepare-snapshot for set %s refused: %s", ev->set, out->message);
+		return AMB_FAIL_NONRETRYABLE;
+	}
 	uint32_t gen = 0;
 	int rc = ams_log_roll(sw->inst, &gen);
 	if (rc != AMS_OK) {
@@ -132,6 +253,11 @@ static int sw_freeze(void *arg, const amb_wevent *ev, amb_writer_result *out)
 {
 	serve_writer *sw = arg;
 	sw->held = false;
+	if (!sw->inst) {
+		snprintf(out->message, sizeof(out->message), "%s", SW_DISMOUNTED_MSG);
+		sw_log(sw, "freeze for set %s refused: %s", ev->set, out->message);
+		return AMB_FAIL_NONRETRYABLE;
+	}
 	int rc = ams_freeze(sw->inst, ev->hold_ms);
 	if (rc == AMS_EBUSY) {
 		snprintf(out->message, sizeof(out->message), "a streaming backup is running");
@@ -147,6 +273,21 @@ static int sw_freeze(void *arg, const amb_wevent *ev, amb_writer_result *out)
 	sw->hold_ms = ev->hold_ms;
 	sw->frozen = true;
 	sw_latency_mark(sw, "freeze", sw->freeze_ns);
+	/* the range of logs the shadow holds: nothing rolls or checkpoints
+	 * while frozen, so this is what the snapshot sees */
+	ams_info info;
+	memset(&info, 0, sizeof(info));
+	rc = ams_info_get(sw->inst, &info);
+	sw->frozen_ss = NULL;
+	if (rc == AMS_OK && ev->session[0]) {
+		sw_session *ss = sw_session_take(sw, ev->session);
+		ss->gen_checkpoint = info.gen_checkpoint;
+		ss->gen_current = info.gen_current;
+		sw->frozen_ss = ss;
+		sw_log(sw, "frozen for set %s (session %s): the shadow holds log generations "
+		       "0x%08" PRIX32 "-0x%08" PRIX32 " (the last one partial)", ev->set, ev->session,
+		       info.gen_checkpoint, info.gen_current);
+	}
 	return 0;
 }
 
@@ -171,12 +312,20 @@ static int sw_thaw(void *arg, amb_thaw_reason why, const amb_wevent *ev, amb_wri
 {
 	serve_writer *sw = arg;
 	(void)ev;
+	if (!sw->inst) { /* cannot happen: pre-restore refuses while frozen */
+		sw->frozen = false;
+		sw->frozen_ss = NULL;
+		return 0;
+	}
 	int rc = ams_thaw(sw->inst);
 	uint64_t t = sw_now_ns();
 	sw->held = rc == AMS_OK;
 	sw_latency_mark(sw, "thaw", t);
 	double ms = sw->frozen ? (double)(t - sw->freeze_ns) / 1e6 : 0.0;
 	sw->frozen = false;
+	if (sw->frozen_ss)
+		sw->frozen_ss->held = rc == AMS_OK && why == AMB_THAW_EVENT;
+	sw->frozen_ss = NULL;
 	if (rc == AMS_OK) {
 		sw_log(sw, "thawed (%s): held writes for %.1f ms", thaw_reason(why), ms);
 	} else if (rc == AMS_ETIMEDOUT) {
@@ -202,6 +351,9 @@ static int sw_post_snapshot(void *arg, const amb_wevent *ev, amb_writer_result *
 		snprintf(out->message, sizeof(out->message),
 		         "writes were not held from freeze to thaw (the freeze deadline passed)");
 		sw_log(sw, "post-snapshot for set %s: %s", ev->set, out->message);
+		sw_session *ss = sw_session_find(sw, ev->session);
+		if (ss)
+			ss->held = false;
 	}
 	sw->held = false;
 	return 0;
@@ -213,35 +365,270 @@ static int sw_abort(void *arg, const amb_wevent *ev, amb_writer_result *out)
 	(void)out;
 	sw->frozen = false;
 	sw->held = false;
+	sw_session *ss = sw_session_find(sw, ev->session);
+	if (ss)
+		sw_session_drop(sw, ss);
 	const char *cls = ev->cls ? amb_fail_class_name(ev->cls) : NULL;
 	sw_log(sw, "abort of session %s%s%s%s%s", ev->session, cls ? ": " : "", cls ? cls : "",
 	       ev->message ? ": " : "", ev->message ? ev->message : "");
 	return 0;
 }
 
+/* The first component not successful, "" if none is named, NULL if all are. */
+static const char *sw_failed_component(const amb_wevent *ev)
+{
+	if (ev->n_components == 0)
+		return "";
+	for (size_t i = 0; i < ev->n_components; i++)
+		if (!ev->components[i].success)
+			return ev->components[i].name;
+	return NULL;
+}
+
 static int sw_backup_complete(void *arg, const amb_wevent *ev, amb_writer_result *out)
 {
 	serve_writer *sw = arg;
-	snprintf(out->message, sizeof(out->message), "backup recording arrives with amber backup");
-	sw_log(sw, "backup-complete of session %s: nothing recorded, no log truncated (%s)",
-	       ev->session, out->message);
+	const char *tname = amb_backup_type_name(ev->backup_type);
+	tname = tname ? tname : "?";
+	sw_session *ss = sw_session_find(sw, ev->session);
+	if (!ss) {
+		snprintf(out->message, sizeof(out->message),
+		         "session %s never froze this instance (amber-store serve was restarted, or "
+		         "it took no part in that snapshot): nothing recorded, no log deleted",
+		         ev->session);
+		sw_log(sw, "backup-complete (%s) refused: %s", tname, out->message);
+		return AMB_FAIL_NONRETRYABLE;
+	}
+	sw_session range = *ss;
+	sw_session_drop(sw, ss);
+
+	const char *bad = sw_failed_component(ev);
+	if (bad) {
+		if (bad[0])
+			snprintf(out->message, sizeof(out->message),
+			         "component %s was not backed up successfully: nothing recorded, no log "
+			         "deleted", bad);
+		else
+			snprintf(out->message, sizeof(out->message),
+			         "no component of this writer was reported successful: nothing recorded, "
+			         "no log deleted");
+		sw_log(sw, "backup-complete (%s) of session %s: %s", tname, ev->session, out->message);
+		return 0;
+	}
+	int type;
+	switch (ev->backup_type) {
+	case AMB_BACKUP_FULL:
+		type = AMS_BACKUP_FULL;
+		break;
+	case AMB_BACKUP_INCREMENTAL:
+		type = AMS_BACKUP_INCREMENTAL;
+		break;
+	case AMB_BACKUP_DIFFERENTIAL:
+		type = AMS_BACKUP_DIFFERENTIAL;
+		break;
+	default:
+		snprintf(out->message, sizeof(out->message),
+		         "%s backup: the header and the logs are left alone", tname);
+		sw_log(sw, "backup-complete of session %s: %s", ev->session, out->message);
+		return 0;
+	}
+	if (!sw->inst) {
+		snprintf(out->message, sizeof(out->message), "%s: nothing recorded", SW_DISMOUNTED_MSG);
+		sw_log(sw, "backup-complete (%s) of session %s refused: %s", tname, ev->session,
+		       out->message);
+		return AMB_FAIL_NONRETRYABLE;
+	}
+	if (!range.held) {
+		snprintf(out->message, sizeof(out->message),
+		         "writes were not held from freeze to thaw in session %s: its shadow may not "
+		         "be consistent; nothing recorded, no log deleted", ev->session);
+		sw_log(sw, "backup-complete (%s) refused: %s", tname, out->message);
+		return AMB_FAIL_NONRETRYABLE;
+	}
+	ams_info before, after;
+	memset(&before, 0, sizeof(before));
+	memset(&after, 0, sizeof(after));
+	ams_info_get(sw->inst, &before);
+	uint32_t low = type == AMS_BACKUP_FULL ? range.gen_checkpoint : 0;
+	int rc = ams_backup_complete(sw->inst, type, low, range.gen_current, (uint64_t)time(NULL), 0);
+	if (rc != AMS_OK) {
+		snprintf(out->message, sizeof(out->message), "recording the %s backup failed: %s: %s",
+		         tname, ams_strerror(rc), ams_errmsg());
+		sw_log(sw, "backup-complete of session %s: %s", ev->session, out->message);
+		return AMB_FAIL_NONRETRYABLE;
+	}
+	ams_info_get(sw->inst, &after);
+	char range_txt[96], del_txt[96];
+	if (low)
+		snprintf(range_txt, sizeof(range_txt), "log generations 0x%08" PRIX32 "-0x%08" PRIX32,
+		         low, range.gen_current);
+	else
+		snprintf(range_txt, sizeof(range_txt),
+		         "log generations up to 0x%08" PRIX32 " (from the end of the previous backup)",
+		         range.gen_current);
+	if (after.gen_oldest > before.gen_oldest)
+		snprintf(del_txt, sizeof(del_txt), "deleted generations 0x%08" PRIX32 "-0x%08" PRIX32,
+		         before.gen_oldest, after.gen_oldest - 1);
+	else
+		snprintf(del_txt, sizeof(del_txt), "no log deleted");
+	snprintf(out->message, sizeof(out->message), "recorded the %s backup of %s; %s", tname,
+	         range_txt, del_txt);
+	sw_log(sw, "backup-complete of session %s: %s", ev->session, out->message);
 	return 0;
+}
+
+/* Is @p path the instance directory (the same inode)? */
+static bool sw_is_instance_dir(const serve_writer *sw, const char *path)
+{
+	struct stat a, b;
+	return stat(path, &a) == 0 && stat(sw->dir, &b) == 0 && a.st_dev == b.st_dev &&
+	       a.st_ino == b.st_ino;
 }
 
 static int sw_pre_restore(void *arg, const amb_wevent *ev, amb_writer_result *out)
 {
 	serve_writer *sw = arg;
-	snprintf(out->message, sizeof(out->message),
-	         "restore is handled by issue 4: amber-store did nothing");
+	for (size_t i = 0; i < ev->n_components; i++) {
+		const amb_wcomp *c = &ev->components[i];
+		if (c->target && c->target[0] && !sw_is_instance_dir(sw, c->target)) {
+			snprintf(out->message, sizeof(out->message),
+			         "component %s: target %s is not the instance directory %s: amber-store "
+			         "restores in place only (for another place, lay the files down there "
+			         "and run amber-store hard-recover)", c->name, c->target, sw->dir);
+			sw_log(sw, "pre-restore of session %s refused: %s", ev->session, out->message);
+			return AMB_FAIL_NONRETRYABLE;
+		}
+	}
+	if (!sw->have_host) {
+		snprintf(out->message, sizeof(out->message), "this process cannot close its instance");
+		sw_log(sw, "pre-restore of session %s refused: %s", ev->session, out->message);
+		return AMB_FAIL_NONRETRYABLE;
+	}
+	if (sw->dismounted) {
+		snprintf(out->message, sizeof(out->message),
+		         "the instance is already closed for a restore: lay the files down in %s",
+		         sw->dir);
+		sw_log(sw, "pre-restore of session %s: %s", ev->session, out->message);
+		return 0;
+	}
+	if (sw->frozen) {
+		snprintf(out->message, sizeof(out->message),
+		         "the instance is frozen for a snapshot; try again after its thaw");
+		sw_log(sw, "pre-restore of session %s refused: %s", ev->session, out->message);
+		return AMB_FAIL_RETRYABLE;
+	}
+	char msg[AMB_TEXT_MAX / 2];
+	msg[0] = '\0';
+	int rc = sw->host.dismount(sw->host.arg, msg, sizeof(msg));
+	/* the instance is gone whatever the close said */
+	sw->inst = NULL;
+	sw->dismounted = true;
+	/* ranges of snapshots taken before the restore describe another
+	 * history: a late backup-complete must not record them */
+	for (int i = 0; i < SW_SESSIONS; i++)
+		sw_session_drop(sw, &sw->sessions[i]);
+	if (rc != 0)
+		snprintf(out->message, sizeof(out->message),
+		         "instance closed for the restore, after an error (%s): its databases are "
+		         "left dirty, the restore replaces them; lay the files down in %s", msg,
+		         sw->dir);
+	else
+		snprintf(out->message, sizeof(out->message),
+		         "instance closed for the restore: lay the files down in %s, with %s "
+		         "there", sw->dir, SERVE_WRITER_RESTORE_ENV);
 	sw_log(sw, "pre-restore of session %s: %s", ev->session, out->message);
 	return 0;
+}
+
+/* "roll-forward, until none" etc. from restore.env (after hard recovery);
+ * *resume: roll_forward=yes and until=none. */
+static void sw_env_summary(const char *path, char *buf, size_t size, bool *resume)
+{
+	*resume = false;
+	amb_restore_env *env = calloc(1, sizeof(*env));
+	if (!env) {
+		snprintf(buf, size, "(restore.env not read again: out of memory)");
+		return;
+	}
+	if (amb_restore_env_load(path, env) != 0) {
+		snprintf(buf, size, "(restore.env not read again: %s)", ams_errmsg());
+		free(env);
+		return;
+	}
+	*resume = env->roll_forward && env->until_us == 0;
+	snprintf(buf, size, "generations 0x%08" PRIX32 "-0x%08" PRIX32 " of backup %s, %s%s",
+	         env->gen_low, env->gen_high, env->backup_id[0] ? env->backup_id : "(no id)",
+	         env->roll_forward ? "rolled forward" : "no roll-forward",
+	         env->until_us ? ", stopped at 'until'" : "");
+	free(env);
 }
 
 static int sw_post_restore(void *arg, const amb_wevent *ev, amb_writer_result *out)
 {
 	serve_writer *sw = arg;
-	snprintf(out->message, sizeof(out->message),
-	         "restore is handled by issue 4: amber-store did nothing");
+	const char *bad = sw_failed_component(ev);
+	if (bad && !bad[0])
+		bad = NULL; /* no component named: the whole writer */
+	if (!sw->dismounted) {
+		if (bad) {
+			snprintf(out->message, sizeof(out->message),
+			         "restore not successful (component %s) and the instance was never "
+			         "closed: nothing to do", bad);
+			sw_log(sw, "post-restore of session %s: %s", ev->session, out->message);
+			return 0;
+		}
+		snprintf(out->message, sizeof(out->message),
+		         "post-restore without pre-restore: the instance is open, nothing was "
+		         "recovered");
+		sw_log(sw, "post-restore of session %s refused: %s", ev->session, out->message);
+		return AMB_FAIL_NONRETRYABLE;
+	}
+	char msg[AMB_TEXT_MAX / 2];
+	msg[0] = '\0';
+	if (bad) {
+		/* the restore was abandoned: the instance as it is */
+		ams_instance *in = sw->host.mount(sw->host.arg, true, msg, sizeof(msg));
+		if (!in) {
+			snprintf(out->message, sizeof(out->message),
+			         "restore abandoned (component %s not successful) but the instance "
+			         "cannot be opened: %s; it stays closed", bad, msg);
+			sw_log(sw, "post-restore of session %s: %s", ev->session, out->message);
+			return AMB_FAIL_NONRETRYABLE;
+		}
+		sw->inst = in;
+		sw->dismounted = false;
+		snprintf(out->message, sizeof(out->message),
+		         "restore abandoned (component %s not successful): no recovery; the instance "
+		         "is open again as it was", bad);
+		sw_log(sw, "post-restore of session %s: %s", ev->session, out->message);
+		return 0;
+	}
+	char env[PATH_MAX + 32];
+	snprintf(env, sizeof(env), "%s/%s", sw->dir, SERVE_WRITER_RESTORE_ENV);
+	sw_log(sw, "post-restore of session %s: hard recovery from %s", ev->session, env);
+	int rc = ams_hard_recover(env, NULL);
+	if (rc != AMS_OK) {
+		snprintf(out->message, sizeof(out->message),
+		         "hard recovery failed: %s: %s; the instance stays closed", ams_strerror(rc),
+		         ams_errmsg());
+		sw_log(sw, "post-restore of session %s: %s", ev->session, out->message);
+		return AMB_FAIL_NONRETRYABLE;
+	}
+	char summary[AMB_TEXT_MAX / 2];
+	bool resume;
+	sw_env_summary(env, summary, sizeof(summary), &resume);
+	ams_instance *in = sw->host.mount(sw->host.arg, resume, msg, sizeof(msg));
+	if (!in) {
+		snprintf(out->message, sizeof(out->message),
+		         "hard recovery ended (%s) but the instance cannot be opened: %s; it stays "
+		         "closed", summary, msg);
+		sw_log(sw, "post-restore of session %s: %s", ev->session, out->message);
+		return AMB_FAIL_NONRETRYABLE;
+	}
+	sw->inst = in;
+	sw->dismounted = false;
+	snprintf(out->message, sizeof(out->message), "hard recovery ended (%s); instance open again%s%s",
+	         summary, msg[0] ? "; " : "", msg);
 	sw_log(sw, "post-restore of session %s: %s", ev->session, out->message);
 	return 0;
 }
@@ -423,6 +810,10 @@ int serve_writer_start(ams_instance *inst, const char *dir, const serve_writer_o
 	sw->inst = inst;
 	sw->quiet = o->quiet;
 	sw->latency_fd = o->latency_fd;
+	if (o->host) {
+		sw->host = *o->host;
+		sw->have_host = true;
+	}
 	uint32_t max_hold = o->max_hold_ms ? o->max_hold_ms : SERVE_WRITER_MAX_HOLD_MS;
 
 	int status;

@@ -1,0 +1,403 @@
+#!/usr/bin/env bash
+# backup_bench.sh - what a verified amber backup costs (issue 4, "Measure"):
+# `amber backup full` against `cp -r` and `restic backup` of the same store
+# instance, side by side in one run; an incremental after ~1 % of the data
+# changed against the full; restore to a mountable database and the rate of
+# log replay (roll-forward).  Needs root (loop filesystems); prints a
+# Markdown section for bench/RESULTS.md on stdout, progress on stderr.
+#
+# usage: bench/backup_bench.sh [--build DIR] [--dir WORKROOT] [--fill-mb MB]
+#                              [--change-mb MB] [--replay-mb MB] [--rate R]
+#
+#   --build DIR     build tree (default build-backupbench next to bench/)
+#   --dir WORKROOT  where the loop images go (default /var/tmp/amber-backupbench;
+#                   sparse images of 8G and 12G, ~6 GB written for MB=1024)
+#   --fill-mb MB    size of the store's databases (default 1024)
+#   --change-mb MB  log written between the full and the incremental (default 10)
+#   --replay-mb MB  log written after the incremental, replayed by the in-place
+#                   restore's roll-forward (default 256)
+#   --rate R        commits/s of the light load during the timed runs (default 20)
+#
+# Setup: the source is a btrfs loop filesystem (the instance in a subvolume,
+# so amberd uses its btrfs provider), the destination an xfs loop
+# filesystem: every copy really moves bytes from one filesystem to another.
+# The instance (1 MiB log files, two databases) is filled to MB MiB of
+# databases by its own workload (`amber-store serve --load 0 --oracle`:
+# random, incompressible values of 1-64 KiB, so restic's compression and
+# deduplication gain nothing a real mail store would not give them), then
+# shut down cleanly; the fill's logs below the checkpoint generation are
+# deleted, as the log truncation after an earlier full backup would have
+# done, so that the directory holds what a full backup takes (databases,
+# checkpoint, the logs from the checkpoint on) and
+# cp/restic copy nothing amber leaves out.  amberd runs;
+# `amber-store serve --load R --threads 2 --oracle` runs as the registered
+# writer `amber-store` throughout the timed runs (light load).
+#
+# Timed, in this order, each after `sync; echo 3 >/proc/sys/vm/drop_caches`
+# and ending with `sync` (every copy is on disk when the clock stops):
+#   cp -r           cp -r SRC/vol/store DST/cp
+#   restic          restic backup SRC/vol/store into a fresh repository on DST
+#                   (restic init before, untimed; the password from a file)
+#   amber full      amber backup full --repo DST/repo  (shadow, copy with
+#                   SHA-256, every page and log verified, backup recorded)
+#   incremental     amber backup incremental, once CHANGE MiB of log were
+#                   written since the full's shadow (~1 % of 1 GiB)
+#   amber verify    amber verify --repo DST/repo FULL  (re-read and re-check)
+#   restore --to    amber restore --repo DST/repo latest --to SRC/restored:
+#                   the chain full + incremental re-checked, laid down, hard
+#                   recovery replays the chain's logs (nothing to roll
+#                   forward: --to rolls forward only logs found in the
+#                   target).  The target is on the source's btrfs, not on
+#                   the repository's xfs: there amber would clone the files
+#                   (FICLONE) instead of copying their bytes.
+# then the restored copy is checked (`amber-store check`) and compared with the
+# oracle (every transaction acknowledged before the incremental was asked for).
+#
+# Replay rate: serve is restarted unthrottled until REPLAY MiB more log are
+# written, then SIGKILLed (a crash).  `amber restore --repo DST/repo latest
+# --offline --no-recover` lays the chain down in the original place (timed),
+# then `amber-store hard-recover` (timed, caches dropped) replays the chain's
+# logs and rolls forward through every log of the instance after them.  The
+# log replayed is the LSN span from the chain's first generation to the end
+# of the instance's current log (`amber-store logs`).  Every open also reads
+# every database page (index rebuild); `amber-store recover` of the recovered,
+# clean instance (caches dropped, no replay) measures that, and the replay
+# rate is given both over the whole hard recovery and with that open
+# subtracted.  The result passes `amber-store check` and the oracle (every
+# acknowledged transaction present).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+build="$root/build-backupbench"
+workroot=/var/tmp/amber-backupbench
+fill_mb=1024
+change_mb=10
+replay_mb=256
+rate=20
+cmdline="bench/backup_bench.sh $*"
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--build) build=$2; shift 2 ;;
+	--dir) workroot=$2; shift 2 ;;
+	--fill-mb) fill_mb=$2; shift 2 ;;
+	--change-mb) change_mb=$2; shift 2 ;;
+	--replay-mb) replay_mb=$2; shift 2 ;;
+	--rate) rate=$2; shift 2 ;;
+	*) sed -n '9,21p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+	esac
+done
+[ "$(id -u)" = 0 ] || { echo "backup_bench.sh: needs root (loop filesystems)" >&2; exit 2; }
+command -v restic >/dev/null || { echo "backup_bench.sh: restic is not installed" >&2; exit 2; }
+log() { echo "backup_bench.sh: $*" >&2; }
+
+log "building (Release) in $build"
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$build" -j"$(nproc)" --target amberd amber amber-store \
+	amber-thaw-guard amber-oracle-check >/dev/null
+AMBERD=$build/src/daemon/amberd
+AMBER=$build/src/cli/amber
+STORE=$build/src/store/tool/amber-store
+OCHECK=$build/tests/tools/amber-oracle-check
+
+# ---- processes and filesystems, always taken down (fs_lib's trap unmounts
+# and detaches the loop devices; ours first ends what we started)
+# shellcheck disable=SC1091 # tests/providers/fs_lib.sh
+. "$root/tests/providers/fs_lib.sh"
+PIDS=()
+bb_cleanup() {
+	local rc=$? p
+	for p in "${PIDS[@]}"; do
+		kill -KILL "$p" 2>/dev/null || true
+	done
+	for p in "${PIDS[@]}"; do
+		wait "$p" 2>/dev/null || true
+	done
+	(exit "$rc")
+	fs_cleanup_trap
+}
+fs_begin "$workroot"
+trap bb_cleanup EXIT
+W=$FS_WORK
+# the raw outputs of the last run are kept here; everything under $W goes
+out=$workroot/last-run
+rm -rf "$out"
+mkdir -p "$out"
+
+FS_SIZE=8G fs_mount btrfs
+SRC=$FS_MNT
+FS_SIZE=12G fs_mount xfs
+DST=$FS_MNT
+btrfs -q subvolume create "$SRC/vol"
+SG=$SRC/vol/store
+REPO=$DST/repo
+ORACLE=$W/oracle
+export AMBER_SOCKET=$W/amberd.sock
+export RESTIC_PASSWORD_FILE=$W/restic.pw
+export RESTIC_CACHE_DIR=$DST/restic-cache
+echo "backup-bench-password" >"$RESTIC_PASSWORD_FILE"
+
+# ---- helpers
+drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+# timed NAME CMD...: drop caches, run CMD (output to $out/NAME.out/.err),
+# then sync; seconds in $out/NAME.t and in $T
+timed() {
+	local name=$1 t0 t1
+	shift
+	drop_caches
+	t0=$EPOCHREALTIME
+	"$@" >"$out/$name.out" 2>"$out/$name.err" || {
+		log "$name failed (exit $?): $(tail -3 "$out/$name.err")"
+		exit 1
+	}
+	sync
+	t1=$EPOCHREALTIME
+	T=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+	echo "$T" >"$out/$name.t"
+	log "$name: $T s"
+}
+# the highest archived log generation in DIR (from the file names; decimal)
+hi_gen() {
+	local h
+	h=$(ls "$1" | sed -n 's/^E00\([0-9A-F]\{8\}\)\.log$/\1/p' | sort | tail -1)
+	echo $((16#${h:-0}))
+}
+# wait_log MB [BASE]: until serve has written MB MiB (1 MiB generations) of
+# log since generation BASE (default: the current one)
+wait_log() {
+	local g0=${2:-$(hi_gen "$SG")} i
+	for i in $(seq 3000); do
+		[ "$(hi_gen "$SG")" -ge $((g0 + $1)) ] && return 0
+		kill -0 "$SERVE" 2>/dev/null || { log "serve died: $(tail -3 "$out/serve.log")"; exit 1; }
+		sleep 0.2
+	done
+	log "serve did not write $1 MiB of log in 600 s"
+	exit 1
+}
+# `amber-store logs DIR`: the START LSN of the first generation listed, the
+# END LSN of the last (the current log E00.log comes last)
+lsn_first() { "$STORE" logs "$1" | awk '$1 ~ /^E00.*\.log$/ { print $6; exit }'; }
+lsn_last() { "$STORE" logs "$1" | awk '$1 ~ /^E00.*\.log$/ { e = $8 } END { print e }'; }
+# the folder of a backup's files in the repository
+bdata() { local d; for d in "$REPO/backups/$1/data"/*/; do echo "${d%/}"; return; done; }
+start_serve() { # RATE THREADS
+	"$STORE" serve "$SG" --load "$1" --threads "$2" --oracle "$ORACLE" --quiet \
+		>>"$out/serve.log" 2>&1 &
+	SERVE=$!
+	PIDS+=("$SERVE")
+	local i
+	for i in $(seq 200); do
+		"$AMBER" list writers 2>/dev/null | grep -q "Writer name: 'amber-store'" && return 0
+		sleep 0.05
+	done
+	log "serve did not register with amberd"
+	exit 1
+}
+mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
+div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+# backups --json: FIELD of backup ID
+bfield() { jq -r --arg id "$1" ".[] | select(.id == \$id) | .$2" "$out/backups.json"; }
+# an oracle check of DIR: every acknowledged transaction present
+oracle_check() { # DIR NAME [--acks-before N]
+	local dir=$1 name=$2
+	shift 2
+	"$STORE" dump "$dir" >"$out/$name.dump"
+	"$OCHECK" "$@" "$ORACLE" "$out/$name.dump" >"$out/$name.ocheck" 2>&1 ||
+		{ log "$name: oracle check failed: $(tail -5 "$out/$name.ocheck")"; exit 1; }
+	tail -1 "$out/$name.ocheck"
+}
+
+# ---- the instance, filled by the workload itself (random, incompressible
+# values; amber-bench-fill's values are windows of one 68 KiB buffer, which
+# restic's deduplication and compression would shrink to a fraction)
+log "creating a store on btrfs and filling its databases to $fill_mb MiB (serve --load 0)"
+"$STORE" create "$SG" >/dev/null
+"$STORE" serve "$SG" --load 0 --threads 4 --oracle "$ORACLE" --no-writer --quiet \
+	>>"$out/serve.log" 2>&1 &
+SERVE=$!
+PIDS+=("$SERVE")
+t0=$EPOCHREALTIME
+while [ "$(stat -c %s "$SG"/*.edb | awk '{ s += $1 } END { print int(s / 1048576) }')" -lt "$fill_mb" ]; do
+	kill -0 "$SERVE" 2>/dev/null || { log "serve died: $(tail -3 "$out/serve.log")"; exit 1; }
+	sleep 0.5
+done
+kill -TERM "$SERVE"
+wait "$SERVE" || { log "serve did not stop cleanly"; exit 1; }
+log "filled in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }') s"
+ckgen=$("$STORE" checkpoint "$SG/E00.chk" | sed -n 's/.*Checkpoint: (gen 0x\([0-9A-Fa-f]*\).*/\1/p')
+[ -n "$ckgen" ] || { log "cannot read the checkpoint generation"; exit 1; }
+n=0
+for f in "$SG"/E00[0-9A-F]*.log; do
+	g=${f##*/E00}
+	g=${g%.log}
+	if [ $((16#$g)) -lt $((16#$ckgen)) ]; then rm "$f"; n=$((n + 1)); fi
+done
+log "deleted the fill's $n log generations below the checkpoint generation 0x$ckgen"
+sync
+
+printf '[amberd]\nhold_ms = 10000\njournald = no\n' >"$W/amberd.conf"
+"$AMBERD" --foreground --socket "$AMBER_SOCKET" --state-dir "$W/amberd.state" \
+	--config "$W/amberd.conf" >"$out/amberd.log" 2>&1 &
+PIDS+=("$!")
+for i in $(seq 100); do
+	"$AMBER" list providers >/dev/null 2>&1 && break
+	sleep 0.05
+done
+start_serve "$rate" 2
+sleep 3
+src_bytes=$(du -sb "$SG" | cut -f1)
+db_bytes=$(stat -c %s "$SG"/*.edb | awk '{ s += $1 } END { print s }')
+ls -l "$SG" >"$out/instance.ls"
+log "instance: $(mib "$src_bytes") MiB ($(ls "$SG" | wc -l) files), databases $(mib "$db_bytes") MiB"
+
+# ---- (a) cp -r, restic, then the full backup of the same instance
+load_a=$(cut -d' ' -f1-3 /proc/loadavg)
+timed cp cp -r "$SG" "$DST/cp"
+t_cp=$T
+restic -r "$DST/restic" init >"$out/restic-init.out" 2>&1
+timed restic restic -r "$DST/restic" backup --quiet "$SG"
+t_restic=$T
+timed full "$AMBER" backup full --repo "$REPO"
+t_full=$T
+FULL=$(tail -1 "$out/full.out")
+cp_bytes=$(du -sb "$DST/cp" | cut -f1)
+restic_bytes=$(du -sb "$DST/restic" | cut -f1)
+restic_stats=$(restic -r "$DST/restic" stats --mode raw-data 2>/dev/null | grep -i 'total size' | sed 's/^ *//' || true)
+"$AMBER" backups --repo "$REPO" --json >"$out/backups.json"
+full_high=$(jq -r --arg id "$FULL" '.[] | select(.id == $id) | .log_range[0].gen_high' "$out/backups.json")
+
+# ---- (b) incremental after CHANGE MiB of log since the full's shadow
+log "waiting for $change_mb MiB of log since the full (load $rate/s)"
+wait_log "$change_mb" "$full_high"
+inc_cut=$(stat -c %s "$ORACLE")
+timed inc "$AMBER" backup incremental --repo "$REPO"
+t_inc=$T
+INC=$(tail -1 "$out/inc.out")
+timed verify "$AMBER" verify --repo "$REPO" "$FULL"
+t_verify=$T
+"$AMBER" backups --repo "$REPO" --json >"$out/backups.json"
+"$AMBER" backups --repo "$REPO" >"$out/backups.txt"
+full_size=$(bfield "$FULL" size)
+inc_size=$(bfield "$INC" size)
+lrange() { jq -r --arg id "$1" '.[] | select(.id == $id) | .log_range |
+	map("\(.prefix) \(.gen_low)-\(.gen_high)") | join(", ")' "$out/backups.json"; }
+full_range=$(lrange "$FULL")
+inc_range=$(lrange "$INC")
+
+# ---- (c1) restore --to: time to a mountable database
+timed restore_to "$AMBER" restore --repo "$REPO" latest --to "$SRC/restored"
+t_restore_to=$T
+for db in "$SRC"/restored/*.edb; do
+	"$STORE" check "$db" >"$out/restored-check.$(basename "$db").out" 2>&1 ||
+		{ log "the restored $db fails check"; exit 1; }
+done
+# the chain's log: from the full's first generation to the end of the
+# incremental's copy of its last one
+chain_lsn0=$(lsn_first "$(bdata "$FULL")")
+low_gen=$(ls "$(bdata "$FULL")" | sed -n 's/^E00\([0-9A-F]\{8\}\)\.log$/\1/p' | sort | head -1)
+low_gen=$((16#$low_gen))
+chain_lsn1=$(lsn_last "$(bdata "$INC")")
+to_replayed=$((chain_lsn1 - chain_lsn0))
+to_oracle=$(oracle_check "$SRC/restored" restored --acks-before "$inc_cut")
+log "restore --to: check passed; oracle: $to_oracle"
+
+# ---- (c2) replay: more log, a crash, restore in place, roll forward
+kill -TERM "$SERVE"
+wait "$SERVE" || { log "serve did not stop cleanly"; exit 1; }
+start_serve 0 4
+log "writing $replay_mb MiB of log unthrottled"
+wait_log "$replay_mb"
+kill -KILL "$SERVE"
+wait "$SERVE" 2>/dev/null || true
+lsn1=$(lsn_last "$SG")
+replayed=$((lsn1 - chain_lsn0))
+gens=$(( $(hi_gen "$SG") + 1 - low_gen ))
+timed laydown "$AMBER" restore --repo "$REPO" latest --offline --no-recover
+t_laydown=$T
+env=$SG/restore.env
+timed hard "$STORE" hard-recover "$SG"
+t_hard=$T
+grep -q '^status=ended' "$env" || { log "hard recovery did not end: $(cat "$env")"; exit 1; }
+timed open "$STORE" recover "$SG"
+t_open=$T
+for db in "$SG"/*.edb; do
+	"$STORE" check "$db" >"$out/inplace-check.$(basename "$db").out" 2>&1 ||
+		{ log "the recovered $db fails check"; exit 1; }
+done
+inplace_oracle=$(oracle_check "$SG" inplace)
+log "in-place restore: check passed; oracle: $inplace_oracle"
+acked=$(grep -c '^ack ' "$ORACLE" || true)
+
+# ---- the report
+head_rev() { # the commit measured, read from .git without running git
+	local g=$root/.git h
+	h=$(cat "$g/HEAD" 2>/dev/null) || { echo '?'; return; }
+	case $h in
+	ref:*)
+		h=${h#ref: }
+		if [ -f "$g/$h" ]; then h=$(cat "$g/$h")
+		else h=$(awk -v r="$h" '$2 == r { print $1 }' "$g/packed-refs" 2>/dev/null)
+		fi ;;
+	esac
+	echo "${h:0:7}"
+}
+verdict() { awk -v v="$1" -v lim="$2" -v op="$3" \
+	'BEGIN { ok = op == "le" ? v <= lim : v >= lim; print ok ? "MET" : "NOT MET" }'; }
+r_cp=$(div "$t_full" "$t_cp")
+r_restic=$(div "$t_restic" "$t_full")
+r_inc=$(awk -v a="$t_inc" -v b="$t_full" 'BEGIN { printf "%.1f", 100 * a / b }')
+rate_all=$(awk -v b="$replayed" -v t="$t_hard" 'BEGIN { printf "%.0f", b / 1048576 / t }')
+rate_net=$(awk -v b="$replayed" -v t="$t_hard" -v o="$t_open" \
+	'BEGIN { if (t > o) printf "%.0f", b / 1048576 / (t - o); else print "-" }')
+rev=$(head_rev)
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+memg=$(awk '/MemTotal/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)
+{
+	echo "## Backup, verify and restore (issue 4)"
+	echo
+	echo "Generated by \`bench/backup_bench.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'), commit $rev,"
+	echo "Release build: \`$cmdline\`. Machine: $(nproc) × $cpu, $memg GiB, $(uname -sr);"
+	echo "$(restic version | cut -d' ' -f1-2); a shared VM (other jobs may use the CPUs and the disk;"
+	echo "load average at the start of the timed runs: $load_a). Source: a btrfs loop filesystem,"
+	echo "destination: an xfs loop filesystem, both on sparse files in \`$workroot\`"
+	echo "($(findmnt -no FSTYPE -T "$workroot") on $(findmnt -no SOURCE -T "$workroot"))."
+	echo
+	echo "The instance: $(mib "$src_bytes") MiB in $(wc -l <"$out/instance.ls" | awk '{ print $1 - 1 }') files"
+	echo "(databases $(mib "$db_bytes") MiB filled by \`amber-store serve --load 0\`: random values of"
+	echo "1-64 KiB; 1 MiB log files; the fill's logs below the checkpoint deleted, as a previous"
+	echo "full backup's truncation would),"
+	echo "amberd running, \`amber-store serve --load $rate --threads 2\` the registered writer"
+	echo "during the timed runs. Each timed run starts with \`sync; echo 3 >/proc/sys/vm/drop_caches\`"
+	echo "and ends with \`sync\`; one run each, wall clock."
+	echo
+	echo "| what | command | seconds | size written |"
+	echo "|:--|:--|--:|--:|"
+	echo "| cp | \`cp -r INSTANCE DST/cp\` | $t_cp | $(mib "$cp_bytes") MiB |"
+	echo "| restic | \`restic backup INSTANCE\` (fresh repository, $(restic version | cut -d' ' -f2)) | $t_restic | $(mib "$restic_bytes") MiB |"
+	echo "| amber full | \`amber backup full --repo R\` (shadow, copy + SHA-256, every page and log verified) | $t_full | $(mib "$full_size") MiB |"
+	echo "| amber incremental | \`amber backup incremental --repo R\` after $change_mb MiB of log | $t_inc | $(mib "$inc_size") MiB |"
+	echo "| amber verify | \`amber verify --repo R FULL\` (re-read, SHA-256, pages, logs) | $t_verify | - |"
+	echo "| restore --to | \`amber restore --repo R latest --to DIR\` (DIR on the source btrfs; full + incremental, hard recovery) | $t_restore_to | - |"
+	echo "| in-place lay-down | \`amber restore --repo R latest --offline --no-recover\` (after the crash) | $t_laydown | - |"
+	echo "| hard recovery | \`amber-store hard-recover INSTANCE\` (chain + roll-forward) | $t_hard | - |"
+	echo "| clean open | \`amber-store recover INSTANCE\` afterwards (no replay) | $t_open | - |"
+	echo
+	echo "| goal | result | numbers |"
+	echo "|:--|:--|:--|"
+	echo "| full backup ≤ 1.5 × cp | **$(verdict "$r_cp" 1.5 le)** | amber/cp = $r_cp ($t_full s vs $t_cp s) |"
+	echo "| full backup ≥ 4 × faster than restic | **$(verdict "$r_restic" 4 ge)** | restic/amber = $r_restic ($t_restic s vs $t_full s) |"
+	echo "| incremental (~1 % changed) < 5 % of the full | **$(verdict "$r_inc" 5 le)** | incremental/full = $r_inc % ($t_inc s vs $t_full s) |"
+	echo "| restore to a mountable database (no numeric goal) | reported | restore --to $t_restore_to s, $(mib "$to_replayed") MiB of log replayed; in place: lay-down $t_laydown s + hard recovery $t_hard s |"
+	echo "| replay rate (no numeric goal) | reported | $(mib "$replayed") MiB of log in $gens generations: $rate_all MiB/s over the whole hard recovery, $rate_net MiB/s without the database open ($t_open s) |"
+	echo
+	echo "Backups: full \`$FULL\` (logs $full_range), incremental \`$INC\` (logs $inc_range, parent"
+	echo "the full). The restore --to copy passes \`amber-store check\` and the oracle for every"
+	echo "transaction acknowledged before the incremental was asked for ($to_oracle). The"
+	echo "in-place restore: serve restarted unthrottled until $replay_mb MiB more log were written,"
+	echo "then SIGKILLed; the chain laid down over the instance, hard recovery replayed the"
+	echo "chain's logs and rolled forward through the instance's own newer logs"
+	echo "($(mib "$replayed") MiB = LSN span from generation $low_gen to the end of the current log);"
+	echo "the result passes \`amber-store check\` and the oracle with all $acked acknowledged"
+	echo "transactions present ($inplace_oracle). restic: ${restic_stats:-stats not read}."
+} | tee "$out/section.md"
+log "done; raw files in $out"
