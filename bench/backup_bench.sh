@@ -165,8 +165,8 @@ hi_gen() {
 # wait_log MB [BASE]: until serve has written MB MiB (1 MiB generations) of
 # log since generation BASE (default: the current one)
 wait_log() {
-	local g0=${2:-$(hi_gen "$SG")} i
-	for i in $(seq 3000); do
+	local g0=${2:-$(hi_gen "$SG")} _
+	for _ in $(seq 3000); do
 		[ "$(hi_gen "$SG")" -ge $((g0 + $1)) ] && return 0
 		kill -0 "$SERVE" 2>/dev/null || { log "serve died: $(tail -3 "$out/serve.log")"; exit 1; }
 		sleep 0.2
@@ -185,8 +185,8 @@ start_serve() { # RATE THREADS
 		>>"$out/serve.log" 2>&1 &
 	SERVE=$!
 	PIDS+=("$SERVE")
-	local i
-	for i in $(seq 200); do
+	local _
+	for _ in $(seq 200); do
 		"$AMBER" list writers 2>/dev/null | grep -q "Writer name: 'amber-store'" && return 0
 		sleep 0.05
 	done
@@ -239,7 +239,7 @@ printf '[amberd]\nhold_ms = 10000\njournald = no\n' >"$W/amberd.conf"
 "$AMBERD" --foreground --socket "$AMBER_SOCKET" --state-dir "$W/amberd.state" \
 	--config "$W/amberd.conf" >"$out/amberd.log" 2>&1 &
 PIDS+=("$!")
-for i in $(seq 100); do
+for _ in $(seq 100); do
 	"$AMBER" list providers >/dev/null 2>&1 && break
 	sleep 0.05
 done
