@@ -10,7 +10,8 @@ const char cli_help_backup[] =
 	"\n"
 	"SYNOPSIS\n"
 	"    amber backup (full|copy|incremental|differential) --repo REPO\n"
-	"                 [--writer W[/COMPONENT]]... [--method snapshot|stream] [--quiet]\n"
+	"                 [--writer W[/COMPONENT]]... [--method snapshot|stream]\n"
+	"                 [--quiet]\n"
 	"\n"
 	"DESCRIPTION\n"
 	"    Runs the backup sequence with amberd: the writers prepare, roll their\n"
@@ -93,7 +94,8 @@ const char cli_help_backups[] =
 	"\n"
 	"EXAMPLES\n"
 	"    amber backups --repo /backup/mail\n"
-	"    amber backups --repo /backup/mail --json | jq -r '.[] | select(.verified) | .id'\n";
+	"    amber backups --repo /backup/mail --json |\n"
+	"        jq -r '.[] | select(.verified) | .id'\n";
 
 const char cli_help_verify[] =
 	"NAME\n"
@@ -170,4 +172,5 @@ const char cli_help_restore[] =
 	"EXAMPLES\n"
 	"    amber restore --repo /backup/mail latest\n"
 	"    amber restore --repo /backup/mail 20261122T100000Z-1a2b3c --to /srv/restore\n"
-	"    amber restore --repo /backup/mail latest --to /srv/pit --until 2026-11-22T09:30:00Z\n";
+	"    amber restore --repo /backup/mail latest --to /srv/pit \\\n"
+	"        --until 2026-11-22T09:30:00Z\n";

@@ -238,6 +238,7 @@ struct ams_stream {
 	uint32_t pgno;
 	uint32_t npages[AMB_MAX_DBS];
 	amb_dbhdr hdr[AMB_MAX_DBS];
+	int hdr_db;   /* database whose header pages come next */
 	int hdr_step; /* 0: page 0 next, 1: page 1 next */
 	uint64_t started;
 };
@@ -286,6 +287,7 @@ int ams_stream_begin(ams_instance *in, int type, ams_stream **out)
 			               "a full backup is needed first");
 		}
 		s->db = in->ndb; /* no pages */
+		s->hdr_db = in->ndb;
 		char path[PATH_MAX];
 		amb_log_path(path, sizeof(path), in->dir, in->prefix, s->gen_low);
 		pthread_mutex_lock(&in->mu);
@@ -322,21 +324,9 @@ int ams_stream_next(ams_stream *s, int *dbidx, uint32_t *pgno, void *buf)
 	while (s->db < in->ndb) {
 		amb_db *db = &in->db[s->db];
 		if (s->pgno >= s->npages[s->db]) {
-			if (!s->logs_done)
-				return amb_err(AMS_EINVAL, "call ams_stream_logs() before reading the header "
-				               "pages");
-			amb_dbhdr h;
-			hdr_as_backup(s, s->db, &h);
-			amb_dbhdr_to_page(&h, buf, (uint32_t)s->hdr_step);
-			/* the page is exactly page_size long: to_page fills it */
-			*dbidx = s->db;
-			*pgno = (uint32_t)s->hdr_step;
-			if (++s->hdr_step == 2) {
-				s->hdr_step = 0;
-				s->db++;
-				s->pgno = 2;
-			}
-			return 1;
+			s->db++;
+			s->pgno = 2;
+			continue;
 		}
 		uint32_t p = s->pgno++;
 		int rc = 0;
@@ -357,6 +347,27 @@ int ams_stream_next(ams_stream *s, int *dbidx, uint32_t *pgno, void *buf)
 		}
 		*dbidx = s->db;
 		*pgno = p;
+		return 1;
+	}
+	/* The header pages only once every data page of every database was
+	 * read: the roll of ams_stream_logs() then follows the last page read,
+	 * so the logs cover every change any copied page holds.  (Rolling
+	 * after the first database would let the pages of the next ones hold
+	 * transactions the logs do not: a half-applied restore.) */
+	if (s->hdr_db < in->ndb) {
+		if (!s->logs_done)
+			return amb_err(AMS_EINVAL, "call ams_stream_logs() before reading the header "
+			               "pages");
+		amb_dbhdr h;
+		hdr_as_backup(s, s->hdr_db, &h);
+		amb_dbhdr_to_page(&h, buf, (uint32_t)s->hdr_step);
+		/* the page is exactly page_size long: to_page fills it */
+		*dbidx = s->hdr_db;
+		*pgno = (uint32_t)s->hdr_step;
+		if (++s->hdr_step == 2) {
+			s->hdr_step = 0;
+			s->hdr_db++;
+		}
 		return 1;
 	}
 	return 0;
