@@ -40,7 +40,8 @@
  * @section rc Return codes
  * Every function that can fail returns 0, or:
  *  - #AMB_STREAM_FAILED (1): the backup failed for the reason in @p err
- *    (a damaged page or log, a protocol violation, a refused name);
+ *    (a damaged page or log, a protocol violation, a refused name, serve
+ *    refusing our uid);
  *  - #AMB_STREAM_BADINPUT (2): bad arguments, or functions called out of
  *    order;
  *  - #AMB_STREAM_RETRY (3): retryable: another stream or a snapshot
@@ -49,8 +50,8 @@
  *  - a negative errno when the connection failed: -ENOENT or
  *    -ECONNREFUSED ("no amber-store serve is running for DIR"),
  *    -ENOTSOCK (the socket path is not a socket: a symlink is never
- *    followed), -EPERM (serve refused our uid, or serve runs as a uid that
- *    is neither root, ours, nor the instance directory's owner),
+ *    followed), -EPERM (serve runs as a uid that is neither root, ours,
+ *    nor the instance directory's owner),
  *    -ETIMEDOUT (serve sent nothing for #AMB_STREAM_TIMEOUT_MS),
  *    -ECONNRESET (serve closed the connection in the middle), or an errno
  *    of a local file operation in the destination directory.
@@ -119,9 +120,9 @@ typedef void (*amb_stream_progress)(void *arg, uint64_t bytes_done);
  * @return 0; #AMB_STREAM_BADINPUT (bad type or directory);
  *   #AMB_STREAM_RETRY (busy: another stream, a freeze, a restore, or serve
  *   is stopping); #AMB_STREAM_FAILED (serve refused: e.g. an incremental
- *   without a full backup recorded, or a needed log already deleted; or a
- *   malformed answer); -ENOENT/-ECONNREFUSED (no serve running), -ENOTSOCK,
- *   -EPERM, -ETIMEDOUT, -ECONNRESET, -ENOMEM, other -errno
+ *   without a full backup recorded, a needed log already deleted, or our
+ *   uid; or a malformed answer); -ENOENT/-ECONNREFUSED (no serve running),
+ *   -ENOTSOCK, -EPERM, -ETIMEDOUT, -ECONNRESET, -ENOMEM, other -errno
  */
 int amb_stream_open(const char *instance_dir, const char *type, amb_stream_conn **out,
                     char *err, size_t errlen);
@@ -149,7 +150,9 @@ int amb_stream_fetch(amb_stream_conn *c, const char *dest_dir, amb_stream_info *
  * (allowed only after amb_stream_fetch() returned 0) serve records the
  * backup in the database headers and, for full and incremental backups,
  * deletes the logs no longer needed; with 0 it records nothing.  Call it
- * after the files are safely stored: serve keeps every log until then.
+ * after the files are safely stored (serve keeps every log until then) and
+ * within 10 minutes of the fetch: serve gives up waiting after that, and
+ * records nothing.
  * If the fetch did not finish, nothing is sent (serve is still sending or
  * has already given up); the stream is abandoned when the connection
  * closes, and nothing is recorded either way.  Call it at most once.

@@ -46,8 +46,9 @@
  * the instance all end the stream with nothing recorded and nothing
  * truncated.  Every wait on the socket is a poll() of at most SLICE_MS, so
  * stop and a waiting detach are noticed quickly; a peer that makes no
- * progress for IO_TIMEOUT_MS is dropped, so a stalled client cannot keep
- * freezes refused for long.
+ * progress for IO_TIMEOUT_MS during the transfer, or sends no
+ * stream-complete within COMPLETE_TIMEOUT_MS of stream-end, is dropped, so
+ * a stalled client cannot keep freezes refused and logs kept for ever.
  */
 #include "store/tool/serve_stream.h"
 
@@ -80,6 +81,8 @@
 #define BUSY_TIMEOUT_MS 2000u    /* reading the request of a client told "busy" */
 #define IO_TIMEOUT_MS 60000u     /* no progress on the socket: drop the client */
 #define WANT_GRACE_MS 10000u     /* a restore waits this long for a frame to finish */
+#define COMPLETE_TIMEOUT_MS 600000u /* stream-end to stream-complete: the client may
+                                     * verify and catalogue what it received first */
 #define CTRL_MAX (64u << 10)     /* largest control message we accept */
 #define FRAME_MAX (8u << 20)     /* largest frame we send (docs/stream.md) */
 #define BATCH_BYTES (4u << 20)   /* page batch frames */
@@ -516,7 +519,7 @@ static const char *io_text(int rc)
 	case -ECONNRESET:
 		return "the client closed the connection";
 	case -ETIMEDOUT:
-		return "the client made no progress for 60 s";
+		return "the client timed out";
 	case -EMSGSIZE:
 		return "the client sent an oversized frame";
 	default:
@@ -879,7 +882,7 @@ static int stream_logs(sjob *j)
 static int wait_complete(sjob *j)
 {
 	char *body = NULL;
-	int rc = recv_ctrl(j->c, IO_TIMEOUT_MS, &body);
+	int rc = recv_ctrl(j->c, COMPLETE_TIMEOUT_MS, &body);
 	if (rc) {
 		if (rc == -ECANCELED)
 			job_io_fail(j, rc);
