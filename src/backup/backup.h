@@ -58,7 +58,7 @@ typedef struct bk_restore_opts {
 	const char *to;            /* alternate location, NULL = original */
 	bool no_roll_forward;
 	bool no_recover;
-	const char *until;         /* RFC 3339 UTC, NULL = none */
+	uint64_t until_us;         /* stop before this time (µs since 1970), 0 = none */
 	bool offline;              /* do not use a running writer even if there is one */
 	bool quiet;
 	FILE *out, *err;

@@ -8,15 +8,9 @@
 
 #include "backup/repo.h"
 
-static const char *sget(json_t *o, const char *k)
-{
-	const char *s = json_string_value(json_object_get(o, k));
-	return s ? s : "";
-}
-
 int bk_doc_usable(json_t *doc)
 {
-	return doc && strcmp(sget(doc, "status"), "complete") == 0 &&
+	return doc && strcmp(bk_str(doc, "status"), "complete") == 0 &&
 	       json_is_true(json_object_get(doc, "verified"));
 }
 
@@ -28,33 +22,33 @@ size_t bk_chain(json_t *list, json_t *doc, json_t **chain, char *err, size_t err
 	while (cur) {
 		if (n == BK_MAX_CHAIN) {
 			snprintf(err, errlen, "backup %s: chain longer than %d backups (or a loop)",
-			         sget(doc, "id"), BK_MAX_CHAIN);
+			         bk_str(doc, "id"), BK_MAX_CHAIN);
 			return 0;
 		}
 		if (!bk_doc_usable(cur)) {
 			snprintf(err, errlen, "backup %s is %s%s: it cannot be restored%s%s",
-			         sget(cur, "id"), sget(cur, "status"),
+			         bk_str(cur, "id"), bk_str(cur, "status"),
 			         json_is_true(json_object_get(cur, "verified")) ? "" : " and not verified",
-			         cur == doc ? "" : " (it is in the chain of ", cur == doc ? "" : sget(doc, "id"));
+			         cur == doc ? "" : " (it is in the chain of ", cur == doc ? "" : bk_str(doc, "id"));
 			if (cur != doc)
 				strncat(err, ")", errlen - strlen(err) - 1);
 			return 0;
 		}
 		rev[n++] = cur;
-		const char *type = sget(cur, "type");
+		const char *type = bk_str(cur, "type");
 		if (!strcmp(type, "full") || !strcmp(type, "copy"))
 			break;
 		const char *pid = json_string_value(json_object_get(cur, "parent"));
 		json_t *p = pid ? bk_list_find(list, pid) : NULL;
 		if (!p) {
-			snprintf(err, errlen, "backup %s: its parent %s is not in the repository", sget(cur, "id"),
+			snprintf(err, errlen, "backup %s: its parent %s is not in the repository", bk_str(cur, "id"),
 			         pid ? pid : "(none)");
 			return 0;
 		}
 		/* a differential's parent is a full; an incremental's a full or incremental */
-		if (!strcmp(type, "differential") && strcmp(sget(p, "type"), "full")) {
+		if (!strcmp(type, "differential") && strcmp(bk_str(p, "type"), "full")) {
 			snprintf(err, errlen, "backup %s: differential whose parent %s is not a full backup",
-			         sget(cur, "id"), pid);
+			         bk_str(cur, "id"), pid);
 			return 0;
 		}
 		cur = p;

@@ -21,7 +21,7 @@ void bk_progress_begin(bk_progress *p, bool on, const char *label, uint64_t tota
 	p->t0_ms = p->last_ms = bk_now_ms();
 }
 
-static void human(uint64_t b, char *out, size_t n)
+void bk_human(uint64_t b, char *out, size_t n)
 {
 	const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
 	double v = (double)b;
@@ -33,14 +33,20 @@ static void human(uint64_t b, char *out, size_t n)
 	snprintf(out, n, k ? "%.1f %s" : "%.0f %s", v, u[k]);
 }
 
+void bk_writer_folder(json_t *wdoc, char *out, size_t n)
+{
+	const char *inst = bk_str(wdoc, "instance");
+	snprintf(out, n, "%s.%.8s", bk_str(wdoc, "name"), *inst ? inst : "00000000");
+}
+
 static void progress_print(bk_progress *p, bool final)
 {
 	uint64_t now = bk_now_ms(), el = now - p->t0_ms;
 	char a[32], b[32], r[32];
-	human(p->done, a, sizeof(a));
-	human(p->total, b, sizeof(b));
+	bk_human(p->done, a, sizeof(a));
+	bk_human(p->total, b, sizeof(b));
 	double rate = el ? (double)p->done * 1000.0 / (double)el : 0;
-	human((uint64_t)rate, r, sizeof(r));
+	bk_human((uint64_t)rate, r, sizeof(r));
 	if (final) {
 		fprintf(stderr, "\r\033[K%s: %s in %.1f s, %s/s\n", p->label, a, (double)el / 1000.0, r);
 		return;
@@ -178,7 +184,8 @@ int bk_add_file(bk_job *j, const char *writer_dir, const char *writer, const cha
 	return 0;
 }
 
-int bk_check_file(bk_job *j, json_t *manifest, json_t *file, char *err, size_t errlen)
+int bk_check_file(bk_job *j, json_t *manifest, json_t *file, bool hash, char *err,
+                  size_t errlen)
 {
 	const char *rel = json_string_value(json_object_get(file, "path"));
 	const char *want = json_string_value(json_object_get(manifest, rel));
@@ -199,6 +206,16 @@ int bk_check_file(bk_job *j, json_t *manifest, json_t *file, char *err, size_t e
 		snprintf(err, errlen, "backup %s: %s: not a regular file", j->id, rel);
 		return 1;
 	}
+	json_int_t size = json_integer_value(json_object_get(file, "size"));
+	if (!hash) {
+		close(fd);
+		if ((uint64_t)st.st_size != (uint64_t)size) {
+			snprintf(err, errlen, "backup %s: %s: %llu bytes, the document says %lld", j->id,
+			         rel, (unsigned long long)st.st_size, (long long)size);
+			return 1;
+		}
+		return 0;
+	}
 	char hex[65];
 	uint64_t bytes = 0;
 	int rc = bk_hash_fd(fd, &bytes, hex, bk_progress_add, &j->prog);
@@ -212,11 +229,71 @@ int bk_check_file(bk_job *j, json_t *manifest, json_t *file, char *err, size_t e
 		         "changed after the backup)", j->id, rel);
 		return 1;
 	}
-	json_int_t size = json_integer_value(json_object_get(file, "size"));
 	if ((uint64_t)size != bytes) {
 		snprintf(err, errlen, "backup %s: %s: %llu bytes, the document says %lld", j->id, rel,
 		         (unsigned long long)bytes, (long long)size);
 		return 1;
 	}
 	return 0;
+}
+
+int bk_verify_files(bk_job *j, bool hash, char *err, size_t errlen)
+{
+	json_t *man = NULL;
+	int rc = bk_manifest_load(j->repo, j->id, &man, err, errlen);
+	if (rc)
+		return 1;
+	json_t *files = json_object_get(j->doc, "files");
+	if (json_object_size(man) != json_array_size(files)) {
+		snprintf(err, errlen, "backup %s: the manifest lists %zu files, the document %zu", j->id,
+		         json_object_size(man), json_array_size(files));
+		json_decref(man);
+		return 1;
+	}
+	size_t i;
+	json_t *f;
+	json_array_foreach(files, i, f) {
+		if (bk_check_file(j, man, f, hash, err, errlen)) {
+			json_decref(man);
+			return 1;
+		}
+	}
+	json_decref(man);
+	return 0;
+}
+
+/* fsync(2) of a directory below dirfd ("" = dirfd itself); 0 or -errno. */
+static int sync_dir_at(int dirfd, const char *rel)
+{
+	int fd = *rel ? bk_openat_beneath(dirfd, rel, O_RDONLY | O_DIRECTORY, 0) : dup(dirfd);
+	if (fd < 0)
+		return *rel ? fd : -errno;
+	int rc = fsync(fd) == 0 ? 0 : -errno;
+	close(fd);
+	return rc;
+}
+
+int bk_sync_dirs(bk_job *j, char *err, size_t errlen)
+{
+	char rel[160];
+	int rc = 0;
+	size_t i;
+	json_t *w;
+	json_array_foreach(json_object_get(j->doc, "writers"), i, w) {
+		char wdir[128];
+		bk_writer_folder(w, wdir, sizeof(wdir));
+		snprintf(rel, sizeof(rel), "data/%s", wdir);
+		int r = sync_dir_at(j->bdirfd, rel);
+		if (r && r != -ENOENT && !rc)
+			rc = r;
+	}
+	snprintf(rel, sizeof(rel), "data");
+	if (!rc)
+		rc = sync_dir_at(j->bdirfd, rel);
+	if (!rc)
+		rc = sync_dir_at(j->bdirfd, "");
+	if (rc)
+		snprintf(err, errlen, "%s/backups/%s: fsync of its folders: %s", j->repo->root, j->id,
+		         strerror(-rc));
+	return rc ? 1 : 0;
 }

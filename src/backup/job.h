@@ -64,6 +64,13 @@ typedef struct bk_job {
 	bk_progress prog;
 } bk_job;
 
+/* "1.5 GiB" */
+void bk_human(uint64_t bytes, char *out, size_t n);
+
+/* A writer's folder inside a backup's data/: "<name>.<first 8 hex digits
+ * of its instance>" (wdoc is the writer's entry of the document). */
+void bk_writer_folder(json_t *wdoc, char *out, size_t n);
+
 /* One line into REPO/events.log and, unless quiet, nothing else. */
 void bk_event(bk_job *j, int code, const char *severity, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
@@ -79,13 +86,20 @@ int bk_add_file(bk_job *j, const char *writer_dir, const char *writer, const cha
                 const char *role, const char *src_path, const char *store_name,
                 const char *target, char *err, size_t errlen);
 
-/* Re-read one file of the backup and compare its hash with the manifest's.
- * 0 ok, 1 mismatch/missing (err says which). */
-int bk_check_file(bk_job *j, json_t *manifest, json_t *file, char *err, size_t errlen);
+/* Check one file of the backup against the manifest: listed, a regular
+ * file inside the backup, and with hash its SHA-256 and size re-read (else
+ * only the size from fstat).  0 ok, 1 mismatch/missing (err says which). */
+int bk_check_file(bk_job *j, json_t *manifest, json_t *file, bool hash, char *err,
+                  size_t errlen);
 
-/* Hash every file of j->doc against the backup's manifest (every file of
- * the document listed, no other); the first problem in err.  0 or 1. */
-int bk_verify_files(bk_job *j, char *err, size_t errlen);
+/* bk_check_file() for every file of j->doc (the manifest lists exactly
+ * those files); the first problem in err.  0 or 1. */
+int bk_verify_files(bk_job *j, bool hash, char *err, size_t errlen);
+
+/* fsync the backup's folders (each writer's, data/, the backup's own), so
+ * the names of the copied files are durable before the manifest that lists
+ * them is written.  0, or 1 with err set. */
+int bk_sync_dirs(bk_job *j, char *err, size_t errlen);
 
 /* Backup types by name. */
 amb_backup_type bk_type_parse(const char *s);

@@ -412,9 +412,10 @@ static int read_small(int dirfd, const char *rel, size_t max, char **out, size_t
 	return 0;
 }
 
-static const char *str_field(json_t *o, const char *k)
+const char *bk_str(json_t *o, const char *k)
 {
-	return json_string_value(json_object_get(o, k));
+	const char *s = json_string_value(json_object_get(o, k));
+	return s ? s : "";
 }
 
 int bk_doc_check(json_t *doc, const char *id, char *err, size_t errlen)
@@ -424,19 +425,19 @@ int bk_doc_check(json_t *doc, const char *id, char *err, size_t errlen)
 		snprintf(err, errlen, "backup %s: the document is not a JSON object", id);
 		return 2;
 	}
-	const char *fmt = str_field(doc, "format");
+	const char *fmt = bk_str(doc, "format");
 	if (!fmt || strcmp(fmt, "amber-backup") != 0 ||
 	    json_integer_value(json_object_get(doc, "version")) != 1) {
 		snprintf(err, errlen, "backup %s: not an amber backup document of version 1", id);
 		return 2;
 	}
-	const char *did = str_field(doc, "id");
+	const char *did = bk_str(doc, "id");
 	if (!did || strcmp(did, id) != 0) {
 		snprintf(err, errlen, "backup %s: the document names another backup (%s)", id,
 		         did ? did : "none");
 		return 2;
 	}
-	const char *type = str_field(doc, "type"), *status = str_field(doc, "status");
+	const char *type = bk_str(doc, "type"), *status = bk_str(doc, "status");
 	if (!type || (strcmp(type, "full") && strcmp(type, "copy") && strcmp(type, "incremental") &&
 	              strcmp(type, "differential"))) {
 		snprintf(err, errlen, "backup %s: unknown backup type", id);
@@ -464,8 +465,8 @@ int bk_doc_check(json_t *doc, const char *id, char *err, size_t errlen)
 	size_t i;
 	json_t *f;
 	json_array_foreach(files, i, f) {
-		const char *path = str_field(f, "path"), *target = str_field(f, "target");
-		const char *writer = str_field(f, "writer");
+		const char *path = bk_str(f, "path"), *target = bk_str(f, "target");
+		const char *writer = bk_str(f, "writer");
 		if (!bk_relpath_ok(path, why, sizeof(why))) {
 			snprintf(err, errlen, "backup %s: files[%zu].path: %s", id, i, why);
 			return 2;
@@ -473,10 +474,10 @@ int bk_doc_check(json_t *doc, const char *id, char *err, size_t errlen)
 		/* the target is relative to the writer's restore directory: the
 		 * same rules as a data path, without the data/ prefix */
 		char tmp[4200];
-		if (!target || snprintf(tmp, sizeof(tmp), "data/%s", target) >= (int)sizeof(tmp) ||
+		if (!*target || snprintf(tmp, sizeof(tmp), "data/%s", target) >= (int)sizeof(tmp) ||
 		    !bk_relpath_ok(tmp, why, sizeof(why))) {
 			snprintf(err, errlen, "backup %s: files[%zu].target: %s", id, i,
-			         target ? why + (strncmp(why, "data/", 5) == 0 ? 5 : 0) : "missing");
+			         *target ? why + (strncmp(why, "data/", 5) == 0 ? 5 : 0) : "missing");
 			return 2;
 		}
 		if (!writer || !bk_name_ok(writer)) {
@@ -496,12 +497,12 @@ int bk_doc_check(json_t *doc, const char *id, char *err, size_t errlen)
 	}
 	json_t *w;
 	json_array_foreach(writers, i, w) {
-		const char *name = str_field(w, "name"), *dir = str_field(w, "dir");
+		const char *name = bk_str(w, "name"), *dir = bk_str(w, "dir");
 		if (!name || !bk_name_ok(name)) {
 			snprintf(err, errlen, "backup %s: writers[%zu].name: missing or not a name", id, i);
 			return 2;
 		}
-		if (dir && (dir[0] != '/' || strstr(dir, "/../") || strstr(dir, "/./") ||
+		if (*dir && (dir[0] != '/' || strstr(dir, "/../") || strstr(dir, "/./") ||
 		            (strlen(dir) >= 3 && strcmp(dir + strlen(dir) - 3, "/..") == 0))) {
 			snprintf(err, errlen, "backup %s: writers[%zu].dir: not an absolute normalized "
 			         "path", id, i);
@@ -520,7 +521,7 @@ int bk_doc_check(json_t *doc, const char *id, char *err, size_t errlen)
 					return 2;
 				}
 			}
-			const char *px = str_field(st, "prefix");
+			const char *px = bk_str(st, "prefix");
 			if (!px || strlen(px) != 3 || !bk_name_ok(px)) {
 				snprintf(err, errlen, "backup %s: writers[%zu].store.prefix: not a log prefix",
 				         id, i);
@@ -625,7 +626,7 @@ json_t *bk_list_find(json_t *list, const char *id)
 	size_t i;
 	json_t *d;
 	json_array_foreach(list, i, d) {
-		const char *x = str_field(d, "id");
+		const char *x = bk_str(d, "id");
 		if (x && strcmp(x, id) == 0)
 			return d;
 	}
@@ -688,7 +689,7 @@ int bk_dir_remove(bk_repo *r, const char *id, char *err, size_t errlen)
 
 static int cmp_json_path(const void *a, const void *b)
 {
-	return strcmp(str_field(*(json_t *const *)a, "path"), str_field(*(json_t *const *)b, "path"));
+	return strcmp(bk_str(*(json_t *const *)a, "path"), bk_str(*(json_t *const *)b, "path"));
 }
 
 int bk_manifest_save(bk_repo *r, const char *id, json_t *doc, char *err, size_t errlen)
@@ -708,7 +709,7 @@ int bk_manifest_save(bk_repo *r, const char *id, json_t *doc, char *err, size_t 
 		v[i] = json_array_get(files, i);
 	qsort(v, n, sizeof(*v), cmp_json_path);
 	for (size_t i = 0; i < n; i++) {
-		const char *p = str_field(v[i], "path"), *h = str_field(v[i], "sha256");
+		const char *p = bk_str(v[i], "path"), *h = bk_str(v[i], "sha256");
 		size_t need = strlen(p) + 70;
 		if (len + need >= cap) {
 			cap = (len + need) * 2;
@@ -797,7 +798,13 @@ static void to_hex(const unsigned char *d, char hex[65])
 	hex[64] = '\0';
 }
 
-int bk_hash_fd(int fd, uint64_t *bytes, char hex[65], bk_progress_fn fn, void *arg)
+/*
+ * The one read loop: read src from offset 0 in large chunks, hash every
+ * byte, and write it to dst at the same offset unless dst is -1 (hash
+ * only).  Writeback of dst starts early so the caller's final fsync does
+ * not wait for everything at once.
+ */
+static int hash_loop(int src, int dst, uint64_t *bytes, char hex[65], bk_progress_fn fn, void *arg)
 {
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	unsigned char *buf = malloc(COPY_CHUNK);
@@ -807,9 +814,9 @@ int bk_hash_fd(int fd, uint64_t *bytes, char hex[65], bk_progress_fn fn, void *a
 		rc = -ENOMEM;
 		goto out;
 	}
-	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	posix_fadvise(src, 0, 0, POSIX_FADV_SEQUENTIAL);
 	for (;;) {
-		ssize_t n = pread(fd, buf, COPY_CHUNK, (off_t)off);
+		ssize_t n = pread(src, buf, COPY_CHUNK, (off_t)off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
@@ -819,9 +826,21 @@ int bk_hash_fd(int fd, uint64_t *bytes, char hex[65], bk_progress_fn fn, void *a
 		if (n == 0)
 			break;
 		EVP_DigestUpdate(ctx, buf, (size_t)n);
+		for (size_t done = 0; dst >= 0 && done < (size_t)n;) {
+			ssize_t w = pwrite(dst, buf + done, (size_t)n - done, (off_t)(off + done));
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w < 0) {
+				rc = -errno;
+				goto out;
+			}
+			done += (size_t)w;
+		}
 		off += (uint64_t)n;
 		if (fn)
 			fn(arg, (uint64_t)n);
+		if (dst >= 0 && off % (64u << 20) < COPY_CHUNK)
+			sync_file_range(dst, 0, (off_t)off, SYNC_FILE_RANGE_WRITE);
 	}
 	unsigned char md[32];
 	unsigned int mdlen = 0;
@@ -835,70 +854,19 @@ out:
 	return rc;
 }
 
+int bk_hash_fd(int fd, uint64_t *bytes, char hex[65], bk_progress_fn fn, void *arg)
+{
+	return hash_loop(fd, -1, bytes, hex, fn, arg);
+}
+
 int bk_copy_fd(int src, int dst, uint64_t *bytes, char hex[65], bk_progress_fn fn, void *arg)
 {
-	struct stat st;
-	if (fstat(src, &st) != 0)
-		return -errno;
-	/* a reflink: no data moves; the hash reads the clone once */
-	if (ioctl(dst, FICLONE, src) == 0) {
-		int rc = bk_hash_fd(dst, bytes, hex, fn, arg);
-		if (!rc && fsync(dst) != 0)
-			rc = -errno;
-		return rc;
-	}
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	unsigned char *buf = malloc(COPY_CHUNK);
-	int rc = 0;
-	uint64_t off = 0;
-	if (!ctx || !buf || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	posix_fadvise(src, 0, 0, POSIX_FADV_SEQUENTIAL);
-	/* one pass: read, hash, write (the hash is of the bytes written) */
-	for (;;) {
-		ssize_t n = pread(src, buf, COPY_CHUNK, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = -errno;
-			goto out;
-		}
-		if (n == 0)
-			break;
-		EVP_DigestUpdate(ctx, buf, (size_t)n);
-		size_t done = 0;
-		while (done < (size_t)n) {
-			ssize_t w = pwrite(dst, buf + done, (size_t)n - done, (off_t)(off + done));
-			if (w < 0 && errno == EINTR)
-				continue;
-			if (w < 0) {
-				rc = -errno;
-				goto out;
-			}
-			done += (size_t)w;
-		}
-		off += (uint64_t)n;
-		if (fn)
-			fn(arg, (uint64_t)n);
-		/* start writeback early so the final fsync does not wait for
-		 * everything at once */
-		if (off % (64u << 20) < COPY_CHUNK)
-			sync_file_range(dst, 0, (off_t)off, SYNC_FILE_RANGE_WRITE);
-	}
-	if (fsync(dst) != 0) {
+	/* a reflink moves no data; the hash then reads the clone once.
+	 * Otherwise one pass reads, hashes and writes (the hash is of the
+	 * bytes written). */
+	int rc = ioctl(dst, FICLONE, src) == 0 ? hash_loop(dst, -1, bytes, hex, fn, arg)
+	                                       : hash_loop(src, dst, bytes, hex, fn, arg);
+	if (!rc && fsync(dst) != 0)
 		rc = -errno;
-		goto out;
-	}
-	unsigned char md[32];
-	unsigned int mdlen = 0;
-	EVP_DigestFinal_ex(ctx, md, &mdlen);
-	to_hex(md, hex);
-	if (bytes)
-		*bytes = off;
-out:
-	EVP_MD_CTX_free(ctx);
-	free(buf);
 	return rc;
 }

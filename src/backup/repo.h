@@ -5,7 +5,7 @@
  *   REPO/amber-repo.json            {"format":"amber-repository","version":1,
  *                                    "id":UUID,"created":RFC3339}
  *   REPO/lock                       flock(2): one backup, prune or restore
- *                                    planning at a time
+ *                                    at a time (the others get busy)
  *   REPO/events.log                 the requestor's event log (JSON lines)
  *   REPO/backups/ID/backup.json     the backup document (JSON, below)
  *   REPO/backups/ID/manifest.sha256 "<sha256 hex>  <path>\n" per file, the
@@ -96,6 +96,9 @@ int bk_openat_beneath(int dirfd, const char *rel, int flags, int mode);
 /* mkdir -p of rel below dirfd, refusing symlinks; 0 or -errno. */
 int bk_mkdirs_beneath(int dirfd, const char *rel);
 
+/* The string member k of object o, "" when absent or not a string. */
+const char *bk_str(json_t *o, const char *k);
+
 /* "2026-11-22T10:00:00Z" for a Unix time in seconds. */
 void bk_time_str(uint64_t sec, char *out, size_t n);
 uint64_t bk_now_ms(void);
@@ -115,10 +118,9 @@ typedef void (*bk_progress_fn)(void *arg, uint64_t bytes);
 /*
  * Copy src (an open fd) to dst (a new file, open for writing) and compute
  * the SHA-256 of what was copied: FICLONE when both are on one filesystem
- * that can, else copy_file_range, else read/write; the hash is computed
- * from the destination's data read back when cloned or copied in the
- * kernel, and from the buffer otherwise.  dst is fsynced.  hex receives 64
- * hex digits and a NUL.  Returns 0 or -errno.
+ * that can (the hash then reads the clone once), else one pass that reads,
+ * hashes and writes.  dst must be open for reading and writing; it is
+ * fsynced.  hex receives 64 hex digits and a NUL.  Returns 0 or -errno.
  */
 int bk_copy_fd(int src, int dst, uint64_t *bytes, char hex[65], bk_progress_fn fn, void *arg);
 /* SHA-256 of an open file from offset 0.  0 or -errno. */

@@ -4,8 +4,9 @@
  *   1. the backup (an id or `latest`, the newest backup whose whole chain
  *      is verified) and its chain: the full, then its incrementals in
  *      order, or the full and the differential
- *   2. every file of the chain re-read against its manifest before
- *      anything is laid down; a missing or changed log is named by its
+ *   2. before anything is written, every file of the chain listed in its
+ *      manifest, present and of its size; each file is then read once,
+ *      hashed while laid down; a missing or changed log is named by its
  *      generation, with the backup that restores without it
  *   3. per writer, the target: the writer's directory, or --to DIR
  *      (DIR/<writer folder> when the backup holds several writers)
@@ -13,8 +14,8 @@
  *      target is its own directory: pre-restore (it dismounts), files,
  *      post-restore (it runs hard recovery and mounts again); otherwise
  *      offline: files, then hard recovery here (unless --no-recover)
- *   5. files: databases to "<name>.amber-restore" then renamed over the
- *      originals at the end, the chain's logs (a later backup's copy of a
+ *   5. files: databases to "<name>.amber-restore", renamed over the
+ *      originals only when every file passed (all or none), the chain's logs (a later backup's copy of a
  *      generation over an earlier one) into DIR/amber-restore-<id>/,
  *      restore.env into DIR (docs/restore-env.md); all durable
  * Every file is opened below the target with RESOLVE_BENEATH and no
@@ -41,27 +42,24 @@
 #include "store/log.h"
 #include "store/restoreenv.h"
 
-static const char *sget(json_t *o, const char *k)
-{
-	const char *s = json_string_value(json_object_get(o, k));
-	return s ? s : "";
-}
-
 static json_t *writer_in(json_t *doc, const char *instance)
 {
 	size_t i;
 	json_t *w;
 	json_array_foreach(json_object_get(doc, "writers"), i, w)
-		if (!strcmp(sget(w, "instance"), instance))
+		if (!strcmp(bk_str(w, "instance"), instance))
 			return w;
 	return NULL;
 }
 
-/* Copy a repository file to dirfd/name, checking its hash. 0 or 1. */
-static int lay_file(bk_job *j, json_t *man, json_t *f, int dirfd, const char *name, char *err,
-                    size_t errlen)
+/* Copy a repository file to dirfd/"<name>.amber-restore", checking its
+ * hash on the way (the only read of the file in a restore), and rename it
+ * to name unless defer (the databases replace the originals only once
+ * every file of the chain was laid down).  0 or 1. */
+static int lay_file(bk_job *j, json_t *man, json_t *f, int dirfd, const char *name, bool defer,
+                    char *err, size_t errlen)
 {
-	const char *rel = sget(f, "path");
+	const char *rel = bk_str(f, "path");
 	int src = bk_openat_beneath(j->bdirfd, rel, O_RDONLY, 0);
 	if (src < 0) {
 		snprintf(err, errlen, "backup %s: %s: %s", j->id, rel, strerror(-src));
@@ -88,7 +86,7 @@ static int lay_file(bk_job *j, json_t *man, json_t *f, int dirfd, const char *na
 		         rc ? strerror(-rc) : "changed since the backup (SHA-256 differs from the manifest)");
 		return 1;
 	}
-	if (renameat(dirfd, tmp, dirfd, name) != 0) {
+	if (!defer && renameat(dirfd, tmp, dirfd, name) != 0) {
 		snprintf(err, errlen, "%s: %s", name, strerror(errno));
 		return 1;
 	}
@@ -133,91 +131,93 @@ static int writer_running(const char *socket, const char *instance)
 	return found;
 }
 
-/* Verify the chain's files; on a problem, name it and the backup that
- * restores without it.  0 or 1. */
+/* The message for a missing or damaged file of chain[k]: which log
+ * generation, if a log, and the backup that restores without it. */
+static void chain_failure(bk_repo *repo, json_t *list, json_t **chain, size_t k, const char *why,
+                          char *err, size_t errlen)
+{
+	char gen[96] = "";
+	size_t i;
+	json_t *f;
+	json_array_foreach(json_object_get(chain[k], "files"), i, f) {
+		if (strcmp(bk_str(f, "role"), "log") || !strstr(why, bk_str(f, "path")))
+			continue;
+		const char *t = bk_str(f, "target");
+		unsigned long g = strlen(t) == 15 ? strtoul(t + 3, NULL, 16) : 0;
+		snprintf(gen, sizeof(gen), "log generation %lu (%s) ", g, t);
+	}
+	json_t *alt = k > 0 ? chain[k - 1] : NULL;
+	for (size_t q = json_array_size(list); !alt && q-- > 0;) {
+		/* an older usable backup outside this chain */
+		json_t *d = json_array_get(list, q), *c2[BK_MAX_CHAIN];
+		char e2[256];
+		if (strcmp(bk_str(d, "id"), bk_str(chain[0], "id")) < 0 && bk_doc_usable(d) &&
+		    bk_chain(list, d, c2, e2, sizeof(e2)))
+			alt = d;
+	}
+	char hint[200];
+	if (alt)
+		snprintf(hint, sizeof(hint), "; backup %s restores without it (amber restore --repo "
+		         "%s %s), losing what came after it unless roll-forward reaches it",
+		         bk_str(alt, "id"), repo->root, bk_str(alt, "id"));
+	else
+		snprintf(hint, sizeof(hint), "; no earlier backup in this repository restores "
+		         "without it");
+	snprintf(err, errlen, "%s%s of backup %s is missing or damaged: %s%s", gen,
+	         gen[0] ? "" : "a file", bk_str(chain[k], "id"), why, hint);
+}
+
+/* Before anything is written: every file of the chain is in its manifest,
+ * present, a regular file inside the backup, of the right size.  (The
+ * contents are hashed while they are laid down.)  0 or 1. */
 static int check_chain(bk_job *j, bk_repo *repo, json_t *list, json_t **chain, size_t n,
                        char *err, size_t errlen)
 {
 	for (size_t k = 0; k < n; k++) {
-		snprintf(j->id, sizeof(j->id), "%s", sget(chain[k], "id"));
+		snprintf(j->id, sizeof(j->id), "%s", bk_str(chain[k], "id"));
 		j->doc = chain[k];
 		if (j->bdirfd >= 0)
 			close(j->bdirfd);
 		j->bdirfd = bk_dir_open(repo, j->id, err, errlen);
 		char why[BK_ERR];
-		if (j->bdirfd < 0) {
+		if (j->bdirfd < 0)
 			snprintf(why, sizeof(why), "%s", err);
-		} else if (bk_verify_files(j, why, sizeof(why)) == 0) {
+		else if (bk_verify_files(j, false, why, sizeof(why)) == 0)
 			continue;
-		}
-		/* which generation, if a log */
-		char gen[96] = "";
-		size_t i;
-		json_t *f;
-		json_array_foreach(json_object_get(chain[k], "files"), i, f) {
-			if (strcmp(sget(f, "role"), "log") || !strstr(why, sget(f, "path")))
-				continue;
-			const char *t = sget(f, "target");
-			unsigned long g = strlen(t) == 15 ? strtoul(t + 3, NULL, 16) : 0;
-			snprintf(gen, sizeof(gen), "log generation %lu (%s) ", g, t);
-		}
-		json_t *alt = k > 0 ? chain[k - 1] : NULL;
-		if (!alt) {
-			/* an older usable backup outside this chain */
-			for (size_t q = json_array_size(list); q-- > 0;) {
-				json_t *d = json_array_get(list, q);
-				if (strcmp(sget(d, "id"), sget(chain[0], "id")) < 0 && bk_doc_usable(d)) {
-					json_t *c2[BK_MAX_CHAIN];
-					char e2[256];
-					if (bk_chain(list, d, c2, e2, sizeof(e2))) {
-						alt = d;
-						break;
-					}
-				}
-			}
-		}
-		char hint[200];
-		if (alt)
-			snprintf(hint, sizeof(hint), "; backup %s restores without it (amber restore --repo "
-			         "%s %s), losing what came after it unless roll-forward reaches it",
-			         sget(alt, "id"), repo->root, sget(alt, "id"));
-		else
-			snprintf(hint, sizeof(hint), "; no earlier backup in this repository restores "
-			         "without it");
-		snprintf(err, errlen, "%s%s of backup %s is missing or damaged: %s%s", gen,
-		         gen[0] ? "" : "a file", sget(chain[k], "id"), why, hint);
+		chain_failure(repo, list, chain, k, why, err, errlen);
 		return 1;
 	}
 	return 0;
 }
 
-static int restore_writer(bk_job *j, const bk_restore_opts *o, bk_repo *repo, json_t **chain,
-                          size_t n, json_t *w0, size_t nwriters, char *err, size_t errlen)
+static int restore_writer(bk_job *j, const bk_restore_opts *o, bk_repo *repo, json_t *list,
+                          json_t **chain, size_t n, json_t *w0, size_t nwriters, char *err,
+                          size_t errlen)
 {
-	const char *instance = sget(w0, "instance");
-	const char *wname = sget(w0, "name");
+	const char *instance = bk_str(w0, "instance");
+	const char *wname = bk_str(w0, "name");
 	json_t *st0 = json_object_get(w0, "store");
-	if (strcmp(sget(w0, "verifier"), "amber-store") || !st0) {
+	if (strcmp(bk_str(w0, "verifier"), "amber-store") || !st0) {
 		snprintf(err, errlen, "writer %s: verifier \"%s\" is not known to this amber: cannot "
-		         "restore it", wname, sget(w0, "verifier"));
+		         "restore it", wname, bk_str(w0, "verifier"));
 		return 2;
 	}
-	const char *prefix = sget(st0, "prefix");
+	const char *prefix = bk_str(st0, "prefix");
 	json_t *last_w = writer_in(chain[n - 1], instance);
 	json_t *stl = json_object_get(last_w, "store");
 	if (!stl) {
-		snprintf(err, errlen, "writer %s is not in backup %s", wname, sget(chain[n - 1], "id"));
+		snprintf(err, errlen, "writer %s is not in backup %s", wname, bk_str(chain[n - 1], "id"));
 		return 1;
 	}
 	char target[PATH_MAX];
 	char wdir[128];
-	snprintf(wdir, sizeof(wdir), "%s.%.8s", wname, instance);
-	if (!o->to && (o->no_roll_forward || o->until)) {
+	bk_writer_folder(w0, wdir, sizeof(wdir));
+	if (!o->to && (o->no_roll_forward || o->until_us)) {
 		/* the instance's later logs would stay beside the restored
 		 * databases, where a later recovery could replay the history that
 		 * was meant to be dropped */
 		snprintf(err, errlen, "--no-roll-forward and --until need --to DIR: in place, the "
-		         "instance's later logs would stay in %s", sget(w0, "dir"));
+		         "instance's later logs would stay in %s", bk_str(w0, "dir"));
 		return 2;
 	}
 	if (o->to) {
@@ -230,7 +230,7 @@ static int restore_writer(bk_job *j, const bk_restore_opts *o, bk_repo *repo, js
 			return 1;
 		}
 	} else {
-		snprintf(target, sizeof(target), "%s", sget(w0, "dir"));
+		snprintf(target, sizeof(target), "%s", bk_str(w0, "dir"));
 	}
 	int tfd = open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (tfd < 0) {
@@ -266,7 +266,7 @@ static int restore_writer(bk_job *j, const bk_restore_opts *o, bk_repo *repo, js
 				break;
 			memset(&items[nitems], 0, sizeof(items[0]));
 			snprintf(items[nitems].writer, sizeof(items[0].writer), "%s", wname);
-			snprintf(items[nitems].component, sizeof(items[0].component), "%s", sget(cj, "name"));
+			snprintf(items[nitems].component, sizeof(items[0].component), "%s", bk_str(cj, "name"));
 			items[nitems].target = target;
 			items[nitems].success = true;
 			nitems++;
@@ -281,10 +281,15 @@ static int restore_writer(bk_job *j, const bk_restore_opts *o, bk_repo *repo, js
 		}
 		if (!o->quiet)
 			fprintf(o->err, "amber: writer %s dismounted its instance for the restore\n", wname);
+		/* test hook: hold here so a test can kill the restore between
+		 * pre-restore and post-restore */
+		const char *stall = getenv("AMBER_TEST_STALL_RESTORE_MS");
+		if (stall && atoi(stall) > 0)
+			usleep((useconds_t)atoi(stall) * 1000u);
 	}
 	/* the files */
 	char logdir[160];
-	snprintf(logdir, sizeof(logdir), "amber-restore-%s", sget(chain[n - 1], "id"));
+	snprintf(logdir, sizeof(logdir), "amber-restore-%s", bk_str(chain[n - 1], "id"));
 	remove_flat(tfd, logdir);
 	if (mkdirat(tfd, logdir, 0750) != 0) {
 		snprintf(err, errlen, "%s/%s: %s", target, logdir, strerror(errno));
@@ -298,8 +303,9 @@ static int restore_writer(bk_job *j, const bk_restore_opts *o, bk_repo *repo, js
 		goto done;
 	}
 	bk_progress_begin(&j->prog, !o->quiet && isatty(2), "restore: laying down files", 0);
+	bool laid_dbs = false;
 	for (size_t k = 0; k < n && !rc; k++) {
-		snprintf(j->id, sizeof(j->id), "%s", sget(chain[k], "id"));
+		snprintf(j->id, sizeof(j->id), "%s", bk_str(chain[k], "id"));
 		if (j->bdirfd >= 0)
 			close(j->bdirfd);
 		j->bdirfd = bk_dir_open(repo, j->id, err, errlen);
@@ -311,9 +317,9 @@ static int restore_writer(bk_job *j, const bk_restore_opts *o, bk_repo *repo, js
 		size_t i;
 		json_t *f;
 		json_array_foreach(json_object_get(chain[k], "files"), i, f) {
-			if (strcmp(sget(f, "writer"), wname))
+			if (strcmp(bk_str(f, "writer"), wname))
 				continue;
-			const char *role = sget(f, "role"), *t = sget(f, "target");
+			const char *role = bk_str(f, "role"), *t = bk_str(f, "target");
 			if (!strcmp(role, "database")) {
 				bool known = false;
 				size_t q;
@@ -326,8 +332,9 @@ static int restore_writer(bk_job *j, const bk_restore_opts *o, bk_repo *repo, js
 					rc = 2;
 					break;
 				}
-				if ((rc = lay_file(j, man, f, tfd, t, err, errlen)) != 0)
+				if ((rc = lay_file(j, man, f, tfd, t, true, err, errlen)) != 0)
 					break;
+				laid_dbs = true;
 			} else if (!strcmp(role, "log")) {
 				if (amb_log_parse_name(t, prefix) == 0 || strchr(t, '/')) {
 					snprintf(err, errlen, "backup %s: log target \"%s\" is not a log file name "
@@ -335,13 +342,31 @@ static int restore_writer(bk_job *j, const bk_restore_opts *o, bk_repo *repo, js
 					rc = 2;
 					break;
 				}
-				if ((rc = lay_file(j, man, f, lfd, t, err, errlen)) != 0)
+				if ((rc = lay_file(j, man, f, lfd, t, false, err, errlen)) != 0)
 					break;
 			}
 			/* the checkpoint is not laid down: hard recovery starts from
 			 * the backup's first log, and a live checkpoint stays */
 		}
 		json_decref(man);
+		if (rc == 1) {
+			char why[BK_ERR];
+			snprintf(why, sizeof(why), "%s", err);
+			chain_failure(repo, list, chain, k, why, err, errlen);
+		}
+	}
+	/* the databases replace the originals only now, all or none */
+	size_t q;
+	json_t *d;
+	json_array_foreach(dbs, q, d) {
+		char tmp[300];
+		snprintf(tmp, sizeof(tmp), "%s.amber-restore", json_string_value(d));
+		if (!rc && laid_dbs && renameat(tfd, tmp, tfd, json_string_value(d)) != 0) {
+			snprintf(err, errlen, "%s/%s: %s", target, json_string_value(d), strerror(errno));
+			rc = 1;
+		}
+		if (rc)
+			unlinkat(tfd, tmp, 0);
 	}
 	if (!rc && (fsync(lfd) != 0 || fsync(tfd) != 0)) {
 		snprintf(err, errlen, "%s: fsync: %s", target, strerror(errno));
@@ -351,40 +376,38 @@ static int restore_writer(bk_job *j, const bk_restore_opts *o, bk_repo *repo, js
 	bk_progress_end(&j->prog);
 	if (rc)
 		goto done;
-	/* restore.env */
+	/* restore.env, through the store's own writer (durable) */
 	{
-		char env[PATH_MAX * 3];
-		int len = snprintf(env, sizeof(env),
-		    "# restore.env - written by amber restore; see docs/restore-env.md\n"
-		    "amber-restore-env 1\n"
-		    "instance_dir=%s\nbackup_log_dir=%s/%s\nprefix=%s\ngen_low=0x%08X\ngen_high=0x%08X\n"
-		    "roll_forward=%s\nuntil=%s\n", target, target, logdir, prefix,
-		    (unsigned)json_integer_value(json_object_get(st0, "gen_low")),
-		    (unsigned)json_integer_value(json_object_get(stl, "gen_high")),
-		    o->no_roll_forward ? "no" : "yes", o->until ? o->until : "none");
-		size_t i;
-		json_t *d;
-		json_array_foreach(dbs, i, d)
-			len += snprintf(env + len, sizeof(env) - (size_t)len, "database=%s\n",
-			                json_string_value(d));
-		len += snprintf(env + len, sizeof(env) - (size_t)len, "backup_id=%s\n",
-		                sget(chain[n - 1], "id"));
 		char envpath[PATH_MAX + 16];
 		snprintf(envpath, sizeof(envpath), "%s/restore.env", target);
-		int r = amb_durable_write(amb_vfs_posix(), envpath, env, (size_t)len);
-		if (r) {
-			snprintf(err, errlen, "%s: %s", envpath, strerror(-r));
+		amb_restore_env *env = calloc(1, sizeof(*env));
+		if (!env) {
+			snprintf(err, errlen, "out of memory");
 			rc = 1;
 			goto done;
 		}
-		amb_restore_env *check = calloc(1, sizeof(*check));
-		if (check && amb_restore_env_load(envpath, check) != 0) {
-			snprintf(err, errlen, "%s", ams_errmsg());
-			free(check);
-			rc = 2;
+		env->version = 1;
+		snprintf(env->instance_dir, sizeof(env->instance_dir), "%s", target);
+		snprintf(env->backup_log_dir, sizeof(env->backup_log_dir), "%s/%s", target, logdir);
+		snprintf(env->prefix, sizeof(env->prefix), "%s", prefix);
+		env->gen_low = (uint32_t)json_integer_value(json_object_get(st0, "gen_low"));
+		env->gen_high = (uint32_t)json_integer_value(json_object_get(stl, "gen_high"));
+		env->roll_forward = !o->no_roll_forward;
+		env->until_us = o->until_us;
+		json_array_foreach(dbs, q, d) {
+			if (env->ndatabases == AMB_MAX_DBS)
+				break;
+			snprintf(env->databases[env->ndatabases++], sizeof(env->databases[0]), "%s",
+			         json_string_value(d));
+		}
+		snprintf(env->backup_id, sizeof(env->backup_id), "%s", bk_str(chain[n - 1], "id"));
+		int r = amb_restore_env_store(envpath, env);
+		free(env);
+		if (r) {
+			snprintf(err, errlen, "%s: cannot write: %s", envpath, ams_errmsg());
+			rc = 1;
 			goto done;
 		}
-		free(check);
 		bk_event(j, BK_EV_RESTORE_LAID, "info", "writer %s: files of %zu backup%s laid down in %s",
 		         wname, n, n == 1 ? "" : "s", target);
 		if (online) {
@@ -404,7 +427,8 @@ static int restore_writer(bk_job *j, const bk_restore_opts *o, bk_repo *repo, js
 			if (r) {
 				snprintf(err, errlen, "hard recovery of %s failed: %s%s", target, ams_errmsg(),
 				         r == AMS_ELOGMISSING && !o->no_roll_forward ?
-				         " (--no-roll-forward restores up to the end of the backup)" : "");
+				         " (--to DIR --no-roll-forward restores up to the end of the backup)" :
+				         "");
 				rc = 1;
 				goto out;
 			}
@@ -454,7 +478,7 @@ int bk_run_restore(const bk_restore_opts *o)
 	j.quiet = o->quiet;
 	json_t *list = NULL, *chain[BK_MAX_CHAIN];
 	size_t n = 0;
-	if ((rc = bk_repo_lock(&repo, true, err, sizeof(err))) != 0 ||
+	if ((rc = bk_repo_lock(&repo, false, err, sizeof(err))) != 0 ||
 	    (rc = bk_list(&repo, &list, err, sizeof(err))) != 0)
 		goto out;
 	json_t *d;
@@ -475,9 +499,9 @@ int bk_run_restore(const bk_restore_opts *o)
 		rc = 2;
 		goto out;
 	}
-	snprintf(j.id, sizeof(j.id), "%s", sget(d, "id"));
-	if (!strcmp(sget(d, "status"), "unreadable")) {
-		snprintf(err, sizeof(err), "%s", sget(d, "error"));
+	snprintf(j.id, sizeof(j.id), "%s", bk_str(d, "id"));
+	if (!strcmp(bk_str(d, "status"), "unreadable")) {
+		snprintf(err, sizeof(err), "%s", bk_str(d, "error"));
 		rc = 2;
 		goto out;
 	}
@@ -490,7 +514,7 @@ int bk_run_restore(const bk_restore_opts *o)
 	if (!o->quiet) {
 		fprintf(o->err, "amber: restoring %s:", j.id);
 		for (size_t k = 0; k < n; k++)
-			fprintf(o->err, " %s %s", k ? "+" : "", sget(chain[k], "type"));
+			fprintf(o->err, " %s %s", k ? "+" : "", bk_str(chain[k], "type"));
 		fprintf(o->err, "\n");
 	}
 	bk_progress_begin(&j.prog, !o->quiet && isatty(2), "restore: checking the backup", 0);
@@ -502,16 +526,16 @@ int bk_run_restore(const bk_restore_opts *o)
 	json_t *w0;
 	size_t nw = json_array_size(json_object_get(chain[0], "writers"));
 	json_array_foreach(json_object_get(chain[0], "writers"), i, w0) {
-		rc = restore_writer(&j, o, &repo, chain, n, w0, nw, err, sizeof(err));
+		rc = restore_writer(&j, o, &repo, list, chain, n, w0, nw, err, sizeof(err));
 		if (rc)
 			goto fail;
 	}
-	snprintf(j.id, sizeof(j.id), "%s", sget(d, "id"));
+	snprintf(j.id, sizeof(j.id), "%s", bk_str(d, "id"));
 	fprintf(o->out, "restored %s\n", j.id);
 	rc = 0;
 	goto out;
 fail:
-	snprintf(j.id, sizeof(j.id), "%s", sget(d, "id"));
+	snprintf(j.id, sizeof(j.id), "%s", bk_str(d, "id"));
 	bk_event(&j, BK_EV_RESTORE_FAILED, "error", "restore failed: %s", err);
 out:
 	if (rc)

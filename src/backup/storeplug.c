@@ -92,14 +92,6 @@ static uint32_t jget_u32(json_t *o, const char *k)
 	return (uint32_t)json_integer_value(json_object_get(o, k));
 }
 
-/* The writer's folder inside data/: "<writer>.<first 8 of instance>". */
-static void wdir_name(json_t *wdoc, char *out, size_t n)
-{
-	const char *name = json_string_value(json_object_get(wdoc, "name"));
-	const char *inst = json_string_value(json_object_get(wdoc, "instance"));
-	snprintf(out, n, "%s.%.8s", name, inst ? inst : "00000000");
-}
-
 /* Start generation of a backup that follows parent_w ("store" inside). */
 static uint32_t after_parent(json_t *parent_store)
 {
@@ -123,7 +115,7 @@ int bk_store_backup_snapshot(bk_job *j, json_t *wdoc, const bk_store_loc *loc,
 	amb_vfs *v = amb_vfs_posix();
 	const char *wname = json_string_value(json_object_get(wdoc, "name"));
 	char path[PATH_MAX + 64], wdir[128];
-	wdir_name(wdoc, wdir, sizeof(wdir));
+	bk_writer_folder(wdoc, wdir, sizeof(wdir));
 
 	/* the shadow's current log: its generation C ends the range */
 	amb_loghdr lh;
@@ -260,7 +252,7 @@ int bk_store_verify(bk_job *j, json_t *wdoc, char *err, size_t errlen)
 {
 	amb_vfs *v = amb_vfs_posix();
 	char wdir[128], dir[PATH_MAX];
-	wdir_name(wdoc, wdir, sizeof(wdir));
+	bk_writer_folder(wdoc, wdir, sizeof(wdir));
 	json_t *st = json_object_get(wdoc, "store");
 	const char *prefix = json_string_value(json_object_get(st, "prefix"));
 	uint32_t low = jget_u32(st, "gen_low"), high = jget_u32(st, "gen_high");

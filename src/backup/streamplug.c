@@ -34,9 +34,8 @@ int bk_store_backup_stream(bk_job *j, json_t *wdoc, const bk_store_loc *loc, amb
 {
 	*conn = NULL;
 	const char *wname = json_string_value(json_object_get(wdoc, "name"));
-	const char *inst = json_string_value(json_object_get(wdoc, "instance"));
 	char wdir[128], rel[160], dest[PATH_MAX];
-	snprintf(wdir, sizeof(wdir), "%s.%.8s", wname, inst ? inst : "00000000");
+	bk_writer_folder(wdoc, wdir, sizeof(wdir));
 	snprintf(rel, sizeof(rel), "data/%s", wdir);
 	int rc = bk_mkdirs_beneath(j->bdirfd, rel);
 	if (rc) {

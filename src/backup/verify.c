@@ -13,12 +13,6 @@
 #include "backup/chain.h"
 #include "backup/job.h"
 
-static const char *sget(json_t *o, const char *k)
-{
-	const char *s = json_string_value(json_object_get(o, k));
-	return s ? s : "";
-}
-
 /* "amber-store(E00 3..7)" style summaries of a document. */
 static void writers_str(json_t *d, char *out, size_t n, char *range, size_t rn)
 {
@@ -27,28 +21,17 @@ static void writers_str(json_t *d, char *out, size_t n, char *range, size_t rn)
 	json_t *w;
 	json_array_foreach(json_object_get(d, "writers"), i, w) {
 		size_t l = strlen(out);
-		snprintf(out + l, n - l, "%s%s", i ? "," : "", sget(w, "name"));
+		snprintf(out + l, n - l, "%s%s", i ? "," : "", bk_str(w, "name"));
 		json_t *st = json_object_get(w, "store");
 		if (st) {
 			l = strlen(range);
 			snprintf(range + l, rn - l, "%s%s %08" PRIX64 "-%08" PRIX64, i ? "," : "",
-			         sget(st, "prefix"), (uint64_t)json_integer_value(json_object_get(st, "gen_low")),
+			         bk_str(st, "prefix"), (uint64_t)json_integer_value(json_object_get(st, "gen_low")),
 			         (uint64_t)json_integer_value(json_object_get(st, "gen_high")));
 		}
 	}
 }
 
-static void human(uint64_t b, char *out, size_t n)
-{
-	const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-	double v = (double)b;
-	int k = 0;
-	while (v >= 1024 && k < 4) {
-		v /= 1024;
-		k++;
-	}
-	snprintf(out, n, k ? "%.1f %s" : "%.0f %s", v, u[k]);
-}
 
 int bk_run_list(const bk_list_opts *o)
 {
@@ -75,9 +58,9 @@ int bk_run_list(const bk_list_opts *o)
 		size_t i = 0, pruned = 0;
 		while (i < json_array_size(list)) {
 			json_t *d = json_array_get(list, i);
-			const char *st = sget(d, "status");
+			const char *st = bk_str(d, "status");
 			if (!strcmp(st, "incomplete") || !strcmp(st, "unreadable")) {
-				snprintf(j.id, sizeof(j.id), "%s", sget(d, "id"));
+				snprintf(j.id, sizeof(j.id), "%s", bk_str(d, "id"));
 				if ((rc = bk_dir_remove(&repo, j.id, err, sizeof(err))) != 0)
 					goto out;
 				bk_event(&j, BK_EV_PRUNED, "info", "incomplete backup %s removed", j.id);
@@ -100,21 +83,21 @@ int bk_run_list(const bk_list_opts *o)
 			size_t k;
 			json_t *w;
 			json_array_foreach(json_object_get(d, "writers"), k, w) {
-				json_array_append_new(ws, json_string(sget(w, "name")));
+				json_array_append_new(ws, json_string(bk_str(w, "name")));
 				json_t *st = json_object_get(w, "store");
 				if (st)
 					json_array_append_new(ranges, json_pack("{s:s, s:s, s:O, s:O}", "writer",
-					    sget(w, "name"), "prefix", sget(st, "prefix"), "gen_low",
+					    bk_str(w, "name"), "prefix", bk_str(st, "prefix"), "gen_low",
 					    json_object_get(st, "gen_low"), "gen_high", json_object_get(st, "gen_high")));
 			}
 			json_t *e = json_pack("{s:s, s:s, s:s, s:s, s:o, s:I, s:o, s:O, s:b, s:s}",
-			    "id", sget(d, "id"), "type", sget(d, "type"), "method", sget(d, "method"),
-			    "time", sget(d, "started"), "writers", ws,
+			    "id", bk_str(d, "id"), "type", bk_str(d, "type"), "method", bk_str(d, "method"),
+			    "time", bk_str(d, "started"), "writers", ws,
 			    "size", (json_int_t)json_integer_value(json_object_get(d, "bytes")),
 			    "log_range", ranges, "parent", json_object_get(d, "parent") ?
 			    json_object_get(d, "parent") : json_null(),
 			    "verified", json_is_true(json_object_get(d, "verified")),
-			    "status", sget(d, "status"));
+			    "status", bk_str(d, "status"));
 			if (e && json_object_get(d, "error"))
 				json_object_set(e, "error", json_object_get(d, "error"));
 			json_array_append_new(arr, e);
@@ -131,13 +114,13 @@ int bk_run_list(const bk_list_opts *o)
 		json_array_foreach(list, i, d) {
 			char ws[256], range[256], sz[32];
 			writers_str(d, ws, sizeof(ws), range, sizeof(range));
-			human((uint64_t)json_integer_value(json_object_get(d, "bytes")), sz, sizeof(sz));
+			bk_human((uint64_t)json_integer_value(json_object_get(d, "bytes")), sz, sizeof(sz));
 			const char *p = json_string_value(json_object_get(d, "parent"));
-			fprintf(o->out, "%-24s %-12s %-20s %-14s %9s %-20s %-24s %-8s %s\n", sget(d, "id"),
-			        sget(d, "type"), sget(d, "started"), ws[0] ? ws : "-", sz,
+			fprintf(o->out, "%-24s %-12s %-20s %-14s %9s %-20s %-24s %-8s %s\n", bk_str(d, "id"),
+			        bk_str(d, "type"), bk_str(d, "started"), ws[0] ? ws : "-", sz,
 			        range[0] ? range : "-", p ? p : "-",
 			        json_is_true(json_object_get(d, "verified")) ? "true" : "false",
-			        sget(d, "status"));
+			        bk_str(d, "status"));
 		}
 		if (!json_array_size(list))
 			fprintf(o->err, "amber: %s has no backups\n", repo.root);
@@ -149,31 +132,6 @@ out:
 	json_decref(list);
 	bk_repo_close(&repo);
 	return rc;
-}
-
-int bk_verify_files(bk_job *j, char *err, size_t errlen)
-{
-	json_t *man = NULL;
-	int rc = bk_manifest_load(j->repo, j->id, &man, err, errlen);
-	if (rc)
-		return 1;
-	json_t *files = json_object_get(j->doc, "files");
-	if (json_object_size(man) != json_array_size(files)) {
-		snprintf(err, errlen, "backup %s: the manifest lists %zu files, the document %zu", j->id,
-		         json_object_size(man), json_array_size(files));
-		json_decref(man);
-		return 1;
-	}
-	size_t i;
-	json_t *f;
-	json_array_foreach(files, i, f) {
-		if (bk_check_file(j, man, f, err, errlen)) {
-			json_decref(man);
-			return 1;
-		}
-	}
-	json_decref(man);
-	return 0;
 }
 
 int bk_run_verify(const bk_verify_opts *o)
@@ -209,9 +167,9 @@ int bk_run_verify(const bk_verify_opts *o)
 			goto out;
 		}
 	}
-	snprintf(j.id, sizeof(j.id), "%s", sget(d, "id"));
-	if (!strcmp(sget(d, "status"), "unreadable")) {
-		snprintf(err, sizeof(err), "%s", sget(d, "error"));
+	snprintf(j.id, sizeof(j.id), "%s", bk_str(d, "id"));
+	if (!strcmp(bk_str(d, "status"), "unreadable")) {
+		snprintf(err, sizeof(err), "%s", bk_str(d, "error"));
 		rc = 1;
 		goto out;
 	}
@@ -223,12 +181,12 @@ int bk_run_verify(const bk_verify_opts *o)
 	bk_event(&j, BK_EV_VERIFY_STARTED, "info", "verify of %s started", j.id);
 	uint64_t total = (uint64_t)json_integer_value(json_object_get(d, "bytes"));
 	bk_progress_begin(&j.prog, !o->quiet && isatty(2), "verify: reading", total);
-	int bad = strcmp(sget(d, "status"), "incomplete") == 0;
+	int bad = strcmp(bk_str(d, "status"), "incomplete") == 0;
 	if (bad)
 		snprintf(err, sizeof(err), "backup %s is incomplete (interrupted): nothing in it is "
 		         "trusted", j.id);
 	if (!bad)
-		bad = bk_verify_files(&j, err, sizeof(err));
+		bad = bk_verify_files(&j, true, err, sizeof(err));
 	bk_progress_end(&j.prog);
 	size_t i;
 	json_t *w;
@@ -236,9 +194,9 @@ int bk_run_verify(const bk_verify_opts *o)
 	json_array_foreach(json_object_get(d, "writers"), i, w) {
 		if (bad)
 			break;
-		if (strcmp(sget(w, "verifier"), "amber-store") || !json_object_get(w, "store")) {
+		if (strcmp(bk_str(w, "verifier"), "amber-store") || !json_object_get(w, "store")) {
 			snprintf(err, sizeof(err), "writer %s: verifier \"%s\" is not known to this amber",
-			         sget(w, "name"), sget(w, "verifier"));
+			         bk_str(w, "name"), bk_str(w, "verifier"));
 			bad = 1;
 			break;
 		}
@@ -257,7 +215,7 @@ int bk_run_verify(const bk_verify_opts *o)
 		/* a backup that no longer verifies is not trusted any more */
 		json_object_set_new(d, "verified", json_false());
 	}
-	if (strcmp(sget(d, "status"), "incomplete") != 0) {
+	if (strcmp(bk_str(d, "status"), "incomplete") != 0) {
 		char e2[BK_ERR];
 		if (bk_doc_save(&repo, j.id, d, e2, sizeof(e2)))
 			fprintf(o->err, "amber: verify: %s\n", e2);

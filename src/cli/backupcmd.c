@@ -7,6 +7,7 @@
 
 #include "backup/backup.h"
 #include "backup/job.h"
+#include "store/restoreenv.h"
 #include "cli/commands.h"
 
 enum {
@@ -220,7 +221,12 @@ int cmd_restore(cli_ctx *ctx, int argc, char **argv)
 			o.no_roll_forward = true;
 			break;
 		case OPT_UNTIL:
-			o.until = p.value;
+			/* checked here, before anything is read or written */
+			if (amb_restore_env_parse_time(p.value, &o.until_us) != 0 || !o.until_us) {
+				rc = cli_usage(ctx, "--until %s: not a UTC time like 2026-11-22T10:00:00Z",
+				               p.value);
+				goto out;
+			}
 			break;
 		case OPT_NO_RECOVER:
 			o.no_recover = true;

@@ -173,7 +173,7 @@ static int digits(const char *s, int n, unsigned *out)
 }
 
 /* RFC 3339 UTC: YYYY-MM-DDTHH:MM:SS[.f{1,6}]Z -> µs since the epoch. */
-static int parse_time(const char *s, uint64_t *out)
+int amb_restore_env_parse_time(const char *s, uint64_t *out)
 {
 	unsigned y, mo, d, h, mi, se, frac = 0;
 	if (strlen(s) < 20)
@@ -359,7 +359,7 @@ static int handle_kv(parser *p, const char *key, const char *val)
 			e->until_us = 0;
 			return 0;
 		}
-		if (parse_time(val, &e->until_us) < 0 || e->until_us == 0)
+		if (amb_restore_env_parse_time(val, &e->until_us) < 0 || e->until_us == 0)
 			return amb_err(AMS_EINVAL,
 			               "%s:%u: until '%.*s' is not a UTC time like "
 			               "2026-11-22T10:00:00Z (or none)",

@@ -43,6 +43,10 @@ typedef struct amb_restore_env {
  */
 int amb_restore_env_load(const char *path, amb_restore_env *env);
 
+/* The `until` syntax: RFC 3339 UTC, YYYY-MM-DDTHH:MM:SS[.f{1,6}]Z, to µs
+ * since the epoch.  0, or -1 when s is not such a time. */
+int amb_restore_env_parse_time(const char *s, uint64_t *out);
+
 /* Write env to path through the durable-write helper.  0 or AMS_EIO. */
 int amb_restore_env_store(const char *path, const amb_restore_env *env);
 

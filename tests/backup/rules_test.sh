@@ -100,11 +100,14 @@ FIRST=$!
 sleep 0.5
 backup copy
 [ "$BRC" = 3 ] || fail "a second backup of the repository: exit $BRC, not 3: $(cat "$DW/b.err")"
+"$AMBER" restore --repo "$REPO" latest --to "$DW/busy" >/dev/null 2>"$DW/r.err"
+rc=$?
+[ "$rc" = 3 ] || fail "a restore while a backup runs: exit $rc, not 3: $(cat "$DW/r.err")"
 wait "$FIRST" || fail "the first backup failed: $(cat "$DW/first.out")"
 d_stop_amberd
 d_start_amberd
 d_wait_writer amber-store 10 || fail "serve did not register again"
-ok "a second backup of one repository at once is busy (exit 3)"
+ok "a second backup, or a restore, while a backup runs is busy (exit 3)"
 
 # --- killed backups: never verified, nothing truncated, next one works
 for round in 1 2 3 4 5; do
@@ -176,6 +179,53 @@ has "generation $((16#$gen))" <"$DW/r.err" || fail "the error does not name gene
 has "backup $FULL restores without it" <"$DW/r.err" || fail "no hint at $FULL: $(cat "$DW/r.err")"
 mv "$DW/victim.log" "$INCDIR/$victim"
 ok "a missing log in the chain: exit 1, names generation $((16#$gen)) and backup $FULL"
+
+# --- restore options checked before anything is done
+"$AMBER" restore --repo "$REPO" latest --until yesterday >/dev/null 2>"$DW/r.err"
+rc=$?
+[ "$rc" = 2 ] && has "not a UTC time" <"$DW/r.err" || fail "--until yesterday: exit $rc: $(cat "$DW/r.err")"
+for opt in --no-roll-forward "--until 2026-01-01T00:00:00Z"; do
+	# shellcheck disable=SC2086
+	"$AMBER" restore --repo "$REPO" latest $opt >/dev/null 2>"$DW/r.err"
+	rc=$?
+	[ "$rc" = 2 ] && has "need --to" <"$DW/r.err" || fail "in place $opt: exit $rc: $(cat "$DW/r.err")"
+done
+ok "--until that is not a time, and in-place --no-roll-forward/--until: refused (exit 2), nothing touched"
+
+# --- a backup damaged in the repository: verify fails and it is no longer trusted
+ddir=$REPO/backups/$INC
+lf=$(jq -r '[.files[] | select(.role == "log")] | last | .path' "$ddir/backup.json")
+printf 'X' | dd of="$ddir/$lf" bs=1 seek=5000 conv=notrunc status=none
+"$AMBER" verify --repo "$REPO" "$INC" >/dev/null 2>"$DW/v.err"
+rc=$?
+[ "$rc" = 1 ] && has "SHA-256" <"$DW/v.err" || fail "verify of a changed file: exit $rc: $(cat "$DW/v.err")"
+"$AMBER" backups --repo "$REPO" --json | jq -e --arg id "$INC" '.[] | select(.id == $id and .verified == false)' >/dev/null ||
+	fail "a backup that failed verify is still listed verified"
+LATEST=$("$AMBER" backups --repo "$REPO" --json | jq -r '[.[] | select(.verified)] | last | .id')
+[ "$LATEST" = "$FULL" ] || fail "after the failed verify, the newest verified backup is $LATEST, not $FULL"
+"$AMBER" verify --repo "$REPO" "$FULL" >/dev/null 2>"$DW/v.err" || fail "verify of the full: $(cat "$DW/v.err")"
+ok "a byte changed in the repository: verify fails (exit 1), the backup is no longer verified, latest is $FULL"
+
+# --- an online restore whose requestor dies between pre- and post-restore
+cp "$DW/priv1.good" "$SG/priv1.edb"
+d_start_serve "$SG" 100 "$ORACLE.3"
+d_wait_acks "$ORACLE.3" 20 20000 >/dev/null || fail "serve does not commit"
+AMBER_TEST_STALL_RESTORE_MS=5000 "$AMBER" restore --repo "$REPO" latest >"$DW/r.out" 2>"$DW/r.err" &
+RPID=$!
+for _ in $(seq 100); do
+	grep -q "dismounted" "$DW/r.err" 2>/dev/null && break
+	sleep 0.05
+done
+has "dismounted" <"$DW/r.err" || fail "the restore did not reach pre-restore: $(cat "$DW/r.err")"
+kill -9 "$RPID"; wait "$RPID" 2>/dev/null
+for _ in $(seq 100); do
+	grep -q "restore abandoned without post-restore: the instance is open again" "$DW/serve.log" && break
+	sleep 0.05
+done
+has "restore abandoned without post-restore: the instance is open again" <"$DW/serve.log" ||
+	fail "serve did not reopen its instance: $(tail -5 "$DW/serve.log")"
+d_wait_acks "$ORACLE.3" $(( $(d_acks "$ORACLE.3") + 20 )) 20000 >/dev/null || fail "serve does not commit after the abandoned restore"
+ok "restore killed between pre- and post-restore: serve reopened its instance and commits"
 
 # --- hostile documents
 hostile() { # hostile NAME JQ-FILTER [setup]

@@ -26,7 +26,9 @@
  *                     and the thaw came from amberd
  *   post-snapshot     held_writes = what the last thaw said
  *   abort             drop the session's state (libamber has already
- *                     called thaw)
+ *                     called thaw); if the instance was closed by a
+ *                     pre-restore whose post-restore never came (the
+ *                     requestor died), open it again as it is
  *   backup-complete   for the session's remembered K and C (refused, non-
  *                     retryable, for a session this process never froze or
  *                     whose hold was broken):
@@ -131,6 +133,7 @@ struct serve_writer {
 	sw_session sessions[SW_SESSIONS];
 	uint64_t age;
 	bool dismounted;
+	bool restore_pending; /* dismounted by pre-restore, no post-restore yet */
 
 	/* metadata storage (amb_writer_start copies it; kept for clarity of
 	 * ownership until stop) */
@@ -371,6 +374,25 @@ static int sw_abort(void *arg, const amb_wevent *ev, amb_writer_result *out)
 	const char *cls = ev->cls ? amb_fail_class_name(ev->cls) : NULL;
 	sw_log(sw, "abort of session %s%s%s%s%s", ev->session, cls ? ": " : "", cls ? cls : "",
 	       ev->message ? ": " : "", ev->message ? ev->message : "");
+	if (sw->dismounted && sw->restore_pending) {
+		/* the restore ended before its post-restore (its requestor died or
+		 * gave up): nothing was recovered, so open the instance as it is
+		 * rather than stay closed until someone notices.  After a failed
+		 * post-restore the instance stays closed on purpose. */
+		char msg[AMB_TEXT_MAX / 2];
+		msg[0] = '\0';
+		sw->restore_pending = false;
+		ams_instance *in = sw->host.mount(sw->host.arg, true, msg, sizeof(msg));
+		if (in) {
+			sw->inst = in;
+			sw->dismounted = false;
+			sw_log(sw, "restore abandoned without post-restore: the instance is open again "
+			       "as it was%s%s", msg[0] ? "; " : "", msg);
+		} else {
+			sw_log(sw, "restore abandoned without post-restore, and the instance cannot be "
+			       "opened: %s; it stays closed", msg);
+		}
+	}
 	return 0;
 }
 
@@ -523,6 +545,7 @@ static int sw_pre_restore(void *arg, const amb_wevent *ev, amb_writer_result *ou
 	/* the instance is gone whatever the close said */
 	sw->inst = NULL;
 	sw->dismounted = true;
+	sw->restore_pending = true;
 	/* ranges of snapshots taken before the restore describe another
 	 * history: a late backup-complete must not record them */
 	for (int i = 0; i < SW_SESSIONS; i++)
@@ -583,6 +606,7 @@ static int sw_post_restore(void *arg, const amb_wevent *ev, amb_writer_result *o
 		sw_log(sw, "post-restore of session %s refused: %s", ev->session, out->message);
 		return AMB_FAIL_NONRETRYABLE;
 	}
+	sw->restore_pending = false;
 	char msg[AMB_TEXT_MAX / 2];
 	msg[0] = '\0';
 	if (bad) {
