@@ -44,20 +44,22 @@ void bk_time_str(uint64_t sec, char *out, size_t n)
 
 void bk_new_id(char out[BK_ID_BUF])
 {
-	time_t t = time(NULL);
+	/* the milliseconds come first among the six hex digits, so that ids
+	 * sort by start time even within one second: "latest" and the parent
+	 * of an incremental are found in id order */
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
 	struct tm tm;
-	gmtime_r(&t, &tm);
-	unsigned char rnd[3] = {0, 0, 0};
+	gmtime_r(&now.tv_sec, &tm);
+	unsigned char rnd[2] = {0, 0};
 	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		rnd[0] = (unsigned char)ts.tv_nsec;
-		rnd[1] = (unsigned char)(ts.tv_nsec >> 8);
-		rnd[2] = (unsigned char)getpid();
+		rnd[0] = (unsigned char)getpid();
+		rnd[1] = (unsigned char)(getpid() >> 8);
 	}
 	char ts[32];
 	strftime(ts, sizeof(ts), "%Y%m%dT%H%M%SZ", &tm);
-	snprintf(out, BK_ID_BUF, "%s-%02x%02x%02x", ts, rnd[0], rnd[1], rnd[2]);
+	snprintf(out, BK_ID_BUF, "%s-%03lx%03x", ts, now.tv_nsec / 1000000,
+	         ((unsigned)rnd[0] << 4 | rnd[1] >> 4) & 0xfffu);
 }
 
 bool bk_id_ok(const char *id)

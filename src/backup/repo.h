@@ -12,8 +12,8 @@
  *                                    format of sha256sum(1), sorted by path
  *   REPO/backups/ID/data/...        the files, at the document's "path"
  *
- * ID is "YYYYMMDDTHHMMSSZ-xxxxxx" (UTC start time, 6 random hex digits), so
- * names sort by time.  Every file the repository writes goes through the
+ * ID is "YYYYMMDDTHHMMSSZ-mmmrrr" (UTC start time; mmm its milliseconds and
+ * rrr random, in lower-case hex), so names sort by start time.  Every file the repository writes goes through the
  * durable-write helper or is fsynced before its directory is; backup.json
  * is written first with status "incomplete" and rewritten whole at each
  * change of state, so a killed backup leaves a folder that says

@@ -24,6 +24,15 @@ static void test_ids(void **state)
 	char id[BK_ID_BUF];
 	bk_new_id(id);
 	assert_true(bk_id_ok(id));
+	/* ids sort by start time, also within one second */
+	for (int i = 0; i < 5; i++) {
+		char next[BK_ID_BUF];
+		usleep(2000);
+		bk_new_id(next);
+		assert_true(bk_id_ok(next));
+		assert_true(strcmp(id, next) < 0);
+		memcpy(id, next, sizeof(id));
+	}
 	assert_true(bk_id_ok("20261122T100000Z-0a1b2c"));
 	assert_false(bk_id_ok("20261122T100000Z-0A1B2C"));   /* upper-case hex */
 	assert_false(bk_id_ok("20261122X100000Z-0a1b2c"));
