@@ -511,6 +511,19 @@ int amb_replay_run(amb_replay *rp, const amb_logsrc *src)
 		if (have_next) {
 			if ((rc = amb_loghdr_load(v, npath, &nh)) != 0)
 				goto out;
+			/* the next generation's start ends this one: only if it is
+			 * really the next one of this stream (a foreign or misplaced
+			 * file is named as such, not as damage of this one) */
+			if (!amb_sig_eq(&nh.sign_log, &rp->sign_log)) {
+				rc = amb_err(AMS_EBADSIG, "%s: log signature does not match the databases' "
+				             "(the log belongs to another instance)", npath);
+				goto out;
+			}
+			if (nh.prev_create_time != s->hdr.create_time) {
+				rc = amb_err(AMS_ECORRUPT, "%s: log generation %u does not follow generation %u "
+				             "(not contiguous)", npath, ng, g);
+				goto out;
+			}
 			if (nh.start_lsn > s->end_lsn) {
 				rc = amb_err(AMS_ECORRUPT, "log generation %u (%s) is damaged at segment %u: its "
 				             "data ends at LSN %llu but generation %u starts at %llu", g, path,
