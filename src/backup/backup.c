@@ -77,9 +77,7 @@ static json_t *md_to_json(const amb_writer_md *md)
 	return md_j;
 }
 
-/* The volume to shadow for a directory: its btrfs subvolume, else the
- * directory itself (a tree for the reflink and copy providers). */
-static int volume_of(const char *dir, char *out, size_t n)
+int bk_volume_of(const char *dir, char *out, size_t n)
 {
 	struct statfs sf;
 	if (statfs(dir, &sf) != 0)
@@ -170,6 +168,93 @@ static int add_selection(selw *sel, size_t *nsel, const amb_writer_info *wi, con
 	return 0;
 }
 
+/* One protocol message kept in a script's metadata document. */
+static int md_msg(json_t *doc, const char *key, amb_msg_kind kind, amb_msg *out, char *err,
+                  size_t errlen)
+{
+	json_t *j = json_object_get(doc, key);
+	char *s = json_is_object(j) ? json_dumps(j, JSON_COMPACT) : NULL;
+	char e[256] = "missing";
+	int rc = s ? amb_msg_decode(s, strlen(s), out, e, sizeof(e)) : -EINVAL;
+	free(s);
+	if (rc == 0 && out->kind != kind) {
+		amb_msg_free(out);
+		rc = -EINVAL;
+		snprintf(e, sizeof(e), "not a %s", amb_msg_kind_name(kind));
+	}
+	if (rc)
+		snprintf(err, errlen, "\"%s\": %s", key, e);
+	return rc;
+}
+
+/*
+ * --metadata FILE: the shadow copy set an `amber script` took, as its
+ * metadata document says (docs/script.md): the writers it gathered and the
+ * set.  The type must be the script's (begin backup: full, else copy).
+ */
+static int load_script_md(const char *path, amb_backup_type type, json_t **doc, amb_msg *wl,
+                          amb_msg *setm, char *err, size_t errlen)
+{
+	json_error_t je;
+	char e[BK_ERR];
+	*doc = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+	if (!*doc) {
+		snprintf(err, errlen, "--metadata %s: %s", path, je.text);
+		return 2;
+	}
+	const char *fmt = json_string_value(json_object_get(*doc, "format"));
+	const char *t = json_string_value(json_object_get(*doc, "backup_type"));
+	if (!fmt || strcmp(fmt, "amber-script-metadata") ||
+	    json_integer_value(json_object_get(*doc, "version")) != 1 || !t) {
+		snprintf(err, errlen, "--metadata %s: not an amber script metadata document "
+		         "(version 1)", path);
+		return 2;
+	}
+	if (strcmp(t, amb_backup_type_name(type)) != 0) {
+		snprintf(err, errlen, "--metadata %s: the script's shadow copy set is for a %s "
+		         "backup (begin backup makes it full), not %s", path, t,
+		         amb_backup_type_name(type));
+		return 2;
+	}
+	if (md_msg(*doc, "writer_list", AMB_MSG_WRITER_LIST, wl, e, sizeof(e)) ||
+	    md_msg(*doc, "snapshot_set", AMB_MSG_SNAPSHOT_SET, setm, e, sizeof(e))) {
+		snprintf(err, errlen, "--metadata %s: %s", path, e);
+		return 2;
+	}
+	return 0;
+}
+
+/* Did writer md take part in the script's set?  The script's selections
+ * (writer verify makes the choice explicit, writer exclude leaves out),
+ * else: it has files in a shadow of the set. */
+static bool script_takes_part(json_t *doc, const amb_snapshot_set *set, const amb_writer_md *md)
+{
+	bool explicit = false, chosen = false;
+	size_t k;
+	json_t *sj;
+	json_array_foreach(json_object_get(doc, "selections"), k, sj) {
+		const char *w = json_string_value(json_object_get(sj, "writer"));
+		const char *m = json_string_value(json_object_get(sj, "mode"));
+		const char *cp = json_string_value(json_object_get(sj, "component"));
+		bool same = w && strcmp(w, md->name) == 0;
+		if (m && strcmp(m, "exclude") == 0) {
+			if (same && (!cp || !*cp))
+				return false;
+			continue;
+		}
+		explicit = true;
+		chosen |= same;
+	}
+	if (explicit)
+		return chosen;
+	char sp[PATH_MAX];
+	for (size_t q = 0; q < md->n_components; q++)
+		for (size_t f = 0; f < md->components[q].n_files; f++)
+			if (shadow_path(set, md->components[q].files[f].path, sp, sizeof(sp)))
+				return true;
+	return false;
+}
+
 int bk_run_backup(const bk_backup_opts *o)
 {
 	char err[BK_ERR * 2] = "";
@@ -189,7 +274,7 @@ int bk_run_backup(const bk_backup_opts *o)
 	amb_msg wl, setm;
 	memset(&wl, 0, sizeof(wl));
 	memset(&setm, 0, sizeof(setm));
-	json_t *list = NULL;
+	json_t *list = NULL, *mdoc = NULL;
 	selw *sel = calloc(AMB_MAX_WRITERS, sizeof(*sel));
 	size_t nsel = 0;
 	amb_session_ref sref;
@@ -208,7 +293,13 @@ int bk_run_backup(const bk_backup_opts *o)
 		goto out;
 	bk_new_id(j.id);
 
-	/* 2: the session and the writers */
+	/* 2: the session and the writers (or the script's set) */
+	if (o->metadata) {
+		if ((rc = load_script_md(o->metadata, o->type, &mdoc, &wl, &setm, err,
+		                         sizeof(err))) != 0)
+			goto out;
+		goto have_writers;
+	}
 	rc = amb_client_connect(o->socket, AMB_ROLE_REQUESTOR, "amber-backup", &c);
 	if (rc) {
 		snprintf(err, sizeof(err), "cannot reach amberd at %s: %s", amb_socket_path(o->socket),
@@ -235,6 +326,7 @@ int bk_run_backup(const bk_backup_opts *o)
 		rc = rc < 0 ? 1 : rc;
 		goto out;
 	}
+have_writers:;
 	const amb_writer_list *wls = &wl.u.writers;
 	if (o->n_writers) {
 		for (size_t i = 0; i < o->n_writers; i++) {
@@ -269,6 +361,12 @@ int bk_run_backup(const bk_backup_opts *o)
 						goto out;
 					}
 				}
+				if (mdoc && !script_takes_part(mdoc, &setm.u.sset, &wi->metadata)) {
+					snprintf(err, sizeof(err), "writer %s took no part in the script's "
+					         "shadow copy set", wi->metadata.name);
+					rc = 2;
+					goto out;
+				}
 				add_selection(sel, &nsel, wi, comp, true);
 			}
 			if (!found) {
@@ -281,6 +379,8 @@ int bk_run_backup(const bk_backup_opts *o)
 	} else {
 		for (size_t k = 0; k < wls->n_writers; k++) {
 			const amb_writer_info *wi = &wls->writers[k];
+			if (mdoc && !script_takes_part(mdoc, &setm.u.sset, &wi->metadata))
+				continue;
 			if (!(wi->metadata.backup_types & AMB_BACKUP_BIT(o->type))) {
 				if (!o->quiet)
 					fprintf(o->err, "amber: writer %s does not support %s backups: left out\n",
@@ -316,7 +416,7 @@ int bk_run_backup(const bk_backup_opts *o)
 		}
 		if ((rc = bk_store_loc_from_md(md, &s->loc, err, sizeof(err))) != 0)
 			goto out;
-		if (o->method == BK_METHOD_SNAPSHOT) {
+		if (o->method == BK_METHOD_SNAPSHOT && !mdoc) {
 			rc = amb_req_select(c, sref.session, md->name, s->comp[0] ? s->comp : NULL,
 			                    s->named ? AMB_SELECT_VERIFY : AMB_SELECT_INCLUDE);
 			if (rc) {
@@ -366,6 +466,9 @@ int bk_run_backup(const bk_backup_opts *o)
 	                  json_null(), "writers", "files", "bytes", (json_int_t)0);
 	if (session) {
 		json_object_set_new(j.doc, "session", json_string(sref.session));
+	} else if (mdoc) {
+		json_object_set(j.doc, "session", json_object_get(mdoc, "session"));
+		json_object_set_new(j.doc, "script_metadata", json_string(o->metadata));
 	}
 	for (size_t i = 0; i < nsel; i++) {
 		const amb_writer_md *md = &sel[i].info->metadata;
@@ -394,10 +497,12 @@ int bk_run_backup(const bk_backup_opts *o)
 	bk_progress_begin(&j.prog, !o->quiet && isatty(2), "backup: copying", 0);
 	if (o->method == BK_METHOD_SNAPSHOT) {
 		char vols[AMB_MAX_VOLUMES][PATH_MAX];
+		if (mdoc)
+			goto have_set;
 		size_t nv = 0;
 		for (size_t i = 0; i < nsel; i++) {
 			char v[PATH_MAX];
-			int r = volume_of(sel[i].loc.dir, v, sizeof(v));
+			int r = bk_volume_of(sel[i].loc.dir, v, sizeof(v));
 			if (r) {
 				snprintf(err, sizeof(err), "%s: %s", sel[i].loc.dir, strerror(-r));
 				rc = 1;
@@ -426,6 +531,7 @@ int bk_run_backup(const bk_backup_opts *o)
 			free(parent_w);
 			goto out;
 		}
+have_set:
 		json_object_set_new(j.doc, "shadow_set", json_string(setm.u.sset.set));
 		bk_event(&j, BK_EV_BACKUP_SNAPSHOT, "info", "shadow set %s taken (%zu volume%s)",
 		         setm.u.sset.set, setm.u.sset.n_shadows, setm.u.sset.n_shadows == 1 ? "" : "s");
@@ -526,12 +632,12 @@ int bk_run_backup(const bk_backup_opts *o)
 		bk_event(&j, BK_EV_BACKUP_FAILED, "warning", "backup-complete: %s", rerr);
 		fprintf(o->err, "amber: backup %s: the writers could not record the backup: %s\n",
 		        j.id, rerr);
-	} else if (all_ok) {
+	} else if (all_ok && (session || o->method == BK_METHOD_STREAM)) {
 		bk_event(&j, BK_EV_BACKUP_RECORDED, "info", "the writers recorded the backup%s",
 		         o->type == AMB_BACKUP_FULL || o->type == AMB_BACKUP_INCREMENTAL ?
 		         " and truncated their logs" : "");
 	}
-	json_object_set_new(j.doc, "recorded", json_boolean(all_ok && !crc));
+	json_object_set_new(j.doc, "recorded", json_boolean(all_ok && !crc && !mdoc));
 	bk_doc_save(&repo, j.id, j.doc, err, sizeof(err));
 	if (session) {
 		amb_req_close(c, sref.session);
@@ -544,8 +650,10 @@ int bk_run_backup(const bk_backup_opts *o)
 		goto out;
 	}
 	if (!o->quiet)
-		fprintf(o->err, "amber: %s backup %s verified: %llu bytes in %zu files\n", tname, j.id,
-		        (unsigned long long)total, json_array_size(json_object_get(j.doc, "files")));
+		fprintf(o->err, "amber: %s backup %s verified: %llu bytes in %zu files%s\n", tname,
+		        j.id, (unsigned long long)total,
+		        json_array_size(json_object_get(j.doc, "files")),
+		        mdoc ? "; the script's end backup tells the writers" : "");
 	fprintf(o->out, "%s\n", j.id);
 	rc = 0;
 out:
@@ -575,6 +683,7 @@ out:
 		amb_client_close(c);
 	free(sel);
 	json_decref(list);
+	json_decref(mdoc);
 	json_decref(j.doc);
 	if (j.bdirfd >= 0)
 		close(j.bdirfd);

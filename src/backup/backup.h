@@ -27,11 +27,20 @@ typedef struct bk_backup_opts {
 	bk_method method;
 	const char *writers[BK_MAX_SELECT];    /* "W" or "W/COMPONENT" */
 	size_t n_writers;
+	/* copy from the shadow copy set an `amber script` took (its metadata
+	 * document) instead of taking one; BackupComplete is then the
+	 * script's `end backup` */
+	const char *metadata;
 	bool quiet;                /* no progress */
 	FILE *out, *err;
 } bk_backup_opts;
 
 int bk_run_backup(const bk_backup_opts *o);
+
+/* The volume to shadow for a directory: its btrfs subvolume, else the
+ * directory itself (a tree for the reflink and copy providers).  0 or
+ * -errno. */
+int bk_volume_of(const char *dir, char *out, size_t n);
 
 typedef struct bk_list_opts {
 	const char *repo;

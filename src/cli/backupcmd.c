@@ -12,7 +12,7 @@
 
 enum {
 	OPT_REPO = 1, OPT_WRITER, OPT_METHOD, OPT_QUIET, OPT_PRUNE, OPT_TO, OPT_NO_ROLL,
-	OPT_UNTIL, OPT_NO_RECOVER, OPT_OFFLINE,
+	OPT_UNTIL, OPT_NO_RECOVER, OPT_OFFLINE, OPT_METADATA,
 };
 
 static int need_repo(cli_ctx *ctx, const char *repo)
@@ -28,6 +28,7 @@ static int cli_parse_backup(cli_ctx *ctx, int argc, char **argv, bk_backup_opts 
 		{ "repo", 0, true, OPT_REPO },
 		{ "writer", 0, true, OPT_WRITER },
 		{ "method", 0, true, OPT_METHOD },
+		{ "metadata", 0, true, OPT_METADATA },
 		{ "quiet", 'q', false, OPT_QUIET },
 	};
 	memset(o, 0, sizeof(*o));
@@ -73,6 +74,9 @@ static int cli_parse_backup(cli_ctx *ctx, int argc, char **argv, bk_backup_opts 
 			else
 				return cli_usage(ctx, "--method %s: snapshot or stream", p.value);
 			break;
+		case OPT_METADATA:
+			o->metadata = p.value;
+			break;
 		case OPT_QUIET:
 			o->quiet = true;
 			break;
@@ -80,6 +84,9 @@ static int cli_parse_backup(cli_ctx *ctx, int argc, char **argv, bk_backup_opts 
 	}
 	if (ctx->help)
 		return 0;
+	if (o->metadata && o->method == BK_METHOD_STREAM)
+		return cli_usage(ctx, "--metadata copies from a shadow copy set: not with --method "
+		                 "stream");
 	if (!type)
 		return cli_usage(ctx, "no backup type given (full, copy, incremental, differential)");
 	o->type = bk_type_parse(type);

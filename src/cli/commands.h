@@ -87,4 +87,10 @@ int cmd_backups(cli_ctx *ctx, int argc, char **argv);
 int cmd_verify(cli_ctx *ctx, int argc, char **argv);
 int cmd_restore(cli_ctx *ctx, int argc, char **argv);
 
+/* ----------------------------------------------- script.c, script_gen.c */
+
+int cmd_script(cli_ctx *ctx, int argc, char **argv);
+/* amber script --generate backup --repo REPO: print the script. */
+int cli_script_generate(cli_ctx *ctx, const char *repo);
+
 #endif

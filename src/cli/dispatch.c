@@ -43,6 +43,8 @@ const cli_cmd cli_cmds[] = {
 	  "re-read a backup and verify every page and log", cli_help_verify },
 	{ "restore", NULL, cmd_restore, "restore --repo REPO BACKUP [--to DIR]",
 	  "restore a backup chain and recover it", cli_help_restore },
+	{ "script", NULL, cmd_script, "script [FILE|-] [-l LOG]",
+	  "run a diskshadow-style script", cli_help_script },
 };
 const size_t cli_n_cmds = sizeof(cli_cmds) / sizeof(cli_cmds[0]);
 

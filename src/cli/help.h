@@ -22,6 +22,7 @@ extern const char cli_help_backup[];
 extern const char cli_help_backups[];
 extern const char cli_help_verify[];
 extern const char cli_help_restore[];
+extern const char cli_help_script[];
 
 /* `amber --help`: the whole tool, with the command list from the table. */
 void cli_help_overview(FILE *f);
