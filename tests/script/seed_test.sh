@@ -232,6 +232,27 @@ not_frozen "SIGTERM"
 "$AMBER" delete shadows --all >/dev/null || fail "delete shadows --all"
 ok "SIGTERM during exec: the command got it, exit 1, nothing exposed or truncated"
 
+# ------------------------------------------------------- 4b: SIGKILL in exec
+# amber script cannot clean up after SIGKILL: amberd aborts the set when
+# the connection drops and deletes its volatile shadows
+before=$(oldest)
+sed -e 's/^set context persistent$/set context volatile/' -e '/^expose/d' \
+	-e "s|in-exec; sleep 30|in-exec2; exec sleep 31|" "$DW/term.dsh" >"$DW/kill.dsh"
+"$AMBER" script "$DW/kill.dsh" >"$DW/k.out" 2>"$DW/k.err" &
+sp=$!
+for _ in $(seq 200); do [ -e "$DW/in-exec2" ] && break; sleep 0.05; done
+[ -e "$DW/in-exec2" ] || fail "the exec'd command did not start: $(cat "$DW/k.err")"
+[ -n "$(d_shadow_ids)" ] || fail "no volatile shadow while the script runs"
+kill -KILL "$sp"
+wait "$sp" 2>/dev/null
+pkill -f "sleep 31"
+for _ in $(seq 100); do [ -z "$(d_shadow_ids)" ] && break; sleep 0.05; done
+[ -z "$(d_shadow_ids)" ] || fail "a SIGKILLed script left its volatile shadow: $(d_shadow_ids)"
+[ -z "$(d_shadow_dirs "$MNT")" ] || fail "a SIGKILLed script left shadow data: $(d_shadow_dirs "$MNT")"
+[ "$(oldest)" = "$before" ] || fail "a SIGKILLed script truncated logs"
+not_frozen "SIGKILL"
+ok "SIGKILL during exec: amberd aborted the set, the volatile shadow is gone, nothing truncated"
+
 # ----------------------------------------------------- 5: --generate backup
 REPO=$MNT/repo
 "$AMBER" script --generate backup --repo "$REPO" >"$DW/gen.dsh" 2>"$DW/gen.err" ||
@@ -255,4 +276,27 @@ BK=$(jq -r '.[-1].id' "$DW/list.json")
 	fail "restore of the script's backup: $(cat "$DW/r.err")"
 check_copy "$DW/restored" "$cut" "restore of the generated script's backup"
 ok "--generate: the script ran unchanged; backup $BK verified, logs truncated ($before -> $after), restores; oracle: $(tail -1 "$DW/ocheck")"
+# ------------------------------------------------ 6: begin restore / end restore
+# diskshadow's restore: PreRestore (serve dismounts), the files laid down by
+# an exec'd command, PostRestore (serve runs hard recovery, mounts again)
+d_wait_acks "$ORACLE" $(( $(d_acks "$ORACLE") + 100 )) 30000 >/dev/null || fail "no more commits"
+cat >"$DW/restore.dsh" <<EOF
+writer verify amber-store
+begin restore
+exec $AMBER restore --repo $REPO $BK --offline --no-recover --quiet
+end restore
+EOF
+"$AMBER" script "$DW/restore.dsh" >"$DW/rs.out" 2>"$DW/rs.err" ||
+	fail "restore script: exit $?: $(cat "$DW/rs.err") $(cat "$DW/rs.out")"
+has "Restore complete" <"$DW/rs.out" || fail "no end restore: $(cat "$DW/rs.out")"
+kill -0 "$SERVE_PID" || fail "serve died in the scripted restore"
+grep -q '^status=ended' "$SG/restore.env" || fail "serve did not recover: $(cat "$SG/restore.env")"
+d_wait_acks "$ORACLE" $(( $(d_acks "$ORACLE") + 50 )) 20000 >/dev/null ||
+	fail "serve does not commit after end restore"
+kill -9 "$SERVE_PID"
+wait "$SERVE_PID" 2>/dev/null
+"$STORE" check "$SG/priv1.edb" >"$DW/check.out" 2>&1 || fail "the restored database fails check"
+"$STORE" dump "$SG" >"$DW/dump" 2>"$DW/dump.err" || fail "dump: $(cat "$DW/dump.err")"
+"$OCHECK" "$ORACLE" "$DW/dump" >"$DW/ocheck" 2>&1 || fail "oracle after the scripted restore: $(tail -5 "$DW/ocheck")"
+ok "begin restore / exec amber restore --offline --no-recover / end restore: serve recovered and mounted again; oracle: $(tail -1 "$DW/ocheck")"
 echo PASS
