@@ -23,20 +23,10 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 d_init "${1:?usage: scenario_test.sh BINDIR btrfs|xfs offline|online|stream}"
 fs=${2:?}
 mode=${3:?}
-case $fs in
-btrfs) MNT=${AMB_TEST_BTRFS:?} ;;
-xfs) MNT=${AMB_TEST_XFS:?} ;;
-*) fail "unknown filesystem $fs" ;;
-esac
 METHOD=()
 [ "$mode" = stream ] && METHOD=(--method stream)
 
-VOL=$MNT/vol
-if [ "$fs" = btrfs ]; then
-	btrfs -q subvolume create "$VOL" || fail "btrfs subvolume create"
-else
-	mkdir "$VOL"
-fi
+d_volume "$fs"
 SG=$VOL/store
 REPO=$MNT/repo
 # small logs so that the load fills several generations between backups

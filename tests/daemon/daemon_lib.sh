@@ -81,6 +81,23 @@ d_init() {
 	trap 'exit 130' INT TERM HUP
 }
 
+# d_volume btrfs|xfs: MNT is the test filesystem (with_fs.sh), VOL=$MNT/vol
+# a volume on it: a btrfs subvolume, or a plain directory (a tree for the
+# reflink provider) on xfs
+d_volume() {
+	case $1 in
+	btrfs) MNT=${AMB_TEST_BTRFS:?} ;;
+	xfs) MNT=${AMB_TEST_XFS:?} ;;
+	*) fail "unknown filesystem $1" ;;
+	esac
+	VOL=$MNT/vol
+	if [ "$1" = btrfs ]; then
+		btrfs -q subvolume create "$VOL" || fail "btrfs subvolume create"
+	else
+		mkdir "$VOL" || fail "mkdir $VOL"
+	fi
+}
+
 d_start_amberd() {
 	{
 		echo "[amberd]"

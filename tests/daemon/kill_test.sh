@@ -26,17 +26,7 @@ HOLD_MS=1500
 EVENT_MS=3000
 d_init "${1:?usage: kill_test.sh BINDIR btrfs|xfs}"
 fs=${2:?}
-case $fs in
-btrfs) MNT=${AMB_TEST_BTRFS:?} ;;
-xfs) MNT=${AMB_TEST_XFS:?} ;;
-*) fail "unknown filesystem $fs" ;;
-esac
-VOL=$MNT/vol
-if [ "$fs" = btrfs ]; then
-	btrfs -q subvolume create "$VOL" || fail "btrfs subvolume create"
-else
-	mkdir "$VOL"
-fi
+d_volume "$fs"
 "$STORE" create "$VOL/store" --log-size 4M >/dev/null || fail "amber-store create"
 ORACLE=$DW/oracle
 STALL=2500

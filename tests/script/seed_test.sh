@@ -26,18 +26,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 d_init "${1:?usage: seed_test.sh BINDIR btrfs|xfs}"
 fs=${2:?}
-case $fs in
-btrfs) MNT=${AMB_TEST_BTRFS:?} ;;
-xfs) MNT=${AMB_TEST_XFS:?} ;;
-*) fail "unknown filesystem $fs" ;;
-esac
 
-VOL=$MNT/vol
-if [ "$fs" = btrfs ]; then
-	btrfs -q subvolume create "$VOL" || fail "btrfs subvolume create"
-else
-	mkdir "$VOL"
-fi
+d_volume "$fs"
 SG=$VOL/store
 "$STORE" create "$SG" --log-size 256K >/dev/null || fail "amber-store create"
 d_start_amberd
