@@ -190,6 +190,95 @@ static int check_chain(bk_job *j, bk_repo *repo, json_t *list, json_t **chain, s
 	return 0;
 }
 
+/* Copy one file from sdir/name to tfd/name (fsynced); 0 or -errno. */
+static int copy_log(int sdir, int tfd, const char *name)
+{
+	int in = openat(sdir, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (in < 0)
+		return -errno;
+	int out = openat(tfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (out < 0) {
+		int e = -errno;
+		close(in);
+		return e;
+	}
+	uint64_t bytes = 0;
+	char hex[65];
+	int rc = bk_copy_fd(in, out, &bytes, hex, NULL, NULL);
+	if (!rc && fsync(out) != 0)
+		rc = -errno;
+	close(in);
+	close(out);
+	return rc;
+}
+
+/*
+ * restore --to with roll-forward: the logs newer than the backup are in the
+ * original instance directory, which a restore elsewhere must not touch.
+ * Copy (read only) every archived log from the backup's last generation
+ * on, then the current log, into the target, where hard recovery looks
+ * for them.  The instance may roll while this runs: a second pass picks up
+ * what was archived meanwhile; the current log may be torn at its end,
+ * which recovery treats like a crash.  Returns the number of logs copied,
+ * or -1 with err set.
+ */
+static int copy_newer_logs(const char *src, int tfd, const char *prefix, uint32_t gen_high,
+                           char *err, size_t errlen)
+{
+	int sdir = open(src, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (sdir < 0) {
+		if (errno == ENOENT)
+			return 0; /* nothing left on the server to roll forward with */
+		snprintf(err, errlen, "%s: %s", src, strerror(errno));
+		return -1;
+	}
+	int n = 0;
+	char cur[64];
+	snprintf(cur, sizeof(cur), "%s.log", prefix);
+	for (int pass = 0; pass < 2 && n >= 0; pass++) {
+		DIR *d = fdopendir(dup(sdir));
+		if (!d) {
+			snprintf(err, errlen, "%s: %s", src, strerror(errno));
+			n = -1;
+			break;
+		}
+		struct dirent *e;
+		while ((e = readdir(d)) != NULL) {
+			uint32_t g = amb_log_parse_name(e->d_name, prefix);
+			if (g < gen_high || g == 0)
+				continue;
+			struct stat st;
+			if (pass == 1 && fstatat(tfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+				continue;
+			int r = copy_log(sdir, tfd, e->d_name);
+			if (r == -ENOENT)
+				continue; /* truncated away meanwhile */
+			if (r) {
+				snprintf(err, errlen, "%s/%s: %s", src, e->d_name, strerror(-r));
+				n = -1;
+				break;
+			}
+			n++;
+		}
+		closedir(d);
+		if (pass == 0 && n >= 0) {
+			int r = copy_log(sdir, tfd, cur);
+			if (r && r != -ENOENT) {
+				snprintf(err, errlen, "%s/%s: %s", src, cur, strerror(-r));
+				n = -1;
+			} else if (!r) {
+				n++;
+			}
+		}
+	}
+	close(sdir);
+	if (n > 0 && fsync(tfd) != 0) {
+		snprintf(err, errlen, "fsync of the restore target: %s", strerror(errno));
+		n = -1;
+	}
+	return n;
+}
+
 static int restore_writer(bk_job *j, const bk_restore_opts *o, bk_repo *repo, json_t *list,
                           json_t **chain, size_t n, json_t *w0, size_t nwriters, char *err,
                           size_t errlen)
@@ -376,6 +465,18 @@ static int restore_writer(bk_job *j, const bk_restore_opts *o, bk_repo *repo, js
 	bk_progress_end(&j->prog);
 	if (rc)
 		goto done;
+	/* --to with roll-forward: the newer logs, read from the original */
+	if (o->to && !o->no_roll_forward && strcmp(target, bk_str(w0, "dir")) != 0) {
+		int nl = copy_newer_logs(bk_str(w0, "dir"), tfd, prefix,
+		                         (uint32_t)json_integer_value(json_object_get(stl, "gen_high")),
+		                         err, errlen);
+		if (nl < 0) {
+			rc = 1;
+			goto done;
+		}
+		bk_event(j, BK_EV_RESTORE_LAID, "info", "writer %s: %d newer log%s copied from %s "
+		         "for the roll-forward", wname, nl, nl == 1 ? "" : "s", bk_str(w0, "dir"));
+	}
 	/* restore.env, through the store's own writer (durable) */
 	{
 		char envpath[PATH_MAX + 16];
