@@ -15,7 +15,8 @@
 #
 # Part three (root, the same store, still under load) is the backup story:
 # `amber backup full` into a repository, more load, `amber backup
-# incremental`, `amber backups`; then the store is killed (SIGKILL) and a
+# incremental`, the same full backup as a generated `amber script`,
+# `amber backups`; then the store is killed (SIGKILL) and a
 # database page is damaged; `amber-store check` reports it; `amber restore
 # latest` lays the backup chain down and rolls forward through the store's
 # own logs; the check passes and the oracle finds every acknowledged
@@ -210,10 +211,21 @@ note "An incremental holds only the logs written since the last backup."
 sleep "$seconds"
 run "$amber" backup incremental --repo "$backups" || die "amber backup incremental failed"
 
-say "14. The repository"
+say "14. The same backup as a diskshadow-style script"
+note "amber script --generate backup prints a script for the writers and volumes"
+note "registered now (as the seeds' PowerShell built its DSH file); amber script"
+note "runs it unchanged.  Its exec'd step copies and verifies; only if that"
+note "succeeds does end backup let the store record it and truncate its logs."
+printf '   $ %s script --generate backup --repo %s > %s\n' "$amber" "$backups" "$work/nightly.dsh"
+"$amber" script --generate backup --repo "$backups" >"$work/nightly.dsh" ||
+	die "amber script --generate failed"
+grep -v '^#' "$work/nightly.dsh" | grep -v '^$' | sed 's/^/   | /'
+run "$amber" script "$work/nightly.dsh" || die "the generated backup script failed"
+
+say "15. The repository"
 run "$amber" backups --repo "$backups" || die "amber backups failed"
 
-say "15. Disaster: the store is killed, then a database page is damaged"
+say "16. Disaster: the store is killed, then a database page is damaged"
 sleep 1
 printf '   $ kill -KILL %s\n' "$serve_pid"
 { kill -KILL "$serve_pid" && wait "$serve_pid"; } 2>/dev/null || true
@@ -231,16 +243,17 @@ if run "$store" check "$db"; then
 fi
 note "(exit status 1: page $pg is damaged beyond what its ECC can correct)"
 
-say "16. Restore the latest backup"
-note "amber restore checks every file of the chain (full + incremental) against"
-note "its manifest, lays the databases down and runs hard recovery: it replays"
-note "the backup's logs, then rolls forward through the store's own newer logs."
+say "17. Restore the latest backup"
+note "amber restore checks every file of the newest verified chain (here the"
+note "script's full backup) against its manifest, lays the databases down and"
+note "runs hard recovery: it replays the backup's logs, then rolls forward"
+note "through the store's own newer logs."
 run "$amber" restore --repo "$backups" latest || die "amber restore failed"
 
-say "17. The restored database passes the check"
+say "18. The restored database passes the check"
 run "$store" check "$db" || die "the restored database fails amber-store check"
 
-say "18. Every acknowledged transaction is there, up to the crash"
+say "19. Every acknowledged transaction is there, up to the crash"
 printf '   $ %s dump %s > %s\n' "$store" "$work/mnt/mail/store" "$work/dump3.txt"
 "$store" dump "$work/mnt/mail/store" >"$work/dump3.txt" || die "amber-store dump failed"
 run "$oracle_check" "$oracle2" "$work/dump3.txt" ||
