@@ -217,13 +217,14 @@ static int copy_log(int sdir, int tfd, const char *name)
  * original instance directory, which a restore elsewhere must not touch.
  * Copy (read only) every archived log from the backup's last generation
  * on, then the current log, into the target, where hard recovery looks
- * for them.  The instance may roll while this runs: a second pass picks up
- * what was archived meanwhile; the current log may be torn at its end,
- * which recovery treats like a crash.  Returns the number of logs copied,
- * or -1 with err set.
+ * for them.  A running instance may roll meanwhile: the copied current
+ * log must be newer than every archived one copied, else the round is
+ * repeated for what was archived since.  The current log may be torn at
+ * its end, which recovery treats like a crash.  Returns the number of
+ * logs copied, or -1 with err set.
  */
-static int copy_newer_logs(const char *src, int tfd, const char *prefix, uint32_t gen_high,
-                           char *err, size_t errlen)
+static int copy_newer_logs(const char *src, int tfd, const char *target, const char *prefix,
+                           uint32_t gen_high, char *err, size_t errlen)
 {
 	int sdir = open(src, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (sdir < 0) {
@@ -233,9 +234,11 @@ static int copy_newer_logs(const char *src, int tfd, const char *prefix, uint32_
 		return -1;
 	}
 	int n = 0;
+	uint32_t hmax = 0;
 	char cur[64];
 	snprintf(cur, sizeof(cur), "%s.log", prefix);
-	for (int pass = 0; pass < 2 && n >= 0; pass++) {
+	bool done = false;
+	for (int round = 0; round < 20 && !done && n >= 0; round++) {
 		DIR *d = fdopendir(dup(sdir));
 		if (!d) {
 			snprintf(err, errlen, "%s: %s", src, strerror(errno));
@@ -245,10 +248,9 @@ static int copy_newer_logs(const char *src, int tfd, const char *prefix, uint32_
 		struct dirent *e;
 		while ((e = readdir(d)) != NULL) {
 			uint32_t g = amb_log_parse_name(e->d_name, prefix);
-			if (g < gen_high || g == 0)
-				continue;
 			struct stat st;
-			if (pass == 1 && fstatat(tfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+			if (g < gen_high || g == 0 ||
+			    fstatat(tfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0)
 				continue;
 			int r = copy_log(sdir, tfd, e->d_name);
 			if (r == -ENOENT)
@@ -259,19 +261,48 @@ static int copy_newer_logs(const char *src, int tfd, const char *prefix, uint32_
 				break;
 			}
 			n++;
+			if (g > hmax)
+				hmax = g;
 		}
 		closedir(d);
-		if (pass == 0 && n >= 0) {
-			int r = copy_log(sdir, tfd, cur);
-			if (r && r != -ENOENT) {
-				snprintf(err, errlen, "%s/%s: %s", src, cur, strerror(-r));
-				n = -1;
-			} else if (!r) {
-				n++;
-			}
+		if (n < 0)
+			break;
+		int r = copy_log(sdir, tfd, cur);
+		if (r == -ENOENT) {
+			done = true; /* no current log: the archived ones are all */
+			break;
 		}
+		if (r) {
+			snprintf(err, errlen, "%s/%s: %s", src, cur, strerror(-r));
+			n = -1;
+			break;
+		}
+		char path[PATH_MAX + 64];
+		snprintf(path, sizeof(path), "%s/%s", target, cur);
+		amb_loghdr h;
+		if (amb_loghdr_load(amb_vfs_posix(), path, &h) != 0) {
+			snprintf(err, errlen, "%s: %s", path, ams_errmsg());
+			n = -1;
+			break;
+		}
+		/* the copied current log must come after every archived one,
+		 * with none missing between the backup's end and it */
+		done = h.gen > hmax;
+		for (uint32_t g = gen_high; done && g < h.gen; g++) {
+			char name[64];
+			struct stat st;
+			snprintf(name, sizeof(name), "%s%08X.log", prefix, g);
+			done = fstatat(tfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+		}
+		if (done)
+			n++;
 	}
 	close(sdir);
+	if (n >= 0 && !done) {
+		snprintf(err, errlen, "%s rolls its log faster than it can be copied for the "
+		         "roll-forward; stop its writer, or restore in place", src);
+		n = -1;
+	}
 	if (n > 0 && fsync(tfd) != 0) {
 		snprintf(err, errlen, "fsync of the restore target: %s", strerror(errno));
 		n = -1;
@@ -467,7 +498,7 @@ static int restore_writer(bk_job *j, const bk_restore_opts *o, bk_repo *repo, js
 		goto done;
 	/* --to with roll-forward: the newer logs, read from the original */
 	if (o->to && !o->no_roll_forward && strcmp(target, bk_str(w0, "dir")) != 0) {
-		int nl = copy_newer_logs(bk_str(w0, "dir"), tfd, prefix,
+		int nl = copy_newer_logs(bk_str(w0, "dir"), tfd, target, prefix,
 		                         (uint32_t)json_integer_value(json_object_get(stl, "gen_high")),
 		                         err, errlen);
 		if (nl < 0) {

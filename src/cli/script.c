@@ -39,6 +39,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -76,13 +77,15 @@ typedef struct run {
 	cli_ctx *ctx;
 	const char *file;             /* for messages: "FILE" or "<stdin>" */
 	bool interactive;
+	bool logging;                 /* -l LOG: exec'd output goes through us */
 	amb_client *c;
 	bool verbose;
 	bool persistent, nowriters;
 	unsigned options;
 	char provider[AMB_NAME_BUF];
 	char *metadata;               /* set metadata, or NULL */
-	char *metadata_tmp;           /* the one we made when none was set */
+	char *metadata_tmp;           /* the one we made when none was set: */
+	int metadata_fd;              /* an unlinked file, as /proc/PID/fd/N */
 	sel sels[MAX_SEL];
 	size_t nsel;
 	vol vols[SC_MAX_ALIASES];
@@ -149,14 +152,18 @@ static int need_conn(run *r, const sc_cmd *c)
 
 /* -------------------------------------------------------------- names */
 
-static const amb_shadow *shadow_of(const run *r, const char *alias, size_t *len)
+/* The shadow of alias NAME, NAME_PATH or NAME_VOLUME; *what is the suffix. */
+static const amb_shadow *shadow_of(const run *r, const char *name, const char **what)
 {
 	for (size_t i = 0; i < r->nvol; i++) {
 		size_t l = strlen(r->vols[i].alias);
-		if (l && strncmp(alias, r->vols[i].alias, l) == 0) {
-			*len = l;
-			return r->vols[i].shadow;
-		}
+		if (!l || strncmp(name, r->vols[i].alias, l) != 0)
+			continue;
+		const char *rest = name + l;
+		if (*rest && strcmp(rest, "_PATH") != 0 && strcmp(rest, "_VOLUME") != 0)
+			continue;
+		*what = rest;
+		return r->vols[i].shadow;
 	}
 	return NULL;
 }
@@ -175,16 +182,10 @@ static const char *lookup(const char *name, void *ctx)
 		return r->created ? (r->metadata ? r->metadata : r->metadata_tmp) : NULL;
 	if (strcmp(name, "AMBER_BACKUP_TYPE") == 0)
 		return r->created ? type_name(r) : NULL;
-	size_t l = 0;
-	const amb_shadow *s = shadow_of(r, name, &l);
-	if (s) {
-		if (name[l] == '\0')
-			return s->id;
-		if (strcmp(name + l, "_PATH") == 0)
-			return s->path;
-		if (strcmp(name + l, "_VOLUME") == 0)
-			return s->volume;
-	}
+	const char *what = "";
+	const amb_shadow *s = shadow_of(r, name, &what);
+	if (s)
+		return !*what ? s->id : strcmp(what, "_PATH") == 0 ? s->path : s->volume;
 	return getenv(name);
 }
 
@@ -365,23 +366,43 @@ static int save_metadata(run *r, const sc_cmd *c)
 	if (!text)
 		return failf(r, c, CLI_EXIT_FAILED, "out of memory");
 	const char *path = r->metadata;
-	if (!path) {
+	int e = 0;
+	if (path) {
+		e = amb_durable_write(amb_vfs_posix(), path, text, strlen(text));
+	} else {
+		/* no set metadata: a file with no name, which the kernel removes
+		 * when this process ends however it ends (SIGKILL included);
+		 * exec'd commands read it as /proc/PID/fd/N */
 		const char *tmp = getenv("TMPDIR");
-		char tmpl[PATH_MAX];
-		snprintf(tmpl, sizeof(tmpl), "%s/amber-script-XXXXXX.json", tmp && *tmp ? tmp : "/tmp");
-		int fd = mkstemps(tmpl, 5);
-		if (fd < 0) {
-			free(text);
-			return failf(r, c, CLI_EXIT_FAILED, "%s: %s", tmpl, strerror(errno));
+		int fd = open(tmp && *tmp ? tmp : "/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+		size_t len = strlen(text), off = 0;
+		while (fd >= 0 && off < len) {
+			ssize_t w = write(fd, text + off, len - off);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0) {
+				e = w < 0 ? -errno : -EIO;
+				break;
+			}
+			off += (size_t)w;
 		}
-		close(fd);
-		r->metadata_tmp = strdup(tmpl);
-		path = r->metadata_tmp;
+		char p[64];
+		if (fd < 0) {
+			e = -errno;
+		} else if (!e) {
+			snprintf(p, sizeof(p), "/proc/%d/fd/%d", (int)getpid(), fd);
+			r->metadata_tmp = strdup(p);
+			r->metadata_fd = fd;
+			if (!r->metadata_tmp)
+				e = -ENOMEM;
+		}
+		if (e && fd >= 0)
+			close(fd);
+		path = r->metadata_tmp ? r->metadata_tmp : "(temporary file)";
 	}
-	int e = path ? amb_durable_write(amb_vfs_posix(), path, text, strlen(text)) : -ENOMEM;
 	free(text);
 	if (e)
-		return failf(r, c, CLI_EXIT_FAILED, "metadata %s: %s", path ? path : "", strerror(-e));
+		return failf(r, c, CLI_EXIT_FAILED, "metadata %s: %s", path, strerror(-e));
 	if (r->verbose)
 		fprintf(r->ctx->out, "The metadata document is %s\n", path);
 	return 0;
@@ -398,7 +419,7 @@ static void session_end(run *r, const char *why)
 	r->session = false;
 }
 
-/* Forget the set (after end backup, reset, or a stop). */
+/* Forget the set (at the next begin backup, reset, or a stop). */
 static void forget_set(run *r)
 {
 	for (size_t i = 0; i < r->nvol; i++)
@@ -415,7 +436,7 @@ static void forget_set(run *r)
 	r->rres = NULL;
 	r->nrres = 0;
 	if (r->metadata_tmp) {
-		unlink(r->metadata_tmp);
+		close(r->metadata_fd);
 		free(r->metadata_tmp);
 		r->metadata_tmp = NULL;
 	}
@@ -548,7 +569,9 @@ static int do_end_backup(run *r, const sc_cmd *c)
 	r->session = false;
 	fprintf(r->ctx->out, "Backup complete: the writers recorded the full backup and "
 	        "truncated their logs\n");
-	forget_set(r);
+	/* the set's names (%ALIAS%, %AMBER_SHADOW_SET_ID%) stay valid until
+	 * the next begin backup or reset */
+	r->in_backup = false;
 	return 0;
 }
 
@@ -808,6 +831,7 @@ static int do_load_metadata(run *r, const sc_cmd *c)
 static int do_exec(run *r, const sc_cmd *c)
 {
 	int rc = 0;
+	int po[2] = { -1, -1 }, pe[2] = { -1, -1 };
 	char **argv = calloc(c->argc + 1, sizeof(char *));
 	if (!argv)
 		return failf(r, c, CLI_EXIT_FAILED, "out of memory");
@@ -819,6 +843,11 @@ static int do_exec(run *r, const sc_cmd *c)
 	fflush(r->ctx->err);
 	fflush(stdout);
 	fflush(stderr);
+	/* with -l LOG the command's output is copied into the log too */
+	if (r->logging && (pipe2(po, O_CLOEXEC) != 0 || pipe2(pe, O_CLOEXEC) != 0)) {
+		rc = failf(r, c, CLI_EXIT_FAILED, "exec %s: pipe: %s", argv[0], strerror(errno));
+		goto out;
+	}
 	pid_t pid = fork();
 	if (pid < 0) {
 		rc = failf(r, c, CLI_EXIT_FAILED, "exec %s: fork: %s", argv[0], strerror(errno));
@@ -843,6 +872,10 @@ static int do_exec(run *r, const sc_cmd *c)
 		}
 		if (r->ctx->socket)
 			setenv("AMBER_SOCKET", r->ctx->socket, 1);
+		if (po[1] >= 0) {
+			dup2(po[1], 1);
+			dup2(pe[1], 2);
+		}
 		signal(SIGINT, SIG_DFL);
 		signal(SIGTERM, SIG_DFL);
 		signal(SIGHUP, SIG_DFL);
@@ -853,6 +886,36 @@ static int do_exec(run *r, const sc_cmd *c)
 	}
 	int st = 0;
 	bool forwarded = false;
+	if (po[0] >= 0) {
+		close(po[1]);
+		close(pe[1]);
+		po[1] = pe[1] = -1;
+		struct pollfd pf[2] = { { po[0], POLLIN, 0 }, { pe[0], POLLIN, 0 } };
+		int open_fds = 2;
+		char buf[4096];
+		while (open_fds > 0) {
+			if (g_stop && !forwarded) {
+				kill(pid, (int)g_stop);
+				forwarded = true;
+			}
+			int n = poll(pf, 2, 200);
+			if (n < 0 && errno != EINTR)
+				break;
+			for (int k = 0; n > 0 && k < 2; k++) {
+				if (pf[k].fd < 0 || !pf[k].revents)
+					continue;
+				ssize_t got = read(pf[k].fd, buf, sizeof(buf));
+				if (got > 0) {
+					fwrite(buf, 1, (size_t)got, k ? r->ctx->err : r->ctx->out);
+				} else if (got == 0 || errno != EINTR) {
+					pf[k].fd = -1;
+					open_fds--;
+				}
+			}
+		}
+		fflush(r->ctx->out);
+		fflush(r->ctx->err);
+	}
 	for (;;) {
 		pid_t w = waitpid(pid, &st, 0);
 		if (w == pid)
@@ -876,6 +939,12 @@ static int do_exec(run *r, const sc_cmd *c)
 		rc = failf(r, c, CLI_EXIT_FAILED, "exec %s: exit status %d", argv[0],
 		           WEXITSTATUS(st));
 out:
+	for (int k = 0; k < 2; k++) {
+		if (po[k] >= 0)
+			close(po[k]);
+		if (pe[k] >= 0)
+			close(pe[k]);
+	}
 	for (size_t i = 0; i < c->argc; i++)
 		free(argv[i]);
 	free(argv);
@@ -931,7 +1000,22 @@ static int run_cmd(run *r, const sc_cmd *c)
 		return 0;
 	case SC_WRITER_VERIFY:
 	case SC_WRITER_EXCLUDE: return do_writer(r, c);
-	case SC_BEGIN_BACKUP: r->in_backup = true; return 0;
+	case SC_BEGIN_BACKUP:
+		if (r->created) {
+			/* the previous set ended with end backup; its writer
+			 * selections carry over to this one */
+			size_t n = r->nsel;
+			sel *keep = malloc(n * sizeof(*keep) + 1);
+			if (!keep)
+				return failf(r, c, CLI_EXIT_FAILED, "out of memory");
+			memcpy(keep, r->sels, n * sizeof(*keep));
+			forget_set(r);
+			memcpy(r->sels, keep, n * sizeof(*keep));
+			r->nsel = n;
+			free(keep);
+		}
+		r->in_backup = true;
+		return 0;
 	case SC_END_BACKUP: return do_end_backup(r, c);
 	case SC_BEGIN_RESTORE: return do_begin_restore(r, c);
 	case SC_END_RESTORE: return do_end_restore(r, c);
@@ -1209,6 +1293,7 @@ int cmd_script(cli_ctx *ctx, int argc, char **argv)
 		}
 		rctx.out = tout;
 		rctx.err = terr;
+		r->logging = true;
 		char now[64];
 		time_t t = time(NULL);
 		struct tm tm;

@@ -138,6 +138,8 @@ add volume $VOL alias VSS_Backup_F
 create
 expose %VSS_Backup_F% $S
 End backup
+# the set's names stay valid after end backup
+list shadows set %AMBER_SHADOW_SET_ID%
 EOF
 cut=$(cut_now)
 "$AMBER" script "$DW/seed002.txt" -l "$DW/seed002.log" >"$DW/s2.out" 2>"$DW/s2.err" ||
@@ -145,6 +147,7 @@ cut=$(cut_now)
 has "is not registered: nothing to exclude" <"$DW/s2.out" || fail "verbose did not say the unknown writers were ignored: $(cat "$DW/s2.out")"
 has -- "-> end backup" <"$DW/seed002.log" || fail "-l did not log the commands: $(cat "$DW/seed002.log")"
 has "Backup complete" <"$DW/seed002.log" || fail "-l did not log the results"
+has "Exposed at: $S" <"$DW/s2.out" || fail "list shadows set %AMBER_SHADOW_SET_ID% after End backup: $(cat "$DW/s2.out")"
 mounted "$S" || fail "the shadow is not exposed at $S after the script"
 after=$(oldest)
 [[ "$after" > "$before" ]] || fail "End backup truncated no log (oldest $before, then $after)"
@@ -254,6 +257,7 @@ before=$(oldest)
 cut=$(cut_now)
 "$AMBER" script "$DW/gen.dsh" -l "$DW/gen.log" >"$DW/g.out" 2>"$DW/g.err" ||
 	fail "the generated script: exit $?: $(cat "$DW/g.err") --- $(cat "$DW/gen.dsh")"
+has "full backup .* verified" <"$DW/gen.log" || fail "-l did not log the exec'd command's output: $(cat "$DW/gen.log")"
 "$AMBER" backups --repo "$REPO" --json >"$DW/list.json" || fail "amber backups"
 jq -e '.[] | select(.type == "full" and .verified == true and .status == "complete")' "$DW/list.json" >/dev/null ||
 	fail "no verified full backup in the repository: $(cat "$DW/list.json")"
