@@ -245,6 +245,7 @@ static int copy_newer_logs(const char *src, int tfd, const char *target, const c
 			n = -1;
 			break;
 		}
+		rewinddir(d); /* the dup shares the last round's offset */
 		struct dirent *e;
 		while ((e = readdir(d)) != NULL) {
 			uint32_t g = amb_log_parse_name(e->d_name, prefix);
@@ -286,9 +287,11 @@ static int copy_newer_logs(const char *src, int tfd, const char *target, const c
 			break;
 		}
 		/* the copied current log must come after every archived one,
-		 * with none missing between the backup's end and it */
+		 * with none missing between the backup's end and it (the
+		 * backup's last generation itself may be gone from the
+		 * instance: recovery then reads the backup's copy, as in place) */
 		done = h.gen > hmax;
-		for (uint32_t g = gen_high; done && g < h.gen; g++) {
+		for (uint32_t g = gen_high + 1; done && g < h.gen; g++) {
 			char name[64];
 			struct stat st;
 			snprintf(name, sizeof(name), "%s%08X.log", prefix, g);
@@ -300,7 +303,8 @@ static int copy_newer_logs(const char *src, int tfd, const char *target, const c
 	close(sdir);
 	if (n >= 0 && !done) {
 		snprintf(err, errlen, "%s rolls its log faster than it can be copied for the "
-		         "roll-forward; stop its writer, or restore in place", src);
+		         "roll-forward (copied up to generation 0x%08X); stop its writer, or "
+		         "restore in place", src, hmax);
 		n = -1;
 	}
 	if (n > 0 && fsync(tfd) != 0) {

@@ -97,6 +97,10 @@ static int split(const char *line, unsigned lineno, words *ws, char *err, size_t
 				while (s < end && *s != q) {
 					if (q == '"' && *s == '\\' && s + 1 < end && (s[1] == '"' || s[1] == '\\'))
 						s++;
+					/* quotes keep blanks, not control characters: sc_cmd_text()
+					 * could not write them back, and verbose echoes them */
+					if ((unsigned char)*s < 0x20 && *s != '\t')
+						break;
 					w[k++] = *s++;
 				}
 				if (s == end) {
@@ -105,8 +109,11 @@ static int split(const char *line, unsigned lineno, words *ws, char *err, size_t
 					return fail(err, errlen, lineno, "unterminated %s quote",
 					            q == '"' ? "double" : "single");
 				}
-				s++;
-				continue;
+				if (*s == q) {
+					s++;
+					continue;
+				}
+				/* else a control character, refused below */
 			}
 			if ((unsigned char)*s < 0x20 && *s != '\t') {
 				free(w);
@@ -161,9 +168,15 @@ bool sc_uuid_parse(const char *s, char *out)
 	return true;
 }
 
+/* Does w name a %NAME% (not only %% escapes)? */
 static bool has_ref(const char *w)
 {
-	return strchr(w, '%') != NULL;
+	for (const char *s = strchr(w, '%'); s; s = strchr(s, '%')) {
+		if (s[1] != '%')
+			return true;
+		s += 2;
+	}
+	return false;
 }
 
 /* Is name one of the script's own %NAME%s known at this point? */
@@ -391,7 +404,7 @@ int sc_parse_line(sc_parser *p, const char *line, unsigned lineno, sc_cmd *out, 
 			NEED(!((out->sub & SC_OPT_DIFFERENTIAL) && (out->sub & SC_OPT_PLEX)),
 			     "set option: differential and plex exclude each other");
 		} else if (is(w[1], "provider")) {
-			NEED(n == 3, "usage: set provider NAME|auto");
+			NEED(n == 3 && w[2][0], "usage: set provider NAME|auto");
 			NEED(!p->created, "set provider must come before create");
 			out->op = SC_SET_PROVIDER;
 			out->arg[0] = strdup(w[2]);
@@ -419,7 +432,9 @@ int sc_parse_line(sc_parser *p, const char *line, unsigned lineno, sc_cmd *out, 
 		if (begin && backup) {
 			NEED(!p->in_backup, "begin backup twice (the first is on line %u)", p->begin_line);
 			NEED(!p->in_restore, "begin backup inside begin restore ... end restore");
-			NEED(!p->created && !p->backup_ended, "begin backup after create: the set is "
+			/* after end backup a new set begins; before, create made a
+			 * copy backup of this one */
+			NEED(!p->created || p->backup_ended, "begin backup after create: the set is "
 			     "already a copy backup (reset first)");
 			out->op = SC_BEGIN_BACKUP;
 			np.in_backup = true;
@@ -623,6 +638,11 @@ int sc_parse_line(sc_parser *p, const char *line, unsigned lineno, sc_cmd *out, 
 		parser_reset_set(p);
 		sc_parser_init(p);
 		p->exited = ex;
+	} else if (out->op == SC_BEGIN_BACKUP && p->backup_ended) {
+		/* the ended set's names go; context and options stay */
+		parser_reset_set(p);
+		p->in_backup = true;
+		p->begin_line = lineno;
 	} else {
 		*p = np;
 	}
