@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "script/script.h"
+#include "sc_compare.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -42,47 +43,7 @@ static void check(bool ok)
 
 static void parser_clone(const sc_parser *from, sc_parser *to)
 {
-	*to = *from;
-	for (size_t i = 0; i < from->n_vols; i++) {
-		to->vols[i] = strdup(from->vols[i]);
-		check(to->vols[i] != NULL);
-	}
-}
-
-static bool same_str(const char *a, const char *b)
-{
-	return a == b || (a && b && strcmp(a, b) == 0);
-}
-
-static bool cmd_equal(const sc_cmd *a, const sc_cmd *b)
-{
-	if (a->op != b->op || a->line != b->line || a->sub != b->sub || a->flag != b->flag ||
-	    a->argc != b->argc || !a->argv != !b->argv)
-		return false;
-	for (int i = 0; i < 3; i++)
-		if (!same_str(a->arg[i], b->arg[i]))
-			return false;
-	for (size_t i = 0; a->argv && i <= a->argc; i++)
-		if (!same_str(a->argv[i], b->argv[i]))
-			return false;
-	return true;
-}
-
-static bool parser_same(const sc_parser *a, const sc_parser *b)
-{
-	if (a->persistent != b->persistent || a->nowriters != b->nowriters ||
-	    a->in_backup != b->in_backup || a->backup_ended != b->backup_ended ||
-	    a->in_restore != b->in_restore || a->created != b->created ||
-	    a->exited != b->exited || a->begin_line != b->begin_line ||
-	    a->n_vols != b->n_vols || a->n_aliases != b->n_aliases)
-		return false;
-	for (size_t i = 0; i < a->n_vols; i++)
-		if (strcmp(a->vols[i], b->vols[i]) != 0)
-			return false;
-	for (size_t i = 0; i < a->n_aliases; i++)
-		if (strcmp(a->aliases[i], b->aliases[i]) != 0)
-			return false;
-	return true;
+	check(sc_parser_clone(from, to));
 }
 
 /* "LINE: message" on one line: no control character but a tab. */
@@ -155,8 +116,8 @@ static void check_cmd(const sc_parser *before, const sc_parser *after, const sc_
 	parser_clone(before, &q);
 	sc_cmd c2;
 	check(sc_parse_line(&q, text1, c->line, &c2, err, sizeof(err)) == 0);
-	check(cmd_equal(c, &c2));
-	check(parser_same(&q, after));
+	check(sc_cmd_equal(c, &c2));
+	check(sc_parser_same(&q, after));
 	sc_cmd_text(&c2, text2, sizeof(text2));
 	check(strcmp(text1, text2) == 0);
 	sc_cmd_free(&c2);
@@ -164,7 +125,7 @@ static void check_cmd(const sc_parser *before, const sc_parser *after, const sc_
 
 	sc_parser_init(&q);
 	if (sc_parse_line(&q, text1, c->line, &c2, err, sizeof(err)) == 0) {
-		check(cmd_equal(c, &c2));
+		check(sc_cmd_equal(c, &c2));
 		sc_cmd_free(&c2);
 	} else {
 		check_err(err, c->line);
@@ -226,7 +187,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (c.op != SC_NONE) {
 				check_cmd(&before, &p, &c);
 				check(failed || trc != 0 ||
-				      (ci < s.n && cmd_equal(&c, &s.cmds[ci])));
+				      (ci < s.n && sc_cmd_equal(&c, &s.cmds[ci])));
 				ci++;
 			}
 			sc_cmd_free(&c);

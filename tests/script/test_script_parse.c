@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "script/script.h"
+#include "sc_compare.h"
 
 #define UUID "76fe1ac4-15f7-4bcd-987e-8e1acb462fb7"
 #define UUID_UP "{76FE1AC4-15F7-4BCD-987E-8E1ACB462FB7}"
@@ -42,47 +43,7 @@
 
 static void parser_clone(const sc_parser *from, sc_parser *to)
 {
-	*to = *from;
-	for (size_t i = 0; i < from->n_vols; i++) {
-		to->vols[i] = strdup(from->vols[i]);
-		assert_non_null(to->vols[i]);
-	}
-}
-
-static bool same_str(const char *a, const char *b)
-{
-	return a == b || (a && b && strcmp(a, b) == 0);
-}
-
-static bool cmd_equal(const sc_cmd *a, const sc_cmd *b)
-{
-	if (a->op != b->op || a->line != b->line || a->sub != b->sub || a->flag != b->flag ||
-	    a->argc != b->argc || !a->argv != !b->argv)
-		return false;
-	for (int i = 0; i < 3; i++)
-		if (!same_str(a->arg[i], b->arg[i]))
-			return false;
-	for (size_t i = 0; a->argv && i <= a->argc; i++)
-		if (!same_str(a->argv[i], b->argv[i]))
-			return false;
-	return true;
-}
-
-static bool parser_same(const sc_parser *a, const sc_parser *b)
-{
-	if (a->persistent != b->persistent || a->nowriters != b->nowriters ||
-	    a->in_backup != b->in_backup || a->backup_ended != b->backup_ended ||
-	    a->in_restore != b->in_restore || a->created != b->created ||
-	    a->exited != b->exited || a->begin_line != b->begin_line ||
-	    a->n_vols != b->n_vols || a->n_aliases != b->n_aliases)
-		return false;
-	for (size_t i = 0; i < a->n_vols; i++)
-		if (strcmp(a->vols[i], b->vols[i]) != 0)
-			return false;
-	for (size_t i = 0; i < a->n_aliases; i++)
-		if (strcmp(a->aliases[i], b->aliases[i]) != 0)
-			return false;
-	return true;
+	assert_true(sc_parser_clone(from, to));
 }
 
 /* sc_cmd_text(c) parsed in the state c was parsed in (before) must give c
@@ -98,9 +59,9 @@ static void check_round_trip(const sc_parser *before, const sc_parser *after, co
 	sc_cmd c2;
 	if (sc_parse_line(&q, text, c->line, &c2, err, sizeof(err)) != 0)
 		fail_msg("'%s' does not parse back: %s", text, err);
-	if (!cmd_equal(c, &c2))
+	if (!sc_cmd_equal(c, &c2))
 		fail_msg("'%s' parses back to another command", text);
-	if (!parser_same(&q, after))
+	if (!sc_parser_same(&q, after))
 		fail_msg("'%s' parses back to another state", text);
 	sc_cmd_text(&c2, text2, sizeof(text2));
 	assert_string_equal(text, text2);
@@ -109,7 +70,7 @@ static void check_round_trip(const sc_parser *before, const sc_parser *after, co
 
 	sc_parser_init(&q);
 	if (sc_parse_line(&q, text, c->line, &c2, err, sizeof(err)) == 0) {
-		if (!cmd_equal(c, &c2))
+		if (!sc_cmd_equal(c, &c2))
 			fail_msg("'%s' parses to another command in a fresh parser", text);
 		sc_cmd_free(&c2);
 	}
@@ -197,8 +158,8 @@ static void run_good(const good_case *t, size_t n)
 		sc_cmd c;
 		parse_ok(&p, t[i].line, ln, &c);
 		if (c.op != t[i].op || c.sub != t[i].sub || c.flag != t[i].flag ||
-		    !same_str(c.arg[0], t[i].a0) || !same_str(c.arg[1], t[i].a1) ||
-		    !same_str(c.arg[2], t[i].a2) || c.argv || c.argc)
+		    !sc_same_str(c.arg[0], t[i].a0) || !sc_same_str(c.arg[1], t[i].a1) ||
+		    !sc_same_str(c.arg[2], t[i].a2) || c.argv || c.argc)
 			fail_msg("'%s': op %d sub %d flag %d args '%s' '%s' '%s'", t[i].line,
 			         (int)c.op, c.sub, (int)c.flag, c.arg[0] ? c.arg[0] : "(null)",
 			         c.arg[1] ? c.arg[1] : "(null)", c.arg[2] ? c.arg[2] : "(null)");
