@@ -23,16 +23,9 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/../daemon/daemon_lib.sh"
 
 d_init "${1:?usage: rules_test.sh BINDIR}"
-MNT=${AMB_TEST_XFS:?}
-VOL=$MNT/vol
-mkdir "$VOL"
-SG=$VOL/store
+d_volume xfs
 REPO=$MNT/repo
-"$STORE" create "$SG" --log-size 256K >/dev/null || fail "amber-store create"
-d_start_amberd
-ORACLE=$DW/oracle
-d_start_serve "$SG" 200 "$ORACLE"
-d_wait_acks "$ORACLE" 50 20000 >/dev/null || fail "serve is not committing"
+d_store_under_load 200
 
 logs() { ls "$SG" | grep '^E00[0-9A-F]\{8\}\.log$' | sort; }
 more_load() { d_wait_acks "$ORACLE" $(( $(d_acks "$ORACLE") + ${1:-100} )) 30000 >/dev/null || fail "no more commits"; }

@@ -27,14 +27,8 @@ METHOD=()
 [ "$mode" = stream ] && METHOD=(--method stream)
 
 d_volume "$fs"
-SG=$VOL/store
 REPO=$MNT/repo
-# small logs so that the load fills several generations between backups
-"$STORE" create "$SG" --log-size 256K >/dev/null || fail "amber-store create"
-d_start_amberd
-ORACLE=$DW/oracle
-d_start_serve "$SG" 300 "$ORACLE"
-d_wait_acks "$ORACLE" 100 20000 >/dev/null || fail "serve is not committing"
+d_store_under_load 300
 
 gens() { ls "$SG" | grep -c '^E00[0-9A-F]\{8\}\.log$' || true; }
 oldest() { ls "$SG" | grep '^E00[0-9A-F]\{8\}\.log$' | sort | head -1; }

@@ -16,13 +16,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 d_init "${1:?usage: until_test.sh BINDIR}"
 d_volume xfs
-SG=$VOL/store
 REPO=$MNT/repo
-"$STORE" create "$SG" --log-size 256K >/dev/null || fail "amber-store create"
-d_start_amberd
-ORACLE=$DW/oracle
-d_start_serve "$SG" 200 "$ORACLE"
-d_wait_acks "$ORACLE" 100 20000 >/dev/null || fail "serve is not committing"
+d_store_under_load 200
 "$AMBER" backup full --repo "$REPO" --quiet >"$DW/full.out" 2>"$DW/full.err" ||
 	fail "backup full: $(cat "$DW/full.err")"
 FULL=$(tail -1 "$DW/full.out")

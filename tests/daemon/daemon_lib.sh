@@ -98,6 +98,19 @@ d_volume() {
 	fi
 }
 
+# d_store_under_load RATE: SG=$VOL/store, a store with small logs (256 KiB,
+# so that the load fills several generations between backups); amberd;
+# serve under RATE transactions/s writing ORACLE=$DW/oracle; back once it
+# has committed 50
+d_store_under_load() {
+	SG=$VOL/store
+	ORACLE=$DW/oracle
+	"$STORE" create "$SG" --log-size 256K >/dev/null || fail "amber-store create"
+	d_start_amberd
+	d_start_serve "$SG" "$1" "$ORACLE"
+	d_wait_acks "$ORACLE" 50 20000 >/dev/null || fail "serve is not committing"
+}
+
 d_start_amberd() {
 	{
 		echo "[amberd]"

@@ -28,12 +28,7 @@ d_init "${1:?usage: seed_test.sh BINDIR btrfs|xfs}"
 fs=${2:?}
 
 d_volume "$fs"
-SG=$VOL/store
-"$STORE" create "$SG" --log-size 256K >/dev/null || fail "amber-store create"
-d_start_amberd
-ORACLE=$DW/oracle
-d_start_serve "$SG" 300 "$ORACLE"
-d_wait_acks "$ORACLE" 100 20000 >/dev/null || fail "serve is not committing"
+d_store_under_load 300
 ID=$("$AMBER" list writers --json | jq -r '.[] | select(.name == "amber-store") | .instance')
 [[ $ID =~ ^[0-9a-f-]{36}$ ]] || fail "no amber-store instance id: $ID"
 
