@@ -962,6 +962,8 @@ static int do_reset(run *r)
 	r->persistent = r->nowriters = false;
 	r->options = 0;
 	r->provider[0] = '\0';
+	free(r->metadata);
+	r->metadata = NULL;
 	return 0;
 }
 

@@ -16,9 +16,11 @@
 #   3. a failing exec: exit 1 naming the line, nothing truncated or
 #      recorded, nothing left exposed, the writer not frozen; the same
 #      with a volatile set leaves no shadow at all;
-#   4. SIGTERM while an exec'd command runs: the same clean stop;
+#   4. SIGTERM while an exec'd command runs: the same clean stop; SIGKILL:
+#      amberd aborts the set; the other commands run against amberd;
 #   5. --generate backup --repo: the printed script runs unchanged and
-#      makes a verified full backup in the repository; -l LOG logs it.
+#      makes a verified full backup in the repository; -l LOG logs it;
+#   6. begin restore / exec amber restore / end restore with serve running.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=../daemon/daemon_lib.sh
@@ -33,7 +35,9 @@ ID=$("$AMBER" list writers --json | jq -r '.[] | select(.name == "amber-store") 
 [[ $ID =~ ^[0-9a-f-]{36}$ ]] || fail "no amber-store instance id: $ID"
 
 oldest() { ls "$SG" | grep '^E00[0-9A-F]\{8\}\.log$' | sort | head -1; }
-full_mark() { "$STORE" header "$SG/priv1.edb" | grep -A2 "^Previous Full Backup:" | grep "Mark:"; }
+# the header's record of the last full backup: its log range and time (the
+# time alone has one-second steps)
+full_mark() { "$STORE" header "$SG/priv1.edb" | grep -A2 "^Previous Full Backup:" | grep -E "Log Gen|Mark:" | tr -s ' \n' ' '; }
 more_load() { d_wait_acks "$ORACLE" $(( $(d_acks "$ORACLE") + ${1:-200} )) 30000 >/dev/null || fail "no more commits"; }
 not_frozen() {
 	# the writer is Stable and the store commits again
@@ -240,6 +244,42 @@ for _ in $(seq 100); do [ -z "$(d_shadow_ids)" ] && break; sleep 0.05; done
 [ "$(oldest)" = "$before" ] || fail "a SIGKILLed script truncated logs"
 not_frozen "SIGKILL"
 ok "SIGKILL during exec: amberd aborted the set, the volatile shadow is gone, nothing truncated"
+
+# ------------------------------------------- 4c: the other commands, for real
+cat >"$DW/misc.dsh" <<EOF
+set verbose on
+set context persistent
+set option differential noautorecover
+set metadata $DW/set.json
+list writers status
+list providers
+add volume $VOL alias a
+create
+list shadows id %a%
+delete shadows id %a%
+reset
+load metadata $DW/set.json
+set context persistent
+add volume $VOL alias b
+create
+list shadows set %AMBER_SHADOW_SET_ID%
+delete shadows set %AMBER_SHADOW_SET_ID%
+reset
+set context persistent
+add volume $VOL
+create
+delete shadows oldest $VOL
+EOF
+"$AMBER" script "$DW/misc.dsh" >"$DW/m.out" 2>"$DW/m.err" || fail "misc script: exit $?: $(cat "$DW/m.err")"
+has "amber-store .* Stable" <"$DW/m.out" || fail "list writers status: $(cat "$DW/m.out")"
+has "Provider name: 'reflink'" <"$DW/m.out" || fail "list providers"
+[ "$(grep -c '^1 shadow copy deleted' "$DW/m.out")" = 3 ] || fail "delete shadows id/set/oldest did not delete one each: $(cat "$DW/m.out")"
+has "Metadata of shadow copy set .* loaded" <"$DW/m.out" || fail "load metadata"
+jq -e '.format == "amber-script-metadata" and .version == 1 and .backup_type == "copy" and (.aliases.a | length) == 36 and (.snapshot_set.shadows | length) == 1' \
+	"$DW/set.json" >/dev/null || fail "set metadata wrote: $(head -c 600 "$DW/set.json")"
+[ -z "$(d_shadow_ids)" ] || fail "shadows left: $(d_shadow_ids)"
+not_frozen "misc"
+ok "set option/metadata, list writers status/providers/shadows id|set, delete shadows id|set|oldest, load metadata, reset: all ran"
 
 # ----------------------------------------------------- 5: --generate backup
 REPO=$MNT/repo
