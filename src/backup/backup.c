@@ -260,11 +260,7 @@ int bk_run_backup(const bk_backup_opts *o)
 	char err[BK_ERR * 2] = "";
 	bk_repo repo;
 	bk_job j;
-	memset(&j, 0, sizeof(j));
-	j.err = o->err;
-	j.bdirfd = -1;
-	j.quiet = o->quiet;
-	j.repo = &repo;
+	bk_job_init(&j, &repo, o->err, o->quiet);
 	int rc = bk_repo_open(o->repo, true, &repo, err, sizeof(err));
 	if (rc) {
 		fprintf(o->err, "amber: backup: %s\n", err);

@@ -58,6 +58,35 @@ size_t bk_chain(json_t *list, json_t *doc, json_t **chain, char *err, size_t err
 	return n;
 }
 
+json_t *bk_resolve(json_t *list, const char *spec, const char *root, int *rc, char *err,
+                   size_t errlen)
+{
+	json_t *d;
+	*rc = 0;
+	if (!strcmp(spec, "latest")) {
+		if (!(d = bk_latest(list))) {
+			snprintf(err, errlen, "%s has no verified backup", root);
+			*rc = 1;
+			return NULL;
+		}
+	} else if (!bk_id_ok(spec)) {
+		snprintf(err, errlen, "%s: not a backup id (YYYYMMDDTHHMMSSZ-xxxxxx) or latest", spec);
+		*rc = 2;
+		return NULL;
+	} else if (!(d = bk_list_find(list, spec))) {
+		snprintf(err, errlen, "%s: no such backup in %s", spec, root);
+		*rc = 2;
+		return NULL;
+	}
+	if (!strcmp(bk_str(d, "status"), "unreadable")) {
+		/* its document is damaged: bk_list() put the reason in "error" */
+		snprintf(err, errlen, "%s", bk_str(d, "error"));
+		*rc = 1;
+		return NULL;
+	}
+	return d;
+}
+
 json_t *bk_latest(json_t *list)
 {
 	json_t *chain[BK_MAX_CHAIN];

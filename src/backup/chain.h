@@ -24,4 +24,14 @@ size_t bk_chain(json_t *list, json_t *doc, json_t **chain, char *err, size_t err
 /* The newest backup whose whole chain is usable, or NULL. */
 json_t *bk_latest(json_t *list);
 
+/*
+ * What the user named on the command line: a backup id, or "latest" (the
+ * newest usable chain).  Returns the document in list, or NULL with *rc
+ * the exit code (2: not an id, no such backup; 1: nothing verified, an
+ * unreadable document) and err set.  root names the repository in
+ * messages.
+ */
+json_t *bk_resolve(json_t *list, const char *spec, const char *root, int *rc, char *err,
+                   size_t errlen);
+
 #endif

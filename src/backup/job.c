@@ -21,6 +21,15 @@ void bk_progress_begin(bk_progress *p, bool on, const char *label, uint64_t tota
 	p->t0_ms = p->last_ms = bk_now_ms();
 }
 
+void bk_job_init(bk_job *j, bk_repo *repo, FILE *err, bool quiet)
+{
+	memset(j, 0, sizeof(*j));
+	j->repo = repo;
+	j->err = err;
+	j->quiet = quiet;
+	j->bdirfd = -1;
+}
+
 void bk_human(uint64_t b, char *out, size_t n)
 {
 	const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};

@@ -64,6 +64,9 @@ typedef struct bk_job {
 	bk_progress prog;
 } bk_job;
 
+/* A job on repo with nothing open yet (bdirfd -1). */
+void bk_job_init(bk_job *j, bk_repo *repo, FILE *err, bool quiet);
+
 /* "1.5 GiB" */
 void bk_human(uint64_t bytes, char *out, size_t n);
 

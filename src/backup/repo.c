@@ -802,17 +802,17 @@ static void to_hex(const unsigned char *d, char hex[65])
 
 /*
  * The one read loop: read src from offset 0 in large chunks, hash every
- * byte, and write it to dst at the same offset unless dst is -1 (hash
- * only).  Writeback of dst starts early so the caller's final fsync does
+ * byte (unless hex is NULL), and write it to dst at the same offset unless
+ * dst is -1 (hash only).  Writeback of dst starts early so the caller's final fsync does
  * not wait for everything at once.
  */
 static int hash_loop(int src, int dst, uint64_t *bytes, char hex[65], bk_progress_fn fn, void *arg)
 {
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	EVP_MD_CTX *ctx = hex ? EVP_MD_CTX_new() : NULL;
 	unsigned char *buf = malloc(COPY_CHUNK);
 	int rc = 0;
 	uint64_t off = 0;
-	if (!ctx || !buf || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+	if (!buf || (hex && (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1))) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -827,7 +827,8 @@ static int hash_loop(int src, int dst, uint64_t *bytes, char hex[65], bk_progres
 		}
 		if (n == 0)
 			break;
-		EVP_DigestUpdate(ctx, buf, (size_t)n);
+		if (ctx)
+			EVP_DigestUpdate(ctx, buf, (size_t)n);
 		for (size_t done = 0; dst >= 0 && done < (size_t)n;) {
 			ssize_t w = pwrite(dst, buf + done, (size_t)n - done, (off_t)(off + done));
 			if (w < 0 && errno == EINTR)
@@ -844,10 +845,12 @@ static int hash_loop(int src, int dst, uint64_t *bytes, char hex[65], bk_progres
 		if (dst >= 0 && off % (64u << 20) < COPY_CHUNK)
 			sync_file_range(dst, 0, (off_t)off, SYNC_FILE_RANGE_WRITE);
 	}
-	unsigned char md[32];
-	unsigned int mdlen = 0;
-	EVP_DigestFinal_ex(ctx, md, &mdlen);
-	to_hex(md, hex);
+	if (ctx) {
+		unsigned char md[32];
+		unsigned int mdlen = 0;
+		EVP_DigestFinal_ex(ctx, md, &mdlen);
+		to_hex(md, hex);
+	}
 	if (bytes)
 		*bytes = off;
 out:
@@ -866,8 +869,22 @@ int bk_copy_fd(int src, int dst, uint64_t *bytes, char hex[65], bk_progress_fn f
 	/* a reflink moves no data; the hash then reads the clone once.
 	 * Otherwise one pass reads, hashes and writes (the hash is of the
 	 * bytes written). */
-	int rc = ioctl(dst, FICLONE, src) == 0 ? hash_loop(dst, -1, bytes, hex, fn, arg)
-	                                       : hash_loop(src, dst, bytes, hex, fn, arg);
+	int rc;
+	struct stat st;
+	if (ioctl(dst, FICLONE, src) == 0) {
+		if (hex) {
+			rc = hash_loop(dst, -1, bytes, hex, fn, arg);
+		} else {
+			/* no hash wanted: nothing to read */
+			rc = fstat(dst, &st) == 0 ? 0 : -errno;
+			if (!rc && bytes)
+				*bytes = (uint64_t)st.st_size;
+			if (!rc && fn)
+				fn(arg, (uint64_t)st.st_size);
+		}
+	} else {
+		rc = hash_loop(src, dst, bytes, hex, fn, arg);
+	}
 	if (!rc && fsync(dst) != 0)
 		rc = -errno;
 	return rc;

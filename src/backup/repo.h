@@ -120,7 +120,8 @@ typedef void (*bk_progress_fn)(void *arg, uint64_t bytes);
  * the SHA-256 of what was copied: FICLONE when both are on one filesystem
  * that can (the hash then reads the clone once), else one pass that reads,
  * hashes and writes.  dst must be open for reading and writing; it is
- * fsynced.  hex receives 64 hex digits and a NUL.  Returns 0 or -errno.
+ * fsynced.  hex receives 64 hex digits and a NUL; hex NULL: no hash (a
+ * reflinked file is then not read at all).  Returns 0 or -errno.
  */
 int bk_copy_fd(int src, int dst, uint64_t *bytes, char hex[65], bk_progress_fn fn, void *arg);
 /* SHA-256 of an open file from offset 0.  0 or -errno. */

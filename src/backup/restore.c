@@ -190,26 +190,51 @@ static int check_chain(bk_job *j, bk_repo *repo, json_t *list, json_t **chain, s
 	return 0;
 }
 
-/* Copy one file from sdir/name to tfd/name (fsynced); 0 or -errno. */
+/* Copy one file from sdir/name to tfd/name (fsynced by bk_copy_fd; no hash:
+ * recovery checks every segment); 0 or -errno. */
 static int copy_log(int sdir, int tfd, const char *name)
 {
 	int in = openat(sdir, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (in < 0)
 		return -errno;
-	int out = openat(tfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+	int out = openat(tfd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
 	if (out < 0) {
 		int e = -errno;
 		close(in);
 		return e;
 	}
-	uint64_t bytes = 0;
-	char hex[65];
-	int rc = bk_copy_fd(in, out, &bytes, hex, NULL, NULL);
-	if (!rc && fsync(out) != 0)
-		rc = -errno;
+	int rc = bk_copy_fd(in, out, NULL, NULL, NULL, NULL);
 	close(in);
 	close(out);
 	return rc;
+}
+
+/* The generations this restore copied, from gen_high on (a growing set). */
+typedef struct genset {
+	uint32_t base;
+	bool *have;
+	size_t n;
+} genset;
+
+static bool genset_has(const genset *s, uint32_t g)
+{
+	return g >= s->base && g - s->base < s->n && s->have[g - s->base];
+}
+
+static int genset_add(genset *s, uint32_t g)
+{
+	size_t i = g - s->base;
+	if (i >= s->n) {
+		size_t nn = i + 64;
+		bool *v = realloc(s->have, nn * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		memset(v + s->n, 0, (nn - s->n) * sizeof(*v));
+		s->have = v;
+		s->n = nn;
+	}
+	s->have[i] = true;
+	return 0;
 }
 
 /*
@@ -218,10 +243,12 @@ static int copy_log(int sdir, int tfd, const char *name)
  * Copy (read only) every archived log from the backup's last generation
  * on, then the current log, into the target, where hard recovery looks
  * for them.  A running instance may roll meanwhile: the copied current
- * log must be newer than every archived one copied, else the round is
- * repeated for what was archived since.  The current log may be torn at
- * its end, which recovery treats like a crash.  Returns the number of
- * logs copied, or -1 with err set.
+ * log must follow every archived one this restore copied, with none
+ * missing, else another round copies what was archived since.  What this
+ * restore copied is kept in memory, never judged from the target (a file
+ * left there by an earlier, interrupted restore may be torn).  The current
+ * log may be torn at its end, which recovery treats like a crash.
+ * Returns the number of logs copied, or -1 with err set.
  */
 static int copy_newer_logs(const char *src, int tfd, const char *target, const char *prefix,
                            uint32_t gen_high, char *err, size_t errlen)
@@ -233,6 +260,7 @@ static int copy_newer_logs(const char *src, int tfd, const char *target, const c
 		snprintf(err, errlen, "%s: %s", src, strerror(errno));
 		return -1;
 	}
+	genset got = { gen_high, NULL, 0 };
 	int n = 0;
 	uint32_t hmax = 0;
 	char cur[64];
@@ -249,13 +277,13 @@ static int copy_newer_logs(const char *src, int tfd, const char *target, const c
 		struct dirent *e;
 		while ((e = readdir(d)) != NULL) {
 			uint32_t g = amb_log_parse_name(e->d_name, prefix);
-			struct stat st;
-			if (g < gen_high || g == 0 ||
-			    fstatat(tfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+			if (g < gen_high || g == 0 || genset_has(&got, g))
 				continue;
 			int r = copy_log(sdir, tfd, e->d_name);
 			if (r == -ENOENT)
 				continue; /* truncated away meanwhile */
+			if (!r)
+				r = genset_add(&got, g);
 			if (r) {
 				snprintf(err, errlen, "%s/%s: %s", src, e->d_name, strerror(-r));
 				n = -1;
@@ -286,21 +314,17 @@ static int copy_newer_logs(const char *src, int tfd, const char *target, const c
 			n = -1;
 			break;
 		}
-		/* the copied current log must come after every archived one,
-		 * with none missing between the backup's end and it (the
-		 * backup's last generation itself may be gone from the
-		 * instance: recovery then reads the backup's copy, as in place) */
+		/* none missing between the backup's end and the current log (the
+		 * backup's last generation itself may be gone from the instance:
+		 * recovery then reads the backup's copy, as in place) */
 		done = h.gen > hmax;
-		for (uint32_t g = gen_high + 1; done && g < h.gen; g++) {
-			char name[64];
-			struct stat st;
-			snprintf(name, sizeof(name), "%s%08X.log", prefix, g);
-			done = fstatat(tfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
-		}
+		for (uint32_t g = gen_high + 1; done && g < h.gen; g++)
+			done = genset_has(&got, g);
 		if (done)
 			n++;
 	}
 	close(sdir);
+	free(got.have);
 	if (n >= 0 && !done) {
 		snprintf(err, errlen, "%s rolls its log faster than it can be copied for the "
 		         "roll-forward (copied up to generation 0x%08X); stop its writer, or "
@@ -607,40 +631,16 @@ int bk_run_restore(const bk_restore_opts *o)
 		return rc;
 	}
 	bk_job j;
-	memset(&j, 0, sizeof(j));
-	j.repo = &repo;
-	j.err = o->err;
-	j.bdirfd = -1;
-	j.quiet = o->quiet;
+	bk_job_init(&j, &repo, o->err, o->quiet);
 	json_t *list = NULL, *chain[BK_MAX_CHAIN];
 	size_t n = 0;
 	if ((rc = bk_repo_lock(&repo, false, err, sizeof(err))) != 0 ||
 	    (rc = bk_list(&repo, &list, err, sizeof(err))) != 0)
 		goto out;
-	json_t *d;
-	if (!strcmp(o->backup, "latest")) {
-		d = bk_latest(list);
-		if (!d) {
-			snprintf(err, sizeof(err), "%s has no verified backup to restore", repo.root);
-			rc = 1;
-			goto out;
-		}
-	} else if (!bk_id_ok(o->backup)) {
-		snprintf(err, sizeof(err), "%s: not a backup id (YYYYMMDDTHHMMSSZ-xxxxxx) or latest",
-		         o->backup);
-		rc = 2;
+	json_t *d = bk_resolve(list, o->backup, repo.root, &rc, err, sizeof(err));
+	if (!d)
 		goto out;
-	} else if (!(d = bk_list_find(list, o->backup))) {
-		snprintf(err, sizeof(err), "%s: no such backup in %s", o->backup, repo.root);
-		rc = 2;
-		goto out;
-	}
 	snprintf(j.id, sizeof(j.id), "%s", bk_str(d, "id"));
-	if (!strcmp(bk_str(d, "status"), "unreadable")) {
-		snprintf(err, sizeof(err), "%s", bk_str(d, "error"));
-		rc = 2;
-		goto out;
-	}
 	n = bk_chain(list, d, chain, err, sizeof(err));
 	if (!n) {
 		rc = 1;

@@ -52,9 +52,7 @@ int bk_run_list(const bk_list_opts *o)
 		goto out;
 	if (o->prune_incomplete) {
 		bk_job j;
-		memset(&j, 0, sizeof(j));
-		j.repo = &repo;
-		j.err = o->err;
+		bk_job_init(&j, &repo, o->err, false);
 		size_t i = 0, pruned = 0;
 		while (i < json_array_size(list)) {
 			json_t *d = json_array_get(list, i);
@@ -144,35 +142,14 @@ int bk_run_verify(const bk_verify_opts *o)
 		return rc;
 	}
 	bk_job j;
-	memset(&j, 0, sizeof(j));
-	j.repo = &repo;
-	j.err = o->err;
-	j.bdirfd = -1;
+	bk_job_init(&j, &repo, o->err, o->quiet);
 	json_t *list = NULL;
 	if ((rc = bk_list(&repo, &list, err, sizeof(err))) != 0)
 		goto out;
-	json_t *d;
-	if (!strcmp(o->backup, "latest")) {
-		d = bk_latest(list);
-		if (!d) {
-			snprintf(err, sizeof(err), "%s has no verified backup", repo.root);
-			rc = 1;
-			goto out;
-		}
-	} else {
-		d = bk_list_find(list, o->backup);
-		if (!d) {
-			snprintf(err, sizeof(err), "%s: no such backup in %s", o->backup, repo.root);
-			rc = 2;
-			goto out;
-		}
-	}
-	snprintf(j.id, sizeof(j.id), "%s", bk_str(d, "id"));
-	if (!strcmp(bk_str(d, "status"), "unreadable")) {
-		snprintf(err, sizeof(err), "%s", bk_str(d, "error"));
-		rc = 1;
+	json_t *d = bk_resolve(list, o->backup, repo.root, &rc, err, sizeof(err));
+	if (!d)
 		goto out;
-	}
+	snprintf(j.id, sizeof(j.id), "%s", bk_str(d, "id"));
 	j.doc = json_incref(d);
 	if ((j.bdirfd = bk_dir_open(&repo, j.id, err, sizeof(err))) < 0) {
 		rc = 1;

@@ -18,6 +18,7 @@ d_init "${1:?usage: until_test.sh BINDIR}"
 d_volume xfs
 REPO=$MNT/repo
 d_store_under_load 200
+cut0=$(stat -c %s "$ORACLE")
 "$AMBER" backup full --repo "$REPO" --quiet >"$DW/full.out" 2>"$DW/full.err" ||
 	fail "backup full: $(cat "$DW/full.err")"
 FULL=$(tail -1 "$DW/full.out")
@@ -47,9 +48,22 @@ grep -q "^until=$T" "$DW/until/restore.env" 2>/dev/null ||
 has "not fully present\|missing\|absent" <"$DW/o2" || fail "the later check failed for another reason: $(tail -5 "$DW/o2")"
 ok "restore --until $T: every ack before T present ($(tail -1 "$DW/o1")); the $n_late acked in the 1.5 s after T are not all there"
 
+# a torn log left in DIR by an earlier, interrupted restore is replaced
+mkdir "$DW/all"
+newest=$(ls "$SG" | grep '^E00[0-9A-F]\{8\}\.log$' | sort | tail -1)
+head -c 5000 "$SG/$newest" >"$DW/all/$newest"
 "$AMBER" restore --repo "$REPO" "$FULL" --to "$DW/all" --quiet >/dev/null 2>"$DW/a.err" ||
 	fail "restore without --until: $(cat "$DW/a.err")"
 "$STORE" dump "$DW/all" >"$DW/dump.a" 2>"$DW/dump.err" || fail "dump: $(cat "$DW/dump.err")"
 "$OCHECK" "$ORACLE" "$DW/dump.a" >"$DW/o3" 2>&1 || fail "full roll-forward: $(tail -5 "$DW/o3")"
-ok "without --until the same restore rolls forward to the end: $(tail -1 "$DW/o3")"
+ok "without --until the same restore rolls forward to the end (over a torn $newest left in DIR): $(tail -1 "$DW/o3")"
+
+# the original instance is gone: --to restores what the backup holds
+mv "$SG" "$MNT/gone"
+"$AMBER" restore --repo "$REPO" "$FULL" --to "$DW/nologs" --quiet >/dev/null 2>"$DW/n.err" ||
+	fail "restore --to with the original gone: $(cat "$DW/n.err")"
+"$STORE" dump "$DW/nologs" >"$DW/dump.n" 2>"$DW/dump.err" || fail "dump: $(cat "$DW/dump.err")"
+"$OCHECK" --acks-before "$cut0" "$ORACLE" "$DW/dump.n" >"$DW/o4" 2>&1 ||
+	fail "with the original gone, an ack from before the backup is missing: $(tail -5 "$DW/o4")"
+ok "with the original instance gone, restore --to gives the backup's state: $(tail -1 "$DW/o4")"
 echo PASS
