@@ -102,6 +102,8 @@ typedef struct run {
 	char *exposed[64];            /* what this script exposed */
 	size_t nexp;
 	json_t *loaded;               /* load metadata */
+	amb_msg loaded_wl;            /* ... its writer list, decoded when loaded */
+	amb_msg known;                /* list-writers, asked once per script */
 	char val[PATH_MAX + 64];      /* lookup()'s answer */
 } run;
 
@@ -234,17 +236,29 @@ static int id_arg(run *r, const sc_cmd *c, const char *in, amb_uuid out)
 
 /* ----------------------------------------------------------- writers */
 
+/* The registered writers: asked of amberd once (and again with refresh,
+ * when a name was not found: a writer may have registered since). */
+static int known_writers(run *r, const sc_cmd *c, bool refresh, const amb_writer_list **out)
+{
+	int rc = need_conn(r, c);
+	if (rc)
+		return rc;
+	if (refresh || !r->known.kind) {
+		amb_msg_free(&r->known);
+		memset(&r->known, 0, sizeof(r->known));
+		if ((rc = amb_req_list_writers(r->c, &r->known)) != 0) {
+			memset(&r->known, 0, sizeof(r->known));
+			return amberd_fail(r, c, rc, "list writers");
+		}
+	}
+	*out = &r->known.u.writers;
+	return 0;
+}
+
 /* NAME, {ID} or NAME/COMPONENT against the registered writers. */
 static int resolve_writer(run *r, const sc_cmd *c, const char *spec, bool must, sel *out,
                           bool *found)
 {
-	amb_msg wl;
-	memset(&wl, 0, sizeof(wl));
-	int rc = need_conn(r, c);
-	if (rc)
-		return rc;
-	if ((rc = amb_req_list_writers(r->c, &wl)) != 0)
-		return amberd_fail(r, c, rc, "list writers");
 	char name[512], comp[AMB_NAME_BUF] = "";
 	snprintf(name, sizeof(name), "%s", spec);
 	char *slash = strchr(name, '/');
@@ -261,23 +275,26 @@ static int resolve_writer(run *r, const sc_cmd *c, const char *spec, bool must, 
 	amb_uuid id = "";
 	bool by_id = cli_parse_uuid(name, id) == 0;
 	*found = false;
-	for (size_t k = 0; k < wl.u.writers.n_writers && !*found; k++) {
-		const amb_writer_md *md = &wl.u.writers.writers[k].metadata;
-		if (by_id ? strcmp(md->instance, id) != 0 : strcmp(md->name, name) != 0)
-			continue;
-		*found = true;
-		snprintf(out->writer, sizeof(out->writer), "%s", md->name);
-		snprintf(out->comp, sizeof(out->comp), "%s", comp);
-		bool have = !comp[0];
-		for (size_t q = 0; !have && q < md->n_components; q++)
-			have = strcmp(md->components[q].name, comp) == 0;
-		if (!have) {
-			amb_msg_free(&wl);
-			return failf(r, c, CLI_EXIT_USAGE, "writer %s has no component %s", md->name,
-			             comp);
+	for (int pass = 0; pass < 2 && !*found; pass++) {
+		const amb_writer_list *wl = NULL;
+		int rc = known_writers(r, c, pass == 1, &wl);
+		if (rc)
+			return rc;
+		for (size_t k = 0; k < wl->n_writers && !*found; k++) {
+			const amb_writer_md *md = &wl->writers[k].metadata;
+			if (by_id ? strcmp(md->instance, id) != 0 : strcmp(md->name, name) != 0)
+				continue;
+			*found = true;
+			snprintf(out->writer, sizeof(out->writer), "%s", md->name);
+			snprintf(out->comp, sizeof(out->comp), "%s", comp);
+			bool have = !comp[0];
+			for (size_t q = 0; !have && q < md->n_components; q++)
+				have = strcmp(md->components[q].name, comp) == 0;
+			if (!have)
+				return failf(r, c, CLI_EXIT_USAGE, "writer %s has no component %s",
+				             md->name, comp);
 		}
 	}
-	amb_msg_free(&wl);
 	if (!*found && must)
 		return failf(r, c, CLI_EXIT_USAGE, "writer %s is not registered with amberd (see "
 		             "`list writers`)", spec);
@@ -583,21 +600,12 @@ static int restore_items(run *r, const sc_cmd *c)
 	r->nrres = 0;
 	if (!r->rres)
 		return failf(r, c, CLI_EXIT_FAILED, "out of memory");
-	amb_msg wl;
-	memset(&wl, 0, sizeof(wl));
-	int rc;
-	if (r->loaded) {
-		char *s = json_dumps(json_object_get(r->loaded, "writer_list"), JSON_COMPACT);
-		char err[256];
-		rc = s ? amb_msg_decode(s, strlen(s), &wl, err, sizeof(err)) : -ENOMEM;
-		free(s);
+	const amb_writer_list *l = &r->loaded_wl.u.writers;
+	if (!r->loaded) {
+		int rc = known_writers(r, c, true, &l);
 		if (rc)
-			return failf(r, c, CLI_EXIT_USAGE, "the loaded metadata's writer list: %s", err);
-	} else {
-		if ((rc = amb_req_list_writers(r->c, &wl)) != 0)
-			return amberd_fail(r, c, rc, "list writers");
+			return rc;
 	}
-	const amb_writer_list *l = &wl.u.writers;
 	for (size_t k = 0; k < l->n_writers; k++) {
 		const amb_writer_md *md = &l->writers[k].metadata;
 		bool take = r->loaded != NULL && !excluded(r, md->name, NULL);
@@ -611,7 +619,6 @@ static int restore_items(run *r, const sc_cmd *c)
 			it->success = true;
 		}
 	}
-	amb_msg_free(&wl);
 	if (!r->nrres)
 		return failf(r, c, CLI_EXIT_USAGE, "begin restore: no writer to restore (load "
 		             "metadata FILE, or writer verify NAME, first)");
@@ -818,8 +825,27 @@ static int do_load_metadata(run *r, const sc_cmd *c)
 		free(p);
 		return rc;
 	}
+	char *wtext = json_dumps(json_object_get(j, "writer_list"), JSON_COMPACT);
+	char derr[256] = "out of memory";
+	amb_msg wl;
+	memset(&wl, 0, sizeof(wl));
+	int drc = wtext ? amb_msg_decode(wtext, strlen(wtext), &wl, derr, sizeof(derr)) : -ENOMEM;
+	free(wtext);
+	if (!drc && wl.kind != AMB_MSG_WRITER_LIST) {
+		amb_msg_free(&wl);
+		snprintf(derr, sizeof(derr), "not a writer-list");
+		drc = -EINVAL;
+	}
+	if (drc) {
+		rc = failf(r, c, CLI_EXIT_USAGE, "load metadata %s: \"writer_list\": %s", p, derr);
+		json_decref(j);
+		free(p);
+		return rc;
+	}
 	json_decref(r->loaded);
+	amb_msg_free(&r->loaded_wl);
 	r->loaded = j;
+	r->loaded_wl = wl;
 	fprintf(r->ctx->out, "Metadata of shadow copy set {%s} loaded from %s\n",
 	        json_string_value(json_object_get(j, "set")) ?
 	        json_string_value(json_object_get(j, "set")) : "?", p);
@@ -1075,6 +1101,8 @@ static int finish(run *r, int rc)
 	forget_set(r);
 	free(r->metadata);
 	json_decref(r->loaded);
+	amb_msg_free(&r->loaded_wl);
+	amb_msg_free(&r->known);
 	if (r->c)
 		amb_client_close(r->c);
 	return rc;
