@@ -100,24 +100,11 @@ AMBER=$build/src/cli/amber
 STORE=$build/src/store/tool/amber-store
 OCHECK=$build/tests/tools/amber-oracle-check
 
-# ---- processes and filesystems, always taken down (fs_lib's trap unmounts
-# and detaches the loop devices; ours first ends what we started)
+# ---- processes and filesystems, always taken down (fs_lib's trap ends
+# what we started, listed in FS_PIDS, then unmounts and detaches)
 # shellcheck disable=SC1091 # tests/providers/fs_lib.sh
 . "$root/tests/providers/fs_lib.sh"
-PIDS=()
-bb_cleanup() {
-	local rc=$? p
-	for p in "${PIDS[@]}"; do
-		kill -KILL "$p" 2>/dev/null || true
-	done
-	for p in "${PIDS[@]}"; do
-		wait "$p" 2>/dev/null || true
-	done
-	(exit "$rc")
-	fs_cleanup_trap
-}
 fs_begin "$workroot"
-trap bb_cleanup EXIT
 W=$FS_WORK
 # the raw outputs of the last run are kept here; everything under $W goes
 out=$workroot/last-run
@@ -184,7 +171,7 @@ start_serve() { # RATE THREADS
 	"$STORE" serve "$SG" --load "$1" --threads "$2" --oracle "$ORACLE" --quiet \
 		>>"$out/serve.log" 2>&1 &
 	SERVE=$!
-	PIDS+=("$SERVE")
+	FS_PIDS+=("$SERVE")
 	local _
 	for _ in $(seq 200); do
 		"$AMBER" list writers 2>/dev/null | grep -q "Writer name: 'amber-store'" && return 0
@@ -215,7 +202,7 @@ log "creating a store on btrfs and filling its databases to $fill_mb MiB (serve 
 "$STORE" serve "$SG" --load 0 --threads 4 --oracle "$ORACLE" --no-writer --quiet \
 	>>"$out/serve.log" 2>&1 &
 SERVE=$!
-PIDS+=("$SERVE")
+FS_PIDS+=("$SERVE")
 t0=$EPOCHREALTIME
 while [ "$(stat -c %s "$SG"/*.edb | awk '{ s += $1 } END { print int(s / 1048576) }')" -lt "$fill_mb" ]; do
 	kill -0 "$SERVE" 2>/dev/null || { log "serve died: $(tail -3 "$out/serve.log")"; exit 1; }
@@ -238,7 +225,7 @@ sync
 printf '[amberd]\nhold_ms = 10000\njournald = no\n' >"$W/amberd.conf"
 "$AMBERD" --foreground --socket "$AMBER_SOCKET" --state-dir "$W/amberd.state" \
 	--config "$W/amberd.conf" >"$out/amberd.log" 2>&1 &
-PIDS+=("$!")
+FS_PIDS+=("$!")
 for _ in $(seq 100); do
 	"$AMBER" list providers >/dev/null 2>&1 && break
 	sleep 0.05

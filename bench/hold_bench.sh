@@ -93,25 +93,11 @@ FILL=$build/bench/amber-bench-fill
 ANALYSE=$build/bench/amber-bench-hold-analyse
 now() { "$ANALYSE" now; }
 
-# ---- processes and filesystems, always taken down (fs_lib's trap unmounts,
-# thaws and detaches the loop devices; ours first ends what we started)
+# ---- processes and filesystems, always taken down (fs_lib's trap ends
+# what we started, listed in FS_PIDS, then thaws, unmounts and detaches)
 # shellcheck disable=SC1091 # tests/providers/fs_lib.sh
 . "$root/tests/providers/fs_lib.sh"
-PIDS=()
-hb_cleanup() {
-	local rc=$? p
-	for p in "${PIDS[@]}"; do
-		kill -CONT "$p" 2>/dev/null || true
-		kill -KILL "$p" 2>/dev/null || true
-	done
-	for p in "${PIDS[@]}"; do
-		wait "$p" 2>/dev/null || true
-	done
-	(exit "$rc")
-	fs_cleanup_trap
-}
 fs_begin "$workroot"
-trap hb_cleanup EXIT
 W=$FS_WORK
 # the raw files of the last run (latency logs, windows, per-snapshot details)
 # are kept here; everything else under $W goes at exit
@@ -176,7 +162,7 @@ variant() {
 		"$AMBERD" --foreground --socket "$sock" --state-dir "$W/$name.state" \
 			--config "$W/$name.conf" >"$out/$name.amberd.log" 2>&1 &
 		amberd=$!
-		PIDS+=("$amberd")
+		FS_PIDS+=("$amberd")
 		for i in $(seq 100); do
 			"$AMBER" --socket "$sock" list providers >/dev/null 2>&1 && break
 			sleep 0.05
@@ -184,7 +170,7 @@ variant() {
 		"$STORE" serve "$vol/store" --load "$rate" --threads "$threads" --socket "$sock" \
 			--latency-log "$out/$name.lat" --quiet >"$out/$name.serve.log" 2>&1 &
 		serve=$!
-		PIDS+=("$serve")
+		FS_PIDS+=("$serve")
 		for i in $(seq 200); do
 			"$AMBER" --socket "$sock" list writers 2>/dev/null |
 				grep -q "Writer name: 'amber-store'" && break
@@ -195,7 +181,7 @@ variant() {
 		"$STORE" serve "$vol/store" --load "$rate" --threads "$threads" --no-writer \
 			--latency-log "$out/$name.lat" --quiet >"$out/$name.serve.log" 2>&1 &
 		serve=$!
-		PIDS+=("$serve")
+		FS_PIDS+=("$serve")
 	fi
 	sleep "$warmup"
 	for i in $(seq "$nsnap"); do

@@ -63,8 +63,19 @@ fs_clean_dir() {
 	return $bad
 }
 
+# FS_PIDS: processes the caller started on the filesystems; the trap ends
+# them first (SIGCONT for a stopped one, then SIGKILL) so nothing holds a
+# mount when it is taken down.
+FS_PIDS=()
 fs_cleanup_trap() {
-	local rc=$?
+	local rc=$? p
+	for p in "${FS_PIDS[@]}"; do
+		kill -CONT "$p" 2>/dev/null || true
+		kill -KILL "$p" 2>/dev/null || true
+	done
+	for p in "${FS_PIDS[@]}"; do
+		wait "$p" 2>/dev/null || true
+	done
 	if [ -n "$FS_WORK" ]; then
 		if ! fs_clean_dir "$FS_WORK"; then
 			[ "$rc" = 0 ] && rc=1
