@@ -40,12 +40,19 @@
  * (nothing is lost: the log holds every change).  After each roll it also
  * refreshes the headers' Log Required upper bound.
 
- * FREEZE: ams_freeze() stops admission, waits until everything applied is
- * durable and no gated write is in progress, then holds every later write
- * in amb_gate_enter() until ams_thaw() or the deadline.  Background writes
- * (the checkpointer) do not start a gated section while a freeze is being
- * set up, and pass the gate in short sections (a batch of page writes; the
- * checkpoint file and headers), so the freeze waits for little.
+ * FREEZE: ams_freeze() waits for a preparation of the next log file in
+ * progress, stops admission, waits until everything applied is written to
+ * the log file and no gated write is in progress, then holds every later
+ * write in amb_gate_enter() until ams_thaw() or the deadline.  It waits for
+ * writes, never for an fsync: the flush's fdatasync, the checkpoint's
+ * database fdatasyncs and the syncs of the checkpoint file and headers run
+ * outside the gate (a snapshot sees written data, synced or not; the
+ * commits of a flush whose fdatasync ends during the freeze are
+ * acknowledged then).  Background writes do not start a gated section while
+ * a freeze is being set up, and pass the gate in short sections (a batch of
+ * page writes) or one write at a time (in->gvfs: the checkpoint file and the
+ * headers), so the freeze waits for little.  A log roll (renames, header of
+ * the new generation, directory fsync) is one gated section with its syncs.
  */
 #include "store/instance.h"
 
@@ -168,28 +175,160 @@ void amb_gate_exit(ams_instance *in)
 	pthread_mutex_unlock(&in->mu);
 }
 
-int amb_headers_store(ams_instance *in)
+/*
+ * The gated vfs (in->gvfs): every operation that changes a file passes the
+ * background gate by itself; reads and syncs pass through.  A freeze then
+ * waits for at most one such write, never for an fsync: a snapshot sees
+ * what was written, synced or not (the btrfs snapshot, FICLONE and a plain
+ * read all see the page cache).  A section written through it may be cut
+ * by a freeze between two writes (the header copy 0 new and copy 1 old,
+ * the checkpoint file's tmp written but not renamed): each such state is
+ * one a crash can leave, and recovery handles it.
+ */
+static ams_instance *gv_in(amb_vfs *v) { return v->ctx; }
+
+static int gv_open(amb_vfs *v, const char *path, int flags, int mode)
+{
+	ams_instance *in = gv_in(v);
+	if (!(flags & (O_CREAT | O_TRUNC)))
+		return in->vfs->open(in->vfs, path, flags, mode);
+	gate_enter_bg(in);
+	int r = in->vfs->open(in->vfs, path, flags, mode);
+	amb_gate_exit(in);
+	return r;
+}
+
+static int gv_close(amb_vfs *v, int fd)
+{
+	ams_instance *in = gv_in(v);
+	return in->vfs->close(in->vfs, fd);
+}
+
+static ssize_t gv_pread(amb_vfs *v, int fd, void *buf, size_t n, off_t off)
+{
+	ams_instance *in = gv_in(v);
+	return in->vfs->pread(in->vfs, fd, buf, n, off);
+}
+
+static ssize_t gv_pwrite(amb_vfs *v, int fd, const void *buf, size_t n, off_t off)
+{
+	ams_instance *in = gv_in(v);
+	gate_enter_bg(in);
+	ssize_t r = in->vfs->pwrite(in->vfs, fd, buf, n, off);
+	amb_gate_exit(in);
+	return r;
+}
+
+static int gv_sync(amb_vfs *v, int fd, int datasync)
+{
+	ams_instance *in = gv_in(v);
+	return in->vfs->sync(in->vfs, fd, datasync);
+}
+
+static int gv_truncate(amb_vfs *v, int fd, off_t len)
+{
+	ams_instance *in = gv_in(v);
+	gate_enter_bg(in);
+	int r = in->vfs->truncate(in->vfs, fd, len);
+	amb_gate_exit(in);
+	return r;
+}
+
+static int gv_allocate(amb_vfs *v, int fd, off_t off, off_t len)
+{
+	ams_instance *in = gv_in(v);
+	gate_enter_bg(in);
+	int r = in->vfs->allocate(in->vfs, fd, off, len);
+	amb_gate_exit(in);
+	return r;
+}
+
+static int gv_size(amb_vfs *v, int fd, off_t *size)
+{
+	ams_instance *in = gv_in(v);
+	return in->vfs->size(in->vfs, fd, size);
+}
+
+static int gv_rename(amb_vfs *v, const char *from, const char *to)
+{
+	ams_instance *in = gv_in(v);
+	gate_enter_bg(in);
+	int r = in->vfs->rename(in->vfs, from, to);
+	amb_gate_exit(in);
+	return r;
+}
+
+static int gv_unlink(amb_vfs *v, const char *path)
+{
+	ams_instance *in = gv_in(v);
+	gate_enter_bg(in);
+	int r = in->vfs->unlink(in->vfs, path);
+	amb_gate_exit(in);
+	return r;
+}
+
+static int gv_sync_dir(amb_vfs *v, const char *dir)
+{
+	ams_instance *in = gv_in(v);
+	return in->vfs->sync_dir(in->vfs, dir);
+}
+
+static void gvfs_init(ams_instance *in)
+{
+	in->gvfs = (amb_vfs){
+		.open = gv_open,
+		.close = gv_close,
+		.pread = gv_pread,
+		.pwrite = gv_pwrite,
+		.sync = gv_sync,
+		.truncate = gv_truncate,
+		.allocate = gv_allocate,
+		.size = gv_size,
+		.rename = gv_rename,
+		.unlink = gv_unlink,
+		.sync_dir = gv_sync_dir,
+		.ctx = in,
+	};
+}
+
+/* The headers of every database, through v (in->vfs, or in->gvfs when the
+ * caller is not inside a gated section). */
+static int headers_store_via(ams_instance *in, amb_vfs *v)
 {
 	for (int d = 0; d < in->ndb; d++) {
-		int rc = amb_dbhdr_store(in->vfs, in->db[d].fd, in->db[d].path, &in->db[d].hdr);
+		int rc = amb_dbhdr_store(v, in->db[d].fd, in->db[d].path, &in->db[d].hdr);
 		if (rc)
 			return rc;
 	}
 	return 0;
 }
 
+int amb_headers_store(ams_instance *in)
+{
+	return headers_store_via(in, in->vfs);
+}
+
 /* --------------------------------------------------------- log writing */
 
 /* Create <prefix>tmp.log zero-filled and synced; returns its open descriptor
- * or an AMS code.  Zeros: later fdatasyncs then never need block allocation. */
-static int prepare_tmp(ams_instance *in)
+ * or an AMS code.  Zeros: later fdatasyncs then never need block allocation.
+ * gate: the caller is not inside a gated section, so the creation and the
+ * zeros are written as one (amb_gate_enter: a freeze being set up waits for
+ * it, as a roll during the set-up may need the file) and the syncs run
+ * outside the gate. */
+static int prepare_tmp(ams_instance *in, int gate)
 {
 	amb_vfs *v = in->vfs;
 	char path[PATH_MAX];
 	amb_log_path(path, sizeof(path), in->dir, in->prefix, UINT32_MAX);
+	if (gate)
+		amb_gate_enter(in);
 	int fd = v->open(v, path, O_RDWR | O_CREAT | O_TRUNC, 0644);
-	if (fd < 0)
+	if (fd < 0) {
+		if (gate)
+			amb_gate_exit(in);
 		return amb_err(amb_errno_code(fd), "%s: cannot create: %s", path, strerror(-fd));
+	}
 	static const unsigned char zero[65536];
 	int rc = 0;
 	for (uint64_t off = 0; off < in->log_size && !rc; off += sizeof(zero)) {
@@ -198,13 +337,19 @@ static int prepare_tmp(ams_instance *in)
 		if (w < 0)
 			rc = (int)w;
 	}
+	if (gate)
+		amb_gate_exit(in);
 	if (!rc)
 		rc = v->sync(v, fd, 0);
 	if (!rc)
 		rc = v->sync_dir(v, in->dir);
 	if (rc) {
 		v->close(v, fd);
+		if (gate)
+			amb_gate_enter(in);
 		v->unlink(v, path);
+		if (gate)
+			amb_gate_exit(in);
 		return amb_err(amb_errno_code(rc), "%s: cannot prepare the next log file: %s", path,
 		               strerror(-rc));
 	}
@@ -216,7 +361,7 @@ static int prepare_tmp(ams_instance *in)
  * prepares it at a time (prep_busy); a roll that finds it missing waits for
  * a preparation in progress or does it itself.  Returns 0 or an AMS code.
  */
-static int ensure_tmp(ams_instance *in)
+static int ensure_tmp(ams_instance *in, int gate)
 {
 	pthread_mutex_lock(&in->mu);
 	while (in->prep_busy)
@@ -227,7 +372,7 @@ static int ensure_tmp(ams_instance *in)
 	}
 	in->prep_busy = 1;
 	pthread_mutex_unlock(&in->mu);
-	int fd = prepare_tmp(in);
+	int fd = prepare_tmp(in, gate);
 	pthread_mutex_lock(&in->mu);
 	in->prep_busy = 0;
 	in->tmp_err = fd < 0 ? fd : 0;
@@ -362,7 +507,7 @@ static int log_roll_io(ams_instance *in, uint64_t start_lsn)
 	amb_vfs *v = in->vfs;
 	char cur[PATH_MAX], arch[PATH_MAX], tmp[PATH_MAX];
 	int rc;
-	if ((rc = ensure_tmp(in)) != 0)
+	if ((rc = ensure_tmp(in, 0)) != 0) /* inside the gate */
 		return rc;
 	amb_loghdr h;
 	loghdr_fill(in, &h, in->gen + 1, start_lsn, in->gen_create_time);
@@ -400,8 +545,12 @@ static int log_roll_io(ams_instance *in, uint64_t start_lsn)
 	return 0;
 }
 
-/* Write data (whole records, starting at lsn) as fresh segments. */
-static int log_write(ams_instance *in, const unsigned char *data, size_t len, uint64_t lsn)
+/* Write data (whole records, starting at lsn) as fresh segments.  A chunk
+ * that fills the generation is synced before the roll to the next one; the
+ * last chunk is not: *unsynced is set, and the caller syncs in->log_fd
+ * outside the gate (a freeze waits for the writes only). */
+static int log_write(ams_instance *in, const unsigned char *data, size_t len, uint64_t lsn,
+                     int *unsynced)
 {
 	amb_vfs *v = in->vfs;
 	size_t pos = 0, next_rec = 0;
@@ -455,11 +604,15 @@ static int log_write(ams_instance *in, const unsigned char *data, size_t len, ui
 			             strerror((int)-w));
 			break;
 		}
-		int s = v->sync(v, in->log_fd, 1);
-		if (s) {
-			rc = amb_err(AMS_EIO, "fdatasync of log generation %u failed: %s", in->gen,
-			             strerror(-s));
-			break;
+		*unsynced = 1;
+		if (pos < len) {
+			int s = v->sync(v, in->log_fd, 1);
+			if (s) {
+				rc = amb_err(AMS_EIO, "fdatasync of log generation %u failed: %s", in->gen,
+				             strerror(-s));
+				break;
+			}
+			*unsynced = 0;
 		}
 		pthread_mutex_lock(&in->mu);
 		in->next_seg = first + n;
@@ -505,10 +658,18 @@ static int flush_cycle(ams_instance *in)
 	in->lsn_written = lsn + len;
 	pthread_mutex_unlock(&in->mu);
 
-	int rc = 0;
+	int rc = 0, unsynced = 0;
 	amb_gate_enter(in);
 	if (len)
-		rc = log_write(in, data, len, lsn);
+		rc = log_write(in, data, len, lsn, &unsynced);
+	if (!rc && want_roll && unsynced) {
+		/* the generation's records must be durable before it is archived */
+		int s = in->vfs->sync(in->vfs, in->log_fd, 1);
+		if (s)
+			rc = amb_err(AMS_EIO, "fdatasync of log generation %u failed: %s", in->gen,
+			             strerror(-s));
+		unsynced = 0;
+	}
 	if (!rc && want_roll) {
 		rc = log_roll_io(in, lsn + len);
 		if (rc == AMS_ENOSPC && !len) {
@@ -529,7 +690,22 @@ static int flush_cycle(ams_instance *in)
 			want_roll = 0;
 		}
 	}
+	if (!rc) {
+		/* written: a snapshot from here on holds these records */
+		pthread_mutex_lock(&in->mu);
+		in->lsn_infile = lsn + len;
+		pthread_mutex_unlock(&in->mu);
+	}
 	amb_gate_exit(in);
+	if (!rc && unsynced) {
+		/* outside the gate: a freeze does not wait for this fdatasync (it
+		 * changes no data).  log_fd is only changed by a roll, and rolls
+		 * happen only in a flush, which is this one. */
+		int s = in->vfs->sync(in->vfs, in->log_fd, 1);
+		if (s)
+			rc = amb_err(AMS_EIO, "fdatasync of log generation %u failed: %s", in->gen,
+			             strerror(-s));
+	}
 
 	pthread_mutex_lock(&in->mu);
 	in->spare = data;
@@ -577,9 +753,7 @@ static void *flusher_main(void *arg)
 		if (prep) {
 			in->prep_req = 0;
 			pthread_mutex_unlock(&in->mu);
-			amb_gate_enter(in);
-			ensure_tmp(in);
-			amb_gate_exit(in);
+			ensure_tmp(in, 1);
 			pthread_mutex_lock(&in->mu);
 			continue;
 		}
@@ -737,8 +911,10 @@ static int checkpoint(ams_instance *in)
 	if (rc)
 		goto out;
 
-	/* 4. the checkpoint file, then the headers' Log Required */
-	gate_enter_bg(in);
+	/* 4. the checkpoint file, then the headers' Log Required, through the
+	 * gated vfs: each write passes the gate, the fsyncs do not hold a
+	 * freeze (a freeze between them leaves a state a crash can leave) */
+	amb_vfs *gv = &in->gvfs;
 	amb_chk chk;
 	memset(&chk, 0, sizeof(chk));
 	chk.magic = AMB_CHK_MAGIC;
@@ -753,13 +929,12 @@ static int checkpoint(ams_instance *in)
 	char chkpath[PATH_MAX];
 	snprintf(chkpath, sizeof(chkpath), "%s/%s.chk", in->dir, in->prefix);
 	pthread_mutex_lock(&in->hdr_mu);
-	rc = amb_chk_store(v, chkpath, &chk, ++in->ckpt_seq);
+	rc = amb_chk_store(gv, chkpath, &chk, ++in->ckpt_seq);
 	if (rc == AMS_ENOSPC && in->stop && reserve_spend(in))
-		rc = amb_chk_store(v, chkpath, &chk, ++in->ckpt_seq); /* shutting down */
+		rc = amb_chk_store(gv, chkpath, &chk, ++in->ckpt_seq); /* shutting down */
 	if (rc == AMS_ENOSPC && !in->stop) {
 		/* a full disk: the checkpoint waits, nothing is lost (the log has it all) */
 		pthread_mutex_unlock(&in->hdr_mu);
-		amb_gate_exit(in);
 		redirty(in, pages, n);
 		rc = 0;
 		goto out;
@@ -776,10 +951,9 @@ static int checkpoint(ams_instance *in)
 			h->last_stamp = stamps[d];
 			h->page_count = npages[d];
 		}
-		rc = amb_headers_store(in);
+		rc = headers_store_via(in, gv);
 	}
 	pthread_mutex_unlock(&in->hdr_mu);
-	amb_gate_exit(in);
 	if (rc)
 		goto out;
 
@@ -819,15 +993,13 @@ static int refresh_headers(ams_instance *in)
 	pthread_mutex_lock(&in->mu);
 	uint32_t cur = in->gen;
 	pthread_mutex_unlock(&in->mu);
-	gate_enter_bg(in);
 	pthread_mutex_lock(&in->hdr_mu);
 	for (int d = 0; d < in->ndb; d++) {
 		in->db[d].hdr.gen_max_required = cur;
 		in->db[d].hdr.gen_max_committed = cur;
 	}
-	int rc = amb_headers_store(in);
+	int rc = headers_store_via(in, &in->gvfs);
 	pthread_mutex_unlock(&in->hdr_mu);
-	amb_gate_exit(in);
 	return rc;
 }
 
@@ -2134,11 +2306,18 @@ int ams_freeze(ams_instance *in, unsigned timeout_ms)
 		pthread_mutex_unlock(&in->mu);
 		return amb_err(AMS_EBUSY, "a freeze or a streaming backup is already in progress");
 	}
+	/* a preparation of the next log file in progress is waited for before
+	 * commits are held (it is one gated section: zeros for a whole file) */
+	while (in->prep_busy && !in->failed)
+		pthread_cond_wait(&in->cond, &in->mu);
 	uint64_t t0 = amb_mono_us();
 	in->freezing = 1;
-	/* everything applied must be durable, no write in progress */
-	while (!in->failed && (in->appliers || in->lsn_durable < in->lsn_end || in->lbuf_len ||
-	                       in->io_active || in->flushing)) {
+	/* everything applied must be written to its file, and no write in
+	 * progress.  Written, not synced: the snapshot sees what was written,
+	 * and a flush's fdatasync (outside the gate) may go on while frozen;
+	 * its committers are then acknowledged during the freeze. */
+	while (!in->failed && (in->appliers || in->lsn_infile < in->lsn_end || in->lbuf_len ||
+	                       in->io_active)) {
 		if (!in->flushing && !in->appliers && in->lbuf_len)
 			flush_cycle(in);
 		else
@@ -2554,6 +2733,7 @@ static ams_instance *instance_new(const char *dir, const ams_open_opts *o)
 	if (!realpath(dir, in->dir))
 		snprintf(in->dir, sizeof(in->dir), "%s", dir);
 	in->vfs = o && o->vfs ? o->vfs : amb_vfs_posix();
+	gvfs_init(in);
 	in->ckpt_depth = o && o->checkpoint_depth ? o->checkpoint_depth : DEFAULT_CKPT_DEPTH;
 	in->log_fd = in->tmp_fd = in->lockfd = -1;
 	in->fpi_epoch = 1;
@@ -2767,7 +2947,7 @@ int ams_open(const char *dir, const ams_open_opts *o, ams_instance **out)
 			db->stamp = db->hdr.last_stamp;
 	}
 	/* a new generation for this run, then a checkpoint at its start */
-	in->lsn_end = in->lsn_written = in->lsn_durable = end_lsn;
+	in->lsn_end = in->lsn_written = in->lsn_infile = in->lsn_durable = end_lsn;
 	rc = log_roll_io(in, end_lsn);
 	if (rc == AMS_ENOSPC && reserve_spend(in))
 		rc = log_roll_io(in, end_lsn);

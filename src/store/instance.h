@@ -100,6 +100,11 @@ struct ams_instance {
 	char dir[PATH_MAX];
 	char prefix[8];
 	amb_vfs *vfs;
+	/* vfs with each write (pwrite, creating open, truncate, allocate, rename,
+	 * unlink) passing the background freeze gate on its own, and syncs
+	 * outside it: for background sections whose syncs a freeze need not
+	 * wait for (checkpoint file, headers) */
+	amb_vfs gvfs;
 	uint32_t page_size;
 	uint64_t log_size;
 	uint32_t nsegs;        /* data segments per log file */
@@ -126,6 +131,8 @@ struct ams_instance {
 	uint32_t lbuf_segs;    /* segments promised to the records in lbuf */
 	uint64_t lsn_end;      /* LSN after the last appended record */
 	uint64_t lsn_written;  /* LSN after the last byte handed to the flusher */
+	uint64_t lsn_infile;   /* LSN up to which the log is written to its file
+	                          (a snapshot sees it; fsync may still run) */
 	uint64_t lsn_durable;  /* LSN up to which the log is fsynced */
 	uint32_t reserved_segs;/* promised to records in lbuf, in flight, or being applied */
 

@@ -14,12 +14,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "amber/store.h"
 #include "common/checksum.h"
+#include "common/vfs.h"
 #include "store/dbfile.h"
 #include "store/format.h"
 #include "store/log.h"
@@ -271,6 +273,140 @@ static void test_freeze(void **state)
 	assert_int_equal(ams_close(in), 0);
 }
 
+/* A vfs whose syncs block while sb.block is set (test_freeze_during_fsync). */
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	int block;     /* syncs wait while set */
+	int waiting;   /* syncs waiting now */
+	int done;      /* the test is past the point the watchdog guards */
+	int watchdog;  /* the watchdog had to release the syncs */
+} sb = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0};
+
+static int sb_sync(amb_vfs *v, int fd, int datasync)
+{
+	(void)v;
+	pthread_mutex_lock(&sb.mu);
+	if (sb.block) {
+		sb.waiting++;
+		pthread_cond_broadcast(&sb.cond);
+		while (sb.block)
+			pthread_cond_wait(&sb.cond, &sb.mu);
+		sb.waiting--;
+	}
+	pthread_mutex_unlock(&sb.mu);
+	return amb_vfs_posix()->sync(amb_vfs_posix(), fd, datasync);
+}
+
+static void *sb_watchdog(void *arg)
+{
+	(void)arg;
+	/* if ams_freeze() waited for the blocked fsync it would never return:
+	 * after 60 s the watchdog releases it, and the test then fails on
+	 * sb.watchdog instead of hanging */
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 60;
+	pthread_mutex_lock(&sb.mu);
+	while (!sb.done)
+		if (pthread_cond_timedwait(&sb.cond, &sb.mu, &ts)) {
+			sb.watchdog = 1;
+			sb.block = 0;
+			pthread_cond_broadcast(&sb.cond);
+			break;
+		}
+	pthread_mutex_unlock(&sb.mu);
+	return NULL;
+}
+
+typedef struct {
+	ams_instance *in;
+	int rc;
+} sb_commit;
+
+static void *sb_committer(void *arg)
+{
+	sb_commit *c = arg;
+	unsigned char v[100];
+	fill(v, sizeof(v), 7);
+	ams_txn *x;
+	c->rc = ams_txn_begin(c->in, &x);
+	if (!c->rc)
+		c->rc = ams_txn_put(x, "t", "late", 4, v, sizeof(v));
+	if (!c->rc)
+		c->rc = ams_txn_commit(x);
+	return NULL;
+}
+
+/*
+ * The freeze holds writes, not fsyncs: a commit whose records are written
+ * and whose fdatasync is still running does not delay ams_freeze(); its
+ * records are in the files a snapshot taken during the freeze copies (here
+ * cp -a while frozen), the commit is acknowledged when the fsync returns,
+ * and the copy, recovered, holds it.
+ */
+static void test_freeze_during_fsync(void **state)
+{
+	(void)state;
+	char dir[512], snap[600], cmd[1400];
+	mkinst("fzsync", 0, 1, dir);
+	amb_vfs vfs = *amb_vfs_posix();
+	vfs.sync = sb_sync;
+	ams_open_opts oo = {.vfs = &vfs};
+	ams_instance *in;
+	open_ok(dir, &oo, &in);
+	put1(in, "t", "a", 10, 1);
+
+	pthread_mutex_lock(&sb.mu);
+	sb.block = 1;
+	sb.done = sb.watchdog = 0;
+	pthread_mutex_unlock(&sb.mu);
+	pthread_t wd, ct;
+	sb_commit c = {in, -1};
+	assert_int_equal(pthread_create(&wd, NULL, sb_watchdog, NULL), 0);
+	assert_int_equal(pthread_create(&ct, NULL, sb_committer, &c), 0);
+	/* the commit's flush has written its records and waits in fdatasync */
+	pthread_mutex_lock(&sb.mu);
+	while (sb.waiting == 0 && !sb.watchdog)
+		pthread_cond_wait(&sb.cond, &sb.mu);
+	pthread_mutex_unlock(&sb.mu);
+
+	assert_int_equal(ams_freeze(in, 60000), 0);
+	pthread_mutex_lock(&sb.mu);
+	int waiting = sb.waiting, wdog = sb.watchdog;
+	pthread_mutex_unlock(&sb.mu);
+	if (wdog || waiting == 0)
+		fail_msg("ams_freeze() waited for an fsync in progress (watchdog %d, syncs "
+		         "still blocked %d)", wdog, waiting);
+	/* a snapshot while frozen and while the fsync is still blocked */
+	snprintf(snap, sizeof(snap), "%s-snap", dir);
+	snprintf(cmd, sizeof(cmd), "cp -a '%s' '%s'", dir, snap);
+	assert_int_equal(system(cmd), 0);
+
+	/* the fsync returns: the commit is acknowledged, while still frozen */
+	pthread_mutex_lock(&sb.mu);
+	sb.block = 0;
+	sb.done = 1;
+	pthread_cond_broadcast(&sb.cond);
+	pthread_mutex_unlock(&sb.mu);
+	assert_int_equal(pthread_join(ct, NULL), 0);
+	assert_int_equal(pthread_join(wd, NULL), 0);
+	if (c.rc)
+		fail_msg("the commit in fsync during the freeze failed: %s", ams_strerror(c.rc));
+	ams_info info;
+	ams_info_get(in, &info);
+	assert_int_equal(info.frozen, 1);
+	assert_int_equal(ams_thaw(in), 0); /* nothing was written while frozen */
+	expect(in, "t", "late", 100, 7);
+	assert_int_equal(ams_close(in), 0);
+
+	/* the copy taken during the freeze recovers with the acknowledged commit */
+	open_ok(snap, NULL, &in);
+	expect(in, "t", "a", 10, 1);
+	expect(in, "t", "late", 100, 7);
+	assert_int_equal(ams_close(in), 0);
+}
+
 static int count_logs(const char *dir, uint32_t *oldest)
 {
 	DIR *d = opendir(dir);
@@ -473,6 +609,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_basic, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_and_crash, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_freeze, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_freeze_during_fsync, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_roll_and_truncate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stream_backup, setup, teardown),
 	};

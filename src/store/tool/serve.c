@@ -41,7 +41,9 @@
  * nanoseconds of CLOCK_MONOTONIC (comparable within one boot):
  *     <start_ns> <end_ns>\n   one per successful commit: the call to and
  *                             the return from ams_txn_commit()
- *     freeze <ns>\n           the writer's ams_freeze() returned (held from here)
+ *     hold <ns>\n             the writer calls ams_freeze(): from here commits
+ *                             are held (the issue's "first commit held")
+ *     freeze <ns>\n           the writer's ams_freeze() returned
  *     thaw <ns>\n             the writer's ams_thaw() returned
  * freeze/thaw lines are appended when they happen; commit lines are kept in
  * per-thread memory (chunks of LAT_CHUNK entries, at most LAT_MAX_ENTRIES

@@ -261,6 +261,8 @@ static int sw_freeze(void *arg, const amb_wevent *ev, amb_writer_result *out)
 		sw_log(sw, "freeze for set %s refused: %s", ev->set, out->message);
 		return AMB_FAIL_NONRETRYABLE;
 	}
+	/* commits are held from the call on: admission stops at once */
+	sw_latency_mark(sw, "hold", sw_now_ns());
 	int rc = ams_freeze(sw->inst, ev->hold_ms);
 	if (rc == AMS_EBUSY) {
 		snprintf(out->message, sizeof(out->message), "a streaming backup is running");
