@@ -4,38 +4,44 @@
  *
  * usage: amber-bench-hold-analyse now
  *        amber-bench-hold-analyse --label NAME [--held FILE] [--detail FILE]
- *                                 LATENCY_LOG WINDOWS
+ *                                 [--hold-is-window 1] LATENCY_LOG WINDOWS
  *
  * `now` prints CLOCK_MONOTONIC in nanoseconds: the clock of the latency log,
  * so that the script can time its snapshot windows on the same clock.
  *
  * Inputs (all times CLOCK_MONOTONIC ns):
- *   LATENCY_LOG  serve's log: "<start> <end>" per commit, "freeze <ns>" and
- *                "thaw <ns>" per hold of the amber writer (src/store/tool/
- *                serve.c, top comment); any order
+ *   LATENCY_LOG  serve's log: "<start> <end>" per commit, "hold <ns>",
+ *                "freeze <ns>" and "thaw <ns>" per hold of the amber writer
+ *                (src/store/tool/serve.c, top comment); any order
  *   WINDOWS      one line "<t0> <t1>" per snapshot: t0 just before the
  *                snapshot was asked for (`amber create shadow`, or the
  *                admin script's kill -STOP), t1 just after it was done
  *   --held FILE  amberd's own hold per snapshot, in ms, one per line (event
  *                1009 "writes were held for N ms")
+ *   --hold-is-window 1  the admin script: the process is stopped for the
+ *                whole window, so the hold is t1 - t0
  *
  * Per snapshot window W = [t0, t1]:
- *   hold   the longest latency of a commit that overlaps W (start < t1 and
- *          end > t0): the longest a transaction of the workload waited
- *          while the snapshot was made, stalled commits included
+ *   hold   the issue's definition, "from the first commit held to the last
+ *          released": amber: from serve's "hold" mark (the writer calls
+ *          ams_freeze(), which stops admitting commits at once) to its
+ *          "thaw" mark (ams_thaw() returned: every held commit released);
+ *          admin script: t1 - t0 (kill -STOP to kill -CONT, plus the start
+ *          of the clock-reading process on each side, ~1 ms)
+ *   lat    the longest latency of a commit that overlaps W (start < t1 and
+ *          end > t0): the worst a transaction of the workload waited while
+ *          the snapshot was made, whatever the cause (held, or slowed by
+ *          the snapshot's I/O)
  *   stall  the longest interval in which no commit completed, among those
  *          overlapping W: catches a hold that no commit was in flight for
  *          (a thread stopped between two transactions)
- *   writer the writer's own freeze -> thaw (amber only, from the log): from
- *          the return of ams_freeze() (serve writes "freeze" then), so it
- *          leaves out the time ams_freeze() itself held commits
  * Over the run, from the first t0 to the last t1: commits per second, the
  * worst commit latency, and the p99 of the commits overlapping no window
  * (the latency without snapshots, for comparison).
  *
  * Output: one Markdown table row (columns in the order of the header that
  * hold_bench.sh prints), then a line "# key=value ..." for the script.
- * --detail FILE writes one line per snapshot: t0 hold_ms stall_ms writer_ms.
+ * --detail FILE writes one line per snapshot: t0 hold_ms lat_ms stall_ms.
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -120,6 +126,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	const char *label = "?", *held_path = NULL, *detail_path = NULL;
+	int hold_is_window = 0;
 	int i = 1;
 	for (; i + 1 < argc && strncmp(argv[i], "--", 2) == 0; i += 2) {
 		if (strcmp(argv[i], "--label") == 0)
@@ -128,13 +135,15 @@ int main(int argc, char **argv)
 			held_path = argv[i + 1];
 		else if (strcmp(argv[i], "--detail") == 0)
 			detail_path = argv[i + 1];
+		else if (strcmp(argv[i], "--hold-is-window") == 0)
+			hold_is_window = atoi(argv[i + 1]);
 		else
 			die("unknown option %s", argv[i]);
 	}
 	if (argc - i != 2) {
 		fprintf(stderr, "usage: amber-bench-hold-analyse now\n"
 		                "       amber-bench-hold-analyse --label NAME [--held FILE] "
-		                "[--detail FILE] LATENCY_LOG WINDOWS\n");
+		                "[--detail FILE] [--hold-is-window 1] LATENCY_LOG WINDOWS\n");
 		return 2;
 	}
 
@@ -147,8 +156,10 @@ int main(int argc, char **argv)
 	char line[256];
 	while (fgets(line, sizeof(line), f)) {
 		uint64_t a, b;
-		if (sscanf(line, "freeze %" SCNu64, &a) == 1)
+		if (sscanf(line, "hold %" SCNu64, &a) == 1)
 			*(uint64_t *)vec_push(&freezes) = a;
+		else if (sscanf(line, "freeze %" SCNu64, &a) == 1)
+			continue; /* ams_freeze() returned: inside the hold */
 		else if (sscanf(line, "thaw %" SCNu64, &a) == 1)
 			*(uint64_t *)vec_push(&thaws) = a;
 		else if (sscanf(line, "%" SCNu64 " %" SCNu64, &a, &b) == 2)
@@ -175,8 +186,8 @@ int main(int argc, char **argv)
 	/* commit ends in time order, for the stalls */
 	uint64_t *ends = malloc(nc * sizeof(*ends));
 	double *hold = calloc(nw, sizeof(double)), *stall = calloc(nw, sizeof(double));
-	double *writer = calloc(nw, sizeof(double)), *lat = malloc(nc * sizeof(double));
-	if (!ends || !hold || !stall || !writer || !lat)
+	double *wlat = calloc(nw, sizeof(double)), *lat = malloc(nc * sizeof(double));
+	if (!ends || !hold || !stall || !wlat || !lat)
 		die("%s", "out of memory");
 	for (size_t k = 0; k < nc; k++)
 		ends[k] = c[k].end;
@@ -185,30 +196,46 @@ int main(int argc, char **argv)
 	qsort(thaws.p, thaws.n, sizeof(uint64_t), cmp_u64);
 
 	uint64_t run0 = w[0].start, run1 = w[nw - 1].end;
-	size_t nwriter = 0;
+	for (size_t j = 0; j < nw; j++)
+		hold[j] = -1; /* no hold found in the window */
 	for (size_t j = 0; j < nw; j++) {
 		uint64_t t0 = w[j].start, t1 = w[j].end;
 		run0 = t0 < run0 ? t0 : run0;
 		run1 = t1 > run1 ? t1 : run1;
 		for (size_t k = 0; k < nc; k++)
-			if (c[k].start < t1 && c[k].end > t0 && ms(c[k].end - c[k].start) > hold[j])
-				hold[j] = ms(c[k].end - c[k].start);
+			if (c[k].start < t1 && c[k].end > t0 && ms(c[k].end - c[k].start) > wlat[j])
+				wlat[j] = ms(c[k].end - c[k].start);
 		for (size_t k = 1; k < nc; k++)
 			if (ends[k - 1] < t1 && ends[k] > t0 && ms(ends[k] - ends[k - 1]) > stall[j])
 				stall[j] = ms(ends[k] - ends[k - 1]);
-		/* the writer's freeze -> thaw inside this window */
+		if (hold_is_window) {
+			hold[j] = ms(t1 - t0);
+			continue;
+		}
+		/* the writer's hold -> thaw inside this window */
 		const uint64_t *fz = freezes.p, *th = thaws.p;
 		for (size_t k = 0; k < freezes.n; k++) {
 			if (fz[k] < t0 || fz[k] > t1)
 				continue;
 			for (size_t m = 0; m < thaws.n; m++)
 				if (th[m] >= fz[k]) {
-					writer[nwriter++] = ms(th[m] - fz[k]);
+					hold[j] = ms(th[m] - fz[k]);
 					break;
 				}
 			break;
 		}
 	}
+	/* the holds found, for the statistics (hv; hold stays per window) */
+	double *hv = malloc(nw * sizeof(double));
+	size_t nhold = 0;
+	if (!hv)
+		die("%s", "out of memory");
+	for (size_t j = 0; j < nw; j++)
+		if (hold[j] >= 0)
+			hv[nhold++] = hold[j];
+	if (nhold != nw)
+		fprintf(stderr, "amber-bench-hold-analyse: %s: %zu of %zu snapshots have a hold\n",
+		        label, nhold, nw);
 
 	/* over the run: rate, worst latency, p99 without snapshots */
 	size_t nrun = 0, nfree = 0;
@@ -245,27 +272,31 @@ int main(int argc, char **argv)
 		f = fopen(detail_path, "w");
 		if (!f)
 			die("cannot write %s", detail_path);
-		fprintf(f, "# t0_ns hold_ms stall_ms\n");
+		fprintf(f, "# t0_ns hold_ms lat_ms stall_ms\n");
 		for (size_t j = 0; j < nw; j++)
-			fprintf(f, "%" PRIu64 " %.3f %.3f\n", w[j].start, hold[j], stall[j]);
+			fprintf(f, "%" PRIu64 " %.3f %.3f %.3f\n", w[j].start, hold[j],
+			        wlat[j], stall[j]);
 		fclose(f);
 	}
 
-	char s_hold[64], s_stall[64], s_writer[64], s_held[64];
-	double hold_med = median(hold, nw), hold_max = hold[nw - 1];
+	char s_hold[64], s_lat[64], s_stall[64], s_held[64];
+	double hold_med = median(hv, nhold), hold_max = nhold ? hv[nhold - 1] : 0;
+	double lat_med = median(wlat, nw), lat_max = wlat[nw - 1];
 	double stall_med = median(stall, nw), stall_max = stall[nw - 1];
-	med_max(hold, nw, s_hold, sizeof(s_hold));
+	med_max(hv, nhold, s_hold, sizeof(s_hold));
+	med_max(wlat, nw, s_lat, sizeof(s_lat));
 	med_max(stall, nw, s_stall, sizeof(s_stall));
-	med_max(writer, nwriter, s_writer, sizeof(s_writer));
 	med_max(held, nheld, s_held, sizeof(s_held));
 	printf("| %s | %zu | **%s** | %s | %s | %s | %.1f | %.1f | %.0f |\n", label, nw, s_hold,
-	       s_stall, s_writer, s_held, worst, p99, rate);
-	printf("# hold_med=%.3f hold_max=%.3f stall_med=%.3f stall_max=%.3f worst=%.3f rate=%.1f\n",
-	       hold_med, hold_max, stall_med, stall_max, worst, rate);
+	       s_lat, s_stall, s_held, worst, p99, rate);
+	printf("# hold_med=%.3f hold_max=%.3f lat_med=%.3f lat_max=%.3f stall_med=%.3f "
+	       "stall_max=%.3f worst=%.3f rate=%.1f nhold=%zu\n",
+	       hold_med, hold_max, lat_med, lat_max, stall_med, stall_max, worst, rate, nhold);
 	free(ends);
 	free(hold);
 	free(stall);
-	free(writer);
+	free(wlat);
+	free(hv);
 	free(lat);
 	free(commits.p);
 	free(freezes.p);

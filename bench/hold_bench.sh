@@ -6,7 +6,8 @@
 # progress on stderr.
 #
 # usage: bench/hold_bench.sh [--build DIR] [--dir WORKROOT] [--snapshots N]
-#                            [--fill-mb MB] [--rate R] [--threads T]
+#                            [--fill-mb MB] [--rate R] [--threads T] [--btrfs-only]
+#                            [--presync yes|no]
 #
 #   --build DIR     build tree (default build-holdbench next to bench/)
 #   --dir WORKROOT  where the loop images go (default /var/tmp/amber-holdbench;
@@ -16,6 +17,8 @@
 #   --rate R        commits/s asked of `amber-store serve --load` (default 2000)
 #   --threads T     workload threads (default 16: with fewer, commit latency
 #                   caps the rate below 2000/s on a loop device)
+#   --btrfs-only    only the two btrfs variants (a quicker look)
+#   --presync B     amberd's presync setting (default yes: syncfs before Freeze)
 #
 # The four variants, each on the same store (VOL/store: 64 MiB log files,
 # first database filled to MB MiB) under the same load, one after the other:
@@ -48,13 +51,17 @@
 # What is measured, all on CLOCK_MONOTONIC (serve's --latency-log; the script
 # times each snapshot with `amber-bench-hold-analyse now`): for each snapshot
 # the window W from just before it was asked for (`amber create shadow` /
-# kill -STOP) to just after it was done, and from the commits
-#   hold   the longest commit latency among commits overlapping W: what the
-#          application saw of the snapshot
+# kill -STOP) to just after it was done, and
+#   hold   the issue's "from the first commit held to the last released":
+#          amber: serve's "hold" mark (ams_freeze() called: admission stops)
+#          to its "thaw" mark (ams_thaw() returned); admin: the window, that
+#          is kill -STOP to kill -CONT
+#   lat    the longest commit latency among commits overlapping W: the
+#          worst the application saw of the snapshot, held or slowed
 #   stall  the longest time in which no commit completed, overlapping W
-# see bench/hold_analyse.c for the exact definitions.  For amber also the
-# writer's own freeze -> thaw (latency log) and amberd's hold (event 1009
-# "writes were held for N ms").
+# see bench/hold_analyse.c for the exact definitions.  For amber also
+# amberd's hold (event 1009 "writes were held for N ms": Freeze sent to
+# Thaw answered, round trips included).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -65,6 +72,8 @@ nsnap=50
 fill_mb=1024
 rate=2000
 threads=16
+btrfs_only=0
+presync=yes
 gap=0.3     # seconds between snapshots
 warmup=3    # seconds of load before the first snapshot
 cmdline="bench/hold_bench.sh $*"
@@ -76,7 +85,9 @@ while [ $# -gt 0 ]; do
 	--fill-mb) fill_mb=$2; shift 2 ;;
 	--rate) rate=$2; shift 2 ;;
 	--threads) threads=$2; shift 2 ;;
-	*) sed -n '8,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+	--btrfs-only) btrfs_only=1; shift ;;
+	--presync) presync=$2; shift 2 ;;
+	*) sed -n '8,21p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 	esac
 done
 [ "$(id -u)" = 0 ] || { echo "hold_bench.sh: needs root (loop filesystems)" >&2; exit 2; }
@@ -115,11 +126,16 @@ stop() {
 # variant pin what it overwrites until they are deleted at its end
 FS_SIZE=20G fs_mount btrfs
 BTRFS=$FS_MNT
-FS_SIZE=20G fs_mount xfs
-XFS=$FS_MNT
+mnts=("$BTRFS")
 btrfs subvolume create "$BTRFS/vol" >/dev/null
-mkdir "$XFS/vol" "$BTRFS/admin-snaps" "$XFS/admin-snaps"
-for m in "$BTRFS" "$XFS"; do
+mkdir "$BTRFS/admin-snaps"
+if [ "$btrfs_only" = 0 ]; then
+	FS_SIZE=20G fs_mount xfs
+	XFS=$FS_MNT
+	mkdir "$XFS/vol" "$XFS/admin-snaps"
+	mnts+=("$XFS")
+fi
+for m in "${mnts[@]}"; do
 	log "creating and filling a $fill_mb MiB store on $(findmnt -no FSTYPE "$m")"
 	"$STORE" create "$m/vol/store" --log-size 64M >/dev/null
 	"$FILL" "$m/vol/store" "$fill_mb" >&2
@@ -144,9 +160,12 @@ frozen() {
 	echo "$state; returned $(( (t1 - t0) / 1000000 )) ms after the thaw"
 }
 freeze_btrfs=$(frozen "$BTRFS" btrfs subvolume snapshot -r "$BTRFS/vol" "$BTRFS/admin-snaps/frozen-test")
-freeze_xfs=$(frozen "$XFS" cp -a --reflink=always "$XFS/vol/store" "$XFS/admin-snaps/frozen-test")
+freeze_xfs="not measured (--btrfs-only)"
+if [ "$btrfs_only" = 0 ]; then
+	freeze_xfs=$(frozen "$XFS" cp -a --reflink=always "$XFS/vol/store" "$XFS/admin-snaps/frozen-test")
+	rm -rf "$XFS/admin-snaps/frozen-test"
+fi
 btrfs subvolume delete "$BTRFS/admin-snaps/frozen-test" >/dev/null 2>&1 || true
-rm -rf "$XFS/admin-snaps/frozen-test"
 log "btrfs subvolume snapshot on frozen btrfs: $freeze_btrfs"
 log "cp --reflink on frozen xfs: $freeze_xfs"
 
@@ -158,7 +177,8 @@ variant() {
 	: >"$out/$name.win"
 	: >"$out/$name.held"
 	if [ "$how" = amber ]; then
-		printf '[amberd]\nhold_ms = 10000\njournald = no\n' >"$W/$name.conf"
+		printf '[amberd]\nhold_ms = 10000\njournald = no\npresync = %s\n' "$presync" \
+			>"$W/$name.conf"
 		"$AMBERD" --foreground --socket "$sock" --state-dir "$W/$name.state" \
 			--config "$W/$name.conf" >"$out/$name.amberd.log" 2>&1 &
 		amberd=$!
@@ -225,13 +245,18 @@ variant() {
 
 variant amber-btrfs "$BTRFS" amber btrfs
 variant admin-btrfs "$BTRFS" admin btrfs
-variant amber-reflink "$XFS" amber reflink
-variant admin-reflink "$XFS" admin reflink
+if [ "$btrfs_only" = 0 ]; then
+	variant amber-reflink "$XFS" amber reflink
+	variant admin-reflink "$XFS" admin reflink
+fi
+provs=(btrfs)
+[ "$btrfs_only" = 0 ] && provs+=(reflink)
 
 # ---- the report
 row() { # NAME LABEL: the table row; the "# key=value" line goes to $out/NAME.kv
 	local held=()
 	[ -s "$out/$1.held" ] && held=(--held "$out/$1.held")
+	case $1 in admin-*) held=(--hold-is-window 1) ;; esac
 	"$ANALYSE" --label "$2" "${held[@]}" --detail "$out/$1.detail" \
 		"$out/$1.lat" "$out/$1.win" >"$out/$1.row"
 	grep -v '^#' "$out/$1.row"
@@ -270,37 +295,45 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 	echo "$fill_mb MiB) under \`amber-store serve --load $rate --threads $threads --latency-log\`,"
 	echo "$warmup s of load, then $nsnap snapshots ~$gap s apart. amber: \`amber create shadow VOL\`"
 	echo "(volatile; serve is the registered writer \`amber-store\`, which holds its commits"
-	echo "from Freeze to Thaw). admin: the script holds serve (\`serve --no-writer\`) with"
+	echo "from Freeze to Thaw; amberd's presync = $presync). admin: the script holds serve (\`serve --no-writer\`) with"
 	echo "\`kill -STOP; sync -f VOL; btrfs subvolume snapshot -r VOL SNAP\` (or \`cp -a"
 	echo "--reflink=always VOL/store SNAP\` on xfs) \`; kill -CONT\`. Times in ms:"
 	echo
-	echo "- **hold**: per snapshot, the longest latency of a commit overlapping the snapshot"
-	echo "  (from just before it was asked for to just after it was done): how long the"
-	echo "  application was held, as it saw it. Median / worst over the snapshots."
+	echo "- **hold** (the issue's \"from the first commit held to the last released\"): amber:"
+	echo "  from serve's \"hold\" mark (the writer calls ams_freeze(), which stops admitting"
+	echo "  commits at once) to its \"thaw\" mark (ams_thaw() returned); admin script: kill -STOP"
+	echo "  to kill -CONT (the window). Median / worst over the snapshots."
+	echo "- **worst commit in window**: per snapshot, the longest latency of a commit"
+	echo "  overlapping the snapshot (from just before it was asked for to just after it was"
+	echo "  done): the worst the application saw, held or slowed by the snapshot's I/O."
 	echo "- **stall**: per snapshot, the longest time in which no commit completed."
-	echo "- **writer freeze→thaw**: serve's \"freeze\" to \"thaw\" marks (amber only; latency"
-	echo "  log). serve writes \"freeze\" when ams_freeze() has returned, so this leaves out the"
-	echo "  time ams_freeze() itself held commits while it made everything durable."
-	echo "- **amberd held**: amberd's event 1009 \"writes were held for N ms\" (ms resolution)."
+	echo "- **amberd held**: amberd's event 1009 \"writes were held for N ms\" (Freeze sent to"
+	echo "  Thaw answered, ms resolution)."
 	echo "- **worst commit**, **p99 elsewhere**: over the whole measured run, and for the"
 	echo "  commits that overlap no snapshot (the latency without snapshots)."
 	echo
-	echo "| variant | snapshots | hold median / worst | stall median / worst | writer freeze→thaw median / max | amberd held median / max | worst commit | p99 elsewhere | commits/s |"
+	echo "| variant | snapshots | hold median / worst | worst commit in window median / worst | stall median / worst | amberd held median / max | worst commit | p99 elsewhere | commits/s |"
 	echo "|:--|--:|--:|--:|--:|--:|--:|--:|--:|"
 	row amber-btrfs "amber, btrfs provider"
 	row admin-btrfs "admin script, btrfs snapshot"
-	row amber-reflink "amber, reflink provider (xfs)"
-	row admin-reflink "admin script, cp --reflink (xfs)"
+	if [ "$btrfs_only" = 0 ]; then
+		row amber-reflink "amber, reflink provider (xfs)"
+		row admin-reflink "admin script, cp --reflink (xfs)"
+	fi
 	echo
-	echo "Goal (median hold < 10 ms, worst < 50 ms): amber btrfs **$(verdict amber-btrfs)**;"
-	echo "amber reflink **$(verdict amber-reflink)**."
+	if [ "$btrfs_only" = 0 ]; then
+		echo "Goal (median hold < 10 ms, worst < 50 ms): amber btrfs **$(verdict amber-btrfs)**;"
+		echo "amber reflink **$(verdict amber-reflink)**."
+	else
+		echo "Goal (median hold < 10 ms, worst < 50 ms): amber btrfs **$(verdict amber-btrfs)**."
+	fi
 	echo
-	echo "| amber / admin script | hold median | hold worst | stall median | stall worst | worst commit |"
-	echo "|:--|--:|--:|--:|--:|--:|"
-	for p in btrfs reflink; do
+	echo "| amber / admin script | hold median | hold worst | worst commit in window median | worst commit in window worst | stall median | worst commit |"
+	echo "|:--|--:|--:|--:|--:|--:|--:|"
+	for p in "${provs[@]}"; do
 		echo "| $p | $(ratio amber-$p admin-$p hold_med) | $(ratio amber-$p admin-$p hold_max) |" \
-			"$(ratio amber-$p admin-$p stall_med) | $(ratio amber-$p admin-$p stall_max) |" \
-			"$(ratio amber-$p admin-$p worst) |"
+			"$(ratio amber-$p admin-$p lat_med) | $(ratio amber-$p admin-$p lat_max) |" \
+			"$(ratio amber-$p admin-$p stall_med) | $(ratio amber-$p admin-$p worst) |"
 	done
 	echo
 	echo "Why the admin script does not use fsfreeze: the snapshot goes to the volume's own"
@@ -311,6 +344,7 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 	echo "is not a consistent snapshot and is not measured."
 } | tee "$out/section.md"
 for n in amber-btrfs admin-btrfs amber-reflink admin-reflink; do
+	[ -e "$out/$n.lat" ] || continue
 	if grep -qi 'fail\|error' "$out/$n.serve.log" "$out/$n.create.log" 2>/dev/null; then
 		log "$n: messages from serve or amber create:"
 		grep -hi 'fail\|error' "$out/$n.serve.log" "$out/$n.create.log" 2>/dev/null | head -5 >&2

@@ -208,6 +208,8 @@ typedef struct ams_info {
 	uint32_t gen_checkpoint; /**< generation recovery would start from */
 	uint32_t gen_oldest;     /**< oldest log generation on disk */
 	uint64_t lsn_durable;    /**< bytes of log stream made durable */
+	uint64_t lsn_applied;    /**< bytes of log stream of the transactions
+	                              applied (committed or waiting to be durable) */
 	uint64_t commits;        /**< transactions committed since open */
 	uint64_t flushes;        /**< log flushes (commits/flushes = group size) */
 	uint64_t checkpoints;
@@ -246,8 +248,11 @@ enum ams_backup_type {
 int ams_log_roll(ams_instance *inst, uint32_t *new_gen);
 
 /**
- * Freeze: make everything committed durable, then hold new commits and all
- * writes to the database, log, checkpoint and header files.  Reads go on.
+ * Freeze: stop admitting commits, write everything committed to its file,
+ * then hold new commits and all writes to the database, log, checkpoint and
+ * header files.  Reads go on.  It waits for writes in progress, not for
+ * fsyncs: a snapshot of the files sees what was written, and a commit whose
+ * fsync was running is acknowledged when it returns, during the freeze.
  * The engine thaws itself @p timeout_ms after the freeze began even if
  * ams_thaw() is never called.
  * @return #AMS_OK, #AMS_EBUSY (already frozen / backup running), #AMS_EFAILED

@@ -58,6 +58,7 @@ typedef struct amberd_config {
 	char backup_group[64];       /* name or number; "" = root only */
 	char shadow_dir_name[256];   /* ".amber-shadows" */
 	bool fsfreeze;               /* FIFREEZE where the provider allows it */
+	bool presync;                /* syncfs each volume before the freeze */
 	bool journald;
 	amberd_limit *limits;        /* [shadowstorage] */
 	size_t n_limits;

@@ -13,6 +13,7 @@
  *   backup_group = backup        group that may request backups, deletes
  *   shadow_dir = .amber-shadows  per-filesystem shadow directory name
  *   fsfreeze = yes               FIFREEZE where the provider allows it
+ *   presync = yes                syncfs each volume before the writers freeze
  *   journald = yes               also send events to the journal
  *
  *   [shadowstorage]
@@ -42,6 +43,7 @@ void amberd_config_defaults(amberd_config *c)
 	snprintf(c->backup_group, sizeof(c->backup_group), "backup");
 	snprintf(c->shadow_dir_name, sizeof(c->shadow_dir_name), ".amber-shadows");
 	c->fsfreeze = true;
+	c->presync = true;
 	c->journald = true;
 }
 
@@ -155,6 +157,9 @@ static int on_line(void *user, const char *section, const char *name, const char
 				goto bad;
 		} else if (!strcmp(name, "fsfreeze")) {
 			if (parse_bool(value, &c->fsfreeze))
+				goto bad;
+		} else if (!strcmp(name, "presync")) {
+			if (parse_bool(value, &c->presync))
 				goto bad;
 		} else if (!strcmp(name, "journald")) {
 			if (parse_bool(value, &c->journald))

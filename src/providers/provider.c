@@ -265,6 +265,22 @@ int amb_provider_prepare(const amb_provider *p, const char *volume, const char *
 	return rc;
 }
 
+int amb_provider_presync(const char *volume)
+{
+	if (!volume)
+		return amb_prov_err(-EINVAL, "no volume given");
+	int fd = open(volume, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		int rc = -errno;
+		return amb_prov_err(rc, "%s: %s", volume, strerror(-rc));
+	}
+	int rc = syncfs(fd) == 0 ? 0 : -errno;
+	close(fd);
+	if (rc)
+		return amb_prov_err(rc, "%s: syncfs: %s", volume, strerror(-rc));
+	return 0;
+}
+
 int amb_provider_commit(const amb_provider *p, const char *volume, const char *shadow)
 {
 	char vol[PATH_MAX], sh[PATH_MAX], side[PATH_MAX + 32];

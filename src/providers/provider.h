@@ -19,6 +19,9 @@
  *
  *   amb_provider_choose()       pick the provider (or take the one requested)
  *   amb_provider_prepare()      before the writers freeze: checks, bookkeeping
+ *   amb_provider_presync()      after the writers' PrepareForSnapshot, before
+ *                               they freeze: write the volume's dirty data
+ *                               (optional; makes the commit shorter)
  *   amb_provider_commit()       while the writers are frozen: the copy itself;
  *                               durable (fsynced) before it returns
  *   amb_provider_post_commit()  after the thaw: records the shadow as complete
@@ -223,6 +226,17 @@ int amb_provider_prepare(const amb_provider *p, const char *volume, const char *
  *   -ENOSPC, -EIO, -EPERM, ... as the system calls return them
  */
 int amb_provider_commit(const amb_provider *p, const char *volume, const char *shadow);
+
+/*
+ * Write the dirty data of volume's filesystem (syncfs(2)), before the
+ * writers freeze.  Every provider's commit writes what is dirty in the
+ * volume first (a btrfs snapshot flushes the subvolume and commits a
+ * transaction, FICLONE writes back the file, a copy reads the page cache),
+ * and it runs while writes are held: done here, outside the hold, that
+ * work leaves the commit less to do.  Nothing depends on it for
+ * correctness.  Returns 0 or a negative errno (message set).
+ */
+int amb_provider_presync(const char *volume);
 
 /*
  * Record the shadow as complete: rewrites the sidecar (state "committed")

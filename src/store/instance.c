@@ -21,7 +21,11 @@
  *      to 200 us for the commits already applying, writes the records as
  *      fresh 4 KiB segments (a flush never rewrites a segment holding
  *      acknowledged data), fdatasync, advances lsn_durable.  Everyone whose
- *      record was in the buffer returns: that is the group commit.
+ *      record was in the buffer returns: that is the group commit.  The
+ *      write phase (flushing) and the fdatasync (syncing) are apart: a
+ *      committer leads the next flush once both are over, but a freeze's
+ *      flush (flush_req) writes during an fdatasync; flushes publish
+ *      lsn_durable in their order (sync_seq, sync_pub).
  *
  * LOG ROLL: when the current generation is full (or a roll is requested)
  * the flushing thread switches to the prepared <prefix>tmp.log:
@@ -525,6 +529,9 @@ static int log_roll_io(ams_instance *in, uint64_t start_lsn)
 	if ((rc = v->sync_dir(v, in->dir)) != 0)
 		return amb_err(AMS_EIO, "%s: fsync of the directory failed: %s", in->dir, strerror(-rc));
 	pthread_mutex_lock(&in->mu);
+	/* an earlier flush may still fdatasync the old file (flush_cycle) */
+	while (in->syncing)
+		pthread_cond_wait(&in->cond, &in->mu);
 	if (in->log_fd >= 0)
 		v->close(v, in->log_fd);
 	in->log_fd = in->tmp_fd;
@@ -697,27 +704,50 @@ static int flush_cycle(ams_instance *in)
 		pthread_mutex_unlock(&in->mu);
 	}
 	amb_gate_exit(in);
-	if (!rc && unsynced) {
-		/* outside the gate: a freeze does not wait for this fdatasync (it
-		 * changes no data).  log_fd is only changed by a roll, and rolls
-		 * happen only in a flush, which is this one. */
-		int s = in->vfs->sync(in->vfs, in->log_fd, 1);
-		if (s)
-			rc = amb_err(AMS_EIO, "fdatasync of log generation %u failed: %s", in->gen,
-			             strerror(-s));
-	}
 
+	/* the write phase is over.  Committers lead the next flush only once
+	 * this fdatasync is done (syncing == 0: the records that arrive
+	 * meanwhile make the next group), but a freeze's flush (flush_req, by
+	 * the flusher thread) writes while it runs, so that the freeze waits
+	 * for no fdatasync.  log_fd cannot be closed under the fdatasync: a
+	 * roll waits for syncing == 0. */
 	pthread_mutex_lock(&in->mu);
 	in->spare = data;
 	in->spare_cap = cap;
+	int fd = in->log_fd;
+	uint32_t gen_now = in->gen;
+	uint64_t sq = ++in->sync_seq;
+	in->syncing++;
 	in->flushing = 0;
+	pthread_cond_broadcast(&in->dur_cond); /* a waiting committer may lead the next */
+	pthread_mutex_unlock(&in->mu);
+	if (!rc && unsynced) {
+		int s = in->vfs->sync(in->vfs, fd, 1);
+		if (s)
+			rc = amb_err(AMS_EIO, "fdatasync of log generation %u failed: %s", gen_now,
+			             strerror(-s));
+	}
+
+	/* publish in flush order: a later flush's fdatasync covers this one's
+	 * records (same file, written before it; a roll syncs the old file
+	 * first), but its success must not acknowledge them before this
+	 * fdatasync has said whether they are durable */
+	pthread_mutex_lock(&in->mu);
+	while (in->sync_pub + 1 != sq && !in->failed)
+		pthread_cond_wait(&in->cond, &in->mu);
+	in->syncing--;
+	in->sync_pub = sq;
+	pthread_cond_broadcast(&in->cond);
 	if (rc) {
 		amb_fail_locked(in, rc, ams_errmsg());
 		return rc;
 	}
-	if (in->gen != gen_before)
+	if (in->failed)
+		return AMS_EFAILED;
+	if (gen_now != gen_before)
 		in->hdr_req = 1;
-	in->lsn_durable = lsn + len;
+	if (lsn + len > in->lsn_durable)
+		in->lsn_durable = lsn + len;
 	in->reserved_segs -= segs;
 	if (len)
 		in->n_flushes++;
@@ -746,7 +776,9 @@ static void *flusher_main(void *arg)
 		int prep = in->prep_req && in->tmp_fd < 0 && !in->prep_busy;
 		if (in->failed || (in->stop && !in->lbuf_len && !roll && !in->flushing))
 			break;
-		if (!in->flushing && (roll || (in->stop && in->lbuf_len))) {
+		if (!in->flushing && (roll || (in->flush_req && in->lbuf_len) ||
+		                      (in->stop && in->lbuf_len))) {
+			in->flush_req = 0;
 			flush_cycle(in);
 			continue;
 		}
@@ -866,7 +898,7 @@ static int checkpoint(ams_instance *in)
 	/* 2. write-ahead rule: the log must be durable past every copied page */
 	pthread_mutex_lock(&in->mu);
 	while (in->lsn_durable < need && !in->failed) {
-		if (!in->flushing && in->lsn_written < need)
+		if (!in->flushing && !in->syncing && in->lsn_written < need)
 			flush_cycle(in);
 		else
 			pthread_cond_wait(&in->dur_cond, &in->mu);
@@ -2105,7 +2137,7 @@ int ams_txn_commit(ams_txn *t)
 	/* wait for the group flush, leading it if nobody is flushing */
 	pthread_mutex_lock(&in->mu);
 	while (in->lsn_durable < my_end && !in->failed) {
-		if (!in->flushing && in->lsn_written < my_end)
+		if (!in->flushing && !in->syncing && in->lsn_written < my_end)
 			flush_cycle(in);
 		else
 			pthread_cond_wait(&in->dur_cond, &in->mu);
@@ -2130,7 +2162,7 @@ static int wait_durable(ams_instance *in, uint64_t lsn)
 		return 0;
 	pthread_mutex_lock(&in->mu);
 	while (in->lsn_durable < lsn && !in->failed) {
-		if (!in->flushing && in->lsn_written < lsn)
+		if (!in->flushing && !in->syncing && in->lsn_written < lsn)
 			flush_cycle(in);
 		else
 			pthread_cond_wait(&in->dur_cond, &in->mu);
@@ -2275,6 +2307,7 @@ int ams_info_get(ams_instance *in, ams_info *info)
 	info->gen_checkpoint = in->ckpt_gen;
 	info->gen_oldest = in->gen_oldest;
 	info->lsn_durable = in->lsn_durable;
+	info->lsn_applied = in->lsn_end;
 	info->commits = in->n_commits;
 	info->flushes = in->n_flushes;
 	info->checkpoints = in->n_ckpts;
@@ -2318,10 +2351,13 @@ int ams_freeze(ams_instance *in, unsigned timeout_ms)
 	 * its committers are then acknowledged during the freeze. */
 	while (!in->failed && (in->appliers || in->lsn_infile < in->lsn_end || in->lbuf_len ||
 	                       in->io_active)) {
-		if (!in->flushing && !in->appliers && in->lbuf_len)
-			flush_cycle(in);
-		else
-			pthread_cond_wait(&in->cond, &in->mu);
+		if (!in->flushing && !in->appliers && in->lbuf_len && !in->flush_req) {
+			/* the flusher thread flushes, not this one: the flush's
+			 * fdatasync would keep this thread (and the freeze) waiting */
+			in->flush_req = 1;
+			wake_bg(in);
+		}
+		pthread_cond_wait(&in->cond, &in->mu);
 	}
 	in->freezing = 0;
 	if (in->failed) {

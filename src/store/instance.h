@@ -147,13 +147,19 @@ struct ams_instance {
 	amb_genmap *genmap;    /* generations since the checkpoint */
 	size_t ngenmap, capgenmap;
 
-	/* flushing: one thread at a time leads a flush (flush_cycle) */
+	/* flushing: one thread at a time is in a flush's write phase
+	 * (flush_cycle); the fdatasyncs of earlier flushes may still run
+	 * (syncing), and flushes publish lsn_durable in order (sync_seq
+	 * numbers them, sync_pub is the last published) */
 	int flushing;
+	int syncing;
+	uint64_t sync_seq, sync_pub;
 	unsigned char *spare;  /* the other log buffer */
 	size_t spare_cap;
 	/* requests to the flusher thread */
 	uint64_t roll_req, roll_done; /* tickets */
 	int prep_req;
+	int flush_req;         /* a freeze asks the flusher thread to flush lbuf */
 	int prep_busy;         /* someone is preparing <prefix>tmp.log */
 
 	/* checkpoint */
