@@ -38,6 +38,7 @@ expect_start() {
 expect_start 2 "bad.conf:3: unknown key: colour = red" "[amberd]" "hold_ms = 5" "colour = red"
 expect_start 2 "bad.conf:2: bad value: hold_ms = 0" "[amberd]" "hold_ms = 0"
 expect_start 2 "bad.conf:2: bad value: event_timeout_ms = 1e3" "[amberd]" "event_timeout_ms = 1e3"
+expect_start 2 "bad.conf:2: bad value: presync = sometimes" "[amberd]" "presync = sometimes"
 expect_start 2 "bad.conf:2: unknown section \[writers\]" "[writers]" "x = 1"
 expect_start 2 "not an absolute normalized path" "[shadowstorage]" "srv/mail = 1G"
 expect_start 2 "bad value: /srv = 12Q" "[shadowstorage]" "/srv = 12Q"
@@ -66,7 +67,7 @@ out=$(timeout 10 "$AMBERD" --foreground --socket "$T/sock3" --state-dir "$T/stat
 ok "a damaged shadow registry stops amberd (exit 1, file named and untouched)"
 
 # one amberd per state directory and per socket
-printf '[amberd]\njournald = no\n' >"$T/ok.conf"
+printf '[amberd]\njournald = no\npresync = no\n' >"$T/ok.conf"
 "$AMBERD" --foreground --config "$T/ok.conf" --socket "$T/sock" --state-dir "$T/state" \
 	>"$T/a.log" 2>&1 &
 PIDS+=("$!")
