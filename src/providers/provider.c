@@ -403,6 +403,10 @@ int amb_provider_post_commit(const amb_provider *p, const char *shadow)
 	if (lstat(sh, &st) != 0)
 		return amb_prov_err(-ENOENT, "%s: shadow %s does not exist (commit not run?)",
 				    p->name, sh);
+	/* the shadow durable first (reflink, copy: commit fsynced nothing, so
+	 * that the hold did not wait for it), then the record that says so */
+	if (p->ops->sync && (rc = p->ops->sync(sh)) != 0)
+		return rc;
 	char doc[PATH_MAX + 128];
 	int len = snprintf(doc, sizeof(doc),
 			   "amber-shadow 1\nprovider %s\nvolume %s\nstate committed\n", p->name,

@@ -22,9 +22,11 @@
  *   amb_provider_presync()      after the writers' PrepareForSnapshot, before
  *                               they freeze: write the volume's dirty data
  *                               (optional; makes the commit shorter)
- *   amb_provider_commit()       while the writers are frozen: the copy itself;
- *                               durable (fsynced) before it returns
- *   amb_provider_post_commit()  after the thaw: records the shadow as complete
+ *   amb_provider_commit()       while the writers are frozen: the copy itself
+ *                               (btrfs: durable on return; reflink, copy: not
+ *                               synced, so the hold does not wait for it)
+ *   amb_provider_post_commit()  after the thaw: makes the shadow durable and
+ *                               records it as complete
  *   amb_provider_remove()       delete the shadow (any state, any provider)
  *
  * Bookkeeping: prepare writes a sidecar file SHADOW.amber-shadow (next to
@@ -209,8 +211,10 @@ int amb_provider_prepare(const amb_provider *p, const char *volume, const char *
  * staying on the volume's filesystem (mount points and nested subvolumes
  * below the volume appear as empty directories), keeping file types, modes,
  * owners, times, extended attributes of files and directories, symlinks,
- * hard links, fifos and device nodes; every file and directory is fsynced
- * before this returns.  Files that vanish during the walk are left out.
+ * hard links, fifos and device nodes.  Nothing is fsynced here (the writers
+ * are held while this runs, and the copy no longer depends on the volume):
+ * amb_provider_post_commit() makes the shadow durable.  Files that vanish
+ * during the walk are left out.
  *
  * On failure the partial shadow stays, with its sidecar in state
  * "prepared"; amb_provider_remove() deletes it.
@@ -239,9 +243,10 @@ int amb_provider_commit(const amb_provider *p, const char *volume, const char *s
 int amb_provider_presync(const char *volume);
 
 /*
- * Record the shadow as complete: rewrites the sidecar (state "committed")
- * with amb_durable_write.  Call it after the thaw; it does not touch the
- * shadow's data, which commit already made durable.
+ * Make the shadow durable and record it as complete: reflink and copy
+ * syncfs the shadow's filesystem (commit synced nothing; btrfs: the
+ * snapshot is durable already), then the sidecar is rewritten (state
+ * "committed") with amb_durable_write.  Call it after the thaw.
  *
  * Returns 0;
  *   -EINVAL      NULL or relative path, sidecar damaged or of another

@@ -29,6 +29,8 @@ struct amb_provider_ops {
 	/* after the sidecar is written: create what must exist before commit */
 	int (*prepare)(const char *volume, const char *shadow);
 	int (*commit)(const char *volume, const char *shadow);
+	/* optional, after commit (and the thaw): make the shadow durable */
+	int (*sync)(const char *shadow);
 	/* shadow exists (lstat succeeded); delete it durably */
 	int (*remove)(const char *shadow);
 };
@@ -71,6 +73,10 @@ bool amb_prov_is_mount_root_at(int dirfd, const char *name);
  * names the provider in messages.
  */
 int amb_tree_copy(const char *prov, const char *volume, const char *shadow, bool clone);
+
+/* Make a shadow written by amb_tree_copy() durable: syncfs(2) of its
+ * filesystem (amb_tree_copy fsyncs nothing, see tree.c).  0 or -errno. */
+int amb_tree_sync(const char *prov, const char *shadow);
 
 /* Delete the tree at path (a directory) and fsync its parent.  Refuses
  * (-EBUSY) to cross into another filesystem. */

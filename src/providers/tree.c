@@ -13,12 +13,17 @@
  *
  * Metadata order for each object: data, owner (chown clears set-id bits
  * and file capabilities), extended attributes, mode, times (last, since the
- * other steps change them), then fsync.  A directory gets its metadata
- * after its children, so a read-only directory can still be filled and its
- * times are final.  Symlinks, fifos and device nodes cannot be opened for
- * fsync; their parent directory's fsync, which comes after their last
- * change, makes them durable (ext4, xfs: the journal is ordered; btrfs logs
- * new inodes with the directory).  Their extended attributes are not kept.
+ * other steps change them).  A directory gets its metadata after its
+ * children, so a read-only directory can still be filled and its times are
+ * final.  Symlinks, fifos and device nodes keep no extended attributes.
+ *
+ * Durability: the walk fsyncs nothing.  It runs while the writers hold
+ * their writes, and once a file is cloned or copied its content in the
+ * shadow no longer depends on the volume; so the shadow is made durable
+ * afterwards, after the thaw, by amb_tree_sync() (one syncfs of the
+ * shadow's filesystem), which amb_provider_post_commit() calls before it
+ * records the shadow as committed.  A crash before that leaves the shadow
+ * "prepared", and it is deleted.
  *
  * Hard links: a non-directory with more than one link is looked up by
  * (device, inode) in a hash table of those already copied and linked to
@@ -479,10 +484,6 @@ static int copy_file(struct tree_ctx *c, int sdir, int ddir, const char *name,
 			goto out_close_dfd;
 	}
 	rc = meta_fd(c, sfd, dfd, &st);
-	if (rc)
-		goto out_close_dfd;
-	if (fsync(dfd) != 0)
-		rc = terr(c, -errno, "fsync");
 out_close_dfd:
 	if (close(dfd) != 0 && rc == 0)
 		rc = terr(c, -errno, "close");
@@ -575,10 +576,6 @@ static int copy_subdir(struct tree_ctx *c, int sdir, int ddir, const char *name,
 	if (rc)
 		goto out_close_dfd;
 	rc = meta_fd(c, sfd, dfd, &st);
-	if (rc)
-		goto out_close_dfd;
-	if (fsync(dfd) != 0)
-		rc = terr(c, -errno, "fsync");
 out_close_dfd:
 	close(dfd);
 out_close_sfd:
@@ -707,10 +704,6 @@ int amb_tree_copy(const char *prov, const char *volume, const char *shadow, bool
 	if (rc)
 		goto out_close_droot;
 	rc = meta_fd(&c, sfd, c.droot, &st);
-	if (rc)
-		goto out_close_droot;
-	if (fsync(c.droot) != 0)
-		rc = amb_prov_err(-errno, "%s: %s: fsync: %s", prov, shadow, strerror(errno));
 out_close_droot:
 	if (c.droot >= 0)
 		close(c.droot);
@@ -718,6 +711,18 @@ out_close_sfd:
 	close(sfd);
 	ctx_free(&c);
 	return rc;
+}
+
+int amb_tree_sync(const char *prov, const char *shadow)
+{
+	int fd = open(shadow, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return amb_prov_err(-errno, "%s: shadow %s: %s", prov, shadow, strerror(errno));
+	int rc = syncfs(fd) == 0 ? 0 : -errno;
+	close(fd);
+	if (rc)
+		return amb_prov_err(rc, "%s: shadow %s: syncfs: %s", prov, shadow, strerror(-rc));
+	return 0;
 }
 
 /* ---- removal ---- */

@@ -119,6 +119,11 @@ static int rl_commit(const char *volume, const char *shadow)
 	return amb_tree_copy("reflink", volume, shadow, true);
 }
 
+static int rl_sync(const char *shadow)
+{
+	return amb_tree_sync("reflink", shadow);
+}
+
 static int rl_remove(const char *shadow)
 {
 	return amb_tree_remove("reflink", shadow);
@@ -129,6 +134,7 @@ static const struct amb_provider_ops reflink_ops = {
 	.check_shadow = rl_check_shadow,
 	.prepare = rl_prepare,
 	.commit = rl_commit,
+	.sync = rl_sync,
 	.remove = rl_remove,
 };
 
@@ -171,6 +177,11 @@ static int cp_commit(const char *volume, const char *shadow)
 	return amb_tree_copy("copy", volume, shadow, false);
 }
 
+static int cp_sync(const char *shadow)
+{
+	return amb_tree_sync("copy", shadow);
+}
+
 static int cp_remove(const char *shadow)
 {
 	return amb_tree_remove("copy", shadow);
@@ -181,6 +192,7 @@ static const struct amb_provider_ops copy_ops = {
 	.check_shadow = cp_check_shadow,
 	.prepare = cp_prepare,
 	.commit = cp_commit,
+	.sync = cp_sync,
 	.remove = cp_remove,
 };
 
