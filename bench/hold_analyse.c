@@ -23,8 +23,8 @@
  *
  * Per snapshot window W = [t0, t1]:
  *   hold   the issue's definition, "from the first commit held to the last
- *          released": amber: from serve's "hold" mark (the writer calls
- *          ams_freeze(), which stops admitting commits at once) to its
+ *          released": amber: from serve's "hold" mark (the moment
+ *          ams_freeze() stopped admitting commits) to its
  *          "thaw" mark (ams_thaw() returned: every held commit released);
  *          admin script: t1 - t0 (kill -STOP to kill -CONT, plus the start
  *          of the clock-reading process on each side, ~1 ms)

@@ -53,7 +53,7 @@
 # the window W from just before it was asked for (`amber create shadow` /
 # kill -STOP) to just after it was done, and
 #   hold   the "from the first commit held to the last released":
-#          amber: serve's "hold" mark (ams_freeze() called: admission stops)
+#          amber: serve's "hold" mark (ams_freeze() stopped admission)
 #          to its "thaw" mark (ams_thaw() returned); admin: the window, that
 #          is kill -STOP to kill -CONT
 #   lat    the longest commit latency among commits overlapping W: the
@@ -300,8 +300,8 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 	echo "--reflink=always VOL/store SNAP\` on xfs) \`; kill -CONT\`. Times in ms:"
 	echo
 	echo "- **hold** (the issue's \"from the first commit held to the last released\"): amber:"
-	echo "  from serve's \"hold\" mark (the writer calls ams_freeze(), which stops admitting"
-	echo "  commits at once) to its \"thaw\" mark (ams_thaw() returned); admin script: kill -STOP"
+	echo "  from serve's \"hold\" mark (the moment ams_freeze() stopped admitting commits,"
+	echo "  ams_info.frozen_since_us) to its \"thaw\" mark (ams_thaw() returned); admin script: kill -STOP"
 	echo "  to kill -CONT (the window). Median / worst over the snapshots."
 	echo "- **worst commit in window**: per snapshot, the longest latency of a commit"
 	echo "  overlapping the snapshot (from just before it was asked for to just after it was"

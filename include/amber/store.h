@@ -216,6 +216,8 @@ typedef struct ams_info {
 	uint64_t pages_damaged;  /**< uncorrectable pages met since open */
 	uint64_t pages_corrected;/**< single-bit errors corrected since open */
 	int frozen;              /**< 1 while frozen */
+	uint64_t frozen_since_us;/**< while frozen: CLOCK_MONOTONIC µs at which
+	                              ams_freeze() stopped admitting commits */
 	int failed;              /**< 1 after a fatal I/O error */
 } ams_info;
 

@@ -316,17 +316,14 @@ int amb_headers_store(ams_instance *in)
 
 /* Create <prefix>tmp.log zero-filled and synced; returns its open descriptor
  * or an AMS code.  Zeros: later fdatasyncs then never need block allocation.
- * gate: the caller is not inside a gated section, so the creation and the
- * zeros are written as one (amb_gate_enter: a freeze being set up waits for
- * it, as a roll during the set-up may need the file) and the syncs run
- * outside the gate. */
+ * gate: the caller entered the gate for this preparation alone (not a
+ * flush's gated section): the creation and the zeros are written inside
+ * it, then it is left and the syncs run outside. */
 static int prepare_tmp(ams_instance *in, int gate)
 {
 	amb_vfs *v = in->vfs;
 	char path[PATH_MAX];
 	amb_log_path(path, sizeof(path), in->dir, in->prefix, UINT32_MAX);
-	if (gate)
-		amb_gate_enter(in);
 	int fd = v->open(v, path, O_RDWR | O_CREAT | O_TRUNC, 0644);
 	if (fd < 0) {
 		if (gate)
@@ -350,7 +347,7 @@ static int prepare_tmp(ams_instance *in, int gate)
 	if (rc) {
 		v->close(v, fd);
 		if (gate)
-			amb_gate_enter(in);
+			gate_enter_bg(in);
 		v->unlink(v, path);
 		if (gate)
 			amb_gate_exit(in);
@@ -367,11 +364,20 @@ static int prepare_tmp(ams_instance *in, int gate)
  */
 static int ensure_tmp(ams_instance *in, int gate)
 {
+	/* gate: the background gate is passed before the preparation counts
+	 * as started (prep_busy), so a freeze being set up never waits for a
+	 * preparation that starts after it, and a roll during the set-up
+	 * (which needs the file, inside its own gated section) never waits for
+	 * one that is held at the gate */
+	if (gate)
+		gate_enter_bg(in);
 	pthread_mutex_lock(&in->mu);
 	while (in->prep_busy)
 		pthread_cond_wait(&in->cond, &in->mu);
 	if (in->tmp_fd >= 0) {
 		pthread_mutex_unlock(&in->mu);
+		if (gate)
+			amb_gate_exit(in);
 		return 0;
 	}
 	in->prep_busy = 1;
@@ -773,7 +779,10 @@ static void *flusher_main(void *arg)
 	pthread_mutex_lock(&in->mu);
 	for (;;) {
 		int roll = in->roll_req != in->roll_done;
-		int prep = in->prep_req && in->tmp_fd < 0 && !in->prep_busy;
+		/* no preparation starts while a freeze is set up or held (the
+		 * thaw wakes this thread) */
+		int prep = in->prep_req && in->tmp_fd < 0 && !in->prep_busy && !in->freezing &&
+		           !is_frozen(in);
 		if (in->failed || (in->stop && !in->lbuf_len && !roll && !in->flushing))
 			break;
 		if (!in->flushing && (roll || (in->flush_req && in->lbuf_len) ||
@@ -2314,6 +2323,7 @@ int ams_info_get(ams_instance *in, ams_info *info)
 	info->pages_damaged = in->n_damaged;
 	info->pages_corrected = in->n_corrected;
 	info->frozen = is_frozen(in);
+	info->frozen_since_us = info->frozen ? in->freeze_t0 : 0;
 	info->failed = in->failed;
 	pthread_mutex_unlock(&in->mu);
 	return 0;
@@ -2345,6 +2355,7 @@ int ams_freeze(ams_instance *in, unsigned timeout_ms)
 		pthread_cond_wait(&in->cond, &in->mu);
 	uint64_t t0 = amb_mono_us();
 	in->freezing = 1;
+	in->freeze_t0 = t0;
 	/* everything applied must be written to its file, and no write in
 	 * progress.  Written, not synced: the snapshot sees what was written,
 	 * and a flush's fdatasync (outside the gate) may go on while frozen;
@@ -2385,6 +2396,7 @@ int ams_thaw(ams_instance *in)
 	int held = amb_mono_us() < in->freeze_deadline && in->write_ops == in->freeze_writes;
 	in->frozen = 0;
 	pthread_cond_broadcast(&in->cond);
+	wake_bg(in); /* a log file preparation may have waited for the thaw */
 	pthread_mutex_unlock(&in->mu);
 	return held ? 0 : amb_err(AMS_ETIMEDOUT, "the freeze deadline passed before the thaw: "
 	                          "writes were released");

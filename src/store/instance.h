@@ -175,6 +175,7 @@ struct ams_instance {
 	int freezing, frozen;
 	uint64_t freeze_deadline; /* CLOCK_MONOTONIC µs */
 	uint64_t freeze_writes;   /* write_ops when frozen */
+	uint64_t freeze_t0;       /* CLOCK_MONOTONIC µs: admission stopped */
 	int appliers;             /* commits between admission and append */
 	uint64_t n_appended;      /* records appended to the log buffer */
 	int io_active;            /* gated writes in progress */

@@ -260,7 +260,10 @@ static void test_freeze(void **state)
 	ams_info info;
 	ams_info_get(in, &info);
 	assert_int_equal(info.frozen, 1);
+	assert_true(info.frozen_since_us > 0);
 	assert_int_equal(ams_thaw(in), 0);
+	ams_info_get(in, &info);
+	assert_int_equal(info.frozen_since_us, 0);
 	assert_int_equal(ams_thaw(in), AMS_EINVAL);
 	/* the deadline thaws by itself: a commit started while frozen completes
 	 * after the deadline, and thaw reports that writes were released */

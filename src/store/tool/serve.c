@@ -41,7 +41,8 @@
  * nanoseconds of CLOCK_MONOTONIC (comparable within one boot):
  *     <start_ns> <end_ns>\n   one per successful commit: the call to and
  *                             the return from ams_txn_commit()
- *     hold <ns>\n             the writer calls ams_freeze(): from here commits
+ *     hold <ns>\n             ams_freeze() stopped admitting commits (its
+ *                             ams_info.frozen_since_us): from here commits
  *                             are held (the issue's "first commit held")
  *     freeze <ns>\n           the writer's ams_freeze() returned
  *     thaw <ns>\n             the writer's ams_thaw() returned

@@ -261,8 +261,6 @@ static int sw_freeze(void *arg, const amb_wevent *ev, amb_writer_result *out)
 		sw_log(sw, "freeze for set %s refused: %s", ev->set, out->message);
 		return AMB_FAIL_NONRETRYABLE;
 	}
-	/* commits are held from the call on: admission stops at once */
-	sw_latency_mark(sw, "hold", sw_now_ns());
 	int rc = ams_freeze(sw->inst, ev->hold_ms);
 	if (rc == AMS_EBUSY) {
 		snprintf(out->message, sizeof(out->message), "a streaming backup is running");
@@ -277,12 +275,15 @@ static int sw_freeze(void *arg, const amb_wevent *ev, amb_writer_result *out)
 	sw->freeze_ns = sw_now_ns();
 	sw->hold_ms = ev->hold_ms;
 	sw->frozen = true;
-	sw_latency_mark(sw, "freeze", sw->freeze_ns);
 	/* the range of logs the shadow holds: nothing rolls or checkpoints
 	 * while frozen, so this is what the snapshot sees */
 	ams_info info;
 	memset(&info, 0, sizeof(info));
 	rc = ams_info_get(sw->inst, &info);
+	/* commits are held from the moment ams_freeze() stopped admitting them */
+	if (rc == AMS_OK && info.frozen_since_us)
+		sw_latency_mark(sw, "hold", info.frozen_since_us * 1000u);
+	sw_latency_mark(sw, "freeze", sw->freeze_ns);
 	sw->frozen_ss = NULL;
 	if (rc == AMS_OK && ev->session[0]) {
 		sw_session *ss = sw_session_take(sw, ev->session);
