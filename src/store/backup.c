@@ -191,8 +191,8 @@ int ams_backup_complete(ams_instance *in, int type, uint32_t gen_low, uint32_t g
 	}
 	amb_bkinfo bk = {gen_low, gen_high, time_sec * 1000000u, kind, 0};
 
-	/* the header update passes the freeze gate like any write */
-	amb_gate_enter(in);
+	/* the header update passes the freeze gate like any write, one write
+	 * at a time (amb_headers_store_gated: hdr_mu first, then the gate) */
 	pthread_mutex_lock(&in->hdr_mu);
 	for (int d = 0; d < in->ndb; d++) {
 		amb_dbhdr *h = &in->db[d].hdr;
@@ -207,9 +207,8 @@ int ams_backup_complete(ams_instance *in, int type, uint32_t gen_low, uint32_t g
 			h->diff_prev = bk;
 		}
 	}
-	int rc = amb_headers_store(in);
+	int rc = amb_headers_store_gated(in);
 	pthread_mutex_unlock(&in->hdr_mu);
-	amb_gate_exit(in);
 	if (rc) {
 		pthread_mutex_lock(&in->mu);
 		amb_fail_locked(in, rc, ams_errmsg());
@@ -249,6 +248,13 @@ int ams_stream_begin(ams_instance *in, int type, ams_stream **out)
 		return amb_err(AMS_EINVAL, "NULL argument");
 	if (type < AMS_BACKUP_FULL || type > AMS_BACKUP_COPY)
 		return amb_err(AMS_EINVAL, "unknown backup type %d", type);
+	/* busy at once while frozen: the checkpointer may hold hdr_mu while it
+	 * waits at the freeze gate (instance.c, headers_store_via) */
+	pthread_mutex_lock(&in->mu);
+	int busy = in->stream_active || in->frozen || in->freezing;
+	pthread_mutex_unlock(&in->mu);
+	if (busy)
+		return amb_err(AMS_EBUSY, "another backup or a freeze is in progress");
 	ams_stream *s = calloc(1, sizeof(*s));
 	if (!s)
 		return amb_err(AMS_ENOMEM, "out of memory");

@@ -296,7 +296,10 @@ static void gvfs_init(ams_instance *in)
 }
 
 /* The headers of every database, through v (in->vfs, or in->gvfs when the
- * caller is not inside a gated section). */
+ * caller is not inside a gated section).  Lock order: hdr_mu, then the
+ * gate (in->gvfs); never the other way round, or a freeze being set up
+ * could wait for a gated section that waits for hdr_mu held by a thread
+ * that waits at the gate. */
 static int headers_store_via(ams_instance *in, amb_vfs *v)
 {
 	for (int d = 0; d < in->ndb; d++) {
@@ -310,6 +313,11 @@ static int headers_store_via(ams_instance *in, amb_vfs *v)
 int amb_headers_store(ams_instance *in)
 {
 	return headers_store_via(in, in->vfs);
+}
+
+int amb_headers_store_gated(ams_instance *in)
+{
+	return headers_store_via(in, &in->gvfs);
 }
 
 /* --------------------------------------------------------- log writing */
@@ -992,7 +1000,7 @@ static int checkpoint(ams_instance *in)
 			h->last_stamp = stamps[d];
 			h->page_count = npages[d];
 		}
-		rc = headers_store_via(in, gv);
+		rc = amb_headers_store_gated(in);
 	}
 	pthread_mutex_unlock(&in->hdr_mu);
 	if (rc)
@@ -1039,7 +1047,7 @@ static int refresh_headers(ams_instance *in)
 		in->db[d].hdr.gen_max_required = cur;
 		in->db[d].hdr.gen_max_committed = cur;
 	}
-	int rc = headers_store_via(in, &in->gvfs);
+	int rc = amb_headers_store_gated(in);
 	pthread_mutex_unlock(&in->hdr_mu);
 	return rc;
 }

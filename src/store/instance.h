@@ -264,6 +264,10 @@ uint64_t amb_mono_us(void);
 
 /* Write every database header (state etc. already set in db[i].hdr). */
 int amb_headers_store(ams_instance *in);
+/* The same, each write passing the background freeze gate on its own and
+ * the syncs outside it (in->gvfs).  Call with hdr_mu held and outside any
+ * gated section. */
+int amb_headers_store_gated(ams_instance *in);
 
 /* ---- recovery.c ---- */
 
