@@ -211,7 +211,8 @@ int bk_add_file(bk_job *j, const char *writer_dir, const char *writer, const cha
 	}
 	uint64_t bytes = 0;
 	char hex[65];
-	bk_copy_hooks hooks = {.progress = bk_progress_add, .progress_arg = &j->prog};
+	bk_copy_hooks hooks = {.progress = bk_progress_add, .progress_arg = &j->prog,
+	                       .uncached = true};
 	bk_pagecheck pc = {.page_size = page_size, .first_damaged = UINT64_MAX};
 	if (page_size) {
 		pc.scratch = malloc(page_size);

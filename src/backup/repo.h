@@ -128,6 +128,9 @@ typedef struct bk_copy_hooks {
 	void *progress_arg;
 	bk_check_fn check;         /* a verifier of the bytes copied, or NULL */
 	void *check_arg;
+	bool uncached;             /* copy with O_DIRECT where the filesystems allow
+	                              it, not through the page cache: for a backup,
+	                              whose source and copy are not read again soon */
 } bk_copy_hooks;
 
 /*

@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -118,8 +119,10 @@ static void test_copy_sizes(void **state)
 	char src[128], dst[128];
 	snprintf(src, sizeof(src), "%s/src", tmpdir);
 	snprintf(dst, sizeof(dst), "%s/dst", tmpdir);
-	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
-		size_t n = sizes[i];
+	for (size_t i = 0; i < 2 * sizeof(sizes) / sizeof(sizes[0]); i++) {
+		/* each size through the page cache, then with O_DIRECT */
+		bool uncached = i >= sizeof(sizes) / sizeof(sizes[0]);
+		size_t n = sizes[i % (sizeof(sizes) / sizeof(sizes[0]))];
 		write_file(src, data, n);
 		unlink(dst);
 		int in = open(src, O_RDONLY);
@@ -129,7 +132,7 @@ static void test_copy_sizes(void **state)
 		assert_non_null(s.ctx);
 		EVP_DigestInit_ex(s.ctx, EVP_sha256(), NULL);
 		bk_copy_hooks h = {.progress = on_progress, .progress_arg = &s, .check = on_chunk,
-		                   .check_arg = &s};
+		                   .check_arg = &s, .uncached = uncached};
 		uint64_t bytes = 99;
 		char hex[65], want[65], hook_hex[65];
 		int rc = bk_copy_fd_hooks(in, out, &bytes, hex, &h);
@@ -137,7 +140,8 @@ static void test_copy_sizes(void **state)
 		assert_int_equal(rc, 0);
 		sha_hex(data, n, want);
 		if (strcmp(hex, want) != 0)
-			fail_msg("size %zu (seed 0x%x): SHA-256 %s, want %s", n, SEED, hex, want);
+			fail_msg("size %zu%s (seed 0x%x): SHA-256 %s, want %s", n,
+			         uncached ? " O_DIRECT" : "", SEED, hex, want);
 		assert_int_equal(bytes, n);
 		assert_int_equal(s.progress, n);
 		assert_false(s.out_of_order);
@@ -200,6 +204,8 @@ static void test_copy_errors(void **state)
 	assert_true(in >= 0);
 	if (full >= 0) {
 		assert_int_equal(bk_copy_fd(in, full, &bytes, hex, NULL, NULL), -ENOSPC);
+		bk_copy_hooks h = {.uncached = true};
+		assert_int_equal(bk_copy_fd_hooks(in, full, &bytes, hex, &h), -ENOSPC);
 		close(full);
 	}
 	/* a destination that cannot be written */
@@ -258,7 +264,8 @@ static void test_pagecheck(void **state)
 		assert_true(in >= 0 && out >= 0);
 		unsigned char scratch[8192];
 		bk_pagecheck pc = {.page_size = ps, .first_damaged = UINT64_MAX, .scratch = scratch};
-		bk_copy_hooks h = {.check = bk_pagecheck_chunk, .check_arg = &pc};
+		bk_copy_hooks h = {.check = bk_pagecheck_chunk, .check_arg = &pc,
+		                   .uncached = round & 1};
 		char hex[65];
 		uint64_t bytes = 0;
 		assert_int_equal(bk_copy_fd_hooks(in, out, &bytes, hex, &h), 0);
