@@ -317,13 +317,18 @@ acked=$(grep -c '^ack ' "$ORACLE" || true)
 
 # ---- the report
 head_rev() { # the commit measured, read from .git without running git
-	local g=$root/.git h
+	local g=$root/.git c h
+	# a git worktree: .git is a file naming its own git dir, whose
+	# commondir holds the branches
+	[ -f "$g" ] && g=$(sed -n 's/^gitdir: //p' "$g")
+	c=$g
+	[ -f "$g/commondir" ] && c=$(cd "$g" && cd "$(cat commondir)" && pwd)
 	h=$(cat "$g/HEAD" 2>/dev/null) || { echo '?'; return; }
 	case $h in
 	ref:*)
 		h=${h#ref: }
-		if [ -f "$g/$h" ]; then h=$(cat "$g/$h")
-		else h=$(awk -v r="$h" '$2 == r { print $1 }' "$g/packed-refs" 2>/dev/null)
+		if [ -f "$c/$h" ]; then h=$(cat "$c/$h")
+		else h=$(awk -v r="$h" '$2 == r { print $1 }' "$c/packed-refs" 2>/dev/null)
 		fi ;;
 	esac
 	echo "${h:0:7}"

@@ -681,6 +681,7 @@ out:
 	json_decref(list);
 	json_decref(mdoc);
 	json_decref(j.doc);
+	json_decref(j.checked);
 	if (j.bdirfd >= 0)
 		close(j.bdirfd);
 	bk_repo_close(&repo);

@@ -5,12 +5,16 @@
 #include "backup/job.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "common/checksum.h"
+#include "store/inspect.h"
 
 void bk_progress_begin(bk_progress *p, bool on, const char *label, uint64_t total)
 {
@@ -144,9 +148,42 @@ amb_backup_type bk_type_parse(const char *s)
 	return 0;
 }
 
+void bk_pagecheck_chunk(void *arg, const unsigned char *buf, size_t len, uint64_t off)
+{
+	bk_pagecheck *pc = arg;
+	const uint32_t ps = pc->page_size;
+	uint64_t pgno = off / ps;
+	size_t whole = len / ps * ps;
+	char why[256];
+	for (size_t o = 0; o < whole; o += ps, pgno++) {
+		uint64_t bit = 0;
+		why[0] = '\0';
+		int r = amb_page_check(buf + o, ps, (uint32_t)pgno, pc->scratch, NULL, &bit, why,
+		                       sizeof(why));
+		pc->pages++;
+		if (r == AMB_CK_CORRECTED) {
+			pc->corrected++;
+		} else if (r == AMB_CK_DAMAGED) {
+			if (!pc->damaged++) {
+				pc->first_damaged = pgno;
+				snprintf(pc->first_why, sizeof(pc->first_why), "%s", why);
+			}
+		}
+	}
+	if (len > whole) {
+		/* only the last chunk can end inside a page */
+		pc->pages++;
+		if (!pc->damaged++) {
+			pc->first_damaged = pgno;
+			snprintf(pc->first_why, sizeof(pc->first_why),
+			         "page is truncated (the file ends %zu bytes into it)", len - whole);
+		}
+	}
+}
+
 int bk_add_file(bk_job *j, const char *writer_dir, const char *writer, const char *component,
                 const char *role, const char *src_path, const char *store_name,
-                const char *target, char *err, size_t errlen)
+                const char *target, uint32_t page_size, char *err, size_t errlen)
 {
 	char rel[4200], why[512];
 	if (snprintf(rel, sizeof(rel), "data/%s/%s", writer_dir, store_name) >= (int)sizeof(rel) ||
@@ -174,12 +211,40 @@ int bk_add_file(bk_job *j, const char *writer_dir, const char *writer, const cha
 	}
 	uint64_t bytes = 0;
 	char hex[65];
-	rc = bk_copy_fd(src, dst, &bytes, hex, bk_progress_add, &j->prog);
+	bk_copy_hooks hooks = {.progress = bk_progress_add, .progress_arg = &j->prog,
+	                       .uncached = true};
+	bk_pagecheck pc = {.page_size = page_size, .first_damaged = UINT64_MAX};
+	if (page_size) {
+		pc.scratch = malloc(page_size);
+		if (!pc.scratch) {
+			close(src);
+			close(dst);
+			snprintf(err, errlen, "out of memory");
+			return 1;
+		}
+		hooks.check = bk_pagecheck_chunk;
+		hooks.check_arg = &pc;
+	}
+	rc = bk_copy_fd_hooks(src, dst, &bytes, hex, &hooks);
 	close(src);
 	close(dst);
+	free(pc.scratch);
 	if (rc) {
 		snprintf(err, errlen, "copying %s into the backup: %s", src_path, strerror(-rc));
 		return 1;
+	}
+	if (page_size) {
+		if (!j->checked)
+			j->checked = json_object();
+		json_t *r = json_pack("{s:I, s:I, s:I, s:I, s:s}", "pages", (json_int_t)pc.pages,
+		                      "damaged", (json_int_t)pc.damaged, "corrected",
+		                      (json_int_t)pc.corrected, "first_damaged",
+		                      (json_int_t)(pc.damaged ? pc.first_damaged : 0), "first_why",
+		                      pc.first_why);
+		if (!j->checked || !r || json_object_set_new(j->checked, rel, r) != 0) {
+			snprintf(err, errlen, "out of memory");
+			return 1;
+		}
 	}
 	json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s}", "writer", writer,
 	                      "component", component ? component : "", "role", role, "path", rel,

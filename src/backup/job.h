@@ -62,7 +62,26 @@ typedef struct bk_job {
 	FILE *err;             /* messages for people */
 	bool quiet;
 	bk_progress prog;
+	json_t *checked;       /* path -> bk_pagecheck results of the databases whose
+	                          pages were checked while copied (bk_add_file), or
+	                          NULL; not part of the document */
 } bk_job;
+
+/*
+ * The check of a database's pages on the bytes being copied into the
+ * backup (a bk_check_fn): every whole page as amb_db_check() checks it
+ * (amb_page_check: hash and ECC, page number, type, layout), a partial
+ * last page is damage.  Results go to j->checked under the file's path.
+ */
+typedef struct bk_pagecheck {
+	uint32_t page_size;
+	uint64_t pages, damaged, corrected;
+	uint64_t first_damaged;    /* UINT64_MAX: none */
+	char first_why[256];
+	unsigned char *scratch;    /* page_size bytes */
+} bk_pagecheck;
+
+void bk_pagecheck_chunk(void *pc, const unsigned char *buf, size_t len, uint64_t off);
 
 /* A job on repo with nothing open yet (bdirfd -1). */
 void bk_job_init(bk_job *j, bk_repo *repo, FILE *err, bool quiet);
@@ -83,11 +102,13 @@ void bk_msg(bk_job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 /*
  * Copy the file at src_path into the backup as data/<rel> (rel is below
  * the writer's folder), append {"writer","component","role","path",
- * "target","source","size","sha256"} to doc.files.  0, or 1 with err set.
+ * "target","source","size","sha256"} to doc.files.  page_size not 0: the
+ * file is an amber-store database whose pages are checked on the bytes
+ * copied (bk_pagecheck; the results in j->checked).  0, or 1 with err set.
  */
 int bk_add_file(bk_job *j, const char *writer_dir, const char *writer, const char *component,
                 const char *role, const char *src_path, const char *store_name,
-                const char *target, char *err, size_t errlen);
+                const char *target, uint32_t page_size, char *err, size_t errlen);
 
 /* Check one file of the backup against the manifest: listed, a regular
  * file inside the backup, and with hash its SHA-256 and size re-read (else
@@ -141,7 +162,10 @@ int bk_store_stream_complete(void *conn, bool success, char *err, size_t errlen)
 
 /*
  * Verify the writer's copy in the backup: every page of every database,
- * every log of the range (checksums and sequence).  Sets "success",
+ * every log of the range (checksums and sequence).  A database whose pages
+ * were checked while it was copied (j->checked) is not read again: its
+ * results are taken, and of the copy only the header copies are read (for
+ * the page count).  `amber verify` has no such results and reads it all.  Sets "success",
  * "pages", "corrected", "message" of each component in wdoc.  Returns 0
  * when all passed, 1 when any failed (err names the first problem).
  */

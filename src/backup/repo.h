@@ -115,15 +115,38 @@ int bk_manifest_load(bk_repo *r, const char *id, json_t **out, char *err, size_t
 
 typedef void (*bk_progress_fn)(void *arg, uint64_t bytes);
 
+/* Called with every chunk of a copy or hash, in file order, from one
+ * thread (the caller's): buf holds exactly the len bytes at offset off
+ * that are hashed and written.  Every chunk but the last is
+ * BK_COPY_CHUNK bytes (a multiple of every page size). */
+typedef void (*bk_check_fn)(void *arg, const unsigned char *buf, size_t len, uint64_t off);
+
+#define BK_COPY_CHUNK (4u << 20)
+
+typedef struct bk_copy_hooks {
+	bk_progress_fn progress;   /* bytes done, or NULL */
+	void *progress_arg;
+	bk_check_fn check;         /* a verifier of the bytes copied, or NULL */
+	void *check_arg;
+	bool uncached;             /* copy with O_DIRECT where the filesystems allow
+	                              it, not through the page cache: for a backup,
+	                              whose source and copy are not read again soon */
+} bk_copy_hooks;
+
 /*
  * Copy src (an open fd) to dst (a new file, open for writing) and compute
  * the SHA-256 of what was copied: FICLONE when both are on one filesystem
  * that can (the hash then reads the clone once), else one pass that reads,
- * hashes and writes.  dst must be open for reading and writing; it is
- * fsynced.  hex receives 64 hex digits and a NUL; hex NULL: no hash (a
- * reflinked file is then not read at all).  Returns 0 or -errno.
+ * hashes and writes, with the read, the hash and the write overlapping in
+ * threads (repo.c, "The copy pipeline").  dst must be open for reading and
+ * writing; it is fsynced.  hex receives 64 hex digits and a NUL; hex NULL:
+ * no hash (a reflinked file is then not read at all).  Returns 0 or -errno
+ * (the first read or write error; ENOMEM).
  */
 int bk_copy_fd(int src, int dst, uint64_t *bytes, char hex[65], bk_progress_fn fn, void *arg);
+/* bk_copy_fd() that also hands every chunk to h->check (a reflinked file
+ * is then read once for it, even without hex). */
+int bk_copy_fd_hooks(int src, int dst, uint64_t *bytes, char hex[65], const bk_copy_hooks *h);
 /* SHA-256 of an open file from offset 0.  0 or -errno. */
 int bk_hash_fd(int fd, uint64_t *bytes, char hex[65], bk_progress_fn fn, void *arg);
 

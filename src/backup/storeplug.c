@@ -129,6 +129,7 @@ int bk_store_backup_snapshot(bk_job *j, json_t *wdoc, const bk_store_loc *loc,
 	/* the databases' headers: signature and page size */
 	amb_dbhdr h0;
 	memset(&h0, 0, sizeof(h0));
+	uint32_t page_size[16];
 	for (int d = 0; d < loc->ndb; d++) {
 		snprintf(path, sizeof(path), "%s/%s", shadow_dir, loc->dbs[d]);
 		int fd = v->open(v, path, O_RDONLY, 0);
@@ -141,6 +142,7 @@ int bk_store_backup_snapshot(bk_job *j, json_t *wdoc, const bk_store_loc *loc,
 			         fd < 0 ? strerror(-fd) : ams_errmsg());
 			return 1;
 		}
+		page_size[d] = h.page_size;
 		if (d == 0)
 			h0 = h;
 		else if (!amb_sig_eq(&h.sign_log, &h0.sign_log)) {
@@ -200,21 +202,21 @@ int bk_store_backup_snapshot(bk_job *j, json_t *wdoc, const bk_store_loc *loc,
 		for (int d = 0; d < loc->ndb; d++) {
 			snprintf(path, sizeof(path), "%s/%s", shadow_dir, loc->dbs[d]);
 			if ((rc = bk_add_file(j, wdir, wname, loc->comps[d], "database", path, loc->dbs[d],
-			                      loc->dbs[d], err, errlen)) != 0)
+			                      loc->dbs[d], page_size[d], err, errlen)) != 0)
 				return rc;
 		}
 		char chkname[16];
 		snprintf(chkname, sizeof(chkname), "%s.chk", loc->prefix);
 		snprintf(path, sizeof(path), "%s/%s", shadow_dir, chkname);
-		if ((rc = bk_add_file(j, wdir, wname, "", "checkpoint", path, chkname, chkname, err,
-		                      errlen)) != 0)
+		if ((rc = bk_add_file(j, wdir, wname, "", "checkpoint", path, chkname, chkname, 0,
+		                      err, errlen)) != 0)
 			return rc;
 	}
 	for (uint32_t g = low; g <= high; g++) {
 		char name[32];
 		snprintf(name, sizeof(name), "%s%08X.log", loc->prefix, g);
 		amb_log_path(path, sizeof(path), shadow_dir, loc->prefix, g == high ? 0 : g);
-		if ((rc = bk_add_file(j, wdir, wname, "", "log", path, name, name, err, errlen)) != 0)
+		if ((rc = bk_add_file(j, wdir, wname, "", "log", path, name, name, 0, err, errlen)) != 0)
 			return rc;
 	}
 	return 0;
@@ -246,6 +248,45 @@ static void on_problem(void *arg, uint32_t gen, int error, const char *msg)
 	(void)gen;
 	if (error && !c->first[0])
 		snprintf(c->first, sizeof(c->first), "%s", msg);
+}
+
+/*
+ * The verdict on a database whose pages were checked while it was copied
+ * (ck: its entry of j->checked): those results, and of the copy in the
+ * repository only its header copies, for the page count (a clean database
+ * must hold every page its header counts, as amb_db_check() requires).
+ * 0, or AMS_ECORRUPT with first set.
+ */
+static int copied_db_check(amb_vfs *v, const char *path, json_t *ck, uint64_t *pages,
+                           uint64_t *damaged, uint64_t *corrected, char *first, size_t flen)
+{
+	*pages = (uint64_t)json_integer_value(json_object_get(ck, "pages"));
+	*damaged = (uint64_t)json_integer_value(json_object_get(ck, "damaged"));
+	*corrected = (uint64_t)json_integer_value(json_object_get(ck, "corrected"));
+	if (*damaged)
+		snprintf(first, flen, "page %llu: %s",
+		         (unsigned long long)json_integer_value(json_object_get(ck, "first_damaged")),
+		         json_string_value(json_object_get(ck, "first_why")));
+	int fd = v->open(v, path, O_RDONLY, 0);
+	amb_dbhdr h;
+	int rc = fd < 0 ? AMS_EIO : amb_dbhdr_load(v, fd, path, &h, NULL);
+	if (fd >= 0)
+		v->close(v, fd);
+	if (rc) {
+		if (!*damaged)
+			snprintf(first, flen, "%s", fd < 0 ? strerror(-fd) : ams_errmsg());
+		(*damaged)++;
+		return AMS_ECORRUPT;
+	}
+	if (h.page_count > *pages &&
+	    (h.state == AMB_DBSTATE_CLEAN || h.state == AMB_DBSTATE_JUST_CREATED)) {
+		if (!*damaged)
+			snprintf(first, flen, "page %llu: missing: the file ends before page %llu but "
+			         "the header counts %u pages", (unsigned long long)*pages,
+			         (unsigned long long)*pages, h.page_count);
+		(*damaged)++;
+	}
+	return *damaged ? AMS_ECORRUPT : 0;
 }
 
 int bk_store_verify(bk_job *j, json_t *wdoc, char *err, size_t errlen)
@@ -299,20 +340,33 @@ int bk_store_verify(bk_job *j, json_t *wdoc, char *err, size_t errlen)
 			snprintf(path, sizeof(path), "%s/%s", dir, db);
 			vctx dc;
 			memset(&dc, 0, sizeof(dc));
-			amb_db_check_report rep;
-			int rc = amb_db_check(v, path, &rep, on_page, &dc);
-			pages = rep.pages;
-			corrected = rep.corrected;
+			char drel[400];
+			snprintf(drel, sizeof(drel), "%s/%s", rel, db);
+			json_t *ck = json_object_get(j->checked, drel);
+			uint64_t damaged = 0, fsize = 0;
+			int rc;
+			if (ck) {
+				rc = copied_db_check(v, path, ck, &pages, &damaged, &corrected, dc.first,
+				                     sizeof(dc.first));
+				fsize = pages * jget_u32(st, "page_size");
+			} else {
+				amb_db_check_report rep;
+				rc = amb_db_check(v, path, &rep, on_page, &dc);
+				pages = rep.pages;
+				corrected = rep.corrected;
+				damaged = rep.damaged;
+				fsize = rep.file_size;
+			}
 			if (rc) {
 				ok = false;
 				snprintf(msg, sizeof(msg), "%s: %llu damaged page%s, first %s", db,
-				         (unsigned long long)rep.damaged, rep.damaged == 1 ? "" : "s",
+				         (unsigned long long)damaged, damaged == 1 ? "" : "s",
 				         dc.first[0] ? dc.first : ams_errmsg());
 			} else if (corrected) {
 				snprintf(msg, sizeof(msg), "%s: %llu single-bit error%s corrected", db,
 				         (unsigned long long)corrected, corrected == 1 ? "" : "s");
 			}
-			j->prog.done += rep.file_size;
+			j->prog.done += fsize;
 		}
 		json_object_set_new(c, "success", json_boolean(ok));
 		json_object_set_new(c, "pages", json_integer((json_int_t)pages));

@@ -1,0 +1,309 @@
+/*
+ * test_copy.c - the copy pipeline (src/backup/repo.c: bk_copy_fd,
+ * bk_copy_fd_hooks, bk_hash_fd) and the check of database pages on the
+ * bytes being copied (src/backup/job.c: bk_pagecheck_chunk): the copy is
+ * exact and its SHA-256 is of the bytes written, whatever the size; the
+ * check sees every chunk once, in order; a damaged page anywhere in a
+ * large file is caught; read and write errors of the pipeline's threads
+ * come back as clean error codes.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <openssl/evp.h>
+
+#include "backup/job.h"
+#include "backup/repo.h"
+#include "common/checksum.h"
+#include "store/dbfile.h"
+
+#define SEED 0x5eed0c0fu
+
+static char tmpdir[64];
+
+static int setup(void **state)
+{
+	(void)state;
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/amber-test-copy.XXXXXX");
+	return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+/* xorshift64: repeatable content */
+static void fill(unsigned char *b, size_t n, uint64_t seed)
+{
+	uint64_t x = seed | 1;
+	for (size_t i = 0; i < n; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		b[i] = (unsigned char)x;
+	}
+}
+
+static void sha_hex(const unsigned char *b, size_t n, char hex[65])
+{
+	unsigned char md[32];
+	unsigned int len = 0;
+	EVP_Digest(b, n, md, &len, EVP_sha256(), NULL);
+	for (int i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+}
+
+static void write_file(const char *path, const unsigned char *b, size_t n)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	size_t done = 0;
+	while (done < n) {
+		ssize_t w = write(fd, b + done, n - done);
+		assert_true(w > 0);
+		done += (size_t)w;
+	}
+	close(fd);
+}
+
+/* What the check hook saw: offsets in order, every byte once. */
+typedef struct seen {
+	uint64_t next_off;
+	uint64_t chunks;
+	int out_of_order;
+	EVP_MD_CTX *ctx;
+	uint64_t progress;
+} seen;
+
+static void on_chunk(void *arg, const unsigned char *buf, size_t len, uint64_t off)
+{
+	seen *s = arg;
+	if (off != s->next_off || (len != BK_COPY_CHUNK && len == 0))
+		s->out_of_order = 1;
+	s->next_off = off + len;
+	s->chunks++;
+	EVP_DigestUpdate(s->ctx, buf, len);
+}
+
+static void on_progress(void *arg, uint64_t bytes)
+{
+	((seen *)arg)->progress += bytes;
+}
+
+/* Copy files of sizes around the chunk size through the pipeline. */
+static void test_copy_sizes(void **state)
+{
+	(void)state;
+	const size_t sizes[] = {0, 1, 4095, BK_COPY_CHUNK - 1, BK_COPY_CHUNK, BK_COPY_CHUNK + 1,
+	                        2 * BK_COPY_CHUNK, 7 * BK_COPY_CHUNK + 12345};
+	unsigned char *data = malloc(8 * BK_COPY_CHUNK);
+	unsigned char *back = malloc(8 * BK_COPY_CHUNK);
+	assert_non_null(data);
+	assert_non_null(back);
+	fill(data, 8 * BK_COPY_CHUNK, SEED);
+	char src[128], dst[128];
+	snprintf(src, sizeof(src), "%s/src", tmpdir);
+	snprintf(dst, sizeof(dst), "%s/dst", tmpdir);
+	for (size_t i = 0; i < 2 * sizeof(sizes) / sizeof(sizes[0]); i++) {
+		/* each size through the page cache, then with O_DIRECT */
+		bool uncached = i >= sizeof(sizes) / sizeof(sizes[0]);
+		size_t n = sizes[i % (sizeof(sizes) / sizeof(sizes[0]))];
+		write_file(src, data, n);
+		unlink(dst);
+		int in = open(src, O_RDONLY);
+		int out = open(dst, O_RDWR | O_CREAT | O_EXCL, 0600);
+		assert_true(in >= 0 && out >= 0);
+		seen s = {.ctx = EVP_MD_CTX_new()};
+		assert_non_null(s.ctx);
+		EVP_DigestInit_ex(s.ctx, EVP_sha256(), NULL);
+		bk_copy_hooks h = {.progress = on_progress, .progress_arg = &s, .check = on_chunk,
+		                   .check_arg = &s, .uncached = uncached};
+		uint64_t bytes = 99;
+		char hex[65], want[65], hook_hex[65];
+		int rc = bk_copy_fd_hooks(in, out, &bytes, hex, &h);
+		close(in);
+		assert_int_equal(rc, 0);
+		sha_hex(data, n, want);
+		if (strcmp(hex, want) != 0)
+			fail_msg("size %zu%s (seed 0x%x): SHA-256 %s, want %s", n,
+			         uncached ? " O_DIRECT" : "", SEED, hex, want);
+		assert_int_equal(bytes, n);
+		assert_int_equal(s.progress, n);
+		assert_false(s.out_of_order);
+		assert_int_equal(s.next_off, n);
+		assert_int_equal(s.chunks, (n + BK_COPY_CHUNK - 1) / BK_COPY_CHUNK);
+		unsigned char md[32];
+		unsigned int mdlen = 0;
+		EVP_DigestFinal_ex(s.ctx, md, &mdlen);
+		EVP_MD_CTX_free(s.ctx);
+		for (int k = 0; k < 32; k++)
+			snprintf(hook_hex + 2 * k, 3, "%02x", md[k]);
+		assert_string_equal(hook_hex, want); /* the hook saw exactly the bytes */
+		/* the copy holds exactly the bytes */
+		struct stat st;
+		assert_int_equal(fstat(out, &st), 0);
+		assert_int_equal((uint64_t)st.st_size, n);
+		assert_int_equal(pread(out, back, n, 0), (ssize_t)n);
+		assert_memory_equal(back, data, n);
+		/* hash only: the same digest */
+		char hex2[65];
+		uint64_t b2 = 0;
+		assert_int_equal(bk_hash_fd(out, &b2, hex2, NULL, NULL), 0);
+		assert_string_equal(hex2, want);
+		assert_int_equal(b2, n);
+		close(out);
+	}
+	free(data);
+	free(back);
+}
+
+/* A read error (src is a directory) and write errors (ENOSPC from
+ * /dev/full, a dst open read-only) end the copy with that error. */
+static void test_copy_errors(void **state)
+{
+	(void)state;
+	char src[128], dst[128];
+	snprintf(src, sizeof(src), "%s/big", tmpdir);
+	size_t n = 3 * BK_COPY_CHUNK + 100;
+	unsigned char *data = malloc(n);
+	assert_non_null(data);
+	fill(data, n, SEED + 1);
+	write_file(src, data, n);
+	free(data);
+	char hex[65];
+	uint64_t bytes = 0;
+
+	/* read error in a reader thread */
+	int dir = open(tmpdir, O_RDONLY | O_DIRECTORY);
+	snprintf(dst, sizeof(dst), "%s/out1", tmpdir);
+	int out = open(dst, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_true(dir >= 0 && out >= 0);
+	assert_int_equal(bk_copy_fd(dir, out, &bytes, hex, NULL, NULL), -EISDIR);
+	assert_int_equal(bk_hash_fd(dir, &bytes, hex, NULL, NULL), -EISDIR);
+	close(dir);
+	close(out);
+
+	/* write error in the writer thread: a full disk */
+	int in = open(src, O_RDONLY);
+	int full = open("/dev/full", O_RDWR);
+	assert_true(in >= 0);
+	if (full >= 0) {
+		assert_int_equal(bk_copy_fd(in, full, &bytes, hex, NULL, NULL), -ENOSPC);
+		bk_copy_hooks h = {.uncached = true};
+		assert_int_equal(bk_copy_fd_hooks(in, full, &bytes, hex, &h), -ENOSPC);
+		close(full);
+	}
+	/* a destination that cannot be written */
+	int ro = open(src, O_RDONLY);
+	assert_true(ro >= 0);
+	assert_int_equal(bk_copy_fd(in, ro, &bytes, hex, NULL, NULL), -EBADF);
+	close(ro);
+	close(in);
+}
+
+/* A file of n free pages numbered from 0 with pages 0 and 1 as valid
+ * header copies. */
+static unsigned char *make_db(uint32_t ps, uint32_t n)
+{
+	unsigned char *b = calloc(n, ps);
+	assert_non_null(b);
+	amb_dbhdr h;
+	memset(&h, 0, sizeof(h));
+	h.magic = AMB_DB_MAGIC;
+	h.version = 1;
+	h.page_size = ps;
+	h.page_count = n;
+	h.state = AMB_DBSTATE_CLEAN;
+	amb_dbhdr_to_page(&h, b, 0);
+	amb_dbhdr_to_page(&h, b + ps, 1);
+	for (uint32_t p = 2; p < n; p++)
+		amb_page_format_free(b + (size_t)p * ps, ps, p, 1);
+	return b;
+}
+
+/* Pages checked while a large database is copied: intact, one flipped bit
+ * (corrected, counted), damage in a late chunk (found, named), a cut
+ * last page. */
+static void test_pagecheck(void **state)
+{
+	(void)state;
+	const uint32_t ps = 8192;
+	const uint32_t n = 4 * (BK_COPY_CHUNK / ps) + 37; /* five chunks */
+	unsigned char *db = make_db(ps, n);
+	char src[128], dst[128];
+	snprintf(src, sizeof(src), "%s/db.edb", tmpdir);
+	snprintf(dst, sizeof(dst), "%s/db.copy", tmpdir);
+	const uint32_t bad_page = 3 * (BK_COPY_CHUNK / ps) + 5;
+	for (int round = 0; round < 4; round++) {
+		size_t len = (size_t)n * ps;
+		if (round == 1)
+			db[(size_t)bad_page * ps + 100] ^= 0x10;            /* one bit */
+		if (round == 2)
+			memset(db + (size_t)bad_page * ps + 200, 0xab, 16); /* beyond ECC */
+		if (round == 3)
+			len -= 1000;                                         /* cut */
+		write_file(src, db, len);
+		unlink(dst);
+		int in = open(src, O_RDONLY);
+		int out = open(dst, O_RDWR | O_CREAT | O_EXCL, 0600);
+		assert_true(in >= 0 && out >= 0);
+		unsigned char scratch[8192];
+		bk_pagecheck pc = {.page_size = ps, .first_damaged = UINT64_MAX, .scratch = scratch};
+		bk_copy_hooks h = {.check = bk_pagecheck_chunk, .check_arg = &pc,
+		                   .uncached = round & 1};
+		char hex[65];
+		uint64_t bytes = 0;
+		assert_int_equal(bk_copy_fd_hooks(in, out, &bytes, hex, &h), 0);
+		close(in);
+		close(out);
+		assert_int_equal(bytes, len);
+		assert_int_equal(pc.pages, n);
+		switch (round) {
+		case 0:
+			assert_int_equal(pc.damaged, 0);
+			assert_int_equal(pc.corrected, 0);
+			break;
+		case 1:
+			assert_int_equal(pc.damaged, 0);
+			assert_int_equal(pc.corrected, 1);
+			break;
+		case 2:
+			assert_int_equal(pc.damaged, 1);
+			assert_int_equal(pc.first_damaged, bad_page);
+			assert_non_null(strstr(pc.first_why, "checksum"));
+			db[(size_t)bad_page * ps + 100] ^= 0x10;
+			break;
+		case 3:
+			/* the damage of round 2 is still there, then the cut page */
+			assert_int_equal(pc.damaged, 2);
+			assert_int_equal(pc.first_damaged, bad_page);
+			break;
+		}
+	}
+	free(db);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_copy_sizes),
+		cmocka_unit_test(test_copy_errors),
+		cmocka_unit_test(test_pagecheck),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
