@@ -733,7 +733,11 @@ static int flush_cycle(ams_instance *in)
 	uint64_t sq = ++in->sync_seq;
 	in->syncing++;
 	in->flushing = 0;
-	pthread_cond_broadcast(&in->dur_cond); /* a waiting committer may lead the next */
+	/* committers are not woken here (they lead only once syncing is 0,
+	 * and the publication below wakes them); the flusher thread is, if
+	 * a freeze asked it to flush */
+	if (in->flush_req)
+		wake_bg(in);
 	pthread_mutex_unlock(&in->mu);
 	if (!rc && unsynced) {
 		int s = in->vfs->sync(in->vfs, fd, 1);

@@ -107,7 +107,10 @@ fs_mount() {
 		[ "$type" = xfs ] && [ -z "${FS_SIZE:-}" ] && size=320M
 		truncate -s "$size" "$img" || exit 1
 		"mkfs.$type" -q -f "$img" >/dev/null || { echo "FAIL: mkfs.$type"; exit 1; }
-		loop=$(losetup -f --show "$img") || { echo "FAIL: no free loop device"; exit 1; }
+		# FS_LOOP_OPTS: extra losetup options (bench/hold_bench.sh --loop-direct-io)
+		# shellcheck disable=SC2086
+		loop=$(losetup -f --show ${FS_LOOP_OPTS:-} "$img") ||
+			{ echo "FAIL: no free loop device"; exit 1; }
 		mount "$loop" "$dir" || { echo "FAIL: mount $type"; exit 1; }
 		;;
 	*)
