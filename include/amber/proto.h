@@ -533,6 +533,11 @@ typedef struct amb_snapshot_set {
 	amb_uuid set;
 	amb_shadow *shadows;            /* 0..AMB_MAX_VOLUMES */
 	size_t n_shadows;
+	/* optional (absent from an older amberd): the instance ids of the
+	 * writers that took part in the set (gathered, selected, froze, held
+	 * their writes and answered post-snapshot), 0..AMB_MAX_WRITERS */
+	amb_uuid *writers;
+	size_t n_writers;
 } amb_snapshot_set;
 
 /* "shadow-delete": exactly one selector. */

@@ -224,11 +224,19 @@ static int load_script_md(const char *path, amb_backup_type type, json_t **doc, 
 	return 0;
 }
 
-/* Did writer md take part in the script's set?  The script's selections
- * (writer verify makes the choice explicit, writer exclude leaves out),
- * else: it has files in a shadow of the set. */
+/* Did writer md take part in the script's set?  amberd's snapshot-set
+ * answer says (its "writers": the instances that took part).  A document
+ * written before amberd said so: the script's selections (writer verify
+ * makes the choice explicit, writer exclude leaves out), else: it has files
+ * in a shadow of the set. */
 static bool script_takes_part(json_t *doc, const amb_snapshot_set *set, const amb_writer_md *md)
 {
+	if (json_object_get(json_object_get(doc, "snapshot_set"), "writers")) {
+		for (size_t i = 0; i < set->n_writers; i++)
+			if (strcmp(set->writers[i], md->instance) == 0)
+				return true;
+		return false;
+	}
 	bool explicit = false, chosen = false;
 	size_t k;
 	json_t *sj;

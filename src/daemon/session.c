@@ -834,6 +834,16 @@ static int run_sequence(dsession *s, bool backup, uint64_t req_id, amb_msg *resp
 				shadow_to_wire(&cur, &resp->u.sset.shadows[resp->u.sset.n_shadows++]);
 		}
 	}
+	/* who took part: the requestor needs no rule of its own to know */
+	resp->u.sset.writers = calloc(s->n_parts ? s->n_parts : 1, sizeof(amb_uuid));
+	if (resp->u.sset.writers) {
+		pthread_mutex_lock(&D.mu);
+		for (size_t i = 0; i < s->n_parts; i++)
+			if (!s->parts[i].failed)
+				snprintf(resp->u.sset.writers[resp->u.sset.n_writers++], sizeof(amb_uuid),
+					 "%s", s->parts[i].w->md->instance);
+		pthread_mutex_unlock(&D.mu);
+	}
 	return 0;
 
 fail:

@@ -935,6 +935,7 @@ static const sdesc sd_shadow_create = SD(amb_shadow_create, f_shadow_create, NUL
 static const fdesc f_snapshot_set[] = {
 	F_UUID(amb_snapshot_set, "set", set, RQ),
 	F_ARR(amb_snapshot_set, "shadows", shadows, RQ, sd_shadow, 0, AMB_MAX_VOLUMES),
+	F_UUIDARR(amb_snapshot_set, "writers", writers, OP, 0, AMB_MAX_WRITERS),
 };
 static const sdesc sd_snapshot_set = SD(amb_snapshot_set, f_snapshot_set, NULL);
 

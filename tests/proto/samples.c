@@ -160,6 +160,8 @@ const amb_sample amb_samples[] = {
 	{ "{\"kind\":\"shadow-create\",\"id\":34,\"volumes\":[\"/\"]}", 1 },
 	{ "{\"kind\":\"snapshot-set\",\"id\":34,\"set\":\"" U_SET "\","
 	  "\"shadows\":[" SHADOW "]}", 1 },
+	{ "{\"kind\":\"snapshot-set\",\"id\":34,\"set\":\"" U_SET "\","
+	  "\"shadows\":[" SHADOW "],\"writers\":[\"" U_INST "\"]}", 1 },
 	{ "{\"kind\":\"shadow-delete\",\"id\":35,\"all\":true}", 1 },
 	{ "{\"kind\":\"shadow-delete\",\"id\":35,\"oldest\":\"/srv\"}", 1 },
 	{ "{\"kind\":\"shadow-delete\",\"id\":35,\"shadow\":\"" U_SH1 "\"}", 1 },

@@ -277,6 +277,9 @@ has "Provider name: 'reflink'" <"$DW/m.out" || fail "list providers"
 has "Metadata of shadow copy set .* loaded" <"$DW/m.out" || fail "load metadata"
 jq -e '.format == "amber-script-metadata" and .version == 1 and .backup_type == "copy" and (.aliases.a | length) == 36 and (.snapshot_set.shadows | length) == 1' \
 	"$DW/set.json" >/dev/null || fail "set metadata wrote: $(head -c 600 "$DW/set.json")"
+# amberd's answer names the writers that took part: serve, the only one
+jq -e '.snapshot_set.writers == [.writer_list.writers[] | select(.metadata.name == "amber-store") | .metadata.instance]' \
+	"$DW/set.json" >/dev/null || fail "snapshot-set writers: $(jq -c '.snapshot_set.writers' "$DW/set.json")"
 [ -z "$(d_shadow_ids)" ] || fail "shadows left: $(d_shadow_ids)"
 not_frozen "misc"
 ok "set option/metadata, list writers status/providers/shadows id|set, delete shadows id|set|oldest, load metadata, reset: all ran"
