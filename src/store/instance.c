@@ -734,8 +734,11 @@ static int flush_cycle(ams_instance *in)
 	in->syncing++;
 	in->flushing = 0;
 	/* committers are not woken here (they lead only once syncing is 0,
-	 * and the publication below wakes them); the flusher thread is, if
-	 * a freeze asked it to flush */
+	 * and the publication below wakes them); a freeze being set up is (it
+	 * may now ask for its flush), and so is the flusher thread if the
+	 * freeze already asked */
+	if (in->freezing)
+		pthread_cond_broadcast(&in->cond);
 	if (in->flush_req)
 		wake_bg(in);
 	pthread_mutex_unlock(&in->mu);
@@ -2383,6 +2386,7 @@ int ams_freeze(ams_instance *in, unsigned timeout_ms)
 		pthread_cond_wait(&in->cond, &in->mu);
 	}
 	in->freezing = 0;
+	in->flush_req = 0; /* if a committer flushed first */
 	if (in->failed) {
 		pthread_cond_broadcast(&in->cond);
 		pthread_mutex_unlock(&in->mu);
