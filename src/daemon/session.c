@@ -645,6 +645,15 @@ static int run_sequence(dsession *s, bool backup, uint64_t req_id, amb_msg *resp
 		if (amb_provider_presync(s->shadows[i].volume) != 0)
 			amberd_log("presync of %s: %s", s->shadows[i].volume,
 				amb_provider_errmsg());
+	/* and what the provider can do before the hold (reflink: the clone,
+	 * which the commit then only brings up to date); a failure leaves
+	 * the commit more to do */
+	for (size_t i = 0; i < s->n_shadows; i++) {
+		const amb_provider *p = amb_provider_find(s->shadows[i].provider);
+		if (amb_provider_precommit(p, s->shadows[i].volume, s->shadows[i].path) != 0)
+			amberd_log("precommit of %s: %s", s->shadows[i].volume,
+				amb_provider_errmsg());
+	}
 	ev_log(AMB_EV_SNAPSHOT_STARTED, AMB_SEV_INFO, s->id, s->set, NULL, NULL, NULL, AMB_FAIL_NONE,
 	       "creating shadow set %s: %zu volumes, %zu writers", s->set, s->n_vols, s->n_parts);
 	test_stall("prepare-snapshot");

@@ -281,6 +281,26 @@ int amb_provider_presync(const char *volume)
 	return 0;
 }
 
+int amb_provider_precommit(const amb_provider *p, const char *volume, const char *shadow)
+{
+	char vol[PATH_MAX], sh[PATH_MAX], side[PATH_MAX + 32];
+	struct stat st;
+	if (!p)
+		return amb_prov_err(-EINVAL, "no provider given");
+	if (!p->ops->precommit)
+		return 0;
+	int rc = check_volume(p->name, volume, vol, sizeof(vol));
+	if (rc)
+		return rc;
+	rc = norm_path("shadow", shadow, sh, sizeof(sh));
+	if (rc)
+		return rc;
+	sidecar_path(sh, side, sizeof(side));
+	if (lstat(side, &st) != 0)
+		return amb_prov_err(-EINVAL, "%s: %s was not prepared (no %s)", p->name, sh, side);
+	return p->ops->precommit(vol, sh);
+}
+
 int amb_provider_commit(const amb_provider *p, const char *volume, const char *shadow)
 {
 	char vol[PATH_MAX], sh[PATH_MAX], side[PATH_MAX + 32];

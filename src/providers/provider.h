@@ -22,6 +22,9 @@
  *   amb_provider_presync()      after the writers' PrepareForSnapshot, before
  *                               they freeze: write the volume's dirty data
  *                               (optional; makes the commit shorter)
+ *   amb_provider_precommit()    then, still before the freeze: the work the
+ *                               commit need not redo (reflink: clone the
+ *                               tree; optional; makes the commit shorter)
  *   amb_provider_commit()       while the writers are frozen: the copy itself
  *                               (btrfs: durable on return; reflink, copy: not
  *                               synced, so the hold does not wait for it)
@@ -230,6 +233,18 @@ int amb_provider_prepare(const amb_provider *p, const char *volume, const char *
  *   -ENOSPC, -EIO, -EPERM, ... as the system calls return them
  */
 int amb_provider_commit(const amb_provider *p, const char *volume, const char *shadow);
+
+/*
+ * Before the writers freeze, after prepare: what commit, which runs while
+ * they are frozen, then need not do.  reflink clones the whole tree here
+ * (amb_tree_copy), and its commit only clones again what changed since
+ * (amb_tree_refresh: FIEMAP of each file against its clone, FICLONERANGE
+ * of the ranges that differ; entries added, removed or replaced since are
+ * copied or deleted).  btrfs and copy: nothing.  A failure leaves a partial
+ * clone, which commit completes; the caller may go on.  Returns 0 or a
+ * negative errno (message set).
+ */
+int amb_provider_precommit(const amb_provider *p, const char *volume, const char *shadow);
 
 /*
  * Write the dirty data of volume's filesystem (syncfs(2)), before the

@@ -15,6 +15,7 @@
 #define AMBER_PROVIDERS_PROVIDER_INTERNAL_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/stat.h>
 
 #include "providers/provider.h"
@@ -28,6 +29,9 @@ struct amb_provider_ops {
 	int (*check_shadow)(const char *volume, const char *shadow, const char *parent);
 	/* after the sidecar is written: create what must exist before commit */
 	int (*prepare)(const char *volume, const char *shadow);
+	/* optional, before the writers freeze: work commit then need not
+	 * redo (reflink: clone the tree; commit only brings it up to date) */
+	int (*precommit)(const char *volume, const char *shadow);
 	int (*commit)(const char *volume, const char *shadow);
 	/* optional, after commit (and the thaw): make the shadow durable */
 	int (*sync)(const char *shadow);
@@ -73,6 +77,22 @@ bool amb_prov_is_mount_root_at(int dirfd, const char *name);
  * names the provider in messages.
  */
 int amb_tree_copy(const char *prov, const char *volume, const char *shadow, bool clone);
+
+/* Bring a clone of volume made earlier by amb_tree_copy(clone) into shadow
+ * up to date with the volume: only what changed since is cloned again
+ * (tree.c, "refresh").  With an empty shadow it is a full clone.  0 or
+ * -errno. */
+typedef struct amb_refresh_stats {
+	uint64_t ranges;       /* ranges cloned again (FICLONERANGE) */
+	uint64_t range_bytes;  /* their bytes */
+	uint64_t holes;        /* ranges punched */
+	unsigned whole_files;  /* files cloned whole again (any doubt) */
+	unsigned copied;       /* entries new or replaced since: copied */
+	unsigned removed;      /* entries no longer in the volume: deleted */
+} amb_refresh_stats;
+
+int amb_tree_refresh(const char *prov, const char *volume, const char *shadow,
+                     amb_refresh_stats *stats);
 
 /* Make a shadow written by amb_tree_copy() durable: syncfs(2) of its
  * filesystem (amb_tree_copy fsyncs nothing, see tree.c).  0 or -errno. */

@@ -32,6 +32,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/fiemap.h>
 #include <linux/fs.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -70,6 +72,7 @@ struct tree_ctx {
 	size_t hl_n, hl_cap;
 	unsigned char *buf; /* read/write fallback, allocated when needed */
 	bool no_cfr; /* copy_file_range refused once: use read/write */
+	amb_refresh_stats rs; /* amb_tree_refresh */
 };
 
 /* ---- path for messages and hard links ---- */
@@ -805,6 +808,439 @@ int amb_tree_remove(const char *prov, const char *path)
 	if (rc)
 		amb_prov_err(rc, "%s: %s: fsync: %s", prov, parent, strerror(-rc));
 out_free:
+	ctx_free(&c);
+	return rc;
+}
+
+/* ---- refresh: a clone made before the hold, brought up to date in it ---- */
+
+/*
+ * The reflink provider clones the whole tree before the writers freeze
+ * (amb_tree_copy), and, while they are frozen, only brings that clone up to
+ * date (amb_tree_refresh): a file written since has new extents where it
+ * changed (every write to an extent it shares with the clone is copy on
+ * write), so FIEMAP of the file and of its clone differ exactly there, and
+ * only those ranges are cloned again (FICLONERANGE; holes are punched).
+ * Everything else is compared by name: an entry missing from the clone is
+ * cloned or copied as amb_tree_copy would, an entry no longer in the volume
+ * is deleted, an entry whose type changed, a file with several links, or a
+ * directory the walk does not enter is deleted and copied again.  Metadata
+ * (owner, extended attributes, mode, times) is set again on every regular
+ * file and directory.  Any doubt about a file (FIEMAP refused, flags that do
+ * not give a physical address) clones it whole.  With an empty shadow the
+ * refresh is a full clone.
+ */
+
+#define FM_BATCH 256
+#define FM_DOUBT (FIEMAP_EXTENT_UNKNOWN | FIEMAP_EXTENT_DELALLOC | FIEMAP_EXTENT_ENCODED | \
+		  FIEMAP_EXTENT_DATA_ENCRYPTED | FIEMAP_EXTENT_NOT_ALIGNED | \
+		  FIEMAP_EXTENT_DATA_INLINE | FIEMAP_EXTENT_DATA_TAIL)
+
+struct fext {
+	uint64_t l, p, len;
+	uint32_t fl;
+};
+
+/* Every extent of fd below end; 0, -errno, or 1 when an extent gives no
+ * usable physical address (the caller then clones the file whole). */
+static int fm_get(int fd, uint64_t end, bool sync, struct fext **out, size_t *n)
+{
+	size_t cap = 0;
+	*out = NULL;
+	*n = 0;
+	struct fiemap *fm = malloc(sizeof(*fm) + FM_BATCH * sizeof(struct fiemap_extent));
+	if (!fm)
+		return -ENOMEM;
+	uint64_t start = 0;
+	int rc = 0;
+	while (start < end) {
+		memset(fm, 0, sizeof(*fm));
+		fm->fm_start = start;
+		fm->fm_length = end - start;
+		fm->fm_flags = sync ? FIEMAP_FLAG_SYNC : 0;
+		fm->fm_extent_count = FM_BATCH;
+		if (ioctl(fd, FS_IOC_FIEMAP, fm) != 0) {
+			rc = -errno;
+			break;
+		}
+		if (fm->fm_mapped_extents == 0)
+			break;
+		bool last = false;
+		for (uint32_t i = 0; i < fm->fm_mapped_extents; i++) {
+			struct fiemap_extent *e = &fm->fm_extents[i];
+			if (e->fe_flags & FM_DOUBT) {
+				rc = 1;
+				goto out;
+			}
+			if (*n == cap) {
+				size_t nc = cap ? cap * 2 : 64;
+				struct fext *v = realloc(*out, nc * sizeof(*v));
+				if (!v) {
+					rc = -ENOMEM;
+					goto out;
+				}
+				*out = v;
+				cap = nc;
+			}
+			(*out)[(*n)++] = (struct fext){e->fe_logical, e->fe_physical, e->fe_length,
+						       e->fe_flags & FIEMAP_EXTENT_UNWRITTEN};
+			last |= (e->fe_flags & FIEMAP_EXTENT_LAST) != 0;
+			start = e->fe_logical + e->fe_length;
+		}
+		if (last)
+			break;
+	}
+out:
+	free(fm);
+	if (rc) {
+		free(*out);
+		*out = NULL;
+		*n = 0;
+	}
+	return rc;
+}
+
+/* the extent of v (sorted, from *i on) that maps x, or NULL (a hole);
+ * *next gets where the answer changes */
+static const struct fext *fm_at(const struct fext *v, size_t n, size_t *i, uint64_t x,
+				uint64_t *next)
+{
+	while (*i < n && v[*i].l + v[*i].len <= x)
+		(*i)++;
+	if (*i < n && v[*i].l <= x) {
+		*next = v[*i].l + v[*i].len;
+		return &v[*i];
+	}
+	*next = *i < n ? v[*i].l : UINT64_MAX;
+	return NULL;
+}
+
+struct rng {
+	uint64_t a, b;
+	bool hole; /* the volume's file has no data there */
+};
+
+/* The ranges below size where src and its clone dst differ: 0, -errno, or
+ * 1 (clone whole).  src is synced by FIEMAP (writers are held). */
+static int fm_diff(int src, int dst, uint64_t size, struct rng **out, size_t *n)
+{
+	struct fext *s = NULL, *d = NULL;
+	size_t ns = 0, nd = 0, cap = 0;
+	*out = NULL;
+	*n = 0;
+	int rc = fm_get(src, size, true, &s, &ns);
+	if (!rc)
+		rc = fm_get(dst, size, false, &d, &nd);
+	size_t is = 0, id = 0;
+	for (uint64_t x = 0; !rc && x < size;) {
+		uint64_t ns_, nd_;
+		const struct fext *es = fm_at(s, ns, &is, x, &ns_);
+		const struct fext *ed = fm_at(d, nd, &id, x, &nd_);
+		uint64_t y = ns_ < nd_ ? ns_ : nd_;
+		if (y > size)
+			y = size;
+		bool same = (!es && !ed) ||
+			    (es && ed && es->fl == ed->fl &&
+			     es->p + (x - es->l) == ed->p + (x - ed->l));
+		if (!same) {
+			bool hole = es == NULL;
+			if (*n && (*out)[*n - 1].b == x && (*out)[*n - 1].hole == hole) {
+				(*out)[*n - 1].b = y;
+			} else {
+				if (*n == cap) {
+					size_t nc = cap ? cap * 2 : 16;
+					struct rng *v = realloc(*out, nc * sizeof(*v));
+					if (!v) {
+						rc = -ENOMEM;
+						break;
+					}
+					*out = v;
+					cap = nc;
+				}
+				(*out)[(*n)++] = (struct rng){x, y, hole};
+			}
+		}
+		x = y;
+	}
+	free(s);
+	free(d);
+	if (rc) {
+		free(*out);
+		*out = NULL;
+		*n = 0;
+	}
+	return rc;
+}
+
+/* dfd made a whole clone of sfd again */
+static int reclone_whole(struct tree_ctx *c, int sfd, int dfd)
+{
+	c->rs.whole_files++;
+	if (ftruncate(dfd, 0) != 0)
+		return terr(c, -errno, "ftruncate");
+	if (ioctl(dfd, FICLONE, sfd) != 0) {
+		int e = errno;
+		if (e == EOPNOTSUPP || e == EXDEV || e == EINVAL)
+			return amb_prov_err(-EOPNOTSUPP,
+					    "%s: %s/%s: the filesystem refuses to clone it (FICLONE: %s)",
+					    c->prov, c->root, rel(c), strerror(e));
+		return terr(c, -e, "cannot clone (FICLONE)");
+	}
+	return 0;
+}
+
+/* dfd (the earlier clone of the file) brought up to date with sfd */
+static int refresh_data(struct tree_ctx *c, int sfd, int dfd, const struct stat *st)
+{
+	struct stat dst;
+	if (fstat(dfd, &dst) != 0)
+		return terr(c, -errno, "fstat");
+	uint64_t size = (uint64_t)st->st_size;
+	if ((uint64_t)dst.st_size > size && ftruncate(dfd, st->st_size) != 0)
+		return terr(c, -errno, "ftruncate");
+	struct rng *r = NULL;
+	size_t n = 0;
+	int rc = fm_diff(sfd, dfd, size, &r, &n);
+	if (rc)
+		return rc < 0 && rc != -EOPNOTSUPP && rc != -ENOTTY ? terr(c, rc, "FIEMAP") :
+		       reclone_whole(c, sfd, dfd);
+	uint64_t bs = st->st_blksize > 0 ? (uint64_t)st->st_blksize : 4096;
+	/* holes first: a clone of an aligned block below brings back whatever
+	 * the volume has there */
+	for (size_t i = 0; i < n && !rc; i++)
+		if (r[i].hole) {
+			c->rs.holes++;
+			if (fallocate(dfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				      (off_t)r[i].a, (off_t)(r[i].b - r[i].a)) != 0)
+				rc = 1;
+		}
+	for (size_t i = 0; i < n && !rc; i++) {
+		if (r[i].hole)
+			continue;
+		uint64_t a = r[i].a / bs * bs, b = (r[i].b + bs - 1) / bs * bs;
+		struct file_clone_range cr = {
+			.src_fd = sfd,
+			.src_offset = a,
+			.src_length = b >= size ? 0 : b - a, /* 0: to the end of the file */
+			.dest_offset = a,
+		};
+		c->rs.ranges++;
+		c->rs.range_bytes += (b >= size ? size : b) - a;
+		if (ioctl(dfd, FICLONERANGE, &cr) != 0)
+			rc = 1;
+	}
+	free(r);
+	if (rc)
+		return reclone_whole(c, sfd, dfd); /* any doubt: the whole file */
+	/* a hole at the end: the size, not the data, says where the file ends
+	 * (only when it differs: truncating to the same size may still zero,
+	 * and so unshare, the last block) */
+	if (fstat(dfd, &dst) != 0)
+		return terr(c, -errno, "fstat");
+	if ((uint64_t)dst.st_size != size && ftruncate(dfd, st->st_size) != 0)
+		return terr(c, -errno, "ftruncate");
+	return 0;
+}
+
+/* extended attributes of dfd that the volume's file no longer has go */
+static void drop_xattrs(int sfd, int dfd)
+{
+	char list[4096];
+	ssize_t n = flistxattr(dfd, list, sizeof(list));
+	for (char *name = list; n > 0 && name < list + n; name += strlen(name) + 1)
+		if (fgetxattr(sfd, name, NULL, 0) < 0 && errno == ENODATA)
+			fremovexattr(dfd, name);
+}
+
+static int refresh_file(struct tree_ctx *c, int sdir, int ddir, const char *name,
+			const struct stat *lst)
+{
+	int rc;
+	int sfd = openat(sdir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOATIME);
+	if (sfd < 0 && errno == EPERM)
+		sfd = openat(sdir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (sfd < 0)
+		return errno == ENOENT ? 0 : terr(c, -errno, "cannot open");
+	struct stat st;
+	if (fstat(sfd, &st) != 0) {
+		rc = terr(c, -errno, "fstat");
+		goto out_close_sfd;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_ino != lst->st_ino) {
+		rc = terr(c, -ESTALE, "replaced during the copy");
+		goto out_close_sfd;
+	}
+	int dfd = openat(ddir, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0) {
+		rc = terr(c, -errno, "cannot open the clone");
+		goto out_close_sfd;
+	}
+	rc = refresh_data(c, sfd, dfd, &st);
+	if (!rc) {
+		drop_xattrs(sfd, dfd);
+		rc = meta_fd(c, sfd, dfd, &st);
+	}
+	if (close(dfd) != 0 && rc == 0)
+		rc = terr(c, -errno, "close");
+out_close_sfd:
+	close(sfd);
+	return rc;
+}
+
+/* delete name (any type) from the shadow directory ddir */
+static int refresh_rm(struct tree_ctx *c, int ddir, const char *name)
+{
+	struct stat st;
+	if (fstatat(ddir, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+		return errno == ENOENT ? 0 : terr(c, -errno, "stat");
+	if (!S_ISDIR(st.st_mode))
+		return unlinkat(ddir, name, 0) == 0 || errno == ENOENT ? 0 : terr(c, -errno, "unlink");
+	int sub = openat(ddir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (sub < 0)
+		return terr(c, -errno, "cannot open");
+	dev_t keep = c->rootdev;
+	c->rootdev = st.st_dev; /* rm_dir stays on the shadow's filesystem */
+	int rc = rm_dir(c, sub);
+	c->rootdev = keep;
+	close(sub);
+	if (rc == 0 && unlinkat(ddir, name, AT_REMOVEDIR) != 0)
+		rc = terr(c, -errno, "rmdir");
+	return rc;
+}
+
+static int refresh_dir(struct tree_ctx *c, int sdir, int ddir);
+
+static int refresh_entry(struct tree_ctx *c, int sdir, int ddir, const char *name)
+{
+	struct stat st, dt;
+	if (fstatat(sdir, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+		return errno == ENOENT ? refresh_rm(c, ddir, name) : terr(c, -errno, "stat");
+	if (fstatat(ddir, name, &dt, AT_SYMLINK_NOFOLLOW) != 0) {
+		if (errno != ENOENT)
+			return terr(c, -errno, "stat");
+		c->rs.copied++;
+		return copy_entry(c, sdir, ddir, name); /* new since */
+	}
+	if (S_ISREG(st.st_mode) && S_ISREG(dt.st_mode) && st.st_nlink == 1 &&
+	    st.st_dev == c->rootdev)
+		return refresh_file(c, sdir, ddir, name, &st);
+	if (S_ISDIR(st.st_mode) && S_ISDIR(dt.st_mode) && st.st_dev == c->rootdev &&
+	    !skipped(c, &st) && !amb_prov_is_mount_root_at(sdir, name)) {
+		int sfd = openat(sdir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (sfd < 0)
+			return errno == ENOENT ? refresh_rm(c, ddir, name) : terr(c, -errno, "cannot open");
+		int dfd = openat(ddir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		int rc = dfd < 0 ? terr(c, -errno, "cannot open the clone") : 0;
+		struct stat sst;
+		if (!rc && fstat(sfd, &sst) != 0)
+			rc = terr(c, -errno, "fstat");
+		if (!rc)
+			rc = refresh_dir(c, sfd, dfd);
+		if (!rc) {
+			drop_xattrs(sfd, dfd);
+			rc = meta_fd(c, sfd, dfd, &sst);
+		}
+		if (dfd >= 0)
+			close(dfd);
+		close(sfd);
+		return rc;
+	}
+	/* anything else: copied again as amb_tree_copy would */
+	c->rs.copied++;
+	int rc = refresh_rm(c, ddir, name);
+	return rc ? rc : copy_entry(c, sdir, ddir, name);
+}
+
+static int names_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int refresh_dir(struct tree_ctx *c, int sdir, int ddir)
+{
+	struct names ns, nd;
+	int rc = list_dir(c, sdir, &ns);
+	if (rc)
+		return rc;
+	rc = list_dir(c, ddir, &nd);
+	if (rc) {
+		names_free(&ns);
+		return rc;
+	}
+	/* gone from the volume: gone from the clone (names in ns are few
+	 * enough per directory for a sorted search) */
+	qsort(ns.v, ns.n, sizeof(*ns.v), names_cmp);
+	for (size_t i = 0; i < nd.n && rc == 0; i++) {
+		if (bsearch(&nd.v[i], ns.v, ns.n, sizeof(*ns.v), names_cmp))
+			continue;
+		size_t old;
+		rc = rel_push(c, nd.v[i], &old);
+		if (!rc) {
+			c->rs.removed++;
+			rc = refresh_rm(c, ddir, nd.v[i]);
+			rel_pop(c, old);
+		}
+	}
+	for (size_t i = 0; i < ns.n && rc == 0; i++) {
+		size_t old;
+		rc = rel_push(c, ns.v[i], &old);
+		if (rc)
+			break;
+		rc = refresh_entry(c, sdir, ddir, ns.v[i]);
+		rel_pop(c, old);
+	}
+	names_free(&ns);
+	names_free(&nd);
+	return rc;
+}
+
+int amb_tree_refresh(const char *prov, const char *volume, const char *shadow,
+                     amb_refresh_stats *stats)
+{
+	int rc;
+	struct tree_ctx c;
+	memset(&c, 0, sizeof(c));
+	c.prov = prov;
+	c.root = volume;
+	c.clone = true;
+	c.droot = -1;
+
+	int sfd = open(volume, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (sfd < 0)
+		return amb_prov_err(-errno, "%s: %s: %s", prov, volume, strerror(errno));
+	struct stat st, dst;
+	if (fstat(sfd, &st) != 0) {
+		rc = amb_prov_err(-errno, "%s: %s: %s", prov, volume, strerror(errno));
+		goto out_close_sfd;
+	}
+	c.rootdev = st.st_dev;
+	c.droot = open(shadow, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (c.droot < 0) {
+		rc = amb_prov_err(-errno, "%s: shadow %s: %s", prov, shadow, strerror(errno));
+		goto out_close_sfd;
+	}
+	if (fstat(c.droot, &dst) != 0) {
+		rc = amb_prov_err(-errno, "%s: %s: %s", prov, shadow, strerror(errno));
+		goto out_close_droot;
+	}
+	c.skip_dev[c.nskip] = dst.st_dev;
+	c.skip_ino[c.nskip++] = dst.st_ino;
+	char parent[PATH_MAX];
+	struct stat pst;
+	amb_path_dir(shadow, parent, sizeof(parent));
+	if (stat(parent, &pst) == 0) {
+		c.skip_dev[c.nskip] = pst.st_dev;
+		c.skip_ino[c.nskip++] = pst.st_ino;
+	}
+	rc = refresh_dir(&c, sfd, c.droot);
+	if (!rc)
+		rc = meta_fd(&c, sfd, c.droot, &st);
+	if (stats)
+		*stats = c.rs;
+out_close_droot:
+	close(c.droot);
+out_close_sfd:
+	close(sfd);
 	ctx_free(&c);
 	return rc;
 }

@@ -114,9 +114,15 @@ static int rl_prepare(const char *volume, const char *shadow)
 	return make_root("reflink", shadow);
 }
 
-static int rl_commit(const char *volume, const char *shadow)
+/* the clone before the freeze; commit brings it up to date in the hold */
+static int rl_precommit(const char *volume, const char *shadow)
 {
 	return amb_tree_copy("reflink", volume, shadow, true);
+}
+
+static int rl_commit(const char *volume, const char *shadow)
+{
+	return amb_tree_refresh("reflink", volume, shadow, NULL);
 }
 
 static int rl_sync(const char *shadow)
@@ -133,6 +139,7 @@ static const struct amb_provider_ops reflink_ops = {
 	.supports = rl_supports,
 	.check_shadow = rl_check_shadow,
 	.prepare = rl_prepare,
+	.precommit = rl_precommit,
 	.commit = rl_commit,
 	.sync = rl_sync,
 	.remove = rl_remove,

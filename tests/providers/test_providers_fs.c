@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/falloc.h>
 #include <linux/fs.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -38,6 +39,7 @@
 
 #include "prov_testutil.h"
 #include "providers/provider.h"
+#include "providers/provider_internal.h"
 
 static const char *B, *X, *T; /* btrfs, xfs, tmpfs mount points */
 
@@ -351,6 +353,108 @@ static void test_reflink_btrfs(void **state)
 {
 	(void)state;
 	reflink_on(B);
+}
+
+/*
+ * reflink in two phases: precommit clones the tree before the hold, commit
+ * (amb_tree_refresh) brings the clone up to date in it.  Every kind of
+ * change between the two (tu_mutate_tree: overwrites, data in a hole, a
+ * truncation, an unlink, a chmod, a renamed hard link, a new symlink in a
+ * read-only directory, a removed xattr; and here: a punched hole, an
+ * append, a new file and directory, a removed directory, a file replaced
+ * by a directory) is in the shadow afterwards, which equals the volume.
+ * Then one 4 KiB overwrite and an append to the 8 MiB file: the refresh
+ * clones those ranges again, not the file.  A refresh with nothing
+ * changed clones no range.  (Every refresh copies symlinks, special files
+ * and hard-linked files again, and btrfs keeps small files inline, which
+ * FIEMAP gives no address for, so those are cloned whole every time: the
+ * counts below are compared with a refresh that had nothing to do.)
+ */
+static void two_phase_on(const char *fs)
+{
+	char *vol = dup_path(tu_path("%s/rl2/vol", fs));
+	char *store = dup_path(tu_path("%s/rl2/shadows", fs));
+	char *sh = dup_path(tu_path("%s/r1", store));
+	mkdir_p(tu_path("%s/rl2", fs));
+	mkdir_p(vol);
+	mkdir_p(store);
+	tu_tree t;
+	tu_make_tree(vol, &t);
+	assert_ok(amb_provider_prepare(P_REFLINK, vol, sh));
+	assert_ok(amb_provider_precommit(P_REFLINK, vol, sh));
+	tu_compare_trees(vol, sh, NULL);
+
+	tu_mutate_tree(vol);
+	int fd = open(tu_path("%s/big", vol), O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 4 * 1048576,
+	                           65536), 0);
+	unsigned char z[5000];
+	memset(z, 'A', sizeof(z));
+	struct stat st;
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal(pwrite(fd, z, sizeof(z), st.st_size), (ssize_t)sizeof(z));
+	close(fd);
+	tu_write_gen(tu_path("%s/new-file", vol), 70000, 99);
+	mkdir_p(tu_path("%s/new-dir", vol));
+	tu_write_gen(tu_path("%s/new-dir/inner", vol), 5000, 98);
+	tu_rm_rf(tu_path("%s/d1/d2", vol));
+	assert_int_equal(unlink(tu_path("%s/small", vol)), 0);
+	mkdir_p(tu_path("%s/small", vol));
+
+	amb_refresh_stats rs;
+	memset(&rs, 0, sizeof(rs));
+	assert_ok(amb_tree_refresh("reflink", vol, sh, &rs));
+	tu_compare_trees(vol, sh, NULL);
+	assert_true(rs.holes >= 1);   /* the hole punched in big */
+	assert_true(rs.copied >= 3);  /* new-file, new-dir, small (now a directory) */
+	assert_true(rs.removed >= 1); /* d1/d2 */
+	amb_refresh_stats base;
+	memset(&base, 0, sizeof(base));
+	assert_ok(amb_tree_refresh("reflink", vol, sh, &base));
+	assert_true(base.ranges == 0 && base.holes == 0 && base.removed == 0);
+
+	/* big: an overwrite and an append are cloned again, not 8 MiB */
+	fd = open(tu_path("%s/big", vol), O_WRONLY | O_APPEND);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, z, 4096, 2 * 1048576), 4096);
+	assert_int_equal(write(fd, z, 100), 100);
+	close(fd);
+	memset(&rs, 0, sizeof(rs));
+	assert_ok(amb_tree_refresh("reflink", vol, sh, &rs));
+	tu_compare_trees(vol, sh, NULL);
+	if (rs.ranges < 1 || rs.range_bytes > 128 * 1024 || rs.copied != base.copied ||
+	    rs.whole_files != base.whole_files || rs.removed)
+		fail_msg("refresh: %u whole files, %llu ranges (%llu bytes), %llu holes, %u copied, "
+		         "%u removed", rs.whole_files, (unsigned long long)rs.ranges,
+		         (unsigned long long)rs.range_bytes, (unsigned long long)rs.holes, rs.copied,
+		         rs.removed);
+	assert_true(tu_extents_shared(tu_path("%s/big", sh)));
+
+	/* up to date: a refresh (here the provider's commit) clones nothing */
+	memset(&rs, 0, sizeof(rs));
+	assert_ok(amb_provider_commit(P_REFLINK, vol, sh));
+	assert_ok(amb_tree_refresh("reflink", vol, sh, &rs));
+	assert_true(rs.ranges == 0 && rs.holes == 0 && rs.removed == 0 &&
+	            rs.copied == base.copied && rs.whole_files == base.whole_files);
+	assert_ok(amb_provider_post_commit(P_REFLINK, sh));
+	tu_compare_trees(vol, sh, NULL);
+	assert_ok(amb_provider_remove(sh));
+	free(vol);
+	free(store);
+	free(sh);
+}
+
+static void test_reflink_two_phase_xfs(void **state)
+{
+	(void)state;
+	two_phase_on(X);
+}
+
+static void test_reflink_two_phase_btrfs(void **state)
+{
+	(void)state;
+	two_phase_on(B);
 }
 
 static void test_reflink_refused(void **state)
@@ -702,6 +806,8 @@ int main(int argc, char **argv)
 		const struct CMUnitTest tests[] = {
 			cmocka_unit_test(test_reflink_xfs),
 			cmocka_unit_test(test_reflink_btrfs),
+			cmocka_unit_test(test_reflink_two_phase_xfs),
+			cmocka_unit_test(test_reflink_two_phase_btrfs),
 			cmocka_unit_test(test_reflink_refused),
 		};
 		return cmocka_run_group_tests_name("reflink", tests, NULL, NULL);
