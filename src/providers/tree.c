@@ -633,7 +633,7 @@ static int copy_dir(struct tree_ctx *c, int sdir, int ddir)
 	if (rc)
 		return rc;
 	for (size_t i = 0; i < ns.n && rc == 0; i++) {
-		size_t old;
+		size_t old = 0;
 		rc = rel_push(c, ns.v[i], &old);
 		if (rc)
 			break;
@@ -738,7 +738,7 @@ static int rm_dir(struct tree_ctx *c, int dfd)
 		return rc;
 	for (size_t i = 0; i < ns.n && rc == 0; i++) {
 		const char *name = ns.v[i];
-		size_t old;
+		size_t old = 0;
 		rc = rel_push(c, name, &old);
 		if (rc)
 			break;
@@ -1173,7 +1173,7 @@ static int refresh_dir(struct tree_ctx *c, int sdir, int ddir)
 	for (size_t i = 0; i < nd.n && rc == 0; i++) {
 		if (bsearch(&nd.v[i], ns.v, ns.n, sizeof(*ns.v), names_cmp))
 			continue;
-		size_t old;
+		size_t old = 0;
 		rc = rel_push(c, nd.v[i], &old);
 		if (!rc) {
 			c->rs.removed++;
@@ -1182,7 +1182,7 @@ static int refresh_dir(struct tree_ctx *c, int sdir, int ddir)
 		}
 	}
 	for (size_t i = 0; i < ns.n && rc == 0; i++) {
-		size_t old;
+		size_t old = 0;
 		rc = rel_push(c, ns.v[i], &old);
 		if (rc)
 			break;
