@@ -1169,9 +1169,10 @@ static int refresh_dir(struct tree_ctx *c, int sdir, int ddir)
 	}
 	/* gone from the volume: gone from the clone (names in ns are few
 	 * enough per directory for a sorted search) */
-	qsort(ns.v, ns.n, sizeof(*ns.v), names_cmp);
+	if (ns.n)
+		qsort(ns.v, ns.n, sizeof(*ns.v), names_cmp);
 	for (size_t i = 0; i < nd.n && rc == 0; i++) {
-		if (bsearch(&nd.v[i], ns.v, ns.n, sizeof(*ns.v), names_cmp))
+		if (ns.n && bsearch(&nd.v[i], ns.v, ns.n, sizeof(*ns.v), names_cmp))
 			continue;
 		size_t old = 0;
 		rc = rel_push(c, nd.v[i], &old);
