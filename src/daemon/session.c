@@ -638,14 +638,7 @@ static int run_sequence(dsession *s, bool backup, uint64_t req_id, amb_msg *resp
 	if (rc)
 		goto fail;
 	set_states(s, AMB_WS_WAITING_FOR_FREEZE);
-	/* the volumes' dirty data written now, outside the hold: the commit
-	 * below, made while writes are held, then has less to write.  Only a
-	 * speed-up: a failure is logged and the set goes on */
-	for (size_t i = 0; D.cfg.presync && i < s->n_shadows; i++)
-		if (amb_provider_presync(s->shadows[i].volume) != 0)
-			amberd_log("presync of %s: %s", s->shadows[i].volume,
-				amb_provider_errmsg());
-	/* and what the provider can do before the hold (reflink: the clone,
+	/* what the provider can do before the hold (reflink: the clone,
 	 * which the commit then only brings up to date); a failure leaves
 	 * the commit more to do */
 	for (size_t i = 0; i < s->n_shadows; i++) {
@@ -654,6 +647,13 @@ static int run_sequence(dsession *s, bool backup, uint64_t req_id, amb_msg *resp
 			amberd_log("precommit of %s: %s", s->shadows[i].volume,
 				amb_provider_errmsg());
 	}
+	/* then the volumes' dirty data written, outside the hold: the commit
+	 * below, made while writes are held, then has less to write.  Only a
+	 * speed-up: a failure is logged and the set goes on */
+	for (size_t i = 0; D.cfg.presync && i < s->n_shadows; i++)
+		if (amb_provider_presync(s->shadows[i].volume) != 0)
+			amberd_log("presync of %s: %s", s->shadows[i].volume,
+				amb_provider_errmsg());
 	ev_log(AMB_EV_SNAPSHOT_STARTED, AMB_SEV_INFO, s->id, s->set, NULL, NULL, NULL, AMB_FAIL_NONE,
 	       "creating shadow set %s: %zu volumes, %zu writers", s->set, s->n_vols, s->n_parts);
 	test_stall("prepare-snapshot");

@@ -19,12 +19,12 @@
  *
  *   amb_provider_choose()       pick the provider (or take the one requested)
  *   amb_provider_prepare()      before the writers freeze: checks, bookkeeping
- *   amb_provider_presync()      after the writers' PrepareForSnapshot, before
- *                               they freeze: write the volume's dirty data
- *                               (optional; makes the commit shorter)
- *   amb_provider_precommit()    then, still before the freeze: the work the
- *                               commit need not redo (reflink: clone the
- *                               tree; optional; makes the commit shorter)
+ *   amb_provider_presync()      after precommit, before the writers freeze:
+ *                               write the volume's dirty data (optional;
+ *                               makes the commit shorter)
+ *   amb_provider_precommit()    before the freeze: the work the commit need
+ *                               not redo (reflink: clone the tree; optional;
+ *                               makes the commit shorter)
  *   amb_provider_commit()       while the writers are frozen: the copy itself
  *                               (btrfs: durable on return; reflink, copy: not
  *                               synced, so the hold does not wait for it)
@@ -237,7 +237,9 @@ int amb_provider_commit(const amb_provider *p, const char *volume, const char *s
 /*
  * Before the writers freeze, after prepare: what commit, which runs while
  * they are frozen, then need not do.  reflink clones the whole tree here
- * (amb_tree_copy), and its commit only clones again what changed since
+ * (amb_tree_copy) and brings that clone up to date once with what changed
+ * while it was made (amb_tree_refresh); its commit only clones again what
+ * changed since
  * (amb_tree_refresh: FIEMAP of each file against its clone, FICLONERANGE
  * of the ranges that differ; entries added, removed or replaced since are
  * copied or deleted).  btrfs and copy: nothing.  A failure leaves a partial
