@@ -1043,13 +1043,25 @@ static int refresh_data(struct tree_ctx *c, int sfd, int dfd, const struct stat 
 }
 
 /* extended attributes of dfd that the volume's file no longer has go */
-static void drop_xattrs(int sfd, int dfd)
+static int drop_xattrs(struct tree_ctx *c, int sfd, int dfd)
 {
-	char list[4096];
-	ssize_t n = flistxattr(dfd, list, sizeof(list));
-	for (char *name = list; n > 0 && name < list + n; name += strlen(name) + 1)
-		if (fgetxattr(sfd, name, NULL, 0) < 0 && errno == ENODATA)
-			fremovexattr(dfd, name);
+	ssize_t n = flistxattr(dfd, NULL, 0);
+	if (n <= 0)
+		return n < 0 && errno != ENOTSUP ? terr(c, -errno, "cannot list extended attributes") :
+		       0;
+	char *list = malloc((size_t)n);
+	if (!list)
+		return amb_prov_err(-ENOMEM, "%s: out of memory", c->prov);
+	int rc = 0;
+	n = flistxattr(dfd, list, (size_t)n); /* nothing else changes the clone */
+	if (n < 0)
+		rc = terr(c, -errno, "cannot list extended attributes");
+	for (char *name = list; !rc && n > 0 && name < list + n; name += strlen(name) + 1)
+		if (fgetxattr(sfd, name, NULL, 0) < 0 && errno == ENODATA &&
+		    fremovexattr(dfd, name) != 0)
+			rc = terr(c, -errno, "cannot remove an extended attribute");
+	free(list);
+	return rc;
 }
 
 static int refresh_file(struct tree_ctx *c, int sdir, int ddir, const char *name,
@@ -1076,10 +1088,10 @@ static int refresh_file(struct tree_ctx *c, int sdir, int ddir, const char *name
 		goto out_close_sfd;
 	}
 	rc = refresh_data(c, sfd, dfd, &st);
-	if (!rc) {
-		drop_xattrs(sfd, dfd);
+	if (!rc)
+		rc = drop_xattrs(c, sfd, dfd);
+	if (!rc)
 		rc = meta_fd(c, sfd, dfd, &st);
-	}
 	if (close(dfd) != 0 && rc == 0)
 		rc = terr(c, -errno, "close");
 out_close_sfd:
@@ -1121,7 +1133,9 @@ static int refresh_entry(struct tree_ctx *c, int sdir, int ddir, const char *nam
 		c->rs.copied++;
 		return copy_entry(c, sdir, ddir, name); /* new since */
 	}
-	if (S_ISREG(st.st_mode) && S_ISREG(dt.st_mode) && st.st_nlink == 1 &&
+	/* in place only when neither has other links: a clone inode shared by
+	 * two names must not take the content of one of them */
+	if (S_ISREG(st.st_mode) && S_ISREG(dt.st_mode) && st.st_nlink == 1 && dt.st_nlink == 1 &&
 	    st.st_dev == c->rootdev)
 		return refresh_file(c, sdir, ddir, name, &st);
 	if (S_ISDIR(st.st_mode) && S_ISDIR(dt.st_mode) && st.st_dev == c->rootdev &&
@@ -1136,10 +1150,10 @@ static int refresh_entry(struct tree_ctx *c, int sdir, int ddir, const char *nam
 			rc = terr(c, -errno, "fstat");
 		if (!rc)
 			rc = refresh_dir(c, sfd, dfd);
-		if (!rc) {
-			drop_xattrs(sfd, dfd);
+		if (!rc)
+			rc = drop_xattrs(c, sfd, dfd);
+		if (!rc)
 			rc = meta_fd(c, sfd, dfd, &sst);
-		}
 		if (dfd >= 0)
 			close(dfd);
 		close(sfd);

@@ -362,7 +362,8 @@ static void test_reflink_btrfs(void **state)
  * truncation, an unlink, a chmod, a renamed hard link, a new symlink in a
  * read-only directory, a removed xattr; and here: a punched hole, an
  * append, a new file and directory, a removed directory, a file replaced
- * by a directory) is in the shadow afterwards, which equals the volume.
+ * by a directory, one of two hard-linked names replaced by a new file) is
+ * in the shadow afterwards, which equals the volume.
  * Then one 4 KiB overwrite and an append to the 8 MiB file: the refresh
  * clones those ranges again, not the file.  A refresh with nothing
  * changed clones no range.  (Every refresh copies symlinks, special files
@@ -380,10 +381,16 @@ static void two_phase_on(const char *fs)
 	mkdir_p(store);
 	tu_tree t;
 	tu_make_tree(vol, &t);
+	/* two names of one file: after the precommit one of them becomes a
+	 * file of its own; the clone's shared inode must not mix the two */
+	tu_write_gen(tu_path("%s/pa", vol), 20000, 11);
+	assert_int_equal(link(tu_path("%s/pa", vol), tu_path("%s/pb", vol)), 0);
 	assert_ok(amb_provider_prepare(P_REFLINK, vol, sh));
 	assert_ok(amb_provider_precommit(P_REFLINK, vol, sh));
 	tu_compare_trees(vol, sh, NULL);
 
+	assert_int_equal(unlink(tu_path("%s/pa", vol)), 0);
+	tu_write_gen(tu_path("%s/pa", vol), 30000, 12);
 	tu_mutate_tree(vol);
 	int fd = open(tu_path("%s/big", vol), O_RDWR);
 	assert_true(fd >= 0);
