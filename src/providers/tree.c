@@ -443,27 +443,38 @@ static bool skipped(const struct tree_ctx *c, const struct stat *st)
 	return false;
 }
 
+/* Open the volume's regular file name (lstat'ed as lst) for reading, its
+ * stat in *st: a descriptor, -ENOENT when it vanished during the walk (no
+ * message: it is left out), or another -errno (message set; -ESTALE when it
+ * was replaced by another between the lstat and the open). */
+static int open_regular(struct tree_ctx *c, int sdir, const char *name, const struct stat *lst,
+			struct stat *st)
+{
+	int sfd = openat(sdir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOATIME);
+	if (sfd < 0 && errno == EPERM) /* O_NOATIME needs ownership */
+		sfd = openat(sdir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (sfd < 0)
+		return errno == ENOENT ? -ENOENT : terr(c, -errno, "cannot open");
+	int rc = 0;
+	if (fstat(sfd, st) != 0)
+		rc = terr(c, -errno, "fstat");
+	else if (!S_ISREG(st->st_mode) || st->st_ino != lst->st_ino)
+		rc = terr(c, -ESTALE, "replaced during the copy");
+	if (rc) {
+		close(sfd);
+		return rc;
+	}
+	return sfd;
+}
+
 static int copy_file(struct tree_ctx *c, int sdir, int ddir, const char *name,
 		     const struct stat *lst)
 {
 	int rc;
-	int sfd = openat(sdir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOATIME);
-	if (sfd < 0 && errno == EPERM) /* O_NOATIME needs ownership */
-		sfd = openat(sdir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	if (sfd < 0) {
-		if (errno == ENOENT)
-			return 0; /* vanished during the walk */
-		return terr(c, -errno, "cannot open");
-	}
 	struct stat st;
-	if (fstat(sfd, &st) != 0) {
-		rc = terr(c, -errno, "fstat");
-		goto out_close_sfd;
-	}
-	if (!S_ISREG(st.st_mode) || st.st_ino != lst->st_ino) {
-		rc = terr(c, -ESTALE, "replaced during the copy");
-		goto out_close_sfd;
-	}
+	int sfd = open_regular(c, sdir, name, lst, &st);
+	if (sfd < 0)
+		return sfd == -ENOENT ? 0 : sfd;
 	int dfd = openat(ddir, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (dfd < 0) {
 		rc = terr(c, -errno, "cannot create the copy");
@@ -1064,24 +1075,16 @@ static int drop_xattrs(struct tree_ctx *c, int sfd, int dfd)
 	return rc;
 }
 
+static int refresh_rm(struct tree_ctx *c, int ddir, const char *name);
+
 static int refresh_file(struct tree_ctx *c, int sdir, int ddir, const char *name,
 			const struct stat *lst)
 {
 	int rc;
-	int sfd = openat(sdir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOATIME);
-	if (sfd < 0 && errno == EPERM)
-		sfd = openat(sdir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	if (sfd < 0)
-		return errno == ENOENT ? 0 : terr(c, -errno, "cannot open");
 	struct stat st;
-	if (fstat(sfd, &st) != 0) {
-		rc = terr(c, -errno, "fstat");
-		goto out_close_sfd;
-	}
-	if (!S_ISREG(st.st_mode) || st.st_ino != lst->st_ino) {
-		rc = terr(c, -ESTALE, "replaced during the copy");
-		goto out_close_sfd;
-	}
+	int sfd = open_regular(c, sdir, name, lst, &st);
+	if (sfd < 0)
+		return sfd == -ENOENT ? refresh_rm(c, ddir, name) : sfd;
 	int dfd = openat(ddir, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
 	if (dfd < 0) {
 		rc = terr(c, -errno, "cannot open the clone");
