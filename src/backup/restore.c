@@ -209,45 +209,21 @@ static int copy_log(int sdir, int tfd, const char *name)
 	return rc;
 }
 
-/* The generations this restore copied, from gen_high on (a growing set). */
-typedef struct genset {
-	uint32_t base;
-	bool *have;
-	size_t n;
-} genset;
-
-static bool genset_has(const genset *s, uint32_t g)
-{
-	return g >= s->base && g - s->base < s->n && s->have[g - s->base];
-}
-
-static int genset_add(genset *s, uint32_t g)
-{
-	size_t i = g - s->base;
-	if (i >= s->n) {
-		size_t nn = i + 64;
-		bool *v = realloc(s->have, nn * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		memset(v + s->n, 0, (nn - s->n) * sizeof(*v));
-		s->have = v;
-		s->n = nn;
-	}
-	s->have[i] = true;
-	return 0;
-}
-
 /*
  * restore --to with roll-forward: the logs newer than the backup are in the
  * original instance directory, which a restore elsewhere must not touch.
- * Copy (read only) every archived log from the backup's last generation
- * on, then the current log, into the target, where hard recovery looks
- * for them.  A running instance may roll meanwhile: the copied current
- * log must follow every archived one this restore copied, with none
- * missing, else another round copies what was archived since.  What this
+ * Copy (read only) its current log first, then every archived generation
+ * from the backup's last one up to the current one's, by name, into the
+ * target, where hard recovery looks for them.  Copied in that order, a
+ * running instance cannot leave a gap: when the current log was generation
+ * G, every generation below G was archived, and a roll meanwhile only adds
+ * later ones (which this restore leaves out: it rolls forward to the moment
+ * it copied the current log, whose end may be torn, which recovery treats
+ * like a crash).  A generation missing below G (truncated away) stops the
+ * restore with its name.  With no current log (the instance is gone) every
+ * archived generation from the backup's last one on is copied.  What this
  * restore copied is kept in memory, never judged from the target (a file
- * left there by an earlier, interrupted restore may be torn).  The current
- * log may be torn at its end, which recovery treats like a crash.
+ * left there by an earlier, interrupted restore may be torn).
  * Returns the number of logs copied, or -1 with err set.
  */
 static int copy_newer_logs(const char *src, int tfd, const char *target, const char *prefix,
@@ -260,77 +236,68 @@ static int copy_newer_logs(const char *src, int tfd, const char *target, const c
 		snprintf(err, errlen, "%s: %s", src, strerror(errno));
 		return -1;
 	}
-	genset got = { gen_high, NULL, 0 };
 	int n = 0;
-	uint32_t hmax = 0;
-	char cur[64];
+	char cur[64], name[80];
 	snprintf(cur, sizeof(cur), "%s.log", prefix);
-	bool done = false;
-	for (int round = 0; round < 20 && !done && n >= 0; round++) {
+	int r = copy_log(sdir, tfd, cur);
+	if (r == -ENOENT) {
+		/* no current log: the archived ones are all there is */
 		DIR *d = fdopendir(dup(sdir));
 		if (!d) {
 			snprintf(err, errlen, "%s: %s", src, strerror(errno));
-			n = -1;
-			break;
+			close(sdir);
+			return -1;
 		}
-		rewinddir(d); /* the dup shares the last round's offset */
+		rewinddir(d); /* the dup shares sdir's offset */
 		struct dirent *e;
-		while ((e = readdir(d)) != NULL) {
+		while (n >= 0 && (e = readdir(d)) != NULL) {
 			uint32_t g = amb_log_parse_name(e->d_name, prefix);
-			if (g < gen_high || g == 0 || genset_has(&got, g))
+			if (g < gen_high || g == 0)
 				continue;
-			int r = copy_log(sdir, tfd, e->d_name);
+			r = copy_log(sdir, tfd, e->d_name);
 			if (r == -ENOENT)
-				continue; /* truncated away meanwhile */
-			if (!r)
-				r = genset_add(&got, g);
+				continue;
 			if (r) {
 				snprintf(err, errlen, "%s/%s: %s", src, e->d_name, strerror(-r));
 				n = -1;
-				break;
+			} else {
+				n++;
 			}
-			n++;
-			if (g > hmax)
-				hmax = g;
 		}
 		closedir(d);
-		if (n < 0)
-			break;
-		int r = copy_log(sdir, tfd, cur);
-		if (r == -ENOENT) {
-			done = true; /* no current log: the archived ones are all */
-			break;
-		}
-		if (r) {
-			snprintf(err, errlen, "%s/%s: %s", src, cur, strerror(-r));
-			n = -1;
-			break;
-		}
+	} else if (r) {
+		snprintf(err, errlen, "%s/%s: %s", src, cur, strerror(-r));
+		n = -1;
+	} else {
+		n++;
 		char path[PATH_MAX + 64];
 		snprintf(path, sizeof(path), "%s/%s", target, cur);
 		amb_loghdr h;
 		if (amb_loghdr_load(amb_vfs_posix(), path, &h) != 0) {
 			snprintf(err, errlen, "%s: %s", path, ams_errmsg());
 			n = -1;
-			break;
 		}
-		/* none missing between the backup's end and the current log (the
-		 * backup's last generation itself may be gone from the instance:
-		 * recovery then reads the backup's copy, as in place) */
-		done = h.gen > hmax;
-		for (uint32_t g = gen_high + 1; done && g < h.gen; g++)
-			done = genset_has(&got, g);
-		if (done)
-			n++;
+		for (uint32_t g = gen_high; n >= 0 && g < h.gen; g++) {
+			snprintf(name, sizeof(name), "%s%08X.log", prefix, g);
+			r = copy_log(sdir, tfd, name);
+			if (r == -ENOENT && g == gen_high)
+				continue; /* the backup's copy of its last generation serves */
+			if (r == -ENOENT) {
+				snprintf(err, errlen, "log generation 0x%08X (%s) is missing from %s, "
+				         "between the backup's last generation 0x%08X and the current "
+				         "0x%08X: the roll-forward cannot pass it (restore with --until "
+				         "before it, or --no-roll-forward)", g, name, src, gen_high,
+				         h.gen);
+				n = -1;
+			} else if (r) {
+				snprintf(err, errlen, "%s/%s: %s", src, name, strerror(-r));
+				n = -1;
+			} else {
+				n++;
+			}
+		}
 	}
 	close(sdir);
-	free(got.have);
-	if (n >= 0 && !done) {
-		snprintf(err, errlen, "%s rolls its log faster than it can be copied for the "
-		         "roll-forward (copied up to generation 0x%08X); stop its writer, or "
-		         "restore in place", src, hmax);
-		n = -1;
-	}
 	if (n > 0 && fsync(tfd) != 0) {
 		snprintf(err, errlen, "fsync of the restore target: %s", strerror(errno));
 		n = -1;

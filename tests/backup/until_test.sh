@@ -58,6 +58,18 @@ head -c 5000 "$SG/$newest" >"$DW/all/$newest"
 "$OCHECK" "$ORACLE" "$DW/dump.a" >"$DW/o3" 2>&1 || fail "full roll-forward: $(tail -5 "$DW/o3")"
 ok "without --until the same restore rolls forward to the end (over a torn $newest left in DIR): $(tail -1 "$DW/o3")"
 
+# a generation missing between the backup and the current log: the
+# roll-forward stops, naming it
+gap=$(ls "$SG" | grep '^E00[0-9A-F]\{8\}\.log$' | sort | tail -1)
+mv "$SG/$gap" "$DW/$gap.away"
+if "$AMBER" restore --repo "$REPO" "$FULL" --to "$DW/gap" --quiet >/dev/null 2>"$DW/g.err"; then
+	fail "restore --to over a missing $gap succeeded"
+fi
+grep -q "${gap%.log}.*is missing\|$gap) is missing" "$DW/g.err" ||
+	fail "restore --to over a missing $gap: $(cat "$DW/g.err")"
+mv "$DW/$gap.away" "$SG/$gap"
+ok "a generation missing between the backup and the current log stops restore --to: $(head -c 160 "$DW/g.err")"
+
 # the original instance is gone: --to restores what the backup holds
 mv "$SG" "$MNT/gone"
 "$AMBER" restore --repo "$REPO" "$FULL" --to "$DW/nologs" --quiet >/dev/null 2>"$DW/n.err" ||

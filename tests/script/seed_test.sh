@@ -304,15 +304,10 @@ after=$(oldest)
 [ -z "$(d_shadow_ids)" ] || fail "the generated script left shadows"
 not_frozen "generated"
 BK=$(jq -r '.[-1].id' "$DW/list.json")
-# serve is paused for the copy: with 256 KiB logs at this rate it rolls
-# ~50 times a second, faster than a sanitizer build copies the newer logs
-# for the roll-forward (restore --to against a running writer is
-# backup/until's case)
-kill -STOP "$SERVE_PID"
-"$AMBER" restore --repo "$REPO" "$BK" --to "$DW/restored" >/dev/null 2>"$DW/r.err"
-rrc=$?
-kill -CONT "$SERVE_PID"
-[ "$rrc" = 0 ] || fail "restore of the script's backup: $(cat "$DW/r.err")"
+# serve keeps committing: its 256 KiB logs roll ~50 times a second while
+# restore --to copies them for the roll-forward
+"$AMBER" restore --repo "$REPO" "$BK" --to "$DW/restored" >/dev/null 2>"$DW/r.err" ||
+	fail "restore of the script's backup: $(cat "$DW/r.err")"
 check_copy "$DW/restored" "$cut" "restore of the generated script's backup"
 ok "--generate: the script ran unchanged; backup $BK verified, logs truncated ($before -> $after), restores; oracle: $(tail -1 "$DW/ocheck")"
 # ------------------------------------------------ 6: begin restore / end restore
