@@ -348,6 +348,10 @@ static int prepare_tmp(ams_instance *in, int gate)
 	}
 	if (gate)
 		amb_gate_exit(in);
+	pthread_mutex_lock(&in->mu);
+	in->prep_syncing = 1; /* a freeze need not wait for the rest */
+	pthread_cond_broadcast(&in->cond);
+	pthread_mutex_unlock(&in->mu);
 	if (!rc)
 		rc = v->sync(v, fd, 0);
 	if (!rc)
@@ -393,6 +397,7 @@ static int ensure_tmp(ams_instance *in, int gate)
 	int fd = prepare_tmp(in, gate);
 	pthread_mutex_lock(&in->mu);
 	in->prep_busy = 0;
+	in->prep_syncing = 0;
 	in->tmp_err = fd < 0 ? fd : 0;
 	if (fd >= 0)
 		in->tmp_fd = fd;
@@ -2364,9 +2369,10 @@ int ams_freeze(ams_instance *in, unsigned timeout_ms)
 		pthread_mutex_unlock(&in->mu);
 		return amb_err(AMS_EBUSY, "a freeze or a streaming backup is already in progress");
 	}
-	/* a preparation of the next log file in progress is waited for before
-	 * commits are held (it is one gated section: zeros for a whole file) */
-	while (in->prep_busy && !in->failed)
+	/* a preparation of the next log file writing its zeros is waited for
+	 * before commits are held (it is one gated section: zeros for a whole
+	 * file); not its fsyncs, which come after the gate */
+	while (in->prep_busy && !in->prep_syncing && !in->failed)
 		pthread_cond_wait(&in->cond, &in->mu);
 	uint64_t t0 = amb_mono_us();
 	in->freezing = 1;

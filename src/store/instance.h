@@ -161,6 +161,7 @@ struct ams_instance {
 	int prep_req;
 	int flush_req;         /* a freeze asks the flusher thread to flush lbuf */
 	int prep_busy;         /* someone is preparing <prefix>tmp.log */
+	int prep_syncing;      /* ... and its zeros are written: only syncs left */
 
 	/* checkpoint */
 	uint64_t ckpt_lsn;
