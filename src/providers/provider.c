@@ -281,42 +281,41 @@ int amb_provider_presync(const char *volume)
 	return 0;
 }
 
-int amb_provider_precommit(const amb_provider *p, const char *volume, const char *shadow)
+/* The checks that precommit and commit share: a provider, a volume and a
+ * prepared shadow (its sidecar exists); the normalised paths into vol, sh. */
+static int check_prepared(const amb_provider *p, const char *volume, const char *shadow,
+			  char vol[PATH_MAX], char sh[PATH_MAX])
 {
-	char vol[PATH_MAX], sh[PATH_MAX], side[PATH_MAX + 32];
+	char side[PATH_MAX + 32];
 	struct stat st;
 	if (!p)
 		return amb_prov_err(-EINVAL, "no provider given");
-	if (!p->ops->precommit)
-		return 0;
-	int rc = check_volume(p->name, volume, vol, sizeof(vol));
+	int rc = check_volume(p->name, volume, vol, PATH_MAX);
 	if (rc)
 		return rc;
-	rc = norm_path("shadow", shadow, sh, sizeof(sh));
+	rc = norm_path("shadow", shadow, sh, PATH_MAX);
 	if (rc)
 		return rc;
 	sidecar_path(sh, side, sizeof(side));
 	if (lstat(side, &st) != 0)
 		return amb_prov_err(-EINVAL, "%s: %s was not prepared (no %s)", p->name, sh, side);
-	return p->ops->precommit(vol, sh);
+	return 0;
+}
+
+int amb_provider_precommit(const amb_provider *p, const char *volume, const char *shadow)
+{
+	char vol[PATH_MAX], sh[PATH_MAX];
+	if (p && !p->ops->precommit)
+		return 0;
+	int rc = check_prepared(p, volume, shadow, vol, sh);
+	return rc ? rc : p->ops->precommit(vol, sh);
 }
 
 int amb_provider_commit(const amb_provider *p, const char *volume, const char *shadow)
 {
-	char vol[PATH_MAX], sh[PATH_MAX], side[PATH_MAX + 32];
-	struct stat st;
-	if (!p)
-		return amb_prov_err(-EINVAL, "no provider given");
-	int rc = check_volume(p->name, volume, vol, sizeof(vol));
-	if (rc)
-		return rc;
-	rc = norm_path("shadow", shadow, sh, sizeof(sh));
-	if (rc)
-		return rc;
-	sidecar_path(sh, side, sizeof(side));
-	if (lstat(side, &st) != 0)
-		return amb_prov_err(-EINVAL, "%s: %s was not prepared (no %s)", p->name, sh, side);
-	return p->ops->commit(vol, sh);
+	char vol[PATH_MAX], sh[PATH_MAX];
+	int rc = check_prepared(p, volume, shadow, vol, sh);
+	return rc ? rc : p->ops->commit(vol, sh);
 }
 
 /* ---- sidecar ---- */

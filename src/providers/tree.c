@@ -664,43 +664,61 @@ static void ctx_free(struct tree_ctx *c)
 	free(c->buf);
 }
 
-int amb_tree_copy(const char *prov, const char *volume, const char *shadow, bool clone)
+/*
+ * The start of a walk from volume into shadow (amb_tree_copy, the refresh):
+ * c set up, the volume opened (returned, its stat in *st) and c->droot the
+ * shadow, both left out of the walk with the shadow's parent.  A
+ * descriptor, or -errno with nothing open.
+ */
+static int walk_begin(struct tree_ctx *c, const char *prov, const char *volume,
+		      const char *shadow, bool clone, struct stat *st)
 {
-	int rc;
-	struct tree_ctx c;
-	memset(&c, 0, sizeof(c));
-	c.prov = prov;
-	c.root = volume;
-	c.clone = clone;
-	c.droot = -1;
-
+	memset(c, 0, sizeof(*c));
+	c->prov = prov;
+	c->root = volume;
+	c->clone = clone;
+	c->droot = -1;
 	int sfd = open(volume, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (sfd < 0)
 		return amb_prov_err(-errno, "%s: %s: %s", prov, volume, strerror(errno));
-	struct stat st, dst;
-	if (fstat(sfd, &st) != 0) {
+	struct stat dst;
+	int rc = 0;
+	if (fstat(sfd, st) != 0)
 		rc = amb_prov_err(-errno, "%s: %s: %s", prov, volume, strerror(errno));
-		goto out_close_sfd;
+	if (!rc) {
+		c->rootdev = st->st_dev;
+		c->droot = open(shadow, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (c->droot < 0)
+			rc = amb_prov_err(-errno, "%s: shadow %s: %s", prov, shadow, strerror(errno));
 	}
-	c.rootdev = st.st_dev;
-	c.droot = open(shadow, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (c.droot < 0) {
-		rc = amb_prov_err(-errno, "%s: shadow %s: %s", prov, shadow, strerror(errno));
-		goto out_close_sfd;
-	}
-	if (fstat(c.droot, &dst) != 0) {
+	if (!rc && fstat(c->droot, &dst) != 0)
 		rc = amb_prov_err(-errno, "%s: %s: %s", prov, shadow, strerror(errno));
-		goto out_close_droot;
+	if (rc) {
+		if (c->droot >= 0)
+			close(c->droot);
+		close(sfd);
+		return rc;
 	}
-	c.skip_dev[c.nskip] = dst.st_dev;
-	c.skip_ino[c.nskip++] = dst.st_ino;
+	c->skip_dev[c->nskip] = dst.st_dev;
+	c->skip_ino[c->nskip++] = dst.st_ino;
 	char parent[PATH_MAX];
 	struct stat pst;
 	amb_path_dir(shadow, parent, sizeof(parent));
 	if (stat(parent, &pst) == 0) {
-		c.skip_dev[c.nskip] = pst.st_dev;
-		c.skip_ino[c.nskip++] = pst.st_ino;
+		c->skip_dev[c->nskip] = pst.st_dev;
+		c->skip_ino[c->nskip++] = pst.st_ino;
 	}
+	return sfd;
+}
+
+int amb_tree_copy(const char *prov, const char *volume, const char *shadow, bool clone)
+{
+	int rc;
+	struct tree_ctx c;
+	struct stat st;
+	int sfd = walk_begin(&c, prov, volume, shadow, clone, &st);
+	if (sfd < 0)
+		return sfd;
 	/* commit after a failed commit would mix two copies */
 	struct names ns;
 	rc = list_dir(&c, c.droot, &ns);
@@ -719,9 +737,7 @@ int amb_tree_copy(const char *prov, const char *volume, const char *shadow, bool
 		goto out_close_droot;
 	rc = meta_fd(&c, sfd, c.droot, &st);
 out_close_droot:
-	if (c.droot >= 0)
-		close(c.droot);
-out_close_sfd:
+	close(c.droot);
 	close(sfd);
 	ctx_free(&c);
 	return rc;
@@ -1217,47 +1233,16 @@ int amb_tree_refresh(const char *prov, const char *volume, const char *shadow,
 {
 	int rc;
 	struct tree_ctx c;
-	memset(&c, 0, sizeof(c));
-	c.prov = prov;
-	c.root = volume;
-	c.clone = true;
-	c.droot = -1;
-
-	int sfd = open(volume, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct stat st;
+	int sfd = walk_begin(&c, prov, volume, shadow, true, &st);
 	if (sfd < 0)
-		return amb_prov_err(-errno, "%s: %s: %s", prov, volume, strerror(errno));
-	struct stat st, dst;
-	if (fstat(sfd, &st) != 0) {
-		rc = amb_prov_err(-errno, "%s: %s: %s", prov, volume, strerror(errno));
-		goto out_close_sfd;
-	}
-	c.rootdev = st.st_dev;
-	c.droot = open(shadow, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (c.droot < 0) {
-		rc = amb_prov_err(-errno, "%s: shadow %s: %s", prov, shadow, strerror(errno));
-		goto out_close_sfd;
-	}
-	if (fstat(c.droot, &dst) != 0) {
-		rc = amb_prov_err(-errno, "%s: %s: %s", prov, shadow, strerror(errno));
-		goto out_close_droot;
-	}
-	c.skip_dev[c.nskip] = dst.st_dev;
-	c.skip_ino[c.nskip++] = dst.st_ino;
-	char parent[PATH_MAX];
-	struct stat pst;
-	amb_path_dir(shadow, parent, sizeof(parent));
-	if (stat(parent, &pst) == 0) {
-		c.skip_dev[c.nskip] = pst.st_dev;
-		c.skip_ino[c.nskip++] = pst.st_ino;
-	}
+		return sfd;
 	rc = refresh_dir(&c, sfd, c.droot);
 	if (!rc)
 		rc = meta_fd(&c, sfd, c.droot, &st);
 	if (stats)
 		*stats = c.rs;
-out_close_droot:
 	close(c.droot);
-out_close_sfd:
 	close(sfd);
 	ctx_free(&c);
 	return rc;
