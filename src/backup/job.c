@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/file.h>
@@ -181,81 +182,177 @@ void bk_pagecheck_chunk(void *arg, const unsigned char *buf, size_t len, uint64_
 	}
 }
 
-int bk_add_file(bk_job *j, const char *writer_dir, const char *writer, const char *component,
-                const char *role, const char *src_path, const char *store_name,
-                const char *target, uint32_t page_size, char *err, size_t errlen)
-{
-	char rel[4200], why[512];
-	if (snprintf(rel, sizeof(rel), "data/%s/%s", writer_dir, store_name) >= (int)sizeof(rel) ||
-	    !bk_relpath_ok(rel, why, sizeof(why))) {
-		snprintf(err, errlen, "%s: cannot be stored in a backup: %s", src_path, why);
-		return 1;
-	}
-	char dir[4200];
-	snprintf(dir, sizeof(dir), "data/%s", writer_dir);
-	int rc = bk_mkdirs_beneath(j->bdirfd, dir);
-	if (rc) {
-		snprintf(err, errlen, "%s/backups/%s/%s: %s", j->repo->root, j->id, dir, strerror(-rc));
-		return 1;
-	}
-	int src = open(src_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (src < 0) {
-		snprintf(err, errlen, "%s: %s", src_path, strerror(errno));
-		return 1;
-	}
-	int dst = bk_openat_beneath(j->bdirfd, rel, O_RDWR | O_CREAT | O_EXCL, 0640);
-	if (dst < 0) {
-		snprintf(err, errlen, "%s/backups/%s/%s: %s", j->repo->root, j->id, rel, strerror(-dst));
-		close(src);
-		return 1;
-	}
-	uint64_t bytes = 0;
+/* One file of a bk_add_files() batch: where it goes and how it came out. */
+typedef struct add_slot {
+	const bk_file_req *req;
+	char rel[4200];
+	uint64_t bytes;
 	char hex[65];
-	bk_copy_hooks hooks = {.progress = bk_progress_add, .progress_arg = &j->prog,
-	                       .uncached = true};
-	bk_pagecheck pc = {.page_size = page_size, .first_damaged = UINT64_MAX};
-	if (page_size) {
-		pc.scratch = malloc(page_size);
-		if (!pc.scratch) {
-			close(src);
-			close(dst);
-			snprintf(err, errlen, "out of memory");
-			return 1;
-		}
-		hooks.check = bk_pagecheck_chunk;
-		hooks.check_arg = &pc;
+	bk_pagecheck pc;
+	int rc;              /* 0, or 1 with err set */
+	char err[640];
+} add_slot;
+
+typedef struct add_batch {
+	bk_job *j;
+	add_slot *slots;
+	size_t n;
+	pthread_mutex_t mu;  /* next, failed, and j->prog */
+	size_t next;         /* the next file a worker claims */
+	bool failed;         /* a file failed: claim no more */
+} add_batch;
+
+/* bk_progress_add() from any worker */
+static void add_progress(void *arg, uint64_t bytes)
+{
+	add_batch *b = arg;
+	pthread_mutex_lock(&b->mu);
+	bk_progress_add(&b->j->prog, bytes);
+	pthread_mutex_unlock(&b->mu);
+}
+
+static void add_one(add_batch *b, add_slot *s)
+{
+	const bk_file_req *r = s->req;
+	int src = open(r->src_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (src < 0) {
+		snprintf(s->err, sizeof(s->err), "%s: %s", r->src_path, strerror(errno));
+		s->rc = 1;
+		return;
 	}
-	rc = bk_copy_fd_hooks(src, dst, &bytes, hex, &hooks);
+	int dst = bk_openat_beneath(b->j->bdirfd, s->rel, O_RDWR | O_CREAT | O_EXCL, 0640);
+	if (dst < 0) {
+		snprintf(s->err, sizeof(s->err), "%s/backups/%s/%s: %s", b->j->repo->root, b->j->id,
+		         s->rel, strerror(-dst));
+		close(src);
+		s->rc = 1;
+		return;
+	}
+	bk_copy_hooks hooks = {.progress = add_progress, .progress_arg = b, .uncached = true};
+	s->pc = (bk_pagecheck){.page_size = r->page_size, .first_damaged = UINT64_MAX};
+	int rc = 0;
+	if (r->page_size) {
+		if (!(s->pc.scratch = malloc(r->page_size)))
+			rc = -ENOMEM;
+		hooks.check = bk_pagecheck_chunk;
+		hooks.check_arg = &s->pc;
+	}
+	if (!rc)
+		rc = bk_copy_fd_hooks(src, dst, &s->bytes, s->hex, &hooks);
 	close(src);
 	close(dst);
-	free(pc.scratch);
+	free(s->pc.scratch);
+	s->pc.scratch = NULL;
 	if (rc) {
-		snprintf(err, errlen, "copying %s into the backup: %s", src_path, strerror(-rc));
-		return 1;
+		snprintf(s->err, sizeof(s->err), "copying %s into the backup: %s", r->src_path,
+		         strerror(-rc));
+		s->rc = 1;
 	}
-	if (page_size) {
+}
+
+static void *add_worker(void *arg)
+{
+	add_batch *b = arg;
+	for (;;) {
+		pthread_mutex_lock(&b->mu);
+		size_t i = b->failed ? b->n : b->next++;
+		pthread_mutex_unlock(&b->mu);
+		if (i >= b->n)
+			return NULL;
+		add_one(b, &b->slots[i]);
+		if (b->slots[i].rc) {
+			pthread_mutex_lock(&b->mu);
+			b->failed = true;
+			pthread_mutex_unlock(&b->mu);
+		}
+	}
+}
+
+/* The results of a copied file into the document (and j->checked). */
+static int add_record(bk_job *j, const char *writer, add_slot *s, char *err, size_t errlen)
+{
+	const bk_file_req *r = s->req;
+	if (r->page_size) {
 		if (!j->checked)
 			j->checked = json_object();
-		json_t *r = json_pack("{s:I, s:I, s:I, s:I, s:s}", "pages", (json_int_t)pc.pages,
-		                      "damaged", (json_int_t)pc.damaged, "corrected",
-		                      (json_int_t)pc.corrected, "first_damaged",
-		                      (json_int_t)(pc.damaged ? pc.first_damaged : 0), "first_why",
-		                      pc.first_why);
-		if (!j->checked || !r || json_object_set_new(j->checked, rel, r) != 0) {
+		json_t *c = json_pack("{s:I, s:I, s:I, s:I, s:s}", "pages", (json_int_t)s->pc.pages,
+		                      "damaged", (json_int_t)s->pc.damaged, "corrected",
+		                      (json_int_t)s->pc.corrected, "first_damaged",
+		                      (json_int_t)(s->pc.damaged ? s->pc.first_damaged : 0),
+		                      "first_why", s->pc.first_why);
+		if (!j->checked || !c || json_object_set_new(j->checked, s->rel, c) != 0) {
 			snprintf(err, errlen, "out of memory");
 			return 1;
 		}
 	}
 	json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s}", "writer", writer,
-	                      "component", component ? component : "", "role", role, "path", rel,
-	                      "target", target, "source", src_path, "size", (json_int_t)bytes,
-	                      "sha256", hex);
-	if (!f) {
+	                      "component", r->component ? r->component : "", "role", r->role,
+	                      "path", s->rel, "target", r->target, "source", r->src_path, "size",
+	                      (json_int_t)s->bytes, "sha256", s->hex);
+	if (!f || json_array_append_new(json_object_get(j->doc, "files"), f) != 0) {
 		snprintf(err, errlen, "out of memory");
 		return 1;
 	}
-	json_array_append_new(json_object_get(j->doc, "files"), f);
 	return 0;
+}
+
+int bk_add_files(bk_job *j, const char *writer_dir, const char *writer,
+                 const bk_file_req *reqs, size_t n, char *err, size_t errlen)
+{
+	char dir[4200], why[512];
+	if (!n)
+		return 0;
+	add_slot *slots = calloc(n, sizeof(*slots));
+	if (!slots) {
+		snprintf(err, errlen, "out of memory");
+		return 1;
+	}
+	int rc = 0;
+	for (size_t i = 0; i < n && !rc; i++) {
+		slots[i].req = &reqs[i];
+		if (snprintf(slots[i].rel, sizeof(slots[i].rel), "data/%s/%s", writer_dir,
+		             reqs[i].store_name) >= (int)sizeof(slots[i].rel) ||
+		    !bk_relpath_ok(slots[i].rel, why, sizeof(why))) {
+			snprintf(err, errlen, "%s: cannot be stored in a backup: %s", reqs[i].src_path,
+			         why);
+			rc = 1;
+		}
+	}
+	snprintf(dir, sizeof(dir), "data/%s", writer_dir);
+	int mk = rc ? 0 : bk_mkdirs_beneath(j->bdirfd, dir);
+	if (mk) {
+		snprintf(err, errlen, "%s/backups/%s/%s: %s", j->repo->root, j->id, dir, strerror(-mk));
+		rc = 1;
+	}
+	if (rc) {
+		free(slots);
+		return rc;
+	}
+
+	add_batch b = {.j = j, .slots = slots, .n = n};
+	pthread_mutex_init(&b.mu, NULL);
+	pthread_t th[BK_ADD_FILES_PARALLEL - 1];
+	int nth = 0;
+	while (nth < BK_ADD_FILES_PARALLEL - 1 && (size_t)nth < n - 1 &&
+	       pthread_create(&th[nth], NULL, add_worker, &b) == 0)
+		nth++;
+	add_worker(&b); /* the caller's thread is one of the workers */
+	for (int i = 0; i < nth; i++)
+		pthread_join(th[i], NULL);
+	pthread_mutex_destroy(&b.mu);
+
+	/* the first failure in the order of reqs; else every result in that
+	 * order, so the document does not depend on which copy ended first */
+	for (size_t i = 0; i < n && !rc; i++) {
+		if (slots[i].rc) {
+			snprintf(err, errlen, "%s", slots[i].err);
+			rc = 1;
+		}
+	}
+	for (size_t i = 0; i < n && !rc; i++)
+		rc = add_record(j, writer, &slots[i], err, errlen);
+	free(slots);
+	return rc;
 }
 
 int bk_check_file(bk_job *j, json_t *manifest, json_t *file, bool hash, char *err,

@@ -63,7 +63,7 @@ typedef struct bk_job {
 	bool quiet;
 	bk_progress prog;
 	json_t *checked;       /* path -> bk_pagecheck results of the databases whose
-	                          pages were checked while copied (bk_add_file), or
+	                          pages were checked while copied (bk_add_files), or
 	                          NULL; not part of the document */
 } bk_job;
 
@@ -99,16 +99,35 @@ void bk_event(bk_job *j, int code, const char *severity, const char *fmt, ...)
 /* "amber: ..." on j->err. */
 void bk_msg(bk_job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* One file for bk_add_files(): the file at src_path is copied into the
+ * backup as data/<writer_dir>/<store_name>.  page_size not 0: it is an
+ * amber-store database whose pages are checked on the bytes copied
+ * (bk_pagecheck; the results in j->checked). */
+typedef struct bk_file_req {
+	const char *component;   /* NULL or "" for none */
+	const char *role;        /* "database", "checkpoint", "log", ... */
+	const char *src_path;
+	const char *store_name;
+	const char *target;
+	uint32_t page_size;
+} bk_file_req;
+
+/* How many files bk_add_files() copies at once.  A backup of many small
+ * files (an incremental's logs) waits mostly on each file's read from a
+ * cold disk and its fsync; several in flight overlap those waits. */
+#define BK_ADD_FILES_PARALLEL 4
+
 /*
- * Copy the file at src_path into the backup as data/<rel> (rel is below
- * the writer's folder), append {"writer","component","role","path",
- * "target","source","size","sha256"} to doc.files.  page_size not 0: the
- * file is an amber-store database whose pages are checked on the bytes
- * copied (bk_pagecheck; the results in j->checked).  0, or 1 with err set.
+ * Copy the n files of reqs into the backup, up to BK_ADD_FILES_PARALLEL at
+ * a time, and append {"writer","component","role","path","target",
+ * "source","size","sha256"} for each to doc.files, in the order of reqs
+ * (whichever copy ends first).  Once a copy fails no further one starts;
+ * the error reported is the one of the first failed file in reqs' order.
+ * 0, or 1 with err set (files already copied stay in the folder, which is
+ * incomplete until the backup is recorded).
  */
-int bk_add_file(bk_job *j, const char *writer_dir, const char *writer, const char *component,
-                const char *role, const char *src_path, const char *store_name,
-                const char *target, uint32_t page_size, char *err, size_t errlen);
+int bk_add_files(bk_job *j, const char *writer_dir, const char *writer,
+                 const bk_file_req *reqs, size_t n, char *err, size_t errlen);
 
 /* Check one file of the backup against the manifest: listed, a regular
  * file inside the backup, and with hash its SHA-256 and size re-read (else

@@ -824,7 +824,8 @@ static void to_hex(const unsigned char *d, char hex[65])
  * error, ENOSPC) is kept in err and stops every stage; the caller joins
  * the threads and returns it.  A short read ends the file: the chunks
  * after it are neither hashed nor written.  When a thread cannot be
- * started the copy runs serially on the caller's thread (serial_loop).
+ * started, and for a file of less than one chunk, the copy runs serially
+ * on the caller's thread (serial_loop).
  *
  * With hooks->uncached (a backup) src and dst are read and written with
  * O_DIRECT where their filesystems allow it: the kernel then moves each
@@ -1136,8 +1137,13 @@ static int pipe_run(int src, int dst, EVP_MD_CTX *ctx, unsigned char *bufs, uint
 static int hash_loop(int src, int dst, uint64_t *bytes, char hex[65], const bk_copy_hooks *h)
 {
 	EVP_MD_CTX *ctx = hex ? EVP_MD_CTX_new() : NULL;
+	/* a file of less than one chunk is one read, one hash and one write:
+	 * the pipeline's threads would overlap nothing (and bk_add_files()
+	 * copies several such files at once instead) */
+	struct stat st;
+	bool small = fstat(src, &st) == 0 && S_ISREG(st.st_mode) && st.st_size < COPY_CHUNK;
 	/* aligned for O_DIRECT (a multiple of any logical block size) */
-	unsigned char *bufs = aligned_alloc(4096, (size_t)PIPE_SLOTS * COPY_CHUNK);
+	unsigned char *bufs = aligned_alloc(4096, (small ? 1 : (size_t)PIPE_SLOTS) * COPY_CHUNK);
 	int rc = 0, src_fl = -1, dst_fl = -1;
 	uint64_t len = 0;
 	if (!bufs || (hex && (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1))) {
@@ -1145,11 +1151,13 @@ static int hash_loop(int src, int dst, uint64_t *bytes, char hex[65], const bk_c
 		goto out;
 	}
 	posix_fadvise(src, 0, 0, POSIX_FADV_SEQUENTIAL);
-	if (h && h->uncached && dst >= 0) {
+	/* a small file goes through the page cache: the verifier reads a
+	 * backup's logs again right away, and there is little to keep out */
+	if (h && h->uncached && dst >= 0 && !small) {
 		src_fl = direct_on(src);
 		dst_fl = direct_on(dst);
 	}
-	rc = pipe_run(src, dst, ctx, bufs, &len, h);
+	rc = small ? -EAGAIN : pipe_run(src, dst, ctx, bufs, &len, h);
 	if (rc == -EAGAIN)
 		rc = serial_loop(src, dst, ctx, bufs, &len, h);
 	if (rc)

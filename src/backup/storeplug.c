@@ -197,29 +197,43 @@ int bk_store_backup_snapshot(bk_job *j, json_t *wdoc, const bk_store_loc *loc,
 	json_object_set_new(json_object_get(wdoc, "store"), "databases", dbs);
 	components_init(wdoc, loc);
 
-	int rc;
-	if (type == AMB_BACKUP_FULL || type == AMB_BACKUP_COPY) {
-		for (int d = 0; d < loc->ndb; d++) {
-			snprintf(path, sizeof(path), "%s/%s", shadow_dir, loc->dbs[d]);
-			if ((rc = bk_add_file(j, wdir, wname, loc->comps[d], "database", path, loc->dbs[d],
-			                      loc->dbs[d], page_size[d], err, errlen)) != 0)
-				return rc;
-		}
-		char chkname[16];
-		snprintf(chkname, sizeof(chkname), "%s.chk", loc->prefix);
-		snprintf(path, sizeof(path), "%s/%s", shadow_dir, chkname);
-		if ((rc = bk_add_file(j, wdir, wname, "", "checkpoint", path, chkname, chkname, 0,
-		                      err, errlen)) != 0)
-			return rc;
-	}
-	for (uint32_t g = low; g <= high; g++) {
+	/* the files, in the document's order: databases, checkpoint (full and
+	 * copy), then the logs low..high (high is the shadow's current log,
+	 * stored under its generation's name); copied together */
+	typedef struct fname {
+		char src[PATH_MAX + 64];
 		char name[32];
-		snprintf(name, sizeof(name), "%s%08X.log", loc->prefix, g);
-		amb_log_path(path, sizeof(path), shadow_dir, loc->prefix, g == high ? 0 : g);
-		if ((rc = bk_add_file(j, wdir, wname, "", "log", path, name, name, 0, err, errlen)) != 0)
-			return rc;
+	} fname;
+	size_t nmax = (size_t)loc->ndb + 1 + (size_t)(high - low) + 1, n = 0;
+	fname *names = calloc(nmax, sizeof(*names));
+	bk_file_req *reqs = calloc(nmax, sizeof(*reqs));
+	if (!names || !reqs) {
+		free(names);
+		free(reqs);
+		snprintf(err, errlen, "out of memory");
+		return 1;
 	}
-	return 0;
+	if (type == AMB_BACKUP_FULL || type == AMB_BACKUP_COPY) {
+		for (int d = 0; d < loc->ndb; d++, n++) {
+			snprintf(names[n].src, sizeof(names[n].src), "%s/%s", shadow_dir, loc->dbs[d]);
+			reqs[n] = (bk_file_req){loc->comps[d], "database", names[n].src, loc->dbs[d],
+			                        loc->dbs[d], page_size[d]};
+		}
+		snprintf(names[n].name, sizeof(names[n].name), "%s.chk", loc->prefix);
+		snprintf(names[n].src, sizeof(names[n].src), "%s/%s", shadow_dir, names[n].name);
+		reqs[n] = (bk_file_req){"", "checkpoint", names[n].src, names[n].name, names[n].name, 0};
+		n++;
+	}
+	for (uint32_t g = low; g <= high; g++, n++) {
+		snprintf(names[n].name, sizeof(names[n].name), "%s%08X.log", loc->prefix, g);
+		amb_log_path(names[n].src, sizeof(names[n].src), shadow_dir, loc->prefix,
+		             g == high ? 0 : g);
+		reqs[n] = (bk_file_req){"", "log", names[n].src, names[n].name, names[n].name, 0};
+	}
+	int rc = bk_add_files(j, wdir, wname, reqs, n, err, errlen);
+	free(names);
+	free(reqs);
+	return rc;
 }
 
 /* ------------------------------------------------------------- verify */

@@ -5,7 +5,10 @@
  * exact and its SHA-256 is of the bytes written, whatever the size; the
  * check sees every chunk once, in order; a damaged page anywhere in a
  * large file is caught; read and write errors of the pipeline's threads
- * come back as clean error codes.
+ * come back as clean error codes.  bk_add_files (job.c), which copies
+ * several files at once: every file exact, the document in the order
+ * asked whatever copy ends first, the first failure in that order
+ * reported and no file after a failure recorded.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -298,12 +301,121 @@ static void test_pagecheck(void **state)
 	free(db);
 }
 
+/* A repository with one backup folder, as bk_run_backup makes it. */
+static void job_open(bk_job *j, bk_repo *repo, const char *id)
+{
+	char path[128], err[512];
+	snprintf(path, sizeof(path), "%s/repo", tmpdir);
+	assert_int_equal(bk_repo_open(path, true, repo, err, sizeof(err)), 0);
+	bk_job_init(j, repo, stderr, true);
+	snprintf(j->id, sizeof(j->id), "%s", id);
+	assert_int_equal(bk_dir_create(repo, j->id, err, sizeof(err)), 0);
+	j->bdirfd = bk_dir_open(repo, j->id, err, sizeof(err));
+	assert_true(j->bdirfd >= 0);
+	j->doc = json_pack("{s:[]}", "files");
+	assert_non_null(j->doc);
+}
+
+static void job_close(bk_job *j, bk_repo *repo)
+{
+	json_decref(j->doc);
+	json_decref(j->checked);
+	close(j->bdirfd);
+	bk_repo_close(repo);
+}
+
+/* Many files of mixed sizes (more than BK_ADD_FILES_PARALLEL, small ones
+ * and ones of several chunks, an empty one, a database checked while
+ * copied) into one backup; then a batch with two missing sources. */
+static void test_add_files(void **state)
+{
+	(void)state;
+	enum { NF = 11 };
+	const size_t sizes[NF] = {1 << 20, 0, 3 * BK_COPY_CHUNK + 777, 4096, 1 << 20, 12345,
+	                          BK_COPY_CHUNK, 1, 2 * BK_COPY_CHUNK - 1, 65536, 0};
+	unsigned char *data = malloc(4 * BK_COPY_CHUNK);
+	unsigned char *back = malloc(4 * BK_COPY_CHUNK);
+	assert_non_null(data);
+	assert_non_null(back);
+	char src[NF + 1][128], name[NF + 1][32], want[NF][65];
+	bk_file_req reqs[NF + 1];
+	for (int i = 0; i < NF; i++) {
+		fill(data, sizes[i], SEED + 100 + (uint64_t)i);
+		snprintf(name[i], sizeof(name[i]), "f%02d", i);
+		snprintf(src[i], sizeof(src[i]), "%s/%s", tmpdir, name[i]);
+		write_file(src[i], data, sizes[i]);
+		sha_hex(data, sizes[i], want[i]);
+		reqs[i] = (bk_file_req){"", "log", src[i], name[i], name[i], 0};
+	}
+	/* and a database: its pages checked on the bytes copied */
+	const uint32_t ps = 8192, np = 2 * (BK_COPY_CHUNK / ps) + 3;
+	unsigned char *db = make_db(ps, np);
+	snprintf(name[NF], sizeof(name[NF]), "db.edb");
+	snprintf(src[NF], sizeof(src[NF]), "%s/db.edb", tmpdir);
+	write_file(src[NF], db, (size_t)np * ps);
+	free(db);
+	reqs[NF] = (bk_file_req){"db", "database", src[NF], name[NF], name[NF], ps};
+
+	bk_repo repo;
+	bk_job j;
+	job_open(&j, &repo, "20261122T000000Z-000001");
+	char err[1024] = "";
+	int rc = bk_add_files(&j, "w.00000000", "w", reqs, NF + 1, err, sizeof(err));
+	if (rc)
+		fail_msg("bk_add_files: %s", err);
+	json_t *files = json_object_get(j.doc, "files");
+	assert_int_equal(json_array_size(files), NF + 1);
+	for (int i = 0; i <= NF; i++) {
+		json_t *f = json_array_get(files, (size_t)i);
+		char rel[128];
+		snprintf(rel, sizeof(rel), "data/w.00000000/%s", name[i]);
+		assert_string_equal(json_string_value(json_object_get(f, "path")), rel);
+		assert_string_equal(json_string_value(json_object_get(f, "source")), src[i]);
+		if (i == NF) {
+			assert_string_equal(json_string_value(json_object_get(f, "role")), "database");
+			json_t *ck = json_object_get(j.checked, rel);
+			assert_non_null(ck);
+			assert_int_equal(json_integer_value(json_object_get(ck, "pages")), np);
+			assert_int_equal(json_integer_value(json_object_get(ck, "damaged")), 0);
+			continue;
+		}
+		assert_int_equal(json_integer_value(json_object_get(f, "size")), sizes[i]);
+		assert_string_equal(json_string_value(json_object_get(f, "sha256")), want[i]);
+		/* the copy holds exactly the bytes */
+		int fd = bk_openat_beneath(j.bdirfd, rel, O_RDONLY, 0);
+		assert_true(fd >= 0);
+		assert_int_equal(pread(fd, back, 4 * BK_COPY_CHUNK, 0), (ssize_t)sizes[i]);
+		close(fd);
+		fill(data, sizes[i], SEED + 100 + (uint64_t)i);
+		assert_memory_equal(back, data, sizes[i]);
+	}
+	job_close(&j, &repo);
+
+	/* two sources missing (the 4th and the 9th): the error names the 4th,
+	 * and nothing is recorded */
+	job_open(&j, &repo, "20261122T000000Z-000002");
+	char gone3[160], gone8[160];
+	snprintf(gone3, sizeof(gone3), "%s/gone-3", tmpdir);
+	snprintf(gone8, sizeof(gone8), "%s/gone-8", tmpdir);
+	reqs[3].src_path = gone3;
+	reqs[8].src_path = gone8;
+	err[0] = '\0';
+	assert_int_equal(bk_add_files(&j, "w.00000000", "w", reqs, NF, err, sizeof(err)), 1);
+	if (!strstr(err, gone3) || !strstr(err, "No such file"))
+		fail_msg("error names the wrong file: %s", err);
+	assert_int_equal(json_array_size(json_object_get(j.doc, "files")), 0);
+	job_close(&j, &repo);
+	free(data);
+	free(back);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_copy_sizes),
 		cmocka_unit_test(test_copy_errors),
 		cmocka_unit_test(test_pagecheck),
+		cmocka_unit_test(test_add_files),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
