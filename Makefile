@@ -18,7 +18,7 @@ SHELL := /bin/bash
 # here (one list, so `make deps` stays the only install step).
 DEB_PACKAGES := \
 	build-essential cmake pkg-config \
-	libxxhash-dev libssl-dev libcmocka-dev libsqlite3-dev sqlite3 \
+	libxxhash-dev nettle-dev libssl-dev libcmocka-dev libsqlite3-dev sqlite3 \
 	libjansson-dev libzstd-dev libinih-dev libsystemd-dev libedit-dev \
 	libbtrfsutil-dev btrfs-progs xfsprogs restic \
 	clang libclang-rt-14-dev util-linux

@@ -271,6 +271,8 @@ lrange() { jq -r --arg id "$1" '.[] | select(.id == $id) | .log_range |
 full_range=$(lrange "$FULL")
 inc_range=$(lrange "$INC")
 
+cp "$REPO/events.log" "$out/repo-events.log" # the backups' stage times (ms)
+
 # ---- (c1) restore --to: time to a mountable database
 timed restore_to "$AMBER" restore --repo "$REPO" latest --to "$SRC/restored"
 t_restore_to=$T

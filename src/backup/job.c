@@ -120,7 +120,9 @@ void bk_event(bk_job *j, int code, const char *severity, const char *fmt, ...)
 	json_decref(e);
 	if (!line)
 		return;
-	/* one write(2) of the whole line with O_APPEND: lines never interleave */
+	/* one write(2) of the whole line with O_APPEND: lines never interleave.
+	 * Not fsynced, like amberd's event log: the record of a backup is its
+	 * document (written durably); a line lost in a crash loses no backup */
 	int fd = openat(j->repo->dirfd, "events.log", O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC |
 	                O_NOFOLLOW, 0640);
 	if (fd >= 0) {
@@ -128,7 +130,6 @@ void bk_event(bk_job *j, int code, const char *severity, const char *fmt, ...)
 		line[n] = '\n';
 		if (write(fd, line, n + 1) < 0)
 			fprintf(j->err, "amber: %s/events.log: %s\n", j->repo->root, strerror(errno));
-		fdatasync(fd);
 		close(fd);
 	}
 	free(line);

@@ -8,7 +8,7 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <linux/openat2.h>
-#include <openssl/evp.h>
+#include <nettle/sha2.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -999,11 +999,11 @@ static void *pipe_writer(void *arg)
 }
 
 /* One chunk's hash, check and progress, on the caller's thread. */
-static void consume(EVP_MD_CTX *ctx, const unsigned char *buf, size_t n, uint64_t off,
+static void consume(struct sha256_ctx *ctx, const unsigned char *buf, size_t n, uint64_t off,
                     const bk_copy_hooks *h)
 {
 	if (ctx)
-		EVP_DigestUpdate(ctx, buf, n);
+		sha256_update(ctx, n, buf);
 	if (h && h->check)
 		h->check(h->check_arg, buf, n, off);
 	if (h && h->progress)
@@ -1011,7 +1011,7 @@ static void consume(EVP_MD_CTX *ctx, const unsigned char *buf, size_t n, uint64_
 }
 
 /* The serial loop (no threads): read, hash and check, write. */
-static int serial_loop(int src, int dst, EVP_MD_CTX *ctx, unsigned char *buf, uint64_t *len,
+static int serial_loop(int src, int dst, struct sha256_ctx *ctx, unsigned char *buf, uint64_t *len,
                        const bk_copy_hooks *h)
 {
 	uint64_t off = 0;
@@ -1037,7 +1037,7 @@ static int serial_loop(int src, int dst, EVP_MD_CTX *ctx, unsigned char *buf, ui
 }
 
 /* The caller's stage of the pipeline; 0 or the first error of any stage. */
-static int pipe_hash(copy_pipe *p, EVP_MD_CTX *ctx, uint64_t *len, const bk_copy_hooks *h)
+static int pipe_hash(copy_pipe *p, struct sha256_ctx *ctx, uint64_t *len, const bk_copy_hooks *h)
 {
 	uint64_t off = 0, k;
 	for (k = 0;; k++) {
@@ -1078,7 +1078,7 @@ static int pipe_hash(copy_pipe *p, EVP_MD_CTX *ctx, uint64_t *len, const bk_copy
 
 /* Run the pipeline; -EAGAIN when no thread could be started (nothing was
  * read yet: the caller runs the serial loop). */
-static int pipe_run(int src, int dst, EVP_MD_CTX *ctx, unsigned char *bufs, uint64_t *len,
+static int pipe_run(int src, int dst, struct sha256_ctx *ctx, unsigned char *bufs, uint64_t *len,
                     const bk_copy_hooks *h)
 {
 	copy_pipe *p = calloc(1, sizeof(*p));
@@ -1136,7 +1136,9 @@ static int pipe_run(int src, int dst, EVP_MD_CTX *ctx, unsigned char *bufs, uint
  */
 static int hash_loop(int src, int dst, uint64_t *bytes, char hex[65], const bk_copy_hooks *h)
 {
-	EVP_MD_CTX *ctx = hex ? EVP_MD_CTX_new() : NULL;
+	struct sha256_ctx sha, *ctx = hex ? &sha : NULL;
+	if (ctx)
+		sha256_init(ctx);
 	/* a file of less than one chunk is one read, one hash and one write:
 	 * the pipeline's threads would overlap nothing (and bk_add_files()
 	 * copies several such files at once instead) */
@@ -1146,7 +1148,7 @@ static int hash_loop(int src, int dst, uint64_t *bytes, char hex[65], const bk_c
 	unsigned char *bufs = aligned_alloc(4096, (small ? 1 : (size_t)PIPE_SLOTS) * COPY_CHUNK);
 	int rc = 0, src_fl = -1, dst_fl = -1;
 	uint64_t len = 0;
-	if (!bufs || (hex && (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1))) {
+	if (!bufs) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -1163,9 +1165,8 @@ static int hash_loop(int src, int dst, uint64_t *bytes, char hex[65], const bk_c
 	if (rc)
 		goto out;
 	if (ctx) {
-		unsigned char md[32];
-		unsigned int mdlen = 0;
-		EVP_DigestFinal_ex(ctx, md, &mdlen);
+		unsigned char md[SHA256_DIGEST_SIZE];
+		sha256_digest(ctx, sizeof(md), md);
 		to_hex(md, hex);
 	}
 	if (bytes)
@@ -1175,7 +1176,6 @@ out:
 		fcntl(src, F_SETFL, src_fl);
 	if (dst_fl >= 0)
 		fcntl(dst, F_SETFL, dst_fl);
-	EVP_MD_CTX_free(ctx);
 	free(bufs);
 	return rc;
 }

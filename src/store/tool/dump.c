@@ -18,13 +18,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
+#include <nettle/sha2.h>
 
 #include "amber/store.h"
 #include "store/tool/tool.h"
 
 #define DUMP_ORDER (-1) /* callback result: records out of order */
-#define DUMP_HASH (-2)  /* callback result: sha256 failed */
 #define DUMP_NOMEM (-3)
 
 typedef struct dump_state {
@@ -34,7 +33,6 @@ typedef struct dump_state {
 	size_t prev_klen, prev_kcap;
 	uint64_t records;
 	bool have_prev;
-	EVP_MD_CTX *md;
 } dump_state;
 
 static void put_escaped(FILE *out, const unsigned char *p, size_t n)
@@ -106,12 +104,11 @@ static int dump_record(void *arg, const char *table, const void *key, size_t kle
 	st->prev_klen = klen;
 	st->have_prev = true;
 
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
-	if (EVP_DigestInit_ex(st->md, EVP_sha256(), NULL) != 1 ||
-	    EVP_DigestUpdate(st->md, val, vlen) != 1 ||
-	    EVP_DigestFinal_ex(st->md, md, &mdlen) != 1 || mdlen != 32)
-		return DUMP_HASH;
+	unsigned char md[SHA256_DIGEST_SIZE];
+	struct sha256_ctx c;
+	sha256_init(&c);
+	sha256_update(&c, vlen, val);
+	sha256_digest(&c, sizeof(md), md);
 
 	static const char digits[] = "0123456789abcdef";
 	char hex[65];
@@ -162,20 +159,10 @@ int cmd_dump(int argc, char **argv)
 	dump_state st;
 	memset(&st, 0, sizeof(st));
 	st.out = stdout;
-	st.md = EVP_MD_CTX_new();
 	int status = EXIT_OK;
-	if (!st.md) {
-		fprintf(stderr, "amber-store dump: out of memory\n");
-		status = EXIT_FAIL;
-		goto out;
-	}
-
 	rc = ams_foreach(inst, dump_record, &st);
 	if (rc == DUMP_ORDER) {
 		status = EXIT_FAIL; /* message printed */
-	} else if (rc == DUMP_HASH) {
-		fprintf(stderr, "amber-store dump: sha256 failed\n");
-		status = EXIT_FAIL;
 	} else if (rc == DUMP_NOMEM) {
 		fprintf(stderr, "amber-store dump: out of memory\n");
 		status = EXIT_FAIL;
@@ -190,14 +177,12 @@ int cmd_dump(int argc, char **argv)
 		status = EXIT_FAIL;
 	}
 
-out:
 	rc = ams_close(inst);
 	if (rc != AMS_OK) {
 		fprintf(stderr, "amber-store dump: close %s: %s: %s\n", dir, ams_strerror(rc),
 		        ams_errmsg());
 		status = EXIT_FAIL;
 	}
-	EVP_MD_CTX_free(st.md);
 	free(st.prev_table);
 	free(st.prev_key);
 	return status;

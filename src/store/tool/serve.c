@@ -75,7 +75,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
+#include <nettle/sha2.h>
 
 #include "amber/proto.h"
 #include "amber/store.h"
@@ -436,12 +436,11 @@ static int line_append(wl_thread *th, size_t *len, const char *fmt, ...)
 
 static void sha256_hex(const void *data, size_t len, char hex[65])
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
-	if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32) {
-		fprintf(stderr, "amber-store serve: sha256 failed\n");
-		abort();
-	}
+	unsigned char md[SHA256_DIGEST_SIZE];
+	struct sha256_ctx c;
+	sha256_init(&c);
+	sha256_update(&c, len, data);
+	sha256_digest(&c, sizeof(md), md);
 	static const char digits[] = "0123456789abcdef";
 	for (unsigned i = 0; i < 32; i++) {
 		hex[2 * i] = digits[md[i] >> 4];
