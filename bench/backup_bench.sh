@@ -141,7 +141,7 @@ timed() {
 	}
 	sync
 	t1=$EPOCHREALTIME
-	T=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+	T=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
 	echo "$T" >"$out/$name.t"
 	log "$name: $T s"
 }

@@ -130,7 +130,10 @@ typedef struct bk_copy_hooks {
 	void *check_arg;
 	bool uncached;             /* copy with O_DIRECT where the filesystems allow
 	                              it, not through the page cache: for a backup,
-	                              whose source and copy are not read again soon */
+	                              whose source and copy are not read again soon.
+	                              A file under BK_COPY_CHUNK bytes still goes
+	                              through the cache (a log, which the verifier
+	                              reads again at once) */
 } bk_copy_hooks;
 
 /*
