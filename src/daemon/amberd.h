@@ -128,8 +128,16 @@ typedef struct dsession dsession;
 
 /* Requests of a requestor connection; fd is the requestor's socket (for
  * noticing that it went away during a long wait).  The answer is written
- * into *resp (kind AMB_MSG_ERROR for failures). */
-void session_request(int fd, dsession **mine, const amb_msg *req, amb_msg *resp);
+ * into *resp (kind AMB_MSG_ERROR for failures).  session-close sets
+ * *closing to the session instead of ending it: the caller sends the
+ * answer, then calls session_close_end(), so the requestor does not wait
+ * for the deletion of the set's non-persistent shadows (a btrfs snapshot's
+ * deletion waits for a transaction commit). */
+void session_request(int fd, dsession **mine, const amb_msg *req, amb_msg *resp,
+                     dsession **closing);
+/* End a session handed out by session-close: its non-persistent shadows
+ * deleted (each still listed until then), "session-closed" logged. */
+void session_close_end(dsession *s);
 /* The requestor's connection closed: abort and release its session. */
 void session_connection_closed(dsession *s);
 /* shadow-create: a whole sequence in one request. */

@@ -328,6 +328,7 @@ static void client_loop(conn *c)
 		memset(&resp, 0, sizeof(resp));
 		bool follow = false;
 		uint64_t since = 0;
+		dsession *closing = NULL;
 		switch (m.kind) {
 		case AMB_MSG_LIST_WRITERS:
 			pthread_mutex_lock(&D.mu);
@@ -355,12 +356,16 @@ static void client_loop(conn *c)
 			events_request(&m, &resp, &follow, &since);
 			break;
 		default:
-			session_request(c->fd, &c->session, &m, &resp);
+			session_request(c->fd, &c->session, &m, &resp, &closing);
 			break;
 		}
 		rc = send_msg(c, &resp);
 		amb_msg_free(&resp);
 		amb_msg_free(&m);
+		if (closing) {
+			session_close_end(closing);
+			closing = NULL;
+		}
 		if (rc != 0)
 			return;
 		if (follow) {

@@ -1097,7 +1097,14 @@ static bool results_ok(const amb_session_results *r, char *why, size_t whylen)
 	return true;
 }
 
-void session_request(int fd, dsession **mine, const amb_msg *req, amb_msg *resp)
+void session_close_end(dsession *s)
+{
+	test_stall("close");
+	session_end(s, true);
+}
+
+void session_request(int fd, dsession **mine, const amb_msg *req, amb_msg *resp,
+                     dsession **closing)
 {
 	char why[AMB_TEXT_MAX + 1];
 	dsession *s = *mine;
@@ -1300,7 +1307,7 @@ void session_request(int fd, dsession **mine, const amb_msg *req, amb_msg *resp)
 			abort_set(s, AMB_FAIL_NONE, "session closed without backup-complete",
 				  AMB_EV_SESSION_ABORTED);
 		}
-		session_end(s, true);
+		*closing = s; /* ended by the caller once the answer is sent */
 		resp_ok(resp, id);
 		return;
 	default:

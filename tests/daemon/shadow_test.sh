@@ -60,6 +60,34 @@ d_wait_writer amber-store 10 || fail "serve did not register again"
 [ -z "$(d_shadow_dirs "$MNT")" ] || fail "volatile shadow left on disk: $(d_shadow_dirs "$MNT")"
 ok "volatile shadows are removed when amberd restarts"
 
+# session-close is answered before the set's volatile shadows are deleted
+# (a btrfs deletion waits for a transaction commit; the requestor need not):
+# with the deletion stalled, the requestor has returned while its shadow is
+# still listed; amberd killed in that window leaks nothing
+d_stop_amberd
+AMBERD_ENV="AMBERD_TEST_STALL=close:4000" d_start_amberd
+d_wait_writer amber-store 10 || fail "serve did not register again"
+"$TREQ" --socket "$AMBER_SOCKET" "$VOL" >"$DW/treq.out" 2>&1 ||
+	fail "requestor: $(cat "$DW/treq.out")"
+sid=$(awk '$1 == "shadow" { print $2; exit }' "$DW/treq.out")
+[ -n "$sid" ] || fail "the requestor printed no shadow: $(cat "$DW/treq.out")"
+grep -q 'test hook: stalling 4000 ms after close' "$DW/amberd.log" ||
+	fail "the requestor returned but amberd never reached the close stall"
+d_shadow_ids | has "$sid" || fail "the volatile shadow was deleted before the requestor got its answer"
+kill -9 "$AMBERD_PID"
+wait "$AMBERD_PID" 2>/dev/null
+AMBERD_PID=""
+AMBERD_ENV="" d_start_amberd
+d_wait_writer amber-store 10 || fail "serve did not register again"
+[ -z "$(d_shadow_ids)" ] || fail "the volatile shadow survived amberd's death during the close: $(d_shadow_ids)"
+[ -z "$(d_shadow_dirs "$MNT")" ] || fail "volatile shadow left on disk: $(d_shadow_dirs "$MNT")"
+"$TREQ" --socket "$AMBER_SOCKET" "$VOL" >"$DW/treq.out" 2>&1 ||
+	fail "requestor: $(cat "$DW/treq.out")"
+for _ in $(seq 100); do [ -z "$(d_shadow_ids)" ] && break; sleep 0.05; done
+[ -z "$(d_shadow_ids)" ] || fail "the volatile shadow of a closed session was not deleted"
+[ -z "$(d_shadow_dirs "$MNT")" ] || fail "volatile shadow left on disk: $(d_shadow_dirs "$MNT")"
+ok "session-close answers first, then deletes the volatile shadows (none leaked when amberd dies between)"
+
 # amber events --follow sees the sequence as it happens
 "$AMBER" events --follow --json >"$DW/follow.out" 2>&1 &
 follow=$!
