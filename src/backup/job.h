@@ -120,8 +120,8 @@ typedef struct bk_file_req {
 /*
  * Copy the n files of reqs into the backup, up to BK_ADD_FILES_PARALLEL at
  * a time, and append {"writer","component","role","path","target",
- * "source","size","sha256"} for each to doc.files, in the order of reqs
- * (whichever copy ends first).  Once a copy fails no further one starts;
+ * "source","size","sha256"} for each to doc.files in the order of reqs,
+ * whichever copy ends first.  Once a copy fails no further one starts;
  * the error reported is the one of the first failed file in reqs' order.
  * 0, or 1 with err set (files already copied stay in the folder, which is
  * incomplete until the backup is recorded).
