@@ -94,6 +94,26 @@ static int parse_size(const char *v, uint64_t *out)
 	return 0;
 }
 
+/* shadow_dir: a name (made at the root of each volume's filesystem), or an
+ * absolute directory (every volume's shadows there) whose components are
+ * neither empty, "." nor "..". */
+static bool shadow_dir_ok(const char *v)
+{
+	if (v[0] != '/')
+		return v[0] && !strchr(v, '/') && strcmp(v, ".") && strcmp(v, "..");
+	if (!v[1])
+		return false; /* not "/" itself */
+	for (const char *p = v + 1;;) {
+		const char *e = strchr(p, '/');
+		size_t n = e ? (size_t)(e - p) : strlen(p);
+		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+			return false;
+		if (!e)
+			return true;
+		p = e + 1;
+	}
+}
+
 static int parse_bool(const char *v, bool *out)
 {
 	if (!strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "on") || !strcmp(v, "1"))
@@ -151,8 +171,7 @@ static int on_line(void *user, const char *section, const char *name, const char
 			if (set_str(c->backup_group, sizeof(c->backup_group), value))
 				goto bad;
 		} else if (!strcmp(name, "shadow_dir")) {
-			if (!value[0] || strchr(value, '/') || !strcmp(value, ".") ||
-			    !strcmp(value, "..") ||
+			if (!shadow_dir_ok(value) ||
 			    set_str(c->shadow_dir_name, sizeof(c->shadow_dir_name), value))
 				goto bad;
 		} else if (!strcmp(name, "fsfreeze")) {

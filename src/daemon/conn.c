@@ -216,7 +216,7 @@ static int handshake(conn *c)
 static void denied(conn *c, const amb_msg *m)
 {
 	send_error(c, m->id, AMB_EXIT_FAILED, NULL,
-		   "permission denied: %s needs root or membership of group %s",
+		   "permission denied: %s needs root, amberd's own user or membership of group %s",
 		   amb_msg_kind_name(m->kind), D.cfg.backup_group[0] ? D.cfg.backup_group : "root");
 	ev_log(AMB_EV_CLIENT_DENIED, AMB_SEV_WARNING, NULL, NULL, NULL, NULL, NULL, AMB_FAIL_NONE,
 	       "%s (pid %d, uid %u) was refused %s: not in group %s", c->name, (int)c->cred.pid,

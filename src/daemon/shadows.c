@@ -24,7 +24,10 @@
  *
  * Where shadows go: <mount point of the volume>/<shadow_dir>/<shadow id>
  * (shadow_dir is ".amber-shadows" by default), created 0700.  That is on
- * the volume's filesystem, as the btrfs and reflink providers need.
+ * the volume's filesystem, as the btrfs and reflink providers need.  An
+ * absolute shadow_dir holds the shadows of every volume; the btrfs and
+ * reflink providers then refuse volumes on other filesystems (their
+ * check_shadow), the copy provider takes any.
  *
  * Size and limits: "bytes" is the allocated size of the shadow's tree
  * (st_blocks) when it was made; shared extents (reflink, btrfs) count in
@@ -359,7 +362,13 @@ int shadows_plan(const char *volume, const char *provider, const char *set, bool
 		snprintf(err, errlen, "%s: cannot find its mount point", volume);
 		return rc;
 	}
-	snprintf(dir, sizeof(dir), "%s%s%s", strcmp(mp, "/") ? mp : "", "/", D.cfg.shadow_dir_name);
+	if (D.cfg.shadow_dir_name[0] == '/') {
+		snprintf(dir, sizeof(dir), "%s", D.cfg.shadow_dir_name);
+		amb_path_dir(dir, mp, sizeof(mp)); /* its parent: fsynced when it is made */
+	} else {
+		snprintf(dir, sizeof(dir), "%s%s%s", strcmp(mp, "/") ? mp : "", "/",
+			 D.cfg.shadow_dir_name);
+	}
 	if (mkdir(dir, 0700) == 0) {
 		int fd = open(mp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (fd >= 0) {

@@ -77,4 +77,41 @@ setpriv --reuid 65534 --regid 65534 --groups "$SOCK_GID" "$TWRITER" --socket "$A
 D_PIDS+=("$!")
 d_wait_writer owner 10 || fail "a writer declaring its own files was refused: $(cat "$DW/owner.err")"
 ok "a writer may declare only files its uid owns (event 2009 otherwise)"
+
+# an amberd run by an ordinary user (no root, no backup group) serves that
+# user: what it does for it, the user could do without it
+d_stop_amberd
+mkdir -p "$DW/user" "$VOL/userdata/vol"
+chown 65534 "$DW/user"
+USOCK=$DW/user/amberd.sock
+# the user cannot write at the filesystem's root: its shadows go to a
+# directory of its own (an absolute shadow_dir), with the copy provider
+printf '[amberd]\njournald = no\nbackup_group = %s\nshadow_dir = %s\n' "$BACKUP_GID" \
+	"$DW/user/shadows" >"$DW/user/amberd.conf"
+setpriv --reuid 65534 --regid 65534 --clear-groups "$AMBERD" --foreground \
+	--config "$DW/user/amberd.conf" --socket "$USOCK" --state-dir "$DW/user/state" \
+	>"$DW/user/amberd.log" 2>&1 &
+upid=$!
+D_PIDS+=("$upid")
+for _ in $(seq 100); do [ -S "$USOCK" ] && break; sleep 0.05; done
+echo data >"$VOL/userdata/vol/file"
+chown -R 65534:65534 "$VOL/userdata/vol"
+out=$(AMBER_SOCKET=$USOCK as_outsider "$AMBER" create shadow "$VOL/userdata/vol" \
+	--provider copy --persistent 2>"$DW/user/create.err") ||
+	fail "a user's own amberd refused it: $(cat "$DW/user/create.err")"
+[ "$(cat "$DW/user/shadows/$out/file" 2>&1)" = data ] ||
+	fail "the shadow is not in the configured shadow_dir: $(ls -R "$DW/user" 2>&1)"
+AMBER_SOCKET=$USOCK as_outsider "$AMBER" list shadows | has "$out" ||
+	fail "the shadow made through the user's own amberd is not listed"
+AMBER_SOCKET=$USOCK as_outsider "$AMBER" delete shadows --all >/dev/null ||
+	fail "a user's own amberd refused to delete its shadow"
+# another ordinary user is refused by it (socket mode 0660: not even a connection)
+out=$(AMBER_SOCKET=$USOCK setpriv --reuid 4244 --regid 4244 --clear-groups "$AMBER" \
+	create shadow "$VOL/userdata/vol" 2>&1)
+rc=$?
+[ $rc = 1 ] || fail "another user through a user's amberd: exit $rc: $out"
+grep -qi "permission denied" <<<"$out" || fail "another user: no 'permission denied': $out"
+kill -TERM "$upid"
+wait "$upid" 2>/dev/null
+ok "an amberd run by an ordinary user serves that user, and only it"
 echo "PASS"

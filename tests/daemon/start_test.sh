@@ -40,6 +40,9 @@ expect_start 2 "bad.conf:2: bad value: hold_ms = 0" "[amberd]" "hold_ms = 0"
 expect_start 2 "bad.conf:2: bad value: event_timeout_ms = 1e3" "[amberd]" "event_timeout_ms = 1e3"
 expect_start 2 "bad.conf:2: bad value: presync = sometimes" "[amberd]" "presync = sometimes"
 expect_start 2 "bad.conf:2: unknown section \[writers\]" "[writers]" "x = 1"
+for v in "a/b" "." ".." "/" "/srv/../etc" "/srv//x" "/srv/./x" "/srv/x/" "/srv/x/.."; do
+	expect_start 2 "bad.conf:2: bad value: shadow_dir = $v" "[amberd]" "shadow_dir = $v"
+done
 expect_start 2 "not an absolute normalized path" "[shadowstorage]" "srv/mail = 1G"
 expect_start 2 "bad value: /srv = 12Q" "[shadowstorage]" "/srv = 12Q"
 out=$("$AMBERD" --foreground --config "$T/none.conf" --socket "$T/sock2" 2>&1)
