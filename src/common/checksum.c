@@ -15,8 +15,13 @@
  *
  * We walk the block in chunks of 64 words: acc[t] collects word t of every
  * chunk (for k < 12 that is enough: bit k of w for k-6 < 6 is bit k-6 of t),
- * and the XOR of each whole chunk c feeds the bits of c (k >= 12).  Both
- * loops vectorise, so the ECC costs about two XOR passes over the block.
+ * and the XOR of each whole chunk c feeds the bits of c (k >= 12).  Only
+ * parities are wanted, and the parity of a XOR of words is the XOR of their
+ * parities: so bits 6..11 come from one parity bit per acc[t] (a 64-bit
+ * mask, then the same six masks as bits 0..5), and bits 12..23 from the
+ * XOR of the numbers of the chunks whose XOR has odd parity.  The loop over
+ * the block vectorises; the whole costs about one XOR pass (0.5 us for 4 KiB
+ * here, from 1.4 us when each bit of k >= 6 was a loop over 64 words).
  */
 #include "common/checksum.h"
 
@@ -74,50 +79,49 @@ uint32_t amb_ck_ecc(const void *blk, size_t size)
 	const unsigned char *p = blk;
 	size_t nchunks = size / (CHUNK_WORDS * 8);
 	uint64_t acc[CHUNK_WORDS];
-	uint64_t chunkx[32]; /* XOR of chunk c folded by bit of c: up to 2^15 chunks */
-	uint32_t ecc = 0;
+	uint32_t cidx = 0; /* XOR of the numbers of the chunks of odd parity */
 
-	memset(acc, 0, sizeof(acc));
-	memset(chunkx, 0, sizeof(chunkx));
-	for (size_t c = 0; c < nchunks; c++) {
-		uint64_t w[CHUNK_WORDS];
-		uint64_t cx = 0;
-		memcpy(w, p + c * CHUNK_WORDS * 8, sizeof(w));
-		if (c == 0) {
-			w[0] = 0;                     /* the hash is not covered */
-			w[1] &= 0xFFFFFFFF00000000ull; /* nor the ECC field */
-		}
+	/* chunk 0: the hash is not covered, nor the ECC field */
+	for (int t = 0; t < CHUNK_WORDS; t++)
+		acc[t] = load64(p + 8 * t);
+	acc[0] = 0;
+	acc[1] &= 0xFFFFFFFF00000000ull;
+	uint64_t cx = 0;
+	for (int t = 0; t < CHUNK_WORDS; t++)
+		cx ^= acc[t];
+	/* chunk 0 adds nothing to cidx (its number is 0) */
+	for (size_t c = 1; c < nchunks; c++) {
+		const unsigned char *q = p + c * CHUNK_WORDS * 8;
+		uint64_t x = 0;
 		for (int t = 0; t < CHUNK_WORDS; t++) {
-			acc[t] ^= w[t];
-			cx ^= w[t];
+			uint64_t w = load64(q + 8 * t);
+			acc[t] ^= w;
+			x ^= w;
 		}
-		for (int j = 0; j < 15; j++)
-			if (c & ((size_t)1 << j))
-				chunkx[j] ^= cx;
+		cidx ^= parity64(x) ? (uint32_t)c : 0;
 	}
 
-	uint64_t x = 0;
-	for (int t = 0; t < CHUNK_WORDS; t++)
+	/* the parity of a XOR of words is the XOR of their parities: one bit
+	 * per word position t of acc, and bits 6..11 of the index are the
+	 * parities of the positions t with bit k-6 set */
+	uint64_t x = 0, pt = 0;
+	for (int t = 0; t < CHUNK_WORDS; t++) {
 		x ^= acc[t];
-
-	/* index bits 0..5: the bit position inside the word */
+		pt |= (uint64_t)parity64(acc[t]) << t;
+	}
 	static const uint64_t m[6] = {
 		0xAAAAAAAAAAAAAAAAull, 0xCCCCCCCCCCCCCCCCull, 0xF0F0F0F0F0F0F0F0ull,
 		0xFF00FF00FF00FF00ull, 0xFFFF0000FFFF0000ull, 0xFFFFFFFF00000000ull,
 	};
+	uint32_t ecc = 0;
+	/* index bits 0..5: the bit position inside the word */
 	for (int k = 0; k < 6; k++)
 		ecc |= (uint32_t)parity64(x & m[k]) << k;
 	/* index bits 6..11: the word position inside the chunk */
-	for (int k = 0; k < 6; k++) {
-		uint64_t v = 0;
-		for (int t = 0; t < CHUNK_WORDS; t++)
-			if (t & (1 << k))
-				v ^= acc[t];
-		ecc |= (uint32_t)parity64(v) << (6 + k);
-	}
+	for (int k = 0; k < 6; k++)
+		ecc |= (uint32_t)parity64(pt & m[k]) << (6 + k);
 	/* index bits 12..23: the chunk number */
-	for (int j = 0; j < 12; j++)
-		ecc |= (uint32_t)parity64(chunkx[j]) << (12 + j);
+	ecc |= (cidx & 0xFFFu) << 12;
 	ecc |= (uint32_t)parity64(x) << 31;
 	return ecc;
 }
