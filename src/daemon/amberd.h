@@ -220,7 +220,8 @@ void amberd_clean_text(char *s, size_t max);
 bool amberd_path_within(const char *inner, const char *outer);
 /* Has the peer of socket fd closed or broken the connection? (no wait) */
 bool amberd_peer_gone(int fd);
-/* Is uid (with groups) allowed to request backups, deletions, exposes? */
+/* Is uid (with groups) allowed to request backups, deletions, exposes?
+ * Root, amberd's own uid, and members of backup_group are. */
 bool perm_backup(uid_t uid, gid_t gid, const gid_t *groups, int ngroups);
 
 #endif
