@@ -81,15 +81,14 @@ uint32_t amb_ck_ecc(const void *blk, size_t size)
 	uint64_t acc[CHUNK_WORDS];
 	uint32_t cidx = 0; /* XOR of the numbers of the chunks of odd parity */
 
-	/* chunk 0: the hash is not covered, nor the ECC field */
-	for (int t = 0; t < CHUNK_WORDS; t++)
-		acc[t] = load64(p + 8 * t);
-	acc[0] = 0;
-	acc[1] &= 0xFFFFFFFF00000000ull;
-	uint64_t cx = 0;
-	for (int t = 0; t < CHUNK_WORDS; t++)
-		cx ^= acc[t];
-	/* chunk 0 adds nothing to cidx (its number is 0) */
+	/* chunk 0: the hash is not covered, nor the ECC field; it adds nothing
+	 * to cidx (its number is 0) */
+	memset(acc, 0, sizeof(acc));
+	if (nchunks) {
+		for (int t = 2; t < CHUNK_WORDS; t++)
+			acc[t] = load64(p + 8 * t);
+		acc[1] = load64(p + 8) & 0xFFFFFFFF00000000ull;
+	}
 	for (size_t c = 1; c < nchunks; c++) {
 		const unsigned char *q = p + c * CHUNK_WORDS * 8;
 		uint64_t x = 0;
