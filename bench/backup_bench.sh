@@ -248,7 +248,21 @@ t_cp=$T
 timed rawread bash -c 'find "$1" -type f -print0 | xargs -0 -P4 -n1 cat >/dev/null' _ "$SG"
 t_raw=$T
 restic -r "$DST/restic" init >"$out/restic-init.out" 2>&1
-timed restic restic -r "$DST/restic" backup --quiet "$SG"
+# restic exits 3 when a file vanished between its scan and its read (the
+# store under load renames its prepared log file E00tmp.log): the snapshot
+# is made without that file, which amber leaves out too; anything else fails
+restic_backup() {
+	local rc=0
+	restic -r "$DST/restic" backup --quiet "$SG" 2>"$W/restic.stderr" || rc=$?
+	cat "$W/restic.stderr" >&2
+	if [ $rc = 3 ] && ! grep -v -e 'no such file or directory' \
+		-e '^Warning: at least one source file could not be read' "$W/restic.stderr" |
+		grep -q .; then
+		rc=0
+	fi
+	return $rc
+}
+timed restic restic_backup
 t_restic=$T
 timed full "$AMBER" backup full --repo "$REPO"
 t_full=$T
