@@ -221,8 +221,8 @@ static int copy_log(int sdir, int tfd, const char *name)
  * it copied the current log, whose end may be torn, which recovery treats
  * like a crash).  A generation missing below G (truncated away) stops the
  * restore with its name.  With no current log (the instance is gone) every
- * archived generation from the backup's last one on is copied.  What this
- * restore copied is kept in memory, never judged from the target (a file
+ * archived generation from the backup's last one on is copied.  Every log
+ * is copied again from the instance, never taken from the target (a file
  * left there by an earlier, interrupted restore may be torn).
  * Returns the number of logs copied, or -1 with err set.
  */

@@ -106,6 +106,22 @@ static void rel_pop(struct tree_ctx *c, size_t old)
 		c->rel[old] = '\0';
 }
 
+/* What a walk does with one entry of a directory: sdir is the volume's
+ * directory (-1 when none), ddir the shadow's. */
+typedef int (*entry_fn)(struct tree_ctx *c, int sdir, int ddir, const char *name);
+
+/* op on name, with name on the relative path (messages, hard links) */
+static int at_name(struct tree_ctx *c, int sdir, int ddir, const char *name, entry_fn op)
+{
+	size_t old = 0;
+	int rc = rel_push(c, name, &old);
+	if (rc)
+		return rc;
+	rc = op(c, sdir, ddir, name);
+	rel_pop(c, old);
+	return rc;
+}
+
 static const char *rel(const struct tree_ctx *c)
 {
 	return c->rel ? c->rel : "";
@@ -643,14 +659,8 @@ static int copy_dir(struct tree_ctx *c, int sdir, int ddir)
 	int rc = list_dir(c, sdir, &ns);
 	if (rc)
 		return rc;
-	for (size_t i = 0; i < ns.n && rc == 0; i++) {
-		size_t old = 0;
-		rc = rel_push(c, ns.v[i], &old);
-		if (rc)
-			break;
-		rc = copy_entry(c, sdir, ddir, ns.v[i]);
-		rel_pop(c, old);
-	}
+	for (size_t i = 0; i < ns.n && rc == 0; i++)
+		rc = at_name(c, sdir, ddir, ns.v[i], copy_entry);
 	names_free(&ns);
 	return rc;
 }
@@ -757,45 +767,42 @@ int amb_tree_sync(const char *prov, const char *shadow)
 
 /* ---- removal ---- */
 
+static int rm_dir(struct tree_ctx *c, int dfd);
+
+/* Delete name (any type) from the shadow directory dfd, a directory with
+ * everything below it; never into another filesystem mounted there (one
+ * whose device is not c->rootdev).  sdir is not used. */
+static int rm_entry(struct tree_ctx *c, int sdir, int dfd, const char *name)
+{
+	(void)sdir;
+	struct stat st;
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+		return errno == ENOENT ? 0 : terr(c, -errno, "stat");
+	if (!S_ISDIR(st.st_mode))
+		return unlinkat(dfd, name, 0) == 0 || errno == ENOENT ? 0 : terr(c, -errno, "unlink");
+	if (st.st_dev != c->rootdev || amb_prov_is_mount_root_at(dfd, name))
+		return terr(c, -EBUSY, "a filesystem is mounted here; not deleted");
+	/* a copied read-only directory must become writable to be emptied
+	 * (matters when not root) */
+	fchmodat(dfd, name, 0700, 0);
+	int sub = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (sub < 0)
+		return terr(c, -errno, "cannot open");
+	int rc = rm_dir(c, sub);
+	close(sub);
+	if (rc == 0 && unlinkat(dfd, name, AT_REMOVEDIR) != 0)
+		rc = terr(c, -errno, "rmdir");
+	return rc;
+}
+
 static int rm_dir(struct tree_ctx *c, int dfd)
 {
 	struct names ns;
 	int rc = list_dir(c, dfd, &ns);
 	if (rc)
 		return rc;
-	for (size_t i = 0; i < ns.n && rc == 0; i++) {
-		const char *name = ns.v[i];
-		size_t old = 0;
-		rc = rel_push(c, name, &old);
-		if (rc)
-			break;
-		struct stat st;
-		if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
-			if (errno != ENOENT)
-				rc = terr(c, -errno, "stat");
-		} else if (S_ISDIR(st.st_mode)) {
-			if (st.st_dev != c->rootdev || amb_prov_is_mount_root_at(dfd, name)) {
-				rc = terr(c, -EBUSY, "a filesystem is mounted here; not deleted");
-			} else {
-				/* a copied read-only directory must become writable to
-				 * be emptied (matters when not root) */
-				fchmodat(dfd, name, 0700, 0);
-				int sub = openat(dfd, name,
-						 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-				if (sub < 0) {
-					rc = terr(c, -errno, "cannot open");
-				} else {
-					rc = rm_dir(c, sub);
-					close(sub);
-					if (rc == 0 && unlinkat(dfd, name, AT_REMOVEDIR) != 0)
-						rc = terr(c, -errno, "rmdir");
-				}
-			}
-		} else if (unlinkat(dfd, name, 0) != 0 && errno != ENOENT) {
-			rc = terr(c, -errno, "unlink");
-		}
-		rel_pop(c, old);
-	}
+	for (size_t i = 0; i < ns.n && rc == 0; i++)
+		rc = at_name(c, -1, dfd, ns.v[i], rm_entry);
 	names_free(&ns);
 	return rc;
 }
@@ -1118,25 +1125,26 @@ out_close_sfd:
 	return rc;
 }
 
-/* delete name (any type) from the shadow directory ddir */
+/* delete name (any type) from the shadow directory ddir (rm_entry, on the
+ * shadow's filesystem) */
 static int refresh_rm(struct tree_ctx *c, int ddir, const char *name)
 {
 	struct stat st;
-	if (fstatat(ddir, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
-		return errno == ENOENT ? 0 : terr(c, -errno, "stat");
-	if (!S_ISDIR(st.st_mode))
-		return unlinkat(ddir, name, 0) == 0 || errno == ENOENT ? 0 : terr(c, -errno, "unlink");
-	int sub = openat(ddir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (sub < 0)
-		return terr(c, -errno, "cannot open");
+	if (fstat(ddir, &st) != 0)
+		return terr(c, -errno, "fstat");
 	dev_t keep = c->rootdev;
-	c->rootdev = st.st_dev; /* rm_dir stays on the shadow's filesystem */
-	int rc = rm_dir(c, sub);
+	c->rootdev = st.st_dev;
+	int rc = rm_entry(c, -1, ddir, name);
 	c->rootdev = keep;
-	close(sub);
-	if (rc == 0 && unlinkat(ddir, name, AT_REMOVEDIR) != 0)
-		rc = terr(c, -errno, "rmdir");
 	return rc;
+}
+
+/* an entry of the clone that the volume no longer has */
+static int refresh_gone(struct tree_ctx *c, int sdir, int ddir, const char *name)
+{
+	(void)sdir;
+	c->rs.removed++;
+	return refresh_rm(c, ddir, name);
 }
 
 static int refresh_dir(struct tree_ctx *c, int sdir, int ddir);
@@ -1205,24 +1213,11 @@ static int refresh_dir(struct tree_ctx *c, int sdir, int ddir)
 	if (ns.n)
 		qsort(ns.v, ns.n, sizeof(*ns.v), names_cmp);
 	for (size_t i = 0; i < nd.n && rc == 0; i++) {
-		if (ns.n && bsearch(&nd.v[i], ns.v, ns.n, sizeof(*ns.v), names_cmp))
-			continue;
-		size_t old = 0;
-		rc = rel_push(c, nd.v[i], &old);
-		if (!rc) {
-			c->rs.removed++;
-			rc = refresh_rm(c, ddir, nd.v[i]);
-			rel_pop(c, old);
-		}
+		if (!ns.n || !bsearch(&nd.v[i], ns.v, ns.n, sizeof(*ns.v), names_cmp))
+			rc = at_name(c, sdir, ddir, nd.v[i], refresh_gone);
 	}
-	for (size_t i = 0; i < ns.n && rc == 0; i++) {
-		size_t old = 0;
-		rc = rel_push(c, ns.v[i], &old);
-		if (rc)
-			break;
-		rc = refresh_entry(c, sdir, ddir, ns.v[i]);
-		rel_pop(c, old);
-	}
+	for (size_t i = 0; i < ns.n && rc == 0; i++)
+		rc = at_name(c, sdir, ddir, ns.v[i], refresh_entry);
 	names_free(&ns);
 	names_free(&nd);
 	return rc;
