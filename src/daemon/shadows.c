@@ -357,20 +357,23 @@ int shadows_plan(const char *volume, const char *provider, const char *set, bool
 		snprintf(err, errlen, "cannot make a shadow id: %s", strerror(-rc));
 		return rc;
 	}
-	char mp[PATH_MAX], dir[PATH_MAX];
-	if ((rc = amb_provider_mount_point(volume, mp, sizeof(mp)))) {
-		snprintf(err, errlen, "%s: cannot find its mount point", volume);
-		return rc;
-	}
+	/* the directory of the shadows, and its parent (fsynced when the
+	 * directory is made): the volume's mount point, unless shadow_dir is
+	 * absolute */
+	char parent[PATH_MAX], dir[PATH_MAX];
 	if (D.cfg.shadow_dir_name[0] == '/') {
 		snprintf(dir, sizeof(dir), "%s", D.cfg.shadow_dir_name);
-		amb_path_dir(dir, mp, sizeof(mp)); /* its parent: fsynced when it is made */
+		amb_path_dir(dir, parent, sizeof(parent));
 	} else {
-		snprintf(dir, sizeof(dir), "%s%s%s", strcmp(mp, "/") ? mp : "", "/",
+		if ((rc = amb_provider_mount_point(volume, parent, sizeof(parent)))) {
+			snprintf(err, errlen, "%s: cannot find its mount point", volume);
+			return rc;
+		}
+		snprintf(dir, sizeof(dir), "%s%s%s", strcmp(parent, "/") ? parent : "", "/",
 			 D.cfg.shadow_dir_name);
 	}
 	if (mkdir(dir, 0700) == 0) {
-		int fd = open(mp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (fd >= 0) {
 			fsync(fd);
 			close(fd);
