@@ -707,7 +707,10 @@ static void test_faults_full_disk_big_commit(void **state)
 			}
 			if (rc == 0)
 				fv_oracle_ack(o, ty2, 0);
-			else
+			else if (!(rc == AMS_EFAILED && strstr(ams_errmsg(), strerror(ENOSPC))))
+				/* (a background write that met the full disk, a database
+				 * header refresh, may fail the instance after the check
+				 * above: a failure from the full disk is allowed) */
 				violation(&t, &fc, fv, "commit after the space came back: %s (%s)",
 				          ams_strerror(rc), ams_errmsg());
 		}
