@@ -7,7 +7,7 @@
 #
 # usage: bench/hold_bench.sh [--build DIR] [--dir WORKROOT] [--snapshots N]
 #                            [--fill-mb MB] [--rate R] [--threads T] [--btrfs-only]
-#                            [--presync yes|no] [--loop-direct-io]
+#                            [--presync yes|no] [--loop-direct-io] [--volatile]
 #
 #   --build DIR     build tree (default build-holdbench next to bench/)
 #   --dir WORKROOT  where the loop images go (default /var/tmp/amber-holdbench;
@@ -24,6 +24,10 @@
 #                   fsync of the image (metadata) instead of a write-back of
 #                   everything the image has dirty in the page cache, which is
 #                   closer to a real disk
+#   --volatile      amber's shadows volatile (deleted when `amber create
+#                   shadow` ends, while the load goes on) instead of
+#                   persistent and deleted at the end of the variant, as the
+#                   admin script's snapshots are
 #
 # The four variants, each on the same store (VOL/store: 64 MiB log files,
 # first database filled to MB MiB) under the same load, one after the other:
@@ -80,6 +84,8 @@ threads=16
 btrfs_only=0
 presync=yes
 loopopts=
+persist=--persistent
+persist_txt="persistent, deleted at the end of the variant as the admin script's snapshots are"
 gap=0.3     # seconds between snapshots
 warmup=3    # seconds of load before the first snapshot
 cmdline="bench/hold_bench.sh $*"
@@ -94,7 +100,8 @@ while [ $# -gt 0 ]; do
 	--btrfs-only) btrfs_only=1; shift ;;
 	--presync) presync=$2; shift 2 ;;
 	--loop-direct-io) loopopts=--direct-io=on; shift ;;
-	*) sed -n '8,26p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+	--volatile) persist=; persist_txt="volatile, each deleted when its command ends"; shift ;;
+	*) sed -n '8,30p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 	esac
 done
 [ "$(id -u)" = 0 ] || { echo "hold_bench.sh: needs root (loop filesystems)" >&2; exit 2; }
@@ -215,7 +222,8 @@ variant() {
 	for i in $(seq "$nsnap"); do
 		if [ "$how" = amber ]; then
 			t0=$(now)
-			"$AMBER" --socket "$sock" create shadow "$vol" --provider "$prov" \
+			# shellcheck disable=SC2086 # $persist: one word or none
+			"$AMBER" --socket "$sock" create shadow "$vol" --provider "$prov" $persist \
 				>/dev/null 2>>"$out/$name.create.log"
 			t1=$(now)
 		else
@@ -301,8 +309,8 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 	echo
 	echo "Each variant: the same store (64 MiB log files, first database filled to"
 	echo "$fill_mb MiB) under \`amber-store serve --load $rate --threads $threads --latency-log\`,"
-	echo "$warmup s of load, then $nsnap snapshots ~$gap s apart. amber: \`amber create shadow VOL\`"
-	echo "(volatile; serve is the registered writer \`amber-store\`, which holds its commits"
+	echo "$warmup s of load, then $nsnap snapshots ~$gap s apart. amber: \`amber create shadow VOL${persist:+ $persist}\`"
+	echo "($persist_txt; serve is the registered writer \`amber-store\`, which holds its commits"
 	echo "from Freeze to Thaw; amberd's presync = $presync). admin: the script holds serve (\`serve --no-writer\`) with"
 	echo "\`kill -STOP; sync -f VOL; btrfs subvolume snapshot -r VOL SNAP\` (or \`cp -a"
 	echo "--reflink=always VOL/store SNAP\` on xfs) \`; kill -CONT\`. Times in ms:"

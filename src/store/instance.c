@@ -23,9 +23,10 @@
  *      acknowledged data), fdatasync, advances lsn_durable.  Everyone whose
  *      record was in the buffer returns: that is the group commit.  The
  *      write phase (flushing) and the fdatasync (syncing) are apart: a
- *      committer leads the next flush once both are over, but a freeze's
- *      flush (flush_req) writes during an fdatasync; flushes publish
- *      lsn_durable in their order (sync_seq, sync_pub).
+ *      committer leads the next flush once both are over, but a freeze
+ *      writes its flush itself, also during an fdatasync, and hands that
+ *      flush's fdatasync to a thread of its own (freeze_flush); flushes
+ *      publish lsn_durable in their order (sync_seq, sync_pub).
  *
  * LOG ROLL: when the current generation is full (or a roll is requested)
  * the flushing thread switches to the prepared <prefix>tmp.log:
@@ -52,7 +53,9 @@
  * database fdatasyncs and the syncs of the checkpoint file and headers run
  * outside the gate (a snapshot sees written data, synced or not; the
  * commits of a flush whose fdatasync ends during the freeze are
- * acknowledged then).  Background writes do not start a gated section while
+ * acknowledged then).  Records still waiting in the log buffer are written
+ * by the freezing thread itself (freeze_flush), their fdatasync handed to
+ * a thread of its own.  Background writes do not start a gated section while
  * a freeze is being set up, and pass the gate in short sections (a batch of
  * page writes) or one write at a time (in->gvfs: the checkpoint file and the
  * headers), so the freeze waits for little.  A log roll (renames, header of
@@ -648,14 +651,25 @@ static int log_write(ams_instance *in, const unsigned char *data, size_t len, ui
 	return rc;
 }
 
+/* One flush between its write phase (flush_write) and its fdatasync and
+ * publication (flush_finish), which may run on another thread. */
+typedef struct flush_job {
+	ams_instance *in;
+	unsigned char *data;
+	size_t len, cap;
+	uint32_t segs, gen_before, gen_now;
+	uint64_t lsn, ticket, sq;
+	int want_roll, rc, unsynced, fd;
+} flush_job;
+
 /*
- * One flush (mu held on entry and on return; in->flushing must be 0).  The
- * calling thread leads: a committer waiting for its own record, or the
- * flusher thread for a roll request.  Commits already admitted are given a
- * moment (at most 200 µs) to append their records, so that one fdatasync
- * serves them all.  Returns 0 or the AMS code that failed the instance.
+ * The write phase of a flush (mu held on entry and on return; in->flushing
+ * must be 0): take the buffer, write its records (and roll if asked).
+ * Commits already admitted are given a moment (at most 200 µs) to append
+ * their records, so that one fdatasync serves them all.  Afterwards the
+ * flush counts as syncing; flush_finish() must follow.
  */
-static int flush_cycle(ams_instance *in)
+static void flush_write(ams_instance *in, flush_job *f)
 {
 	in->flushing = 1;
 	if (in->lbuf_len && in->appliers) {
@@ -669,6 +683,7 @@ static int flush_cycle(ams_instance *in)
 	}
 	int want_roll = in->roll_req != in->roll_done;
 	uint64_t ticket = in->roll_req;
+	f->in = in;
 	/* take the buffer; committers go on filling the spare one */
 	unsigned char *data = in->lbuf;
 	size_t len = in->lbuf_len, cap = in->lbuf_cap;
@@ -723,12 +738,21 @@ static int flush_cycle(ams_instance *in)
 		pthread_mutex_unlock(&in->mu);
 	}
 	amb_gate_exit(in);
+	f->want_roll = want_roll;
+	f->ticket = ticket;
+	f->rc = rc;
+	f->unsynced = unsynced;
+	f->data = data;
+	f->len = len;
+	f->cap = cap;
+	f->segs = segs;
+	f->lsn = lsn;
+	f->gen_before = gen_before;
 
 	/* the write phase is over.  Committers lead the next flush only once
 	 * this fdatasync is done (syncing == 0: the records that arrive
-	 * meanwhile make the next group), but a freeze's flush (flush_req, by
-	 * the flusher thread) writes while it runs, so that the freeze waits
-	 * for no fdatasync.  log_fd cannot be closed under the fdatasync: a
+	 * meanwhile make the next group), but a freeze's flush (freeze_flush)
+	 * writes while it runs, so that the freeze waits for no fdatasync.  log_fd cannot be closed under the fdatasync: a
 	 * roll waits for syncing == 0. */
 	pthread_mutex_lock(&in->mu);
 	in->spare = data;
@@ -746,8 +770,24 @@ static int flush_cycle(ams_instance *in)
 		pthread_cond_broadcast(&in->cond);
 	if (in->flush_req)
 		wake_bg(in);
+	f->fd = fd;
+	f->gen_now = gen_now;
+	f->sq = sq;
+}
+
+/* The rest of a flush after flush_write(): its fdatasync (mu released
+ * meanwhile) and the publication of what is durable, in flush order (mu
+ * held on entry and on return).  Returns 0 or the AMS code that failed
+ * the instance. */
+static int flush_finish(flush_job *f)
+{
+	ams_instance *in = f->in;
+	int rc = f->rc, fd = f->fd, want_roll = f->want_roll;
+	uint32_t gen_now = f->gen_now, gen_before = f->gen_before, segs = f->segs;
+	uint64_t lsn = f->lsn, sq = f->sq, ticket = f->ticket;
+	size_t len = f->len;
 	pthread_mutex_unlock(&in->mu);
-	if (!rc && unsynced) {
+	if (!rc && f->unsynced) {
 		int s = in->vfs->sync(in->vfs, fd, 1);
 		if (s)
 			rc = amb_err(AMS_EIO, "fdatasync of log generation %u failed: %s", gen_now,
@@ -786,6 +826,31 @@ static int flush_cycle(ams_instance *in)
 	if (in->ckpt_req || in->hdr_req || in->prep_req || in->roll_req != in->roll_done || in->stop)
 		wake_bg(in);
 	return 0;
+}
+
+/*
+ * One flush (mu held on entry and on return; in->flushing must be 0).  The
+ * calling thread leads: a committer waiting for its own record, or the
+ * flusher thread for a roll request.  Returns 0 or the AMS code that
+ * failed the instance.
+ */
+static int flush_cycle(ams_instance *in)
+{
+	flush_job f;
+	flush_write(in, &f);
+	return flush_finish(&f);
+}
+
+/* A freeze's flush finished on a thread of its own (ams_freeze). */
+static void *flush_finish_main(void *arg)
+{
+	flush_job *f = arg;
+	ams_instance *in = f->in;
+	pthread_mutex_lock(&in->mu);
+	flush_finish(f);
+	pthread_mutex_unlock(&in->mu);
+	free(f);
+	return NULL;
 }
 
 /*
@@ -2358,6 +2423,31 @@ const char *ams_db_path(ams_instance *in, int dbidx)
 
 /* -------------------------------------------------------------- freeze */
 
+/* The records waiting in the log buffer, written on the calling thread
+ * (mu held; nobody flushing or applying), their fdatasync and publication
+ * handed to a thread of its own.  0, or -1 when no memory (nothing done). */
+static int freeze_flush(ams_instance *in)
+{
+	flush_job *f = malloc(sizeof(*f));
+	if (!f)
+		return -1;
+	flush_write(in, f);
+	pthread_attr_t a;
+	pthread_t th;
+	int r = pthread_attr_init(&a);
+	if (!r) {
+		pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+		r = pthread_create(&th, &a, flush_finish_main, f);
+		pthread_attr_destroy(&a);
+	}
+	if (r) {
+		/* no thread: the fdatasync here, as a committer would */
+		flush_finish(f);
+		free(f);
+	}
+	return 0;
+}
+
 int ams_freeze(ams_instance *in, unsigned timeout_ms)
 {
 	pthread_mutex_lock(&in->mu);
@@ -2383,11 +2473,17 @@ int ams_freeze(ams_instance *in, unsigned timeout_ms)
 	 * its committers are then acknowledged during the freeze. */
 	while (!in->failed && (in->appliers || in->lsn_infile < in->lsn_end || in->lbuf_len ||
 	                       in->io_active)) {
-		if (!in->flushing && !in->appliers && in->lbuf_len && !in->flush_req) {
-			/* the flusher thread flushes, not this one: the flush's
-			 * fdatasync would keep this thread (and the freeze) waiting */
-			in->flush_req = 1;
-			wake_bg(in);
+		if (!in->flushing && !in->appliers && in->lbuf_len) {
+			/* the freeze's flush: written by this thread, synced by
+			 * another, so that the freeze waits for no fdatasync (the
+			 * flusher thread may be busy with one of its own, or with
+			 * the preparation of the next log file) */
+			if (freeze_flush(in) == 0)
+				continue;
+			if (!in->flush_req) {
+				in->flush_req = 1;
+				wake_bg(in);
+			}
 		}
 		pthread_cond_wait(&in->cond, &in->mu);
 	}
@@ -2966,6 +3062,10 @@ static void stop_threads(ams_instance *in)
 	in->stop = 1;
 	pthread_cond_broadcast(&in->cond);
 	wake_bg(in);
+	/* a freeze's flush may still be syncing on a thread of its own
+	 * (freeze_flush): it uses the instance until it has published */
+	while (in->syncing)
+		pthread_cond_wait(&in->cond, &in->mu);
 	pthread_mutex_unlock(&in->mu);
 	pthread_join(in->flusher, NULL);
 	pthread_join(in->ckpter, NULL);

@@ -277,20 +277,25 @@ static void test_freeze(void **state)
 	assert_int_equal(ams_close(in), 0);
 }
 
-/* A vfs whose fdatasyncs of the current log block while sb.block is set
+/* A vfs whose fdatasyncs of the current log block while sb.block is set,
+ * and the fsync of the next log file's preparation while sb.block_tmp is
  * (test_freeze_during_fsync). */
 static struct {
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
 	int block;     /* syncs wait while set */
 	int waiting;   /* syncs waiting now */
+	int block_tmp; /* the fsync of a prepared next log file waits while set */
+	int waiting_tmp;
 	int done;      /* the test is past the point the watchdog guards */
 	int watchdog;  /* the watchdog had to release the syncs */
-} sb = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0};
+} sb = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, 0, 0};
 
-/* Is fd the current log file (<prefix>.log)?  Only its syncs block: they
- * are the flushes' fdatasyncs (not the checkpointer's or a header's). */
-static int sb_is_log(int fd)
+/* Does fd's path end in name?  The current log file (/E00.log): its syncs
+ * are the flushes' fdatasyncs (not the checkpointer's or a header's); the
+ * next log file being prepared (/E00tmp.log): its fsync (not fdatasync, as
+ * a roll's header write has) is the flusher thread's preparation. */
+static int sb_is(int fd, const char *name)
 {
 	char link[64], target[PATH_MAX];
 	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
@@ -299,14 +304,21 @@ static int sb_is_log(int fd)
 		return 0;
 	target[n] = '\0';
 	size_t l = strlen(target);
-	return l >= 8 && strcmp(target + l - 8, "/E00.log") == 0;
+	return l >= strlen(name) && strcmp(target + l - strlen(name), name) == 0;
 }
 
 static int sb_sync(amb_vfs *v, int fd, int datasync)
 {
 	(void)v;
 	pthread_mutex_lock(&sb.mu);
-	if (sb.block && sb_is_log(fd)) {
+	if (sb.block_tmp && !datasync && sb_is(fd, "/E00tmp.log")) {
+		sb.waiting_tmp++;
+		pthread_cond_broadcast(&sb.cond);
+		while (sb.block_tmp)
+			pthread_cond_wait(&sb.cond, &sb.mu);
+		sb.waiting_tmp--;
+	}
+	if (sb.block && sb_is(fd, "/E00.log")) {
 		sb.waiting++;
 		pthread_cond_broadcast(&sb.cond);
 		while (sb.block)
@@ -321,16 +333,16 @@ static void *sb_watchdog(void *arg)
 {
 	(void)arg;
 	/* if ams_freeze() waited for the blocked fsync it would never return:
-	 * after 60 s the watchdog releases it, and the test then fails on
+	 * after 20 s the watchdog releases it, and the test then fails on
 	 * sb.watchdog instead of hanging */
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += 60;
+	ts.tv_sec += 20;
 	pthread_mutex_lock(&sb.mu);
 	while (!sb.done)
 		if (pthread_cond_timedwait(&sb.cond, &sb.mu, &ts)) {
 			sb.watchdog = 1;
-			sb.block = 0;
+			sb.block = sb.block_tmp = 0;
 			pthread_cond_broadcast(&sb.cond);
 			break;
 		}
@@ -344,6 +356,13 @@ typedef struct {
 	const char *key;
 	unsigned seed;
 } sb_commit;
+
+static void *sb_roller(void *arg)
+{
+	sb_commit *c = arg;
+	c->rc = ams_log_roll(c->in, NULL);
+	return NULL;
+}
 
 static void *sb_committer(void *arg)
 {
@@ -364,10 +383,12 @@ static void *sb_committer(void *arg)
  * and whose fdatasync is still running does not delay ams_freeze(); its
  * records are in the files a snapshot taken during the freeze copies (here
  * cp -a while frozen), the commit is acknowledged when the fsync returns,
- * and the copy, recovered, holds it.  (A commit applied while that
- * fdatasync runs waits in the log buffer; the freeze has the flusher
- * thread write it, which CI showed can still wait for an fdatasync: that
- * case is not asserted here.)
+ * and the copy, recovered, holds it.  A second commit applied while that
+ * fdatasync runs waits in the log buffer: the freeze writes it itself and
+ * hands its fdatasync (blocked too) to another thread, so the freeze
+ * waits for neither fsync, and the copy holds both commits.  Meanwhile the
+ * flusher thread is kept in the fsync of the next log file's preparation
+ * (after a roll), so it cannot write the freeze's flush either.
  */
 static void test_freeze_during_fsync(void **state)
 {
@@ -380,14 +401,26 @@ static void test_freeze_during_fsync(void **state)
 	ams_instance *in;
 	open_ok(dir, &oo, &in);
 	put1(in, "t", "a", 10, 1);
+	/* a roll returns once the next log file is prepared: the roll below
+	 * then finds it ready, and only the preparation after it blocks */
+	assert_int_equal(ams_log_roll(in, NULL), 0);
 
 	pthread_mutex_lock(&sb.mu);
-	sb.block = 1;
+	sb.block_tmp = 1;
 	sb.done = sb.watchdog = 0;
 	pthread_mutex_unlock(&sb.mu);
-	pthread_t wd, ct;
-	sb_commit c = {in, -1, "late", 7};
+	pthread_t wd, ct, rt;
 	assert_int_equal(pthread_create(&wd, NULL, sb_watchdog, NULL), 0);
+	/* a roll; the flusher thread then prepares the next log file and
+	 * stays in its fsync */
+	sb_commit roll = {in, -1, NULL, 0};
+	assert_int_equal(pthread_create(&rt, NULL, sb_roller, &roll), 0);
+	pthread_mutex_lock(&sb.mu);
+	while (sb.waiting_tmp == 0 && !sb.watchdog)
+		pthread_cond_wait(&sb.cond, &sb.mu);
+	sb.block = 1;
+	pthread_mutex_unlock(&sb.mu);
+	sb_commit c = {in, -1, "late", 7};
 	assert_int_equal(pthread_create(&ct, NULL, sb_committer, &c), 0);
 	/* the commit's flush has written its records and waits in fdatasync */
 	pthread_mutex_lock(&sb.mu);
@@ -395,14 +428,29 @@ static void test_freeze_during_fsync(void **state)
 		pthread_cond_wait(&sb.cond, &sb.mu);
 	pthread_mutex_unlock(&sb.mu);
 	ams_info info;
+	/* a second commit, applied while that fdatasync runs: its record
+	 * waits in the log buffer (committers lead the next flush only after
+	 * the fdatasync) */
+	ams_info_get(in, &info);
+	uint64_t applied1 = info.lsn_applied;
+	pthread_t ct2;
+	sb_commit c2 = {in, -1, "later", 8};
+	assert_int_equal(pthread_create(&ct2, NULL, sb_committer, &c2), 0);
+	for (int i = 0; i < 60000; i++) {
+		ams_info_get(in, &info);
+		if (info.lsn_applied > applied1)
+			break;
+		usleep(1000);
+	}
+	assert_true(info.lsn_applied > applied1);
 
 	assert_int_equal(ams_freeze(in, 60000), 0);
 	pthread_mutex_lock(&sb.mu);
-	int waiting = sb.waiting, wdog = sb.watchdog;
+	int waiting = sb.waiting, waiting_tmp = sb.waiting_tmp, wdog = sb.watchdog;
 	pthread_mutex_unlock(&sb.mu);
-	if (wdog || waiting == 0)
-		fail_msg("ams_freeze() waited for an fsync in progress (watchdog %d, syncs "
-		         "still blocked %d)", wdog, waiting);
+	if (wdog || waiting == 0 || waiting_tmp == 0)
+		fail_msg("ams_freeze() waited for an fsync in progress (watchdog %d, log syncs "
+		         "still blocked %d, preparation syncs %d)", wdog, waiting, waiting_tmp);
 	ams_info_get(in, &info);
 	assert_true(info.lsn_durable < info.lsn_applied); /* the commit is not durable yet */
 	/* a snapshot while frozen and while the fsync is still blocked */
@@ -412,24 +460,31 @@ static void test_freeze_during_fsync(void **state)
 
 	/* the fsync returns: the commit is acknowledged, while still frozen */
 	pthread_mutex_lock(&sb.mu);
-	sb.block = 0;
+	sb.block = sb.block_tmp = 0;
 	sb.done = 1;
 	pthread_cond_broadcast(&sb.cond);
 	pthread_mutex_unlock(&sb.mu);
 	assert_int_equal(pthread_join(ct, NULL), 0);
+	assert_int_equal(pthread_join(ct2, NULL), 0);
+	assert_int_equal(pthread_join(rt, NULL), 0);
 	assert_int_equal(pthread_join(wd, NULL), 0);
+	assert_int_equal(roll.rc, 0);
 	if (c.rc)
 		fail_msg("the commit in fsync during the freeze failed: %s", ams_strerror(c.rc));
+	if (c2.rc)
+		fail_msg("the commit in the log buffer at the freeze failed: %s", ams_strerror(c2.rc));
 	ams_info_get(in, &info);
 	assert_int_equal(info.frozen, 1);
 	assert_int_equal(ams_thaw(in), 0); /* nothing was written while frozen */
 	expect(in, "t", "late", 100, 7);
+	expect(in, "t", "later", 100, 8);
 	assert_int_equal(ams_close(in), 0);
 
-	/* the copy taken during the freeze recovers with the commit */
+	/* the copy taken during the freeze recovers with both commits */
 	open_ok(snap, NULL, &in);
 	expect(in, "t", "a", 10, 1);
 	expect(in, "t", "late", 100, 7);
+	expect(in, "t", "later", 100, 8);
 	assert_int_equal(ams_close(in), 0);
 }
 
