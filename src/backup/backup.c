@@ -54,6 +54,9 @@ typedef struct selw {
 	json_t *wdoc;              /* its entry in doc.writers */
 	bk_store_loc loc;
 	bool is_store;
+	bool is_files;             /* verifier "none": the generic plug-in */
+	char (*roots)[PATH_MAX];   /* its file-set directories (AMB_MAX_FILESETS) */
+	size_t nroots;
 	void *stream;              /* an open stream connection */
 	bool ok;
 } selw;
@@ -122,6 +125,12 @@ static const char *shadow_path(const amb_snapshot_set *set, const char *path, ch
 	return out;
 }
 
+/* shadow_path() as a bk_map_fn */
+static const char *map_shadow(void *ctx, const char *path, char *out, size_t n)
+{
+	return shadow_path(ctx, path, out, n);
+}
+
 /* The newest verified backup usable as parent: same writer instance;
  * for incremental a full or incremental, for differential a full. */
 static json_t *find_parent(json_t *list, const char *instance, amb_backup_type type,
@@ -140,7 +149,8 @@ static json_t *find_parent(json_t *list, const char *instance, amb_backup_type t
 		json_t *w;
 		json_array_foreach(json_object_get(d, "writers"), k, w) {
 			const char *in = json_string_value(json_object_get(w, "instance"));
-			if (in && strcmp(in, instance) == 0 && json_object_get(w, "store")) {
+			if (in && strcmp(in, instance) == 0 &&
+			    (json_object_get(w, "store") || json_object_get(w, "roots"))) {
 				*parent_w = w;
 				return d;
 			}
@@ -391,12 +401,18 @@ have_writers:;
 					        wi->metadata.name, tname);
 				continue;
 			}
-			if (strcmp(wi->metadata.verifier, "amber-store")) {
-				/* only amber-store's verifier is known so far: say so
-				 * rather than take an unverifiable copy */
+			bool store = !strcmp(wi->metadata.verifier, "amber-store");
+			if (!store && strcmp(wi->metadata.verifier, "none")) {
+				/* say so rather than take an unverifiable copy */
 				if (!o->quiet)
 					fprintf(o->err, "amber: writer %s: its verifier \"%s\" is not known to "
 					        "this amber: left out\n", wi->metadata.name, wi->metadata.verifier);
+				continue;
+			}
+			if (!store && o->method == BK_METHOD_STREAM) {
+				if (!o->quiet)
+					fprintf(o->err, "amber: writer %s cannot be streamed (only amber-store "
+					        "writers can): left out\n", wi->metadata.name);
 				continue;
 			}
 			add_selection(sel, &nsel, wi, "", false);
@@ -412,13 +428,29 @@ have_writers:;
 		selw *s = &sel[i];
 		const amb_writer_md *md = &s->info->metadata;
 		s->is_store = strcmp(md->verifier, "amber-store") == 0;
-		if (!s->is_store) {
+		s->is_files = strcmp(md->verifier, "none") == 0;
+		if (!s->is_store && !s->is_files) {
 			snprintf(err, sizeof(err), "writer %s: verifier \"%s\" is not known to this amber "
-			         "(known: amber-store)", md->name, md->verifier);
+			         "(known: amber-store, none)", md->name, md->verifier);
 			rc = 2;
 			goto out;
 		}
-		if ((rc = bk_store_loc_from_md(md, &s->loc, err, sizeof(err))) != 0)
+		if (s->is_files && o->method == BK_METHOD_STREAM) {
+			snprintf(err, sizeof(err), "writer %s cannot be streamed: --method stream is for "
+			         "amber-store writers (verifier \"%s\")", md->name, md->verifier);
+			rc = 2;
+			goto out;
+		}
+		if (s->is_store && (rc = bk_store_loc_from_md(md, &s->loc, err, sizeof(err))) != 0)
+			goto out;
+		if (s->is_files && !(s->roots = calloc(AMB_MAX_FILESETS, sizeof(*s->roots)))) {
+			snprintf(err, sizeof(err), "out of memory");
+			rc = 1;
+			goto out;
+		}
+		if (s->is_files &&
+		    (rc = bk_files_roots(md, s->comp, s->roots, AMB_MAX_FILESETS, &s->nroots, err,
+		                         sizeof(err))) != 0)
 			goto out;
 		if (o->method == BK_METHOD_SNAPSHOT && !mdoc) {
 			rc = amb_req_select(c, sref.session, md->name, s->comp[0] ? s->comp : NULL,
@@ -504,19 +536,25 @@ have_writers:;
 		if (mdoc)
 			goto have_set;
 		size_t nv = 0;
-		for (size_t i = 0; i < nsel; i++) {
-			char v[PATH_MAX];
-			int r = bk_volume_of(sel[i].loc.dir, v, sizeof(v));
-			if (r) {
-				snprintf(err, sizeof(err), "%s: %s", sel[i].loc.dir, strerror(-r));
-				rc = 1;
-				break;
+		for (size_t i = 0; i < nsel && !rc; i++) {
+			/* an amber-store writer's directory, a generic writer's
+			 * file-set directories */
+			size_t nd = sel[i].is_files ? sel[i].nroots : 1;
+			for (size_t q = 0; q < nd; q++) {
+				const char *dir = sel[i].is_files ? sel[i].roots[q] : sel[i].loc.dir;
+				char v[PATH_MAX];
+				int r = bk_volume_of(dir, v, sizeof(v));
+				if (r) {
+					snprintf(err, sizeof(err), "%s: %s", dir, strerror(-r));
+					rc = 1;
+					break;
+				}
+				bool dup = false;
+				for (size_t k = 0; k < nv; k++)
+					dup |= strcmp(vols[k], v) == 0;
+				if (!dup && nv < AMB_MAX_VOLUMES)
+					snprintf(vols[nv++], PATH_MAX, "%s", v);
 			}
-			bool dup = false;
-			for (size_t k = 0; k < nv; k++)
-				dup |= strcmp(vols[k], v) == 0;
-			if (!dup && nv < AMB_MAX_VOLUMES)
-				snprintf(vols[nv++], PATH_MAX, "%s", v);
 		}
 		for (size_t k = 0; k < nv && !rc; k++) {
 			rc = amb_req_add_volume(c, sref.session, vols[k], NULL);
@@ -541,6 +579,11 @@ have_set:
 		         setm.u.sset.set, setm.u.sset.n_shadows, setm.u.sset.n_shadows == 1 ? "" : "s");
 		for (size_t i = 0; i < nsel && !rc; i++) {
 			char sp[PATH_MAX];
+			if (sel[i].is_files) {
+				rc = bk_files_backup(&j, sel[i].wdoc, &sel[i].info->metadata, sel[i].comp,
+				                     map_shadow, &setm.u.sset, err, sizeof(err));
+				continue;
+			}
 			if (!shadow_path(&setm.u.sset, sel[i].loc.dir, sp, sizeof(sp))) {
 				snprintf(err, sizeof(err), "%s is in no shadow of set %s", sel[i].loc.dir,
 				         setm.u.sset.set);
@@ -581,7 +624,8 @@ have_set:
 	bk_progress_begin(&j.prog, !o->quiet && isatty(2), "backup: verifying", total);
 	for (size_t i = 0; i < nsel; i++) {
 		char e1[BK_ERR];
-		sel[i].ok = bk_store_verify(&j, sel[i].wdoc, e1, sizeof(e1)) == 0;
+		sel[i].ok = (sel[i].is_files ? bk_files_verify(&j, sel[i].wdoc, e1, sizeof(e1))
+		                             : bk_store_verify(&j, sel[i].wdoc, e1, sizeof(e1))) == 0;
 		if (!sel[i].ok && all_ok)
 			snprintf(verr, sizeof(verr), "%s", e1);
 		all_ok &= sel[i].ok;
@@ -685,6 +729,8 @@ out:
 	amb_msg_free(&wl);
 	if (c)
 		amb_client_close(c);
+	for (size_t i = 0; sel && i < nsel; i++)
+		free(sel[i].roots);
 	free(sel);
 	json_decref(list);
 	json_decref(mdoc);

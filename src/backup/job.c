@@ -290,6 +290,8 @@ static int add_record(bk_job *j, const char *writer, add_slot *s, char *err, siz
 	                      "component", r->component ? r->component : "", "role", r->role,
 	                      "path", s->rel, "target", r->target, "source", r->src_path, "size",
 	                      (json_int_t)s->bytes, "sha256", s->hex);
+	if (f && r->root)
+		json_object_set_new(f, "root", json_string(r->root));
 	if (!f || json_array_append_new(json_object_get(j->doc, "files"), f) != 0) {
 		snprintf(err, errlen, "out of memory");
 		return 1;

@@ -4,8 +4,8 @@
  * plug-ins.
  *
  * A writer plug-in is amber's knowledge of one verifier name from the
- * writer metadata ("amber-store"; "none" is the generic one: files copied
- * and hashed, no deeper check).  A writer declares its verifier and its
+ * writer metadata ("amber-store", storeplug.c; "none" is the generic one,
+ * filesplug.c: files copied and hashed, no deeper check).  A writer declares its verifier and its
  * restore method at registration, so the backup document says which
  * plug-in verifies and recovers its files even when the writer is gone
  * (offline restore).
@@ -14,6 +14,7 @@
 #define AMBER_BACKUP_JOB_H
 
 #include <jansson.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -110,6 +111,8 @@ typedef struct bk_file_req {
 	const char *store_name;
 	const char *target;
 	uint32_t page_size;
+	const char *root;        /* NULL, or the file-set directory that target
+	                            is below (the generic plug-in) */
 } bk_file_req;
 
 /* How many files bk_add_files() copies at once.  A backup of many small
@@ -146,6 +149,30 @@ int bk_sync_dirs(bk_job *j, char *err, size_t errlen);
 
 /* Backup types by name. */
 amb_backup_type bk_type_parse(const char *s);
+
+/* ---- the generic plug-in, verifier "none" (filesplug.c) ---------------- */
+
+/* The distinct file-set directories of md's components (comp: only that
+ * one; NULL or "": all), at most max of them: where the shadow must reach.
+ * 0, or 1 with err set. */
+int bk_files_roots(const amb_writer_md *md, const char *comp, char (*roots)[PATH_MAX],
+                   size_t max, size_t *n, char *err, size_t errlen);
+
+/* Where an original path appears in the shadow set (ctx), or NULL. */
+typedef const char *(*bk_map_fn)(void *ctx, const char *path, char *out, size_t n);
+
+/*
+ * Snapshot backup of a generic writer: every regular file of the selected
+ * components' file sets, as map finds them in the shadow, copied and
+ * hashed; fills wdoc ("roots", "components").  0, or 1 with err set.
+ */
+int bk_files_backup(bk_job *j, json_t *wdoc, const amb_writer_md *md, const char *comp,
+                    bk_map_fn map, void *ctx, char *err, size_t errlen);
+
+/* Verify a generic writer's copies in the backup (read back, SHA-256
+ * against the manifest); sets "success" and "message" of each component in
+ * wdoc.  0 when all passed, 1 (err names the first problem). */
+int bk_files_verify(bk_job *j, json_t *wdoc, char *err, size_t errlen);
 
 /* ---- the amber-store plug-in (storeplug.c) ----------------------------- */
 

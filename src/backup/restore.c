@@ -305,12 +305,304 @@ static int copy_newer_logs(const char *src, int tfd, const char *target, const c
 	return n;
 }
 
+/*
+ * An online restore's start: a restore session with amberd, writer w0
+ * selected, pre-restore of each of its components (items, at most 16,
+ * with target, or none when NULL: the writer's own places).  0, or the exit code with err set (*session says whether
+ * a session is open to abort).
+ */
+static int online_begin(const bk_restore_opts *o, json_t *w0, const char *target, amb_client **c,
+                        amb_session_ref *sref, bool *session, amb_comp_result *items,
+                        size_t *nitems, char *err, size_t errlen)
+{
+	const char *wname = bk_str(w0, "name");
+	amb_msg wl;
+	memset(&wl, 0, sizeof(wl));
+	amb_session_open so;
+	memset(&so, 0, sizeof(so));
+	so.mode = AMB_SESSION_RESTORE;
+	int rc = amb_client_connect(o->socket, AMB_ROLE_REQUESTOR, "amber-restore", c);
+	if (!rc && !(rc = amb_req_session_open(*c, &so, sref)))
+		*session = true;
+	if (!rc)
+		rc = amb_req_gather(*c, sref->session, &wl);
+	amb_msg_free(&wl);
+	if (!rc)
+		rc = amb_req_select(*c, sref->session, wname, NULL, AMB_SELECT_VERIFY);
+	size_t i;
+	json_t *cj;
+	json_array_foreach(json_object_get(w0, "components"), i, cj) {
+		if (*nitems == 16)
+			break;
+		memset(&items[*nitems], 0, sizeof(items[0]));
+		snprintf(items[*nitems].writer, sizeof(items[0].writer), "%s", wname);
+		snprintf(items[*nitems].component, sizeof(items[0].component), "%s", bk_str(cj, "name"));
+		items[*nitems].target = target && target[0] ? (char *)target : NULL;
+		items[*nitems].success = true;
+		(*nitems)++;
+	}
+	if (!rc)
+		rc = amb_req_pre_restore(*c, sref->session, items, *nitems);
+	if (rc) {
+		snprintf(err, errlen, "online restore: writer %s: %s", wname,
+		         *c ? amb_client_errmsg(*c) : amb_client_last_error());
+		return rc < 0 ? 1 : rc;
+	}
+	/* test hook: hold here so a test can kill the restore between
+	 * pre-restore and post-restore */
+	const char *stall = getenv("AMBER_TEST_STALL_RESTORE_MS");
+	if (stall && atoi(stall) > 0)
+		usleep((useconds_t)atoi(stall) * 1000u);
+	return 0;
+}
+
+/* Is p an absolute, normalized path (no "." or ".." component, no "//",
+ * no trailing '/' but for "/")? */
+static bool abs_normal(const char *p)
+{
+	if (!p || p[0] != '/' || strlen(p) >= PATH_MAX)
+		return false;
+	if (!p[1])
+		return true;
+	for (const char *c = p; *c;) {
+		const char *e = strchr(c + 1, '/');
+		size_t l = e ? (size_t)(e - c - 1) : strlen(c + 1);
+		if (l == 0 || (l == 1 && c[1] == '.') || (l == 2 && c[1] == '.' && c[2] == '.'))
+			return false;
+		if (!e)
+			break;
+		c = e;
+	}
+	return true;
+}
+
+/* One file laid down by restore_files_writer(), to be renamed into place. */
+typedef struct laid_file {
+	char *rootdir;   /* where its root is restored */
+	char *rel;       /* its path below */
+} laid_file;
+
+/* The directory of rel below rootdir, opened beneath it without following
+ * symbolic links (made first when make), and rel's last name in name.
+ * An fd, or -errno. */
+static int open_parent(const char *rootdir, const char *rel, bool make, char *name, size_t nn)
+{
+	const char *slash = strrchr(rel, '/');
+	snprintf(name, nn, "%s", slash ? slash + 1 : rel);
+	int rfd = open(rootdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (rfd < 0 || !slash)
+		return rfd < 0 ? -errno : rfd;
+	char parent[PATH_MAX];
+	snprintf(parent, sizeof(parent), "%.*s", (int)(slash - rel), rel);
+	int m = make ? bk_mkdirs_beneath(rfd, parent) : 0;
+	int pfd = m ? m : bk_openat_beneath(rfd, parent, O_RDONLY | O_DIRECTORY, 0);
+	close(rfd);
+	return pfd;
+}
+
+/*
+ * Restore a generic writer (verifier "none", filesplug.c).  Every backup
+ * of such a writer holds all its files, so the files come from the newest
+ * backup of the chain that has the writer: each laid down below its root
+ * (or below --to DIR/<root>), first as "<name>.amber-restore", and renamed
+ * over the original only once every file was laid down with a matching
+ * hash (all or none).  Directories are made as needed, never through a
+ * symbolic link; files that are not in the backup are left alone.  A root
+ * must be a file-set directory of the writer's saved metadata.  Nothing to
+ * recover: online, post-restore tells the writer that its files are back.
+ */
+static int restore_files_writer(bk_job *j, const bk_restore_opts *o, bk_repo *repo, json_t *list,
+                                json_t **chain, size_t n, json_t *w0, size_t nwriters,
+                                char *err, size_t errlen)
+{
+	const char *wname = bk_str(w0, "name"), *instance = bk_str(w0, "instance");
+	json_t *known = json_object();
+	laid_file *laid = NULL;
+	size_t nlaid = 0, i, k, src = 0;
+	json_t *cj, *fj;
+	int rc = 0;
+	if (!known) {
+		snprintf(err, errlen, "out of memory");
+		rc = 1;
+		goto out;
+	}
+	/* the file-set directories of the saved metadata: a root must be one */
+	for (size_t c = 0; c < n; c++) {
+		json_t *md = json_object_get(writer_in(chain[c], instance), "metadata");
+		json_array_foreach(json_object_get(md, "components"), i, cj)
+			json_array_foreach(json_object_get(cj, "files"), k, fj)
+				if (json_is_string(json_object_get(fj, "path")))
+					json_object_set_new(known, bk_str(fj, "path"), json_true());
+	}
+	/* the newest backup of the chain with the writer; every file's root
+	 * checked before anything is written */
+	for (size_t c = 0; c < n; c++)
+		if (writer_in(chain[c], instance))
+			src = c;
+	json_array_foreach(json_object_get(chain[src], "files"), i, fj) {
+		if (strcmp(bk_str(fj, "writer"), wname))
+			continue;
+		const char *root = bk_str(fj, "root");
+		if (strcmp(bk_str(fj, "role"), "file") || !abs_normal(root) ||
+		    !json_object_get(known, root)) {
+			snprintf(err, errlen, "backup %s: %s of writer %s: root \"%s\" is not a "
+			         "file-set directory of the writer: refused", bk_str(chain[src], "id"),
+			         bk_str(fj, "path"), wname, root);
+			rc = 2;
+			goto out;
+		}
+	}
+	char base[PATH_MAX] = "";
+	if (o->to) {
+		char wdir[128];
+		bk_writer_folder(w0, wdir, sizeof(wdir));
+		if (nwriters == 1)
+			snprintf(base, sizeof(base), "%s", o->to);
+		else
+			snprintf(base, sizeof(base), "%s/%s", o->to, wdir);
+		if (mkdir(base, 0750) != 0 && errno != EEXIST) {
+			snprintf(err, errlen, "%s: %s", base, strerror(errno));
+			rc = 1;
+			goto out;
+		}
+	}
+	bool online = !o->to && !o->offline && writer_running(o->socket, instance);
+	amb_client *c = NULL;
+	amb_session_ref sref;
+	bool session = false;
+	amb_comp_result items[16];
+	size_t nitems = 0;
+	if (online) {
+		rc = online_begin(o, w0, NULL, &c, &sref, &session, items, &nitems, err, errlen);
+		if (!rc && !o->quiet)
+			fprintf(o->err, "amber: writer %s is ready for the restore\n", wname);
+	}
+	bk_progress_begin(&j->prog, !o->quiet && isatty(2), "restore: laying down files", 0);
+	for (size_t ci = src; ci == src && !rc; ci++) {
+		snprintf(j->id, sizeof(j->id), "%s", bk_str(chain[ci], "id"));
+		if (j->bdirfd >= 0)
+			close(j->bdirfd);
+		j->bdirfd = bk_dir_open(repo, j->id, err, errlen);
+		json_t *man = NULL;
+		if (j->bdirfd < 0 || bk_manifest_load(repo, j->id, &man, err, errlen)) {
+			rc = 1;
+			break;
+		}
+		json_array_foreach(json_object_get(chain[ci], "files"), i, fj) {
+			if (strcmp(bk_str(fj, "writer"), wname))
+				continue;
+			const char *root = bk_str(fj, "root"), *t = bk_str(fj, "target");
+			char rootdir[PATH_MAX * 2], name[256];
+			/* the root: in place, made if it is gone; under --to, made
+			 * below DIR without following links */
+			snprintf(rootdir, sizeof(rootdir), "%s%s", base, base[0] && !root[1] ? "" : root);
+			int m = 0;
+			if (base[0] && root[1]) {
+				int bfd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+				m = bfd < 0 ? -errno : bk_mkdirs_beneath(bfd, root + 1);
+				if (bfd >= 0)
+					close(bfd);
+			} else if (!base[0] && mkdir(root, 0750) != 0 && errno != EEXIST) {
+				m = -errno;
+			}
+			int pfd = m ? m : open_parent(rootdir, t, true, name, sizeof(name));
+			if (pfd < 0) {
+				snprintf(err, errlen, "%s/%s: %s", rootdir, t, strerror(-pfd));
+				rc = 1;
+				break;
+			}
+			laid_file *nl = realloc(laid, (nlaid + 1) * sizeof(*laid));
+			if (!nl) {
+				close(pfd);
+				snprintf(err, errlen, "out of memory");
+				rc = 1;
+				break;
+			}
+			laid = nl;
+			rc = lay_file(j, man, fj, pfd, name, true, err, errlen);
+			close(pfd);
+			if (rc)
+				break;
+			laid[nlaid].rootdir = strdup(rootdir);
+			laid[nlaid].rel = strdup(t);
+			if (!laid[nlaid].rootdir || !laid[nlaid].rel) {
+				free(laid[nlaid].rootdir);
+				free(laid[nlaid].rel);
+				snprintf(err, errlen, "out of memory");
+				rc = 1;
+				break;
+			}
+			nlaid++;
+		}
+		json_decref(man);
+		if (rc == 1) {
+			char why[BK_ERR];
+			snprintf(why, sizeof(why), "%s", err);
+			chain_failure(repo, list, chain, ci, why, err, errlen);
+		}
+	}
+	bk_progress_end(&j->prog);
+	/* all or none: each laid copy renamed over its original (and its
+	 * directory synced), or, after a failure, removed */
+	for (size_t q = 0; q < nlaid; q++) {
+		char name[256], tname[300];
+		int pfd = open_parent(laid[q].rootdir, laid[q].rel, false, name, sizeof(name));
+		snprintf(tname, sizeof(tname), "%s.amber-restore", name);
+		if (pfd >= 0 && rc)
+			unlinkat(pfd, tname, 0);
+		else if (pfd < 0 || renameat(pfd, tname, pfd, name) != 0 || fsync(pfd) != 0) {
+			snprintf(err, errlen, "%s/%s: %s", laid[q].rootdir, laid[q].rel,
+			         strerror(pfd < 0 ? -pfd : errno));
+			rc = 1;
+		}
+		if (pfd >= 0)
+			close(pfd);
+	}
+	if (!rc) {
+		bk_event(j, BK_EV_RESTORE_LAID, "info", "writer %s: %zu files laid down%s%s", wname,
+		         nlaid, base[0] ? " in " : " in their places", base);
+		if (!o->quiet)
+			fprintf(o->err, "amber: writer %s: %zu files restored%s%s\n", wname, nlaid,
+			        base[0] ? " in " : " to their places", base);
+	}
+	if (online && session && nitems) {
+		/* the writer hears how it went, whatever happened */
+		for (size_t q = 0; q < nitems; q++)
+			items[q].success = rc == 0;
+		int prc = amb_req_post_restore(c, sref.session, items, nitems);
+		if (prc && !rc) {
+			snprintf(err, errlen, "writer %s: post-restore: %s", wname, amb_client_errmsg(c));
+			rc = prc < 0 ? 1 : prc;
+		}
+		if (!rc) {
+			amb_req_close(c, sref.session);
+			session = false;
+		}
+	}
+	if (session) {
+		amb_req_abort(c, sref.session, rc ? err : NULL);
+		amb_req_close(c, sref.session);
+	}
+	if (c)
+		amb_client_close(c);
+out:
+	for (size_t q = 0; q < nlaid; q++) {
+		free(laid[q].rootdir);
+		free(laid[q].rel);
+	}
+	free(laid);
+	json_decref(known);
+	return rc;
+}
+
 static int restore_writer(bk_job *j, const bk_restore_opts *o, bk_repo *repo, json_t *list,
                           json_t **chain, size_t n, json_t *w0, size_t nwriters, char *err,
                           size_t errlen)
 {
 	const char *instance = bk_str(w0, "instance");
 	const char *wname = bk_str(w0, "name");
+	if (!strcmp(bk_str(w0, "verifier"), "none") && json_object_get(w0, "roots"))
+		return restore_files_writer(j, o, repo, list, chain, n, w0, nwriters, err, errlen);
 	json_t *st0 = json_object_get(w0, "store");
 	if (strcmp(bk_str(w0, "verifier"), "amber-store") || !st0) {
 		snprintf(err, errlen, "writer %s: verifier \"%s\" is not known to this amber: cannot "
@@ -361,46 +653,11 @@ static int restore_writer(bk_job *j, const bk_restore_opts *o, bk_repo *repo, js
 	size_t nitems = 0;
 	json_t *dbs = json_object_get(st0, "databases");
 	if (online) {
-		amb_msg wl;
-		memset(&wl, 0, sizeof(wl));
-		amb_session_open so;
-		memset(&so, 0, sizeof(so));
-		so.mode = AMB_SESSION_RESTORE;
-		rc = amb_client_connect(o->socket, AMB_ROLE_REQUESTOR, "amber-restore", &c);
-		if (!rc && !(rc = amb_req_session_open(c, &so, &sref)))
-			session = true;
-		if (!rc)
-			rc = amb_req_gather(c, sref.session, &wl);
-		amb_msg_free(&wl);
-		if (!rc)
-			rc = amb_req_select(c, sref.session, wname, NULL, AMB_SELECT_VERIFY);
-		size_t i;
-		json_t *cj;
-		json_array_foreach(json_object_get(w0, "components"), i, cj) {
-			if (nitems == 16)
-				break;
-			memset(&items[nitems], 0, sizeof(items[0]));
-			snprintf(items[nitems].writer, sizeof(items[0].writer), "%s", wname);
-			snprintf(items[nitems].component, sizeof(items[0].component), "%s", bk_str(cj, "name"));
-			items[nitems].target = target;
-			items[nitems].success = true;
-			nitems++;
-		}
-		if (!rc)
-			rc = amb_req_pre_restore(c, sref.session, items, nitems);
-		if (rc) {
-			snprintf(err, errlen, "online restore: writer %s: %s", wname,
-			         c ? amb_client_errmsg(c) : amb_client_last_error());
-			rc = rc < 0 ? 1 : rc;
+		if ((rc = online_begin(o, w0, target, &c, &sref, &session, items, &nitems, err,
+		                       errlen)) != 0)
 			goto out;
-		}
 		if (!o->quiet)
 			fprintf(o->err, "amber: writer %s dismounted its instance for the restore\n", wname);
-		/* test hook: hold here so a test can kill the restore between
-		 * pre-restore and post-restore */
-		const char *stall = getenv("AMBER_TEST_STALL_RESTORE_MS");
-		if (stall && atoi(stall) > 0)
-			usleep((useconds_t)atoi(stall) * 1000u);
 	}
 	/* the files */
 	char logdir[160];

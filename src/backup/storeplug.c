@@ -217,18 +217,18 @@ int bk_store_backup_snapshot(bk_job *j, json_t *wdoc, const bk_store_loc *loc,
 		for (int d = 0; d < loc->ndb; d++, n++) {
 			snprintf(names[n].src, sizeof(names[n].src), "%s/%s", shadow_dir, loc->dbs[d]);
 			reqs[n] = (bk_file_req){loc->comps[d], "database", names[n].src, loc->dbs[d],
-			                        loc->dbs[d], page_size[d]};
+			                        loc->dbs[d], page_size[d], NULL};
 		}
 		snprintf(names[n].name, sizeof(names[n].name), "%s.chk", loc->prefix);
 		snprintf(names[n].src, sizeof(names[n].src), "%s/%s", shadow_dir, names[n].name);
-		reqs[n] = (bk_file_req){"", "checkpoint", names[n].src, names[n].name, names[n].name, 0};
+		reqs[n] = (bk_file_req){"", "checkpoint", names[n].src, names[n].name, names[n].name, 0, NULL};
 		n++;
 	}
 	for (uint32_t g = low; g <= high; g++, n++) {
 		snprintf(names[n].name, sizeof(names[n].name), "%s%08X.log", loc->prefix, g);
 		amb_log_path(names[n].src, sizeof(names[n].src), shadow_dir, loc->prefix,
 		             g == high ? 0 : g);
-		reqs[n] = (bk_file_req){"", "log", names[n].src, names[n].name, names[n].name, 0};
+		reqs[n] = (bk_file_req){"", "log", names[n].src, names[n].name, names[n].name, 0, NULL};
 	}
 	int rc = bk_add_files(j, wdir, wname, reqs, n, err, errlen);
 	free(names);

@@ -25,7 +25,7 @@ static void writers_str(json_t *d, char *out, size_t n, char *range, size_t rn)
 		json_t *st = json_object_get(w, "store");
 		if (st) {
 			l = strlen(range);
-			snprintf(range + l, rn - l, "%s%s %08" PRIX64 "-%08" PRIX64, i ? "," : "",
+			snprintf(range + l, rn - l, "%s%s %08" PRIX64 "-%08" PRIX64, l ? "," : "",
 			         bk_str(st, "prefix"), (uint64_t)json_integer_value(json_object_get(st, "gen_low")),
 			         (uint64_t)json_integer_value(json_object_get(st, "gen_high")));
 		}
@@ -171,6 +171,11 @@ int bk_run_verify(const bk_verify_opts *o)
 	json_array_foreach(json_object_get(d, "writers"), i, w) {
 		if (bad)
 			break;
+		json_t *wc;
+		if (!strcmp(bk_str(w, "verifier"), "none") && json_object_get(w, "roots")) {
+			/* a generic writer: its files were re-read and hashed above */
+			continue;
+		}
 		if (strcmp(bk_str(w, "verifier"), "amber-store") || !json_object_get(w, "store")) {
 			snprintf(err, sizeof(err), "writer %s: verifier \"%s\" is not known to this amber",
 			         bk_str(w, "name"), bk_str(w, "verifier"));
@@ -179,7 +184,7 @@ int bk_run_verify(const bk_verify_opts *o)
 		}
 		/* verify a copy of the writer entry: a re-verification does not
 		 * rewrite the per-component results of the backup */
-		json_t *wc = json_deep_copy(w);
+		wc = json_deep_copy(w);
 		bad = bk_store_verify(&j, wc, err, sizeof(err)) != 0;
 		json_decref(wc);
 	}

@@ -91,7 +91,7 @@ int cli_script_generate(cli_ctx *ctx, const char *repo_arg)
 	for (size_t k = 0; k < l->n_writers; k++) {
 		const amb_writer_md *md = &l->writers[k].metadata;
 		if (!(md->backup_types & AMB_BACKUP_BIT(AMB_BACKUP_FULL)) ||
-		    strcmp(md->verifier, "amber-store") != 0)
+		    (strcmp(md->verifier, "amber-store") != 0 && strcmp(md->verifier, "none") != 0))
 			continue;
 		for (size_t q = 0; q < md->n_components; q++) {
 			const amb_component *cp = &md->components[q];

@@ -345,7 +345,7 @@ static void test_add_files(void **state)
 		snprintf(src[i], sizeof(src[i]), "%s/%s", tmpdir, name[i]);
 		write_file(src[i], data, sizes[i]);
 		sha_hex(data, sizes[i], want[i]);
-		reqs[i] = (bk_file_req){"", "log", src[i], name[i], name[i], 0};
+		reqs[i] = (bk_file_req){"", "log", src[i], name[i], name[i], 0, NULL};
 	}
 	/* and a database: its pages checked on the bytes copied */
 	const uint32_t ps = 8192, np = 2 * (BK_COPY_CHUNK / ps) + 3;
@@ -354,7 +354,7 @@ static void test_add_files(void **state)
 	snprintf(src[NF], sizeof(src[NF]), "%s/db.edb", tmpdir);
 	write_file(src[NF], db, (size_t)np * ps);
 	free(db);
-	reqs[NF] = (bk_file_req){"db", "database", src[NF], name[NF], name[NF], ps};
+	reqs[NF] = (bk_file_req){"db", "database", src[NF], name[NF], name[NF], ps, NULL};
 
 	bk_repo repo;
 	bk_job j;
