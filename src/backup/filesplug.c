@@ -213,7 +213,8 @@ static int walk(fwalk *w, const amb_fileset *fs, const char *comp, const char *s
 		rc = 1;
 		goto out;
 	}
-	qsort(names, nn, sizeof(*names), name_cmp);
+	if (nn)
+		qsort(names, nn, sizeof(*names), name_cmp);
 	for (size_t i = 0; i < nn && !rc; i++) {
 		const char *name = names[i];
 		char src[PATH_MAX], o[PATH_MAX], r[PATH_MAX];

@@ -389,7 +389,9 @@ static int ensure_tmp(ams_instance *in, int gate)
 	pthread_mutex_lock(&in->mu);
 	while (in->prep_busy)
 		pthread_cond_wait(&in->cond, &in->mu);
+	in->prep_req = 0; /* done, or started here */
 	if (in->tmp_fd >= 0) {
+		pthread_cond_broadcast(&in->cond);
 		pthread_mutex_unlock(&in->mu);
 		if (gate)
 			amb_gate_exit(in);
@@ -877,7 +879,9 @@ static void *flusher_main(void *arg)
 			continue;
 		}
 		if (prep) {
-			in->prep_req = 0;
+			/* prep_req stays set until ensure_tmp() counts the
+			 * preparation as started (prep_busy): ams_log_roll()
+			 * waits for either */
 			pthread_mutex_unlock(&in->mu);
 			ensure_tmp(in, 1);
 			pthread_mutex_lock(&in->mu);
