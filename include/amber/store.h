@@ -250,6 +250,18 @@ enum ams_backup_type {
 int ams_log_roll(ams_instance *inst, uint32_t *new_gen);
 
 /**
+ * Quiesce: no checkpoint starts writing database pages for at most
+ * @p timeout_ms, or until ams_thaw() or ams_quiesce(inst, 0); a batch of
+ * page writes already started ends.  A snapshot prepared meanwhile (after
+ * its volumes were synced) then has no database pages to write back while
+ * writes are held.  Commits go on: the log holds every change, and only the
+ * checkpoint waits.  The engine ends the quiet by itself at the timeout,
+ * whoever dies.
+ * @return #AMS_OK, #AMS_EINVAL (NULL instance)
+ */
+int ams_quiesce(ams_instance *inst, unsigned timeout_ms);
+
+/**
  * Freeze: stop admitting commits, write everything committed to its file,
  * then hold new commits and all writes to the database, log, checkpoint and
  * header files.  Reads go on.  It waits for writes in progress, not for
@@ -262,7 +274,8 @@ int ams_log_roll(ams_instance *inst, uint32_t *new_gen);
 int ams_freeze(ams_instance *inst, unsigned timeout_ms);
 
 /**
- * Thaw.  @return #AMS_OK if writes were held from ams_freeze() until now,
+ * Thaw (and end an ams_quiesce()).  @return #AMS_OK if writes were held
+ *   from ams_freeze() until now,
  *   #AMS_ETIMEDOUT if the deadline thawed the instance first (a snapshot
  *   taken in between may not be consistent), #AMS_EINVAL if not frozen.
  */

@@ -478,7 +478,7 @@ static int restore_files_writer(bk_job *j, const bk_restore_opts *o, bk_repo *re
 			fprintf(o->err, "amber: writer %s is ready for the restore\n", wname);
 	}
 	bk_progress_begin(&j->prog, !o->quiet && isatty(2), "restore: laying down files", 0);
-	for (size_t ci = src; ci == src && !rc; ci++) {
+	for (size_t ci = src; ci == src && !rc; ci++) { /* one backup: chain[src] */
 		snprintf(j->id, sizeof(j->id), "%s", bk_str(chain[ci], "id"));
 		if (j->bdirfd >= 0)
 			close(j->bdirfd);

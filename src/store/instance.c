@@ -60,6 +60,9 @@
  * page writes) or one write at a time (in->gvfs: the checkpoint file and the
  * headers), so the freeze waits for little.  A log roll (renames, header of
  * the new generation, directory fsync) is one gated section with its syncs.
+ * ams_quiesce() before a freeze keeps checkpoint page writes back until the
+ * thaw (or its deadline), so that a snapshot's own write-back of the
+ * databases, inside the hold, finds nothing to write.
  */
 #include "store/instance.h"
 
@@ -169,6 +172,19 @@ static void gate_enter_bg(ams_instance *in)
 		pthread_cond_wait(&in->cond, &in->mu);
 	wait_thawed_locked(in);
 	in->io_active++;
+	pthread_mutex_unlock(&in->mu);
+}
+
+/* Wait while the instance is quiesced (ams_quiesce), at most until its
+ * deadline; a stop or a failure ends the wait. */
+static void wait_quiet(ams_instance *in)
+{
+	pthread_mutex_lock(&in->mu);
+	while (!in->stop && !in->failed && in->quiet_until && amb_mono_us() < in->quiet_until) {
+		struct timespec ts;
+		abs_deadline(&ts, in->quiet_until);
+		pthread_cond_timedwait(&in->cond, &in->mu, &ts);
+	}
 	pthread_mutex_unlock(&in->mu);
 }
 
@@ -1011,11 +1027,14 @@ static int checkpoint(ams_instance *in)
 
 	/* 3. pages, then fdatasync every database written to.  The pages pass
 	 * the gate in batches of CKPT_GATE_PAGES, so a freeze waits for one
-	 * batch at most; the fdatasyncs change no data and run outside it. */
+	 * batch at most; the fdatasyncs change no data and run outside it.
+	 * No batch starts while quiesced (ams_quiesce). */
 	int wrote[AMB_MAX_DBS] = {0};
 	for (size_t i = 0; i < n && !rc; i++) {
-		if (i % CKPT_GATE_PAGES == 0)
+		if (i % CKPT_GATE_PAGES == 0) {
+			wait_quiet(in);
 			gate_enter_bg(in);
+		}
 		amb_db *db = &in->db[pages[i].db];
 		ssize_t w = v->pwrite(v, db->fd, pages[i].buf, P, (off_t)pages[i].pgno * P);
 		if (w < 0)
@@ -2452,6 +2471,17 @@ static int freeze_flush(ams_instance *in)
 	return 0;
 }
 
+int ams_quiesce(ams_instance *in, unsigned timeout_ms)
+{
+	if (!in)
+		return amb_err(AMS_EINVAL, "NULL instance");
+	pthread_mutex_lock(&in->mu);
+	in->quiet_until = timeout_ms ? amb_mono_us() + (uint64_t)timeout_ms * 1000u : 0;
+	pthread_cond_broadcast(&in->cond);
+	pthread_mutex_unlock(&in->mu);
+	return AMS_OK;
+}
+
 int ams_freeze(ams_instance *in, unsigned timeout_ms)
 {
 	pthread_mutex_lock(&in->mu);
@@ -2511,6 +2541,11 @@ int ams_freeze(ams_instance *in, unsigned timeout_ms)
 int ams_thaw(ams_instance *in)
 {
 	pthread_mutex_lock(&in->mu);
+	if (in->quiet_until) {
+		/* the snapshot is made (or given up): checkpoints go on */
+		in->quiet_until = 0;
+		pthread_cond_broadcast(&in->cond);
+	}
 	if (!in->frozen) {
 		pthread_mutex_unlock(&in->mu);
 		return amb_err(AMS_EINVAL, "not frozen");

@@ -177,6 +177,8 @@ struct ams_instance {
 	uint64_t freeze_deadline; /* CLOCK_MONOTONIC µs */
 	uint64_t freeze_writes;   /* write_ops when frozen */
 	uint64_t freeze_t0;       /* CLOCK_MONOTONIC µs: admission stopped */
+	uint64_t quiet_until;     /* CLOCK_MONOTONIC µs: no checkpoint page
+	                             writes start before (ams_quiesce); 0 none */
 	int appliers;             /* commits between admission and append */
 	uint64_t n_appended;      /* records appended to the log buffer */
 	int io_active;            /* gated writes in progress */

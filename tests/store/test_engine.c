@@ -488,6 +488,91 @@ static void test_freeze_during_fsync(void **state)
 	assert_int_equal(ams_close(in), 0);
 }
 
+/* Page writes to database files (past the two header pages), counted by a
+ * vfs (test_quiesce). */
+static int qc_pages;
+static ssize_t qc_pwrite(amb_vfs *v, int fd, const void *buf, size_t n, off_t off)
+{
+	(void)v;
+	if (off >= 2 * 8192 && sb_is(fd, ".edb"))
+		__atomic_add_fetch(&qc_pages, 1, __ATOMIC_SEQ_CST);
+	return amb_vfs_posix()->pwrite(amb_vfs_posix(), fd, buf, n, off);
+}
+
+/* Wait up to 10 s for a checkpoint beyond n; its count. */
+static uint64_t wait_ckpt(ams_instance *in, uint64_t n)
+{
+	ams_info info;
+	for (int i = 0; i < 1000; i++) {
+		ams_info_get(in, &info);
+		if (info.checkpoints > n)
+			break;
+		usleep(10000);
+	}
+	return info.checkpoints;
+}
+
+/*
+ * ams_quiesce() keeps checkpoint page writes back while commits go on; a
+ * thaw ends it, and so does its deadline, with nobody calling anything.
+ */
+static void test_quiesce(void **state)
+{
+	(void)state;
+	char dir[512], key[32];
+	mkinst("quiesce", 0, 1, dir);
+	amb_vfs vfs = *amb_vfs_posix();
+	vfs.pwrite = qc_pwrite;
+	ams_open_opts oo = {.vfs = &vfs, .checkpoint_depth = 64 * 1024};
+	ams_instance *in;
+	open_ok(dir, &oo, &in);
+	int k = 0;
+	/* commits until a checkpoint has written pages */
+	ams_info info;
+	ams_info_get(in, &info);
+	uint64_t c0 = info.checkpoints;
+	for (; k < 40; k++) {
+		snprintf(key, sizeof(key), "k%d", k);
+		put1(in, "t", key, 4000, (unsigned)k);
+	}
+	assert_true(wait_ckpt(in, c0) > c0);
+	assert_true(__atomic_load_n(&qc_pages, __ATOMIC_SEQ_CST) > 0);
+
+	/* quiesced: commits worth several checkpoints, no page written */
+	assert_int_equal(ams_quiesce(in, 60000), 0);
+	usleep(200000); /* a batch already started ends */
+	int p0 = __atomic_load_n(&qc_pages, __ATOMIC_SEQ_CST);
+	for (; k < 120; k++) {
+		snprintf(key, sizeof(key), "k%d", k);
+		put1(in, "t", key, 4000, (unsigned)k);
+	}
+	usleep(300000);
+	assert_int_equal(__atomic_load_n(&qc_pages, __ATOMIC_SEQ_CST), p0);
+	/* a thaw (not frozen: AMS_EINVAL) ends the quiet: pages are written */
+	ams_info_get(in, &info);
+	assert_int_equal(ams_thaw(in), AMS_EINVAL);
+	wait_ckpt(in, info.checkpoints);
+	assert_true(__atomic_load_n(&qc_pages, __ATOMIC_SEQ_CST) > p0);
+
+	/* the deadline ends it with nobody calling anything */
+	assert_int_equal(ams_quiesce(in, 700), 0);
+	usleep(200000);
+	p0 = __atomic_load_n(&qc_pages, __ATOMIC_SEQ_CST);
+	for (; k < 200; k++) {
+		snprintf(key, sizeof(key), "k%d", k);
+		put1(in, "t", key, 4000, (unsigned)k);
+	}
+	assert_int_equal(__atomic_load_n(&qc_pages, __ATOMIC_SEQ_CST), p0);
+	ams_info_get(in, &info);
+	wait_ckpt(in, info.checkpoints);
+	assert_true(__atomic_load_n(&qc_pages, __ATOMIC_SEQ_CST) > p0);
+	for (int i = 0; i < 200; i += 37) {
+		snprintf(key, sizeof(key), "k%d", i);
+		expect(in, "t", key, 4000, (unsigned)i);
+	}
+	assert_int_equal(ams_close(in), 0);
+}
+
 static int count_logs(const char *dir, uint32_t *oldest)
 {
 	DIR *d = opendir(dir);
@@ -691,6 +776,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_concurrent_and_crash, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_freeze, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_freeze_during_fsync, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_quiesce, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_roll_and_truncate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stream_backup, setup, teardown),
 	};

@@ -12,7 +12,10 @@
  * DIR is the instance directory made absolute with realpath(3).
  *
  * Events (section 6), all on libamber's thread, one at a time:
- *   prepare-snapshot  ams_log_roll(); a failure is retryable
+ *   prepare-snapshot  ams_log_roll(); a failure is retryable; then
+ *                     ams_quiesce(SW_QUIET_MS): no checkpoint page writes
+ *                     until the thaw, so the snapshot made while writes
+ *                     are held has no database pages to write back
  *   freeze            ams_freeze(inst, hold_ms): the engine thaws itself at
  *                     the deadline even if this process's writer thread is
  *                     stuck; busy (a streaming backup) is retryable.  On
@@ -230,6 +233,12 @@ static void sw_lib_log(void *arg, const char *line)
 	sw_log(sw, "%s", line);
 }
 
+/* How long prepare-snapshot keeps the checkpoint's page writes back at
+ * most (the thaw ends it sooner; the engine ends it at this deadline
+ * whoever dies): PrepareForSnapshot to Thaw is amberd's presync, its
+ * provider's preparation and the hold. */
+#define SW_QUIET_MS 30000u
+
 #define SW_DISMOUNTED_MSG \
 	"the instance is closed for a restore (pre-restore); it opens again at post-restore"
 
@@ -248,6 +257,7 @@ static int sw_prepare_snapshot(void *arg, const amb_wevent *ev, amb_writer_resul
 		sw_log(sw, "prepare-snapshot for set %s: %s", ev->set, out->message);
 		return AMB_FAIL_RETRYABLE;
 	}
+	ams_quiesce(sw->inst, SW_QUIET_MS);
 	sw_log(sw, "prepare-snapshot for set %s: log rolled to generation %" PRIu32, ev->set, gen);
 	return 0;
 }
@@ -371,6 +381,8 @@ static int sw_abort(void *arg, const amb_wevent *ev, amb_writer_result *out)
 	(void)out;
 	sw->frozen = false;
 	sw->held = false;
+	if (sw->inst)
+		ams_quiesce(sw->inst, 0); /* an aborted set never thaws */
 	sw_session *ss = sw_session_find(sw, ev->session);
 	if (ss)
 		sw_session_drop(sw, ss);
