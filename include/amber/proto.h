@@ -74,6 +74,7 @@
 #define AMB_MAX_COMPONENTS 256  /* per writer */
 #define AMB_MAX_FILESETS 64     /* per files/logs/excludes list */
 #define AMB_MAX_VOLUMES 64      /* per shadow set (VSS: 64) */
+#define AMB_MAX_UNCHANGED 64    /* paths in a freeze reply's "unchanged" */
 #define AMB_MAX_WRITERS 256     /* per writer-list */
 #define AMB_MAX_PROVIDERS 32
 #define AMB_MAX_SHADOWS 4096    /* per shadow-list / deleted */
@@ -411,6 +412,10 @@ typedef struct amb_reply {
 	char *message;                  /* optional */
 	bool has_held_writes;           /* required iff post-snapshot + OK */
 	bool held_writes;
+	char **unchanged;               /* freeze + OK, optional: files of the writer
+	                                   it has not changed since it answered
+	                                   prepare-snapshot (0..AMB_MAX_UNCHANGED) */
+	size_t n_unchanged;
 	amb_writer_md *metadata;        /* required iff identify + OK */
 } amb_reply;
 

@@ -262,6 +262,18 @@ int ams_log_roll(ams_instance *inst, uint32_t *new_gen);
 int ams_quiesce(ams_instance *inst, unsigned timeout_ms);
 
 /**
+ * While frozen after an ams_quiesce(): the absolute paths of the database
+ * files that nothing changed since that call (no write, truncation or
+ * allocation started or in progress since), at most @p max of them, into
+ * @p paths (strings of the instance, valid until the next call or
+ * ams_close()).  Nothing changes them until the thaw.  A provider that
+ * copied the volume after the quiesce need not look at them again while
+ * writes are held.
+ * @return how many (0 when not frozen, or not quiesced)
+ */
+size_t ams_unchanged_files(ams_instance *inst, const char **paths, size_t max);
+
+/**
  * Freeze: stop admitting commits, write everything committed to its file,
  * then hold new commits and all writes to the database, log, checkpoint and
  * header files.  Reads go on.  It waits for writes in progress, not for

@@ -42,6 +42,13 @@ typedef struct amb_writer amb_writer;
 typedef struct amb_writer_result {
 	char message[AMB_TEXT_MAX + 1];  /* optional text for a failure, "" = none */
 	bool held_writes;                /* post_snapshot: writes held throughout */
+	/* freeze, optional: files of the writer's file sets that it has not
+	 * changed since it answered prepare-snapshot, and will not change
+	 * until the thaw.  A provider that copied the volume before the freeze
+	 * (reflink) then does not look at them again while writes are held.
+	 * Pointers to the callback's own strings, read before it returns. */
+	const char *unchanged[AMB_MAX_UNCHANGED];
+	size_t n_unchanged;
 } amb_writer_result;
 
 /* Why the thaw callback runs. */

@@ -84,6 +84,10 @@ typedef struct spart {
 	bool held;
 	amb_fail_class cls;
 	char msg[AMB_TEXT_MAX + 1];
+	/* freeze answered: the writer's files it says it has not changed since
+	 * prepare-snapshot, each inside one of its file sets (unchanged_take) */
+	char **unchanged;
+	size_t n_unchanged;
 } spart;
 
 struct dsession {
@@ -148,6 +152,36 @@ enum wait_end { WAIT_DONE, WAIT_REQ_GONE, WAIT_STOPPING };
 
 /* Send kind to every participant still in (not failed).  ev is filled per
  * writer by fill (may be NULL). */
+static void unchanged_free(spart *p)
+{
+	for (size_t k = 0; k < p->n_unchanged; k++)
+		free(p->unchanged[k]);
+	free(p->unchanged);
+	p->unchanged = NULL;
+	p->n_unchanged = 0;
+}
+
+/* The freeze reply's "unchanged" files that lie inside one of the writer's
+ * own file sets (md): a writer speaks only for its own files. */
+static void unchanged_take(spart *p, const amb_reply *r, const amb_writer_md *md)
+{
+	unchanged_free(p);
+	if (!r->n_unchanged || !(p->unchanged = calloc(r->n_unchanged, sizeof(char *))))
+		return;
+	for (size_t k = 0; k < r->n_unchanged; k++) {
+		const char *u = r->unchanged[k];
+		bool mine = false;
+		for (size_t q = 0; md && !mine && q < md->n_components; q++)
+			for (size_t f = 0; !mine && f < md->components[q].n_files; f++) {
+				const char *fp = md->components[q].files[f].path;
+				size_t l = strlen(fp);
+				mine = strncmp(u, fp, l) == 0 && (u[l] == '/' || (l == 1 && fp[0] == '/'));
+			}
+		if (mine && (p->unchanged[p->n_unchanged] = strdup(u)))
+			p->n_unchanged++;
+	}
+}
+
 typedef void (*fill_fn)(dsession *s, spart *p, amb_wevent *ev, void *arg);
 static void fill_backup_complete(dsession *s, spart *p, amb_wevent *ev, void *arg);
 
@@ -211,6 +245,8 @@ static enum wait_end wait_all(dsession *s, amb_msg_kind kind, uint64_t deadline)
 				p->cls = r->cls;
 				p->held = r->has_held_writes && r->held_writes;
 				snprintf(p->msg, sizeof(p->msg), "%s", r->message ? r->message : "");
+				if (kind == AMB_MSG_FREEZE && p->ok)
+					unchanged_take(p, r, w->md);
 				if (kind == AMB_MSG_IDENTIFY && p->ok && r->metadata) {
 					/* keep the fresh metadata */
 					amb_msg_free(&w->ident);
@@ -322,8 +358,10 @@ static void set_states(dsession *s, amb_writer_state st)
 static void parts_release(dsession *s)
 {
 	pthread_mutex_lock(&D.mu);
-	for (size_t i = 0; i < s->n_parts; i++)
+	for (size_t i = 0; i < s->n_parts; i++) {
 		dw_unref(s->parts[i].w);
+		unchanged_free(&s->parts[i]);
+	}
 	pthread_mutex_unlock(&D.mu);
 	free(s->parts);
 	s->parts = NULL;
@@ -718,7 +756,16 @@ static int run_sequence(dsession *s, bool backup, uint64_t req_id, amb_msg *resp
 	for (size_t i = 0; i < s->n_shadows; i++) {
 		const amb_provider *p = amb_provider_find(s->shadows[i].provider);
 		uint64_t t0 = mono_ms();
-		int r = amb_provider_commit(p, s->shadows[i].volume, s->shadows[i].path);
+		/* what the frozen writers said they left unchanged since
+		 * prepare-snapshot, for a provider that copied before the freeze */
+		const char *unch[AMB_MAX_UNCHANGED];
+		size_t nu = 0;
+		for (size_t k = 0; k < s->n_parts; k++)
+			for (size_t q = 0; s->parts[k].frozen && q < s->parts[k].n_unchanged &&
+			                   nu < AMB_MAX_UNCHANGED; q++)
+				unch[nu++] = s->parts[k].unchanged[q];
+		int r = amb_provider_commit_unchanged(p, s->shadows[i].volume, s->shadows[i].path,
+		                                      unch, nu);
 		if (r) {
 			ev_log(AMB_EV_PROVIDER_FAILED, AMB_SEV_ERROR, s->id, s->set, s->shadows[i].id,
 			       NULL, s->shadows[i].volume, AMB_FAIL_NONRETRYABLE,

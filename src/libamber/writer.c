@@ -439,6 +439,11 @@ static int handle_event(amb_writer *w, const amb_msg *m, int64_t t_recv)
 	}
 	if (!r && m->kind == AMB_MSG_IDENTIFY)
 		rp->metadata = &w->reg.u.reg.metadata;
+	if (!r && m->kind == AMB_MSG_FREEZE && res.n_unchanged) {
+		rp->unchanged = (char **)res.unchanged;
+		rp->n_unchanged = res.n_unchanged < AMB_MAX_UNCHANGED ? res.n_unchanged :
+		                  AMB_MAX_UNCHANGED;
+	}
 
 	char *json;
 	size_t len;

@@ -612,6 +612,10 @@ static int chk_reply(dctx *c, const void *p)
 		return cerr(c, want_held ? "missing (required in an ok reply to post-snapshot)"
 					 : "only allowed in an ok reply to post-snapshot");
 	}
+	if (r->n_unchanged && !(r->status == AMB_REPLY_OK && r->event == AMB_MSG_FREEZE)) {
+		push_key(c, "unchanged");
+		return cerr(c, "only allowed in an ok reply to freeze");
+	}
 	bool want_md = r->status == AMB_REPLY_OK && r->event == AMB_MSG_IDENTIFY;
 	if (want_md != (r->metadata != NULL)) {
 		push_key(c, "metadata");
@@ -789,6 +793,7 @@ static const fdesc f_reply[] = {
 	F_TEXT(amb_reply, "message", message, OP, 1, AMB_TEXT_MAX),
 	F_BOOLH(amb_reply, "held_writes", held_writes, has_held_writes),
 	F_OBJP(amb_reply, "metadata", metadata, OP, sd_writer_md),
+	F_PATHARR(amb_reply, "unchanged", unchanged, F_UNIQUE, 0, AMB_MAX_UNCHANGED),
 };
 static const sdesc sd_reply = SD(amb_reply, f_reply, chk_reply);
 

@@ -318,6 +318,34 @@ int amb_provider_commit(const amb_provider *p, const char *volume, const char *s
 	return rc ? rc : p->ops->commit(vol, sh);
 }
 
+int amb_provider_commit_unchanged(const amb_provider *p, const char *volume, const char *shadow,
+                                  const char *const *unchanged, size_t n)
+{
+	char vol[PATH_MAX], sh[PATH_MAX];
+	int rc = check_prepared(p, volume, shadow, vol, sh);
+	if (rc)
+		return rc;
+	if (!p->ops->commit_unchanged || !n || !unchanged)
+		return p->ops->commit(vol, sh);
+	/* the paths inside vol, relative to it */
+	const char **rel = calloc(n, sizeof(*rel));
+	if (!rel)
+		return amb_prov_err(-ENOMEM, "%s: out of memory", p->name);
+	size_t nr = 0, l = strlen(vol);
+	for (size_t i = 0; i < n; i++) {
+		const char *u = unchanged[i];
+		if (!u)
+			continue;
+		if (l == 1 && u[0] == '/' && u[1])
+			rel[nr++] = u + 1;
+		else if (strncmp(u, vol, l) == 0 && u[l] == '/' && u[l + 1])
+			rel[nr++] = u + l + 1;
+	}
+	rc = p->ops->commit_unchanged(vol, sh, rel, nr);
+	free(rel);
+	return rc;
+}
+
 /* ---- sidecar ---- */
 
 static int read_small(const char *path, char *buf, size_t bufsize, size_t *len)

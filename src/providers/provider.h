@@ -235,6 +235,18 @@ int amb_provider_prepare(const amb_provider *p, const char *volume, const char *
 int amb_provider_commit(const amb_provider *p, const char *volume, const char *shadow);
 
 /*
+ * amb_provider_commit() told which files the frozen writers have not
+ * changed since they answered prepare-snapshot (absolute paths; those not
+ * in volume are ignored).  reflink, whose precommit cloned the tree after
+ * that, does not look at them again (they are the same as their clones);
+ * btrfs and copy ignore the list.  Writers are trusted with this as they
+ * are with holding their writes; amberd passes only paths inside the
+ * writer's own file sets.
+ */
+int amb_provider_commit_unchanged(const amb_provider *p, const char *volume, const char *shadow,
+                                  const char *const *unchanged, size_t n);
+
+/*
  * Before the writers freeze, after prepare: what commit, which runs while
  * they are frozen, then need not do.  reflink clones the whole tree here
  * (amb_tree_copy) and brings that clone up to date once with what changed

@@ -33,6 +33,10 @@ struct amb_provider_ops {
 	 * redo (reflink: clone the tree; commit only brings it up to date) */
 	int (*precommit)(const char *volume, const char *shadow);
 	int (*commit)(const char *volume, const char *shadow);
+	/* optional: commit, with the files (relative to volume) that the
+	 * writers left unchanged since prepare-snapshot */
+	int (*commit_unchanged)(const char *volume, const char *shadow, const char *const *rel,
+	                        size_t n);
 	/* optional, after commit (and the thaw): make the shadow durable */
 	int (*sync)(const char *shadow);
 	/* shadow exists (lstat succeeded); delete it durably */
@@ -89,10 +93,16 @@ typedef struct amb_refresh_stats {
 	unsigned whole_files;  /* files cloned whole again (any doubt) */
 	unsigned copied;       /* entries new or replaced since: copied */
 	unsigned removed;      /* entries no longer in the volume: deleted */
+	unsigned unchanged;    /* files left as cloned: their writer said unchanged */
 } amb_refresh_stats;
 
 int amb_tree_refresh(const char *prov, const char *volume, const char *shadow,
                      amb_refresh_stats *stats);
+/* amb_tree_refresh(), leaving the data of the regular files at the paths
+ * rel[0..n) (relative to volume) as cloned when their size is the same:
+ * their writers said nothing changed them since the clone was made. */
+int amb_tree_refresh_unchanged(const char *prov, const char *volume, const char *shadow,
+                               amb_refresh_stats *stats, const char *const *rel, size_t n);
 
 /* Make a shadow written by amb_tree_copy() durable: syncfs(2) of its
  * filesystem (amb_tree_copy fsyncs nothing, see tree.c).  0 or -errno. */

@@ -73,6 +73,8 @@ struct tree_ctx {
 	unsigned char *buf; /* read/write fallback, allocated when needed */
 	bool no_cfr; /* copy_file_range refused once: use read/write */
 	amb_refresh_stats rs; /* amb_tree_refresh */
+	const char *const *unchanged; /* amb_tree_refresh_unchanged: rel paths */
+	size_t n_unchanged;
 };
 
 /* ---- path for messages and hard links ---- */
@@ -1113,7 +1115,18 @@ static int refresh_file(struct tree_ctx *c, int sdir, int ddir, const char *name
 		rc = terr(c, -errno, "cannot open the clone");
 		goto out_close_sfd;
 	}
-	rc = refresh_data(c, sfd, dfd, &st);
+	/* a file its writer left unchanged since the clone was made keeps
+	 * the clone's data (a size that differs says otherwise: refreshed) */
+	bool same = false;
+	for (size_t i = 0; i < c->n_unchanged && !same; i++)
+		same = strcmp(c->unchanged[i], rel(c)) == 0;
+	struct stat dst;
+	if (same && fstat(dfd, &dst) == 0 && dst.st_size == st.st_size) {
+		c->rs.unchanged++;
+		rc = 0;
+	} else {
+		rc = refresh_data(c, sfd, dfd, &st);
+	}
 	if (!rc)
 		rc = drop_xattrs(c, sfd, dfd);
 	if (!rc)
@@ -1226,12 +1239,20 @@ static int refresh_dir(struct tree_ctx *c, int sdir, int ddir)
 int amb_tree_refresh(const char *prov, const char *volume, const char *shadow,
                      amb_refresh_stats *stats)
 {
+	return amb_tree_refresh_unchanged(prov, volume, shadow, stats, NULL, 0);
+}
+
+int amb_tree_refresh_unchanged(const char *prov, const char *volume, const char *shadow,
+                               amb_refresh_stats *stats, const char *const *rel, size_t n)
+{
 	int rc;
 	struct tree_ctx c;
 	struct stat st;
 	int sfd = walk_begin(&c, prov, volume, shadow, true, &st);
 	if (sfd < 0)
 		return sfd;
+	c.unchanged = rel;
+	c.n_unchanged = rel ? n : 0;
 	rc = refresh_dir(&c, sfd, c.droot);
 	if (!rc)
 		rc = meta_fd(&c, sfd, c.droot, &st);

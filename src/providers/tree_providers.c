@@ -128,6 +128,14 @@ static int rl_commit(const char *volume, const char *shadow)
 	return amb_tree_refresh("reflink", volume, shadow, NULL);
 }
 
+/* the files the writers left unchanged since prepare-snapshot are the
+ * same as their clones, which precommit made after it */
+static int rl_commit_unchanged(const char *volume, const char *shadow, const char *const *rel,
+                               size_t n)
+{
+	return amb_tree_refresh_unchanged("reflink", volume, shadow, NULL, rel, n);
+}
+
 static int rl_sync(const char *shadow)
 {
 	return amb_tree_sync("reflink", shadow);
@@ -144,6 +152,7 @@ static const struct amb_provider_ops reflink_ops = {
 	.prepare = rl_prepare,
 	.precommit = rl_precommit,
 	.commit = rl_commit,
+	.commit_unchanged = rl_commit_unchanged,
 	.sync = rl_sync,
 	.remove = rl_remove,
 };

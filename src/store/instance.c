@@ -181,10 +181,15 @@ static void wait_quiet(ams_instance *in)
 {
 	pthread_mutex_lock(&in->mu);
 	while (!in->stop && !in->failed && in->quiet_until && amb_mono_us() < in->quiet_until) {
+		if (!in->ckpt_parked) {
+			in->ckpt_parked = 1; /* ams_quiesce() waits for no more */
+			pthread_cond_broadcast(&in->cond);
+		}
 		struct timespec ts;
 		abs_deadline(&ts, in->quiet_until);
 		pthread_cond_timedwait(&in->cond, &in->mu, &ts);
 	}
+	in->ckpt_parked = 0;
 	pthread_mutex_unlock(&in->mu);
 }
 
@@ -196,6 +201,124 @@ void amb_gate_exit(ams_instance *in)
 	if (in->freezing)
 		pthread_cond_broadcast(&in->cond);
 	pthread_mutex_unlock(&in->mu);
+}
+
+/*
+ * The counting vfs (in->cvfs, which in->vfs points to): everything passes
+ * to the vfs the instance was opened with; a pwrite, truncate or allocate
+ * of a database file is counted when it starts (mut_start) and when it
+ * ends (mut_end), so that ams_unchanged_files() can say which database
+ * files nothing changed since ams_quiesce().
+ */
+static ams_instance *cv_in(amb_vfs *v) { return v->ctx; }
+
+/* the database whose file fd is, or -1 */
+static int cv_db(ams_instance *in, int fd)
+{
+	for (int d = 0; fd >= 0 && d < in->ndb; d++)
+		if (in->db[d].fd == fd)
+			return d;
+	return -1;
+}
+
+static void cv_begin(ams_instance *in, int d)
+{
+	if (d >= 0)
+		__atomic_add_fetch(&in->mut_start[d], 1, __ATOMIC_SEQ_CST);
+}
+
+static void cv_end(ams_instance *in, int d)
+{
+	if (d >= 0)
+		__atomic_add_fetch(&in->mut_end[d], 1, __ATOMIC_SEQ_CST);
+}
+
+static int cv_open(amb_vfs *v, const char *path, int flags, int mode)
+{
+	return cv_in(v)->base_vfs->open(cv_in(v)->base_vfs, path, flags, mode);
+}
+
+static int cv_close(amb_vfs *v, int fd)
+{
+	return cv_in(v)->base_vfs->close(cv_in(v)->base_vfs, fd);
+}
+
+static ssize_t cv_pread(amb_vfs *v, int fd, void *buf, size_t n, off_t off)
+{
+	return cv_in(v)->base_vfs->pread(cv_in(v)->base_vfs, fd, buf, n, off);
+}
+
+static ssize_t cv_pwrite(amb_vfs *v, int fd, const void *buf, size_t n, off_t off)
+{
+	ams_instance *in = cv_in(v);
+	int d = cv_db(in, fd);
+	cv_begin(in, d);
+	ssize_t r = in->base_vfs->pwrite(in->base_vfs, fd, buf, n, off);
+	cv_end(in, d);
+	return r;
+}
+
+static int cv_sync(amb_vfs *v, int fd, int datasync)
+{
+	return cv_in(v)->base_vfs->sync(cv_in(v)->base_vfs, fd, datasync);
+}
+
+static int cv_truncate(amb_vfs *v, int fd, off_t len)
+{
+	ams_instance *in = cv_in(v);
+	int d = cv_db(in, fd);
+	cv_begin(in, d);
+	int r = in->base_vfs->truncate(in->base_vfs, fd, len);
+	cv_end(in, d);
+	return r;
+}
+
+static int cv_allocate(amb_vfs *v, int fd, off_t off, off_t len)
+{
+	ams_instance *in = cv_in(v);
+	int d = cv_db(in, fd);
+	cv_begin(in, d);
+	int r = in->base_vfs->allocate(in->base_vfs, fd, off, len);
+	cv_end(in, d);
+	return r;
+}
+
+static int cv_size(amb_vfs *v, int fd, off_t *size)
+{
+	return cv_in(v)->base_vfs->size(cv_in(v)->base_vfs, fd, size);
+}
+
+static int cv_rename(amb_vfs *v, const char *from, const char *to)
+{
+	return cv_in(v)->base_vfs->rename(cv_in(v)->base_vfs, from, to);
+}
+
+static int cv_unlink(amb_vfs *v, const char *path)
+{
+	return cv_in(v)->base_vfs->unlink(cv_in(v)->base_vfs, path);
+}
+
+static int cv_sync_dir(amb_vfs *v, const char *dir)
+{
+	return cv_in(v)->base_vfs->sync_dir(cv_in(v)->base_vfs, dir);
+}
+
+static void cvfs_init(ams_instance *in)
+{
+	in->cvfs = (amb_vfs){
+		.ctx = in,
+		.open = cv_open,
+		.close = cv_close,
+		.pread = cv_pread,
+		.pwrite = cv_pwrite,
+		.sync = cv_sync,
+		.truncate = cv_truncate,
+		.allocate = cv_allocate,
+		.size = cv_size,
+		.rename = cv_rename,
+		.unlink = cv_unlink,
+		.sync_dir = cv_sync_dir,
+	};
 }
 
 /*
@@ -1164,9 +1287,12 @@ static void *ckpter_main(void *arg)
 		int full = in->ckpt_req;
 		in->ckpt_req = 0;
 		in->hdr_req = 0;
+		in->hdr_busy = !full;
+		in->ckpt_busy = full;
 		pthread_mutex_unlock(&in->mu);
 		int rc = full ? checkpoint(in) : refresh_headers(in);
 		pthread_mutex_lock(&in->mu);
+		in->hdr_busy = in->ckpt_busy = 0;
 		if (full)
 			in->ckpt_done++;
 		if (rc && rc != AMS_EFAILED)
@@ -2476,10 +2602,57 @@ int ams_quiesce(ams_instance *in, unsigned timeout_ms)
 	if (!in)
 		return amb_err(AMS_EINVAL, "NULL instance");
 	pthread_mutex_lock(&in->mu);
-	in->quiet_until = timeout_ms ? amb_mono_us() + (uint64_t)timeout_ms * 1000u : 0;
+	uint64_t now = amb_mono_us();
+	in->quiet_until = timeout_ms ? now + (uint64_t)timeout_ms * 1000u : 0;
+	/* what the checkpointer thread is doing is let through first, at most
+	 * 1 s: a header refresh asked for by a roll just before (prepare-
+	 * snapshot rolls, then quiesces), or a checkpoint's last page batch and
+	 * its checkpoint file and headers.  A checkpoint that waits for the
+	 * quiet to end (ckpt_parked) writes nothing more until then.  Only an
+	 * economy: a database written after the counts below is not listed by
+	 * ams_unchanged_files() */
+	uint64_t limit = now + 1000000u;
+	while (timeout_ms && !in->ckpt_parked && (in->hdr_req || in->hdr_busy || in->ckpt_busy) &&
+	       !in->failed && !in->stop && amb_mono_us() < limit) {
+		struct timespec ts;
+		abs_deadline(&ts, limit);
+		pthread_cond_timedwait(&in->cond, &in->mu, &ts);
+	}
+	/* the database files' change counts now: read the ends first, so a
+	 * change in progress (started, not ended) can only make a file look
+	 * changed, never the other way round */
+	for (int d = 0; d < in->ndb; d++) {
+		uint64_t e = __atomic_load_n(&in->mut_end[d], __ATOMIC_SEQ_CST);
+		uint64_t s = __atomic_load_n(&in->mut_start[d], __ATOMIC_SEQ_CST);
+		in->quiet_mark[d] = s;
+		in->quiet_clean[d] = timeout_ms && s == e;
+	}
 	pthread_cond_broadcast(&in->cond);
 	pthread_mutex_unlock(&in->mu);
 	return AMS_OK;
+}
+
+size_t ams_unchanged_files(ams_instance *in, const char **paths, size_t max)
+{
+	size_t n = 0;
+	if (!in || !paths)
+		return 0;
+	pthread_mutex_lock(&in->mu);
+	/* only while frozen after a quiesce: no change can start until the
+	 * thaw, so what is unchanged now stays so while writes are held */
+	if (is_frozen(in) && in->quiet_until) {
+		for (int d = 0; d < in->ndb && n < max; d++) {
+			uint64_t s = __atomic_load_n(&in->mut_start[d], __ATOMIC_SEQ_CST);
+			uint64_t e = __atomic_load_n(&in->mut_end[d], __ATOMIC_SEQ_CST);
+			if (!in->quiet_clean[d] || s != in->quiet_mark[d] || e != s)
+				continue;
+			snprintf(in->unch_path[d], sizeof(in->unch_path[d]), "%s/%s", in->dir,
+			         in->db[d].name);
+			paths[n++] = in->unch_path[d];
+		}
+	}
+	pthread_mutex_unlock(&in->mu);
+	return n;
 }
 
 int ams_freeze(ams_instance *in, unsigned timeout_ms)
@@ -2937,7 +3110,9 @@ static ams_instance *instance_new(const char *dir, const ams_open_opts *o)
 		return NULL;
 	if (!realpath(dir, in->dir))
 		snprintf(in->dir, sizeof(in->dir), "%s", dir);
-	in->vfs = o && o->vfs ? o->vfs : amb_vfs_posix();
+	in->base_vfs = o && o->vfs ? o->vfs : amb_vfs_posix();
+	cvfs_init(in);
+	in->vfs = &in->cvfs;
 	gvfs_init(in);
 	in->ckpt_depth = o && o->checkpoint_depth ? o->checkpoint_depth : DEFAULT_CKPT_DEPTH;
 	in->log_fd = in->tmp_fd = in->lockfd = -1;

@@ -99,7 +99,15 @@ typedef struct amb_genmap {
 struct ams_instance {
 	char dir[PATH_MAX];
 	char prefix[8];
-	amb_vfs *vfs;
+	amb_vfs *vfs;          /* &cvfs over the vfs the instance was opened with */
+	/* counts the changes (pwrite, truncate, allocate) made to each database
+	 * file, started and ended, for ams_unchanged_files() */
+	amb_vfs cvfs;
+	amb_vfs *base_vfs;
+	uint64_t mut_start[AMB_MAX_DBS], mut_end[AMB_MAX_DBS]; /* atomic */
+	uint64_t quiet_mark[AMB_MAX_DBS]; /* mut_start at ams_quiesce() */
+	unsigned char quiet_clean[AMB_MAX_DBS]; /* ... and none in progress then */
+	char unch_path[AMB_MAX_DBS][PATH_MAX];
 	/* vfs with each write (pwrite, creating open, truncate, allocate, rename,
 	 * unlink) passing the background freeze gate on its own, and syncs
 	 * outside it: for background sections whose syncs a freeze need not
@@ -177,6 +185,9 @@ struct ams_instance {
 	uint64_t freeze_deadline; /* CLOCK_MONOTONIC µs */
 	uint64_t freeze_writes;   /* write_ops when frozen */
 	uint64_t freeze_t0;       /* CLOCK_MONOTONIC µs: admission stopped */
+	int hdr_busy;             /* the checkpointer thread refreshes headers */
+	int ckpt_busy;            /* ... runs a checkpoint */
+	int ckpt_parked;          /* ... which waits for the quiet to end */
 	uint64_t quiet_until;     /* CLOCK_MONOTONIC µs: no checkpoint page
 	                             writes start before (ams_quiesce); 0 none */
 	int appliers;             /* commits between admission and append */

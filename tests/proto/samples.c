@@ -92,6 +92,8 @@ const amb_sample amb_samples[] = {
 	  "\"components\":[{\"name\":\"db1\",\"success\":true}]}", 1 },
 	/* replies */
 	{ "{\"kind\":\"reply\",\"id\":13,\"event\":\"freeze\",\"status\":\"ok\"}", 1 },
+	{ "{\"kind\":\"reply\",\"id\":14,\"event\":\"freeze\",\"status\":\"ok\","
+	  "\"unchanged\":[\"/srv/mail/sg1/priv1.edb\",\"/srv/mail/sg1/pub1.edb\"]}", 1 },
 	{ "{\"kind\":\"reply\",\"id\":13,\"event\":\"freeze\",\"status\":\"failed\","
 	  "\"class\":\"retryable\","
 	  "\"message\":\"log roll failed: disk full\"}", 1 },

@@ -244,6 +244,11 @@ static void test_decoded_fields(void **state)
 	assert_false(m.u.reply.held_writes);
 	amb_msg_free(&m);
 
+	m = decode_ok(sample_of("{\"kind\":\"reply\",\"id\":14,\"event\":\"freeze\""));
+	assert_int_equal(m.u.reply.n_unchanged, 2);
+	assert_string_equal(m.u.reply.unchanged[1], "/srv/mail/sg1/pub1.edb");
+	amb_msg_free(&m);
+
 	m = decode_ok(sample_of("{\"kind\":\"reply\",\"id\":13,\"event\":\"freeze\","
 	                        "\"status\":\"failed\""));
 	assert_int_equal(m.u.reply.cls, AMB_FAIL_RETRYABLE);
@@ -747,6 +752,18 @@ static void test_semantic_rules(void **state)
 			"allowed");
 	expect_fail_str("{\"kind\":\"reply\",\"id\":1,\"event\":\"identify\",\"status\":\"ok\"}",
 			"metadata: missing (required in an ok reply to identify)");
+	expect_fail_str("{\"kind\":\"reply\",\"id\":1,\"event\":\"thaw\",\"status\":\"ok\","
+	                "\"unchanged\":[\"/a/b\"]}",
+			"unchanged: only allowed in an ok reply to freeze");
+	expect_fail_str("{\"kind\":\"reply\",\"id\":1,\"event\":\"freeze\",\"status\":\"failed\","
+	                "\"class\":\"timeout\",\"unchanged\":[\"/a/b\"]}",
+			"unchanged: only allowed in an ok reply to freeze");
+	expect_fail_str("{\"kind\":\"reply\",\"id\":1,\"event\":\"freeze\",\"status\":\"ok\","
+	                "\"unchanged\":[\"a/b\"]}",
+			"unchanged[0]");
+	expect_fail_str("{\"kind\":\"reply\",\"id\":1,\"event\":\"freeze\",\"status\":\"ok\","
+	                "\"unchanged\":[\"/a/b\",\"/a/b\"]}",
+			"unchanged[1]");
 	expect_fail_str("{\"kind\":\"reply\",\"id\":1,\"event\":\"freeze\",\"status\":\"failed\"}",
 			"class: missing (required when status is failed)");
 	expect_fail_str("{\"kind\":\"reply\",\"id\":1,\"event\":\"freeze\",\"status\":\"ok\","

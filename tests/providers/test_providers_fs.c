@@ -444,6 +444,41 @@ static void two_phase_on(const char *fs)
 	assert_ok(amb_tree_refresh("reflink", vol, sh, &rs));
 	assert_true(rs.ranges == 0 && rs.holes == 0 && rs.removed == 0 &&
 	            rs.copied == base.copied && rs.whole_files == base.whole_files);
+
+	/* files their writer says it left unchanged keep the clone's data (the
+	 * provider trusts the writer, as it does with holding writes): big,
+	 * overwritten in place and listed, keeps its old bytes in the shadow;
+	 * pa, listed but longer now, is refreshed anyway; a path outside the
+	 * volume is ignored; a commit without the list brings big up to date */
+	unsigned char b[4096], old[4096], got[4096];
+	memset(b, 'B', sizeof(b));
+	fd = open(tu_path("%s/big", sh), O_RDONLY);
+	assert_true(fd >= 0 && pread(fd, old, sizeof(old), 3 * 1048576) == (ssize_t)sizeof(old));
+	close(fd);
+	assert_true(memcmp(old, b, sizeof(b)) != 0);
+	fd = open(tu_path("%s/big", vol), O_WRONLY);
+	assert_true(fd >= 0 && pwrite(fd, b, sizeof(b), 3 * 1048576) == (ssize_t)sizeof(b));
+	close(fd);
+	fd = open(tu_path("%s/pa", vol), O_WRONLY | O_APPEND);
+	assert_true(fd >= 0 && write(fd, "0123456789", 10) == 10);
+	close(fd);
+	const char *const rel_unch[] = {"big", "pa"};
+	memset(&rs, 0, sizeof(rs));
+	assert_ok(amb_tree_refresh_unchanged("reflink", vol, sh, &rs, rel_unch, 2));
+	assert_int_equal(rs.unchanged, 1);
+	char cmd[1024];
+	snprintf(cmd, sizeof(cmd), "cmp -s '%s/pa' '%s/pa'", vol, sh);
+	assert_int_equal(system(cmd), 0);
+	char *big_abs = dup_path(tu_path("%s/big", vol));
+	const char *const abs_unch[] = {big_abs, "/elsewhere/big"};
+	assert_ok(amb_provider_commit_unchanged(P_REFLINK, vol, sh, abs_unch, 2));
+	fd = open(tu_path("%s/big", sh), O_RDONLY);
+	assert_true(fd >= 0 && pread(fd, got, sizeof(got), 3 * 1048576) == (ssize_t)sizeof(got));
+	close(fd);
+	assert_memory_equal(got, old, sizeof(old));
+	assert_ok(amb_provider_commit(P_REFLINK, vol, sh));
+	free(big_abs);
+
 	assert_ok(amb_provider_post_commit(P_REFLINK, sh));
 	tu_compare_trees(vol, sh, NULL);
 	assert_ok(amb_provider_remove(sh));

@@ -573,6 +573,74 @@ static void test_quiesce(void **state)
 	assert_int_equal(ams_close(in), 0);
 }
 
+/* Header writes to database files (the first two pages), counted by a vfs
+ * (test_unchanged_files). */
+static int uc_hdr;
+static ssize_t uc_pwrite(amb_vfs *v, int fd, const void *buf, size_t n, off_t off)
+{
+	(void)v;
+	if (off < 2 * 8192 && sb_is(fd, ".edb"))
+		__atomic_add_fetch(&uc_hdr, 1, __ATOMIC_SEQ_CST);
+	return amb_vfs_posix()->pwrite(amb_vfs_posix(), fd, buf, n, off);
+}
+
+/*
+ * ams_unchanged_files(): while frozen after ams_quiesce(), the databases
+ * nothing wrote since; none when not frozen or not quiesced; a database
+ * whose header was written after the quiesce is not listed.
+ */
+static void test_unchanged_files(void **state)
+{
+	(void)state;
+	char dir[512];
+	mkinst("unchanged", 0, 2, dir);
+	amb_vfs vfs = *amb_vfs_posix();
+	vfs.pwrite = uc_pwrite;
+	ams_open_opts oo = {.vfs = &vfs};
+	ams_instance *in;
+	open_ok(dir, &oo, &in);
+	put1(in, "t", "a", 100, 1);
+	const char *paths[8];
+	/* neither frozen nor quiesced, then frozen without a quiesce: none */
+	assert_int_equal(ams_unchanged_files(in, paths, 8), 0);
+	assert_int_equal(ams_freeze(in, 60000), 0);
+	assert_int_equal(ams_unchanged_files(in, paths, 8), 0);
+	assert_int_equal(ams_thaw(in), 0);
+
+	/* quiesced (after the header refresh a roll asks for), then frozen:
+	 * both databases */
+	assert_int_equal(ams_log_roll(in, NULL), 0);
+	assert_int_equal(ams_quiesce(in, 60000), 0);
+	put1(in, "t", "b", 100, 2); /* a commit writes the log, not a database */
+	assert_int_equal(ams_freeze(in, 60000), 0);
+	size_t n = ams_unchanged_files(in, paths, 8);
+	assert_int_equal(n, 2);
+	char want[600];
+	snprintf(want, sizeof(want), "%s/priv1.edb", dir);
+	char real[PATH_MAX];
+	assert_non_null(realpath(want, real));
+	assert_string_equal(paths[0], real);
+	assert_int_equal(ams_unchanged_files(in, paths, 1), 1); /* at most max */
+	assert_int_equal(ams_thaw(in), 0);
+	/* the thaw ended the quiet: frozen again, none */
+	assert_int_equal(ams_freeze(in, 60000), 0);
+	assert_int_equal(ams_unchanged_files(in, paths, 8), 0);
+	assert_int_equal(ams_thaw(in), 0);
+
+	/* headers written after the quiesce (a roll's refresh): not listed */
+	assert_int_equal(ams_quiesce(in, 60000), 0);
+	int h0 = __atomic_load_n(&uc_hdr, __ATOMIC_SEQ_CST);
+	assert_int_equal(ams_log_roll(in, NULL), 0);
+	for (int i = 0; i < 1000 && __atomic_load_n(&uc_hdr, __ATOMIC_SEQ_CST) < h0 + 2; i++)
+		usleep(10000);
+	assert_true(__atomic_load_n(&uc_hdr, __ATOMIC_SEQ_CST) >= h0 + 2);
+	assert_int_equal(ams_freeze(in, 60000), 0);
+	assert_int_equal(ams_unchanged_files(in, paths, 8), 0);
+	assert_int_equal(ams_thaw(in), 0);
+	expect(in, "t", "b", 100, 2);
+	assert_int_equal(ams_close(in), 0);
+}
+
 static int count_logs(const char *dir, uint32_t *oldest)
 {
 	DIR *d = opendir(dir);
@@ -777,6 +845,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_freeze, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_freeze_during_fsync, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_quiesce, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unchanged_files, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_roll_and_truncate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stream_backup, setup, teardown),
 	};

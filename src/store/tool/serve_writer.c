@@ -16,7 +16,9 @@
  *                     ams_quiesce(SW_QUIET_MS): no checkpoint page writes
  *                     until the thaw, so the snapshot made while writes
  *                     are held has no database pages to write back
- *   freeze            ams_freeze(inst, hold_ms): the engine thaws itself at
+ *   freeze            ams_freeze(inst, hold_ms), and the reply lists the
+ *                     databases not changed since prepare-snapshot
+ *                     (ams_unchanged_files); the engine thaws itself at
  *                     the deadline even if this process's writer thread is
  *                     stuck; busy (a streaming backup) is retryable.  On
  *                     success the session's snapshot range is remembered:
@@ -285,6 +287,10 @@ static int sw_freeze(void *arg, const amb_wevent *ev, amb_writer_result *out)
 	sw->freeze_ns = sw_now_ns();
 	sw->hold_ms = ev->hold_ms;
 	sw->frozen = true;
+	/* the databases nothing wrote since prepare-snapshot (its quiesce):
+	 * a provider that copied the volume before the freeze need not look
+	 * at them again while writes are held */
+	out->n_unchanged = ams_unchanged_files(sw->inst, out->unchanged, AMB_MAX_UNCHANGED);
 	/* the range of logs the shadow holds: nothing rolls or checkpoints
 	 * while frozen, so this is what the snapshot sees */
 	ams_info info;
