@@ -250,9 +250,10 @@ enum ams_backup_type {
 int ams_log_roll(ams_instance *inst, uint32_t *new_gen);
 
 /**
- * Quiesce: no checkpoint starts writing database pages for at most
- * @p timeout_ms, or until ams_thaw() or ams_quiesce(inst, 0); a batch of
- * page writes already started ends.  A snapshot prepared meanwhile (after
+ * Quiesce: no checkpoint starts writing database pages, and no header
+ * refresh starts, for at most @p timeout_ms, or until ams_thaw() or
+ * ams_quiesce(inst, 0); what the checkpointer thread is writing is let
+ * finish first (at most 1 s).  A snapshot prepared meanwhile (after
  * its volumes were synced) then has no database pages to write back while
  * writes are held.  Commits go on: the log holds every change, and only the
  * checkpoint waits.  The engine ends the quiet by itself at the timeout,

@@ -177,7 +177,10 @@ static void unchanged_take(spart *p, const amb_reply *r, const amb_writer_md *md
 				size_t l = strlen(fp);
 				mine = strncmp(u, fp, l) == 0 && (u[l] == '/' || (l == 1 && fp[0] == '/'));
 			}
-		if (mine && (p->unchanged[p->n_unchanged] = strdup(u)))
+		if (!mine)
+			amberd_log("writer %s listed %s as unchanged: not in its file sets, ignored",
+			           p->name, u);
+		else if ((p->unchanged[p->n_unchanged] = strdup(u)))
 			p->n_unchanged++;
 	}
 }
@@ -720,7 +723,10 @@ static int run_sequence(dsession *s, bool backup, uint64_t req_id, amb_msg *resp
 	for (size_t i = 0; i < s->n_parts; i++)
 		if (!s->parts[i].failed)
 			ev_log(AMB_EV_WRITER_FROZEN, AMB_SEV_INFO, s->id, s->set, NULL, s->parts[i].name,
-			       NULL, AMB_FAIL_NONE, "writer %s holds writes", s->parts[i].name);
+			       NULL, AMB_FAIL_NONE, "writer %s holds writes%s%.0zu%s", s->parts[i].name,
+			       s->parts[i].n_unchanged ? " (" : "", s->parts[i].n_unchanged,
+			       s->parts[i].n_unchanged ? " of its files unchanged since prepare-snapshot)"
+			                               : "");
 	set_states(s, AMB_WS_WAITING_FOR_THAW);
 	ev_log(AMB_EV_FREEZE_DONE, AMB_SEV_INFO, s->id, s->set, NULL, NULL, NULL, AMB_FAIL_NONE,
 	       "%zu writers hold writes (hold limit %u ms)", s->n_parts, hold);

@@ -60,9 +60,11 @@
  * page writes) or one write at a time (in->gvfs: the checkpoint file and the
  * headers), so the freeze waits for little.  A log roll (renames, header of
  * the new generation, directory fsync) is one gated section with its syncs.
- * ams_quiesce() before a freeze keeps checkpoint page writes back until the
- * thaw (or its deadline), so that a snapshot's own write-back of the
- * databases, inside the hold, finds nothing to write.
+ * ams_quiesce() before a freeze keeps checkpoint page writes and header
+ * refreshes back until the thaw (or its deadline), so that a snapshot's own
+ * write-back of the databases, inside the hold, finds nothing to write, and
+ * ams_unchanged_files() can tell a provider which databases it need not
+ * look at again.
  */
 #include "store/instance.h"
 
@@ -1290,6 +1292,11 @@ static void *ckpter_main(void *arg)
 		in->hdr_busy = !full;
 		in->ckpt_busy = full;
 		pthread_mutex_unlock(&in->mu);
+		/* a header refresh waits for the quiet to end too: it would change
+		 * every database file, which ams_unchanged_files() could then not
+		 * list; the log holds what it records meanwhile */
+		if (!full)
+			wait_quiet(in);
 		int rc = full ? checkpoint(in) : refresh_headers(in);
 		pthread_mutex_lock(&in->mu);
 		in->hdr_busy = in->ckpt_busy = 0;

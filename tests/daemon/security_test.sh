@@ -78,6 +78,22 @@ D_PIDS+=("$!")
 d_wait_writer owner 10 || fail "a writer declaring its own files was refused: $(cat "$DW/owner.err")"
 ok "a writer may declare only files its uid owns (event 2009 otherwise)"
 
+# a writer speaks only for its own files: of the files its freeze reply
+# lists as unchanged (which reflink would then not look at again), amberd
+# keeps those inside the writer's file sets and ignores the others
+echo own >"$VOL/rootdata/own"
+"$TWRITER" --socket "$AMBER_SOCKET" --name claim-writer --dir "$VOL/rootdata" \
+	--unchanged "$VOL/rootdata/own" --unchanged "$VOL/userdata/other" >>"$DW/claim.log" 2>&1 &
+D_PIDS+=($!)
+d_wait_writer claim-writer 10 || fail "claim-writer did not register"
+"$AMBER" create shadow "$VOL" --provider reflink >/dev/null 2>"$DW/claim.err" ||
+	fail "create shadow with claim-writer: $(cat "$DW/claim.err")"
+has "listed $VOL/userdata/other as unchanged: not in its file sets, ignored" <"$DW/amberd.log" ||
+	fail "a claim outside the writer's file sets was not ignored: $(tail -5 "$DW/amberd.log")"
+"$AMBER" events --json | has "claim-writer holds writes (1 of its files unchanged" ||
+	fail "the writer's own unchanged file was not kept: $("$AMBER" events | grep claim-writer)"
+ok "a writer's unchanged files outside its file sets are ignored (its own are kept)"
+
 # an amberd run by an ordinary user (no root, no backup group) serves that
 # user: what it does for it, the user could do without it
 d_stop_amberd
@@ -114,4 +130,5 @@ grep -qi "permission denied" <<<"$out" || fail "another user: no 'permission den
 kill -TERM "$upid"
 wait "$upid" 2>/dev/null
 ok "an amberd run by an ordinary user serves that user, and only it"
+
 echo "PASS"

@@ -5,6 +5,7 @@
  *   amber-test-writer [--socket PATH] [--name NAME] [--dir DIR]
  *                     [--max-hold-ms N] [--hang-at EVENT]
  *                     [--fail-at EVENT[:CLASS]] [--die-at EVENT] [--not-held]
+ *                     [--unchanged PATH]...
  *                     [--types full,copy,incremental,differential]
  *
  * It registers with amberd through libamber (writer.h) with one component,
@@ -29,6 +30,9 @@
  *   --die-at EVENT    raise(SIGKILL) on itself when the event arrives (after
  *                     printing its line)
  *   --not-held        reply held_writes=false to post-snapshot
+ *   --unchanged PATH  list PATH as unchanged since prepare-snapshot in the
+ *                     ok reply to freeze (up to 8; amberd keeps only those
+ *                     inside the writer's file sets)
  * The thaw switches apply to the thaw event only, not to libamber's own
  * thaws (deadline, lost connection, stop).
  *
@@ -77,6 +81,8 @@ typedef struct tw_state {
 	enum tw_action action[AMB_MSG_KIND_COUNT];
 	amb_fail_class fail_cls[AMB_MSG_KIND_COUNT];
 	bool not_held;
+	const char *unchanged[8];
+	size_t n_unchanged;
 } tw_state;
 
 static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -244,7 +250,11 @@ static int cb_prepare_snapshot(void *arg, const amb_wevent *ev, amb_writer_resul
 
 static int cb_freeze(void *arg, const amb_wevent *ev, amb_writer_result *o)
 {
-	return tw_event(arg, AMB_MSG_FREEZE, ev, o);
+	tw_state *t = arg;
+	for (size_t i = 0; i < t->n_unchanged; i++)
+		o->unchanged[i] = t->unchanged[i];
+	o->n_unchanged = t->n_unchanged;
+	return tw_event(t, AMB_MSG_FREEZE, ev, o);
 }
 
 static const char *reason_name(amb_thaw_reason why)
@@ -313,7 +323,7 @@ static void usage(void)
 	fprintf(stderr, "usage: " TW " [--socket PATH] [--name NAME] [--dir DIR] [--max-hold-ms N]\n"
 	        "       [--types full,copy,incremental,differential]\n"
 	                "       [--hang-at EVENT] [--fail-at EVENT[:CLASS]] [--die-at EVENT]"
-	                " [--not-held]\n");
+	                " [--not-held] [--unchanged PATH]...\n");
 }
 
 static amb_msg_kind event_kind(const char *s, size_t len)
@@ -387,6 +397,11 @@ int main(int argc, char **argv)
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (strcmp(a, "--not-held") == 0) {
 			t.not_held = true;
+			continue;
+		}
+		if (strcmp(a, "--unchanged") == 0 && v && t.n_unchanged < 8) {
+			t.unchanged[t.n_unchanged++] = v;
+			i++;
 			continue;
 		}
 		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {

@@ -586,8 +586,9 @@ static ssize_t uc_pwrite(amb_vfs *v, int fd, const void *buf, size_t n, off_t of
 
 /*
  * ams_unchanged_files(): while frozen after ams_quiesce(), the databases
- * nothing wrote since; none when not frozen or not quiesced; a database
- * whose header was written after the quiesce is not listed.
+ * nothing wrote since; none when not frozen or not quiesced.  A header
+ * refresh waits for the quiet to end; once the quiet's deadline has let
+ * it write, the databases are not listed.
  */
 static void test_unchanged_files(void **state)
 {
@@ -627,9 +628,24 @@ static void test_unchanged_files(void **state)
 	assert_int_equal(ams_unchanged_files(in, paths, 8), 0);
 	assert_int_equal(ams_thaw(in), 0);
 
-	/* headers written after the quiesce (a roll's refresh): not listed */
+	/* a header refresh asked for while quiesced (a roll's) waits for the
+	 * thaw: both databases stay unchanged; after the thaw it is written */
 	assert_int_equal(ams_quiesce(in, 60000), 0);
 	int h0 = __atomic_load_n(&uc_hdr, __ATOMIC_SEQ_CST);
+	assert_int_equal(ams_log_roll(in, NULL), 0);
+	usleep(300000);
+	assert_int_equal(__atomic_load_n(&uc_hdr, __ATOMIC_SEQ_CST), h0);
+	assert_int_equal(ams_freeze(in, 60000), 0);
+	assert_int_equal(ams_unchanged_files(in, paths, 8), 2);
+	assert_int_equal(ams_thaw(in), 0);
+	for (int i = 0; i < 1000 && __atomic_load_n(&uc_hdr, __ATOMIC_SEQ_CST) == h0; i++)
+		usleep(10000);
+	assert_true(__atomic_load_n(&uc_hdr, __ATOMIC_SEQ_CST) > h0);
+
+	/* a quiet whose deadline passed: the refresh it held back writes the
+	 * headers, and a freeze then lists neither database */
+	assert_int_equal(ams_quiesce(in, 300), 0);
+	h0 = __atomic_load_n(&uc_hdr, __ATOMIC_SEQ_CST);
 	assert_int_equal(ams_log_roll(in, NULL), 0);
 	for (int i = 0; i < 1000 && __atomic_load_n(&uc_hdr, __ATOMIC_SEQ_CST) < h0 + 2; i++)
 		usleep(10000);
