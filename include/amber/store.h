@@ -263,11 +263,12 @@ int ams_log_roll(ams_instance *inst, uint32_t *new_gen);
 int ams_quiesce(ams_instance *inst, unsigned timeout_ms);
 
 /**
- * While frozen after an ams_quiesce(): the absolute paths of the database
- * files that nothing changed since that call (no write, truncation or
- * allocation started or in progress since), at most @p max of them, into
- * @p paths (strings of the instance, valid until the next call or
- * ams_close()).  Nothing changes them until the thaw.  A provider that
+ * While frozen after an ams_quiesce(): the absolute paths of the files that
+ * nothing changed since that call, at most @p max of them, into @p paths
+ * (strings of the instance, valid until the next call or ams_close()): the
+ * database files that no write or truncation has started to change since
+ * (a space reservation changes no byte), then the archived log files of the
+ * generations before the one current at the quiesce, newest first.  Nothing changes them until the thaw.  A provider that
  * copied the volume after the quiesce need not look at them again while
  * writes are held.
  * @return how many (0 when not frozen, or not quiesced)

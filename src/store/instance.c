@@ -207,10 +207,13 @@ void amb_gate_exit(ams_instance *in)
 
 /*
  * The counting vfs (in->cvfs, which in->vfs points to): everything passes
- * to the vfs the instance was opened with; a pwrite, truncate or allocate
- * of a database file is counted when it starts (mut_start) and when it
- * ends (mut_end), so that ams_unchanged_files() can say which database
- * files nothing changed since ams_quiesce().
+ * to the vfs the instance was opened with; a pwrite or truncate of a
+ * database file is counted when it starts (mut_start) and when it ends
+ * (mut_end), so that ams_unchanged_files() can say which database files
+ * nothing changed since ams_quiesce().  allocate is not counted: it
+ * reserves space without changing the size (FALLOC_FL_KEEP_SIZE, vfs.h),
+ * so the bytes a reader sees stay the same (commits reserve space in the
+ * databases while the checkpoint is quiesced).
  */
 static ams_instance *cv_in(amb_vfs *v) { return v->ctx; }
 
@@ -277,12 +280,7 @@ static int cv_truncate(amb_vfs *v, int fd, off_t len)
 
 static int cv_allocate(amb_vfs *v, int fd, off_t off, off_t len)
 {
-	ams_instance *in = cv_in(v);
-	int d = cv_db(in, fd);
-	cv_begin(in, d);
-	int r = in->base_vfs->allocate(in->base_vfs, fd, off, len);
-	cv_end(in, d);
-	return r;
+	return cv_in(v)->base_vfs->allocate(cv_in(v)->base_vfs, fd, off, len);
 }
 
 static int cv_size(amb_vfs *v, int fd, off_t *size)
@@ -2625,6 +2623,7 @@ int ams_quiesce(ams_instance *in, unsigned timeout_ms)
 		abs_deadline(&ts, limit);
 		pthread_cond_timedwait(&in->cond, &in->mu, &ts);
 	}
+	in->quiet_gen = in->gen;
 	/* the database files' change counts now: read the ends first, so a
 	 * change in progress (started, not ended) can only make a file look
 	 * changed, never the other way round */
@@ -2647,15 +2646,36 @@ size_t ams_unchanged_files(ams_instance *in, const char **paths, size_t max)
 	pthread_mutex_lock(&in->mu);
 	/* only while frozen after a quiesce: no change can start until the
 	 * thaw, so what is unchanged now stays so while writes are held */
+	if (max > AMB_MAX_DBS + 1024)
+		max = AMB_MAX_DBS + 1024;
+	if (is_frozen(in) && in->quiet_until && max > in->unch_cap) {
+		char(*b)[PATH_MAX] = realloc(in->unch_path, max * sizeof(*b));
+		if (b) {
+			in->unch_path = b;
+			in->unch_cap = max;
+		}
+	}
+	if (max > in->unch_cap)
+		max = in->unch_cap;
 	if (is_frozen(in) && in->quiet_until) {
 		for (int d = 0; d < in->ndb && n < max; d++) {
 			uint64_t s = __atomic_load_n(&in->mut_start[d], __ATOMIC_SEQ_CST);
 			uint64_t e = __atomic_load_n(&in->mut_end[d], __ATOMIC_SEQ_CST);
 			if (!in->quiet_clean[d] || s != in->quiet_mark[d] || e != s)
 				continue;
-			snprintf(in->unch_path[d], sizeof(in->unch_path[d]), "%s/%s", in->dir,
+			snprintf(in->unch_path[n], sizeof(in->unch_path[n]), "%s/%s", in->dir,
 			         in->db[d].name);
-			paths[n++] = in->unch_path[d];
+			paths[n] = in->unch_path[n];
+			n++;
+		}
+		/* archived log generations older than the current one at the
+		 * quiesce: never written again once archived (a truncation only
+		 * deletes them), the newest first */
+		for (uint32_t g = in->quiet_gen; g > 1 && g - 1 >= in->gen_oldest && n < max; g--) {
+			amb_log_path(in->unch_path[n], sizeof(in->unch_path[n]), in->dir, in->prefix,
+			             g - 1);
+			paths[n] = in->unch_path[n];
+			n++;
 		}
 	}
 	pthread_mutex_unlock(&in->mu);
@@ -3083,6 +3103,7 @@ static void instance_free(ams_instance *in)
 {
 	if (!in)
 		return;
+	free(in->unch_path);
 	for (int d = 0; d < in->ndb; d++) {
 		amb_db *db = &in->db[d];
 		if (db->fd > 0)

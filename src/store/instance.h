@@ -107,7 +107,9 @@ struct ams_instance {
 	uint64_t mut_start[AMB_MAX_DBS], mut_end[AMB_MAX_DBS]; /* atomic */
 	uint64_t quiet_mark[AMB_MAX_DBS]; /* mut_start at ams_quiesce() */
 	unsigned char quiet_clean[AMB_MAX_DBS]; /* ... and none in progress then */
-	char unch_path[AMB_MAX_DBS][PATH_MAX];
+	uint32_t quiet_gen;       /* the current log generation at ams_quiesce() */
+	char (*unch_path)[PATH_MAX]; /* ams_unchanged_files()'s strings, or NULL */
+	size_t unch_cap;
 	/* vfs with each write (pwrite, creating open, truncate, allocate, rename,
 	 * unlink) passing the background freeze gate on its own, and syncs
 	 * outside it: for background sections whose syncs a freeze need not

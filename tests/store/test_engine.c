@@ -584,9 +584,29 @@ static ssize_t uc_pwrite(amb_vfs *v, int fd, const void *buf, size_t n, off_t of
 	return amb_vfs_posix()->pwrite(amb_vfs_posix(), fd, buf, n, off);
 }
 
+/* How many of paths[0..n) are database files (*.edb); every other one
+ * must be an existing archived log of a generation below gen. */
+static size_t n_edb(const char **paths, size_t n, uint32_t gen)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (strlen(paths[i]) > 4 && !strcmp(paths[i] + strlen(paths[i]) - 4, ".edb")) {
+			k++;
+			continue;
+		}
+		const char *b = strrchr(paths[i], '/');
+		uint32_t g = amb_log_parse_name(b ? b + 1 : paths[i], "E00");
+		struct stat st;
+		if (!g || g >= gen || stat(paths[i], &st) != 0)
+			fail_msg("%s: not an archived log below generation %u", paths[i], gen);
+	}
+	return k;
+}
+
 /*
  * ams_unchanged_files(): while frozen after ams_quiesce(), the databases
- * nothing wrote since; none when not frozen or not quiesced.  A header
+ * nothing wrote since, then the archived logs older than the generation
+ * current at the quiesce; none when not frozen or not quiesced.  A header
  * refresh waits for the quiet to end; once the quiet's deadline has let
  * it write, the databases are not listed.
  */
@@ -610,17 +630,22 @@ static void test_unchanged_files(void **state)
 
 	/* quiesced (after the header refresh a roll asks for), then frozen:
 	 * both databases */
-	assert_int_equal(ams_log_roll(in, NULL), 0);
+	uint32_t gen;
+	assert_int_equal(ams_log_roll(in, &gen), 0);
 	assert_int_equal(ams_quiesce(in, 60000), 0);
 	put1(in, "t", "b", 100, 2); /* a commit writes the log, not a database */
 	assert_int_equal(ams_freeze(in, 60000), 0);
 	size_t n = ams_unchanged_files(in, paths, 8);
-	assert_int_equal(n, 2);
+	assert_true(n >= 3); /* priv1.edb, pub1.edb, generation gen - 1's log first */
+	assert_int_equal(n_edb(paths, n, gen), 2);
 	char want[600];
 	snprintf(want, sizeof(want), "%s/priv1.edb", dir);
 	char real[PATH_MAX];
 	assert_non_null(realpath(want, real));
 	assert_string_equal(paths[0], real);
+	snprintf(want, sizeof(want), "%s/E00%08X.log", dir, gen - 1);
+	assert_non_null(realpath(want, real));
+	assert_string_equal(paths[2], real);
 	assert_int_equal(ams_unchanged_files(in, paths, 1), 1); /* at most max */
 	assert_int_equal(ams_thaw(in), 0);
 	/* the thaw ended the quiet: frozen again, none */
@@ -632,11 +657,14 @@ static void test_unchanged_files(void **state)
 	 * thaw: both databases stay unchanged; after the thaw it is written */
 	assert_int_equal(ams_quiesce(in, 60000), 0);
 	int h0 = __atomic_load_n(&uc_hdr, __ATOMIC_SEQ_CST);
-	assert_int_equal(ams_log_roll(in, NULL), 0);
+	uint32_t gen2;
+	assert_int_equal(ams_log_roll(in, &gen2), 0);
 	usleep(300000);
 	assert_int_equal(__atomic_load_n(&uc_hdr, __ATOMIC_SEQ_CST), h0);
 	assert_int_equal(ams_freeze(in, 60000), 0);
-	assert_int_equal(ams_unchanged_files(in, paths, 8), 2);
+	n = ams_unchanged_files(in, paths, 8);
+	/* the generation rolled during the quiet (gen2 - 1) is not listed */
+	assert_int_equal(n_edb(paths, n, gen2 - 1), 2);
 	assert_int_equal(ams_thaw(in), 0);
 	for (int i = 0; i < 1000 && __atomic_load_n(&uc_hdr, __ATOMIC_SEQ_CST) == h0; i++)
 		usleep(10000);
@@ -651,7 +679,9 @@ static void test_unchanged_files(void **state)
 		usleep(10000);
 	assert_true(__atomic_load_n(&uc_hdr, __ATOMIC_SEQ_CST) >= h0 + 2);
 	assert_int_equal(ams_freeze(in, 60000), 0);
-	assert_int_equal(ams_unchanged_files(in, paths, 8), 0);
+	n = ams_unchanged_files(in, paths, 8);
+	assert_int_equal(n_edb(paths, n, UINT32_MAX), 0);
+	assert_true(n >= 1); /* the archived logs still */
 	assert_int_equal(ams_thaw(in), 0);
 	expect(in, "t", "b", 100, 2);
 	assert_int_equal(ams_close(in), 0);
