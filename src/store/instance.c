@@ -801,6 +801,7 @@ typedef struct flush_job {
 	uint32_t segs, gen_before, gen_now;
 	uint64_t lsn, ticket, sq;
 	int want_roll, rc, unsynced, fd;
+	int rolls;            /* counted in in->rolling */
 } flush_job;
 
 /*
@@ -838,6 +839,11 @@ static void flush_write(ams_instance *in, flush_job *f)
 	in->lbuf_len = 0;
 	in->lbuf_segs = 0;
 	in->lsn_written = lsn + len;
+	/* this flush rolls the log (asked to, or its records do not fit in the
+	 * current generation): a freeze being set up waits for the roll before
+	 * it holds commits (ams_freeze), not inside the hold */
+	f->rolls = want_roll || in->next_seg > in->nsegs || segs > in->nsegs + 1 - in->next_seg;
+	in->rolling += f->rolls;
 	pthread_mutex_unlock(&in->mu);
 
 	int rc = 0, unsynced = 0;
@@ -896,6 +902,10 @@ static void flush_write(ams_instance *in, flush_job *f)
 	 * writes while it runs, so that the freeze waits for no fdatasync.  log_fd cannot be closed under the fdatasync: a
 	 * roll waits for syncing == 0. */
 	pthread_mutex_lock(&in->mu);
+	if (f->rolls) {
+		in->rolling--;
+		pthread_cond_broadcast(&in->cond);
+	}
 	in->spare = data;
 	in->spare_cap = cap;
 	int fd = in->log_fd;
@@ -2695,8 +2705,11 @@ int ams_freeze(ams_instance *in, unsigned timeout_ms)
 	}
 	/* a preparation of the next log file writing its zeros is waited for
 	 * before commits are held (it is one gated section: zeros for a whole
-	 * file); not its fsyncs, which come after the gate */
-	while (in->prep_busy && !in->prep_syncing && !in->failed)
+	 * file); not its fsyncs, which come after the gate.  So is a log roll
+	 * in progress (the old generation's fdatasync, the new one's header
+	 * and fdatasync, two renames and a directory fsync: one gated
+	 * section); commits are admitted meanwhile */
+	while (((in->prep_busy && !in->prep_syncing) || in->rolling) && !in->failed)
 		pthread_cond_wait(&in->cond, &in->mu);
 	uint64_t t0 = amb_mono_us();
 	in->freezing = 1;

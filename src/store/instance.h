@@ -187,6 +187,7 @@ struct ams_instance {
 	uint64_t freeze_deadline; /* CLOCK_MONOTONIC µs */
 	uint64_t freeze_writes;   /* write_ops when frozen */
 	uint64_t freeze_t0;       /* CLOCK_MONOTONIC µs: admission stopped */
+	int rolling;              /* flushes in their write phase that roll the log */
 	int hdr_busy;             /* the checkpointer thread refreshes headers */
 	int ckpt_busy;            /* ... runs a checkpoint */
 	int ckpt_parked;          /* ... which waits for the quiet to end */

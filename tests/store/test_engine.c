@@ -687,6 +687,108 @@ static void test_unchanged_files(void **state)
 	assert_int_equal(ams_close(in), 0);
 }
 
+/* A vfs whose directory fsyncs wait while rw_block is set
+ * (test_freeze_waits_for_roll). */
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	int block, waiting;
+} rw = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+
+static int rw_sync_dir(amb_vfs *v, const char *dir)
+{
+	(void)v;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 20; /* never hang the suite */
+	pthread_mutex_lock(&rw.mu);
+	rw.waiting++;
+	pthread_cond_broadcast(&rw.cond);
+	while (rw.block && pthread_cond_timedwait(&rw.cond, &rw.mu, &ts) == 0)
+		;
+	rw.waiting--;
+	pthread_mutex_unlock(&rw.mu);
+	return amb_vfs_posix()->sync_dir(amb_vfs_posix(), dir);
+}
+
+typedef struct {
+	ams_instance *in;
+	int rc;
+} rw_arg;
+
+static void *rw_freezer(void *arg)
+{
+	rw_arg *a = arg;
+	a->rc = ams_freeze(a->in, 60000);
+	return NULL;
+}
+
+/*
+ * A freeze set up while a log roll is in progress (its directory fsync
+ * held here) waits for the roll before it holds commits: a commit started
+ * meanwhile is admitted and applied, and the freeze is done only after the
+ * roll, so the roll's syncs are not part of the hold.
+ */
+static void test_freeze_waits_for_roll(void **state)
+{
+	(void)state;
+	char dir[512];
+	mkinst("rollwait", 0, 1, dir);
+	amb_vfs vfs = *amb_vfs_posix();
+	vfs.sync_dir = rw_sync_dir;
+	ams_open_opts oo = {.vfs = &vfs};
+	ams_instance *in;
+	open_ok(dir, &oo, &in);
+	put1(in, "t", "a", 100, 1);
+	assert_int_equal(ams_log_roll(in, NULL), 0); /* the next file is prepared */
+
+	pthread_mutex_lock(&rw.mu);
+	rw.block = 1;
+	pthread_mutex_unlock(&rw.mu);
+	pthread_t rt, ft, ct;
+	sb_commit roll = {in, -1, NULL, 0};
+	assert_int_equal(pthread_create(&rt, NULL, sb_roller, &roll), 0);
+	pthread_mutex_lock(&rw.mu);
+	while (rw.waiting == 0)
+		pthread_cond_wait(&rw.cond, &rw.mu);
+	pthread_mutex_unlock(&rw.mu);
+	/* the roll waits in its directory fsync; a freeze is asked for */
+	rw_arg fa = {in, -1};
+	assert_int_equal(pthread_create(&ft, NULL, rw_freezer, &fa), 0);
+	usleep(100000);
+	ams_info info;
+	ams_info_get(in, &info);
+	assert_int_equal(info.frozen, 0);
+	uint64_t applied = info.lsn_applied;
+	sb_commit c = {in, -1, "during", 3};
+	assert_int_equal(pthread_create(&ct, NULL, sb_committer, &c), 0);
+	for (int i = 0; i < 2000; i++) {
+		ams_info_get(in, &info);
+		if (info.lsn_applied > applied)
+			break;
+		usleep(1000);
+	}
+	if (info.lsn_applied <= applied)
+		fail_msg("a commit was not admitted while the freeze waited for a roll");
+	assert_int_equal(info.frozen, 0);
+
+	pthread_mutex_lock(&rw.mu);
+	rw.block = 0;
+	pthread_cond_broadcast(&rw.cond);
+	pthread_mutex_unlock(&rw.mu);
+	assert_int_equal(pthread_join(rt, NULL), 0);
+	assert_int_equal(pthread_join(ft, NULL), 0);
+	assert_int_equal(roll.rc, 0);
+	assert_int_equal(fa.rc, 0);
+	ams_info_get(in, &info);
+	assert_int_equal(info.frozen, 1);
+	assert_int_equal(ams_thaw(in), 0);
+	assert_int_equal(pthread_join(ct, NULL), 0);
+	assert_int_equal(c.rc, 0);
+	expect(in, "t", "during", 100, 3);
+	assert_int_equal(ams_close(in), 0);
+}
+
 static int count_logs(const char *dir, uint32_t *oldest)
 {
 	DIR *d = opendir(dir);
@@ -892,6 +994,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_freeze_during_fsync, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_quiesce, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unchanged_files, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_freeze_waits_for_roll, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_roll_and_truncate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stream_backup, setup, teardown),
 	};
