@@ -276,7 +276,10 @@ int ams_quiesce(ams_instance *inst, unsigned timeout_ms);
 size_t ams_unchanged_files(ams_instance *inst, const char **paths, size_t max);
 
 /**
- * Freeze: stop admitting commits, write everything committed to its file,
+ * Freeze: once a log roll in progress, and the zeros of a preparation of
+ * the next log file in progress, are written (commits are admitted
+ * meanwhile), stop admitting commits, write everything committed to its
+ * file,
  * then hold new commits and all writes to the database, log, checkpoint and
  * header files.  Reads go on.  It waits for writes in progress, not for
  * fsyncs: a snapshot of the files sees what was written, and a commit whose

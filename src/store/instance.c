@@ -46,7 +46,8 @@
  * refreshes the headers' Log Required upper bound.
 
  * FREEZE: ams_freeze() waits for a preparation of the next log file in
- * progress, stops admission, waits until everything applied is written to
+ * progress and for a log roll in progress (commits are admitted meanwhile:
+ * neither counts in the hold), stops admission, waits until everything applied is written to
  * the log file and no gated write is in progress, then holds every later
  * write in amb_gate_enter() until ams_thaw() or the deadline.  It waits for
  * writes, never for an fsync: the flush's fdatasync, the checkpoint's
