@@ -93,6 +93,19 @@ static int lay_file(bk_job *j, json_t *man, json_t *f, int dirfd, const char *na
 	return 0;
 }
 
+/* j switched to backup doc of the chain (its id, its folder open) and its
+ * manifest loaded into *man (NULL on failure).  0, or 1 with err set. */
+static int open_backup(bk_job *j, bk_repo *repo, json_t *doc, json_t **man, char *err,
+                       size_t errlen)
+{
+	snprintf(j->id, sizeof(j->id), "%s", bk_str(doc, "id"));
+	if (j->bdirfd >= 0)
+		close(j->bdirfd);
+	j->bdirfd = bk_dir_open(repo, j->id, err, errlen);
+	*man = NULL;
+	return j->bdirfd < 0 || bk_manifest_load(repo, j->id, man, err, errlen) ? 1 : 0;
+}
+
 /* remove dirfd/name/ * and the directory (flat: restore's own log folder) */
 static void remove_flat(int pfd, const char *name)
 {
@@ -478,17 +491,11 @@ static int restore_files_writer(bk_job *j, const bk_restore_opts *o, bk_repo *re
 			fprintf(o->err, "amber: writer %s is ready for the restore\n", wname);
 	}
 	bk_progress_begin(&j->prog, !o->quiet && isatty(2), "restore: laying down files", 0);
-	for (size_t ci = src; ci == src && !rc; ci++) { /* one backup: chain[src] */
-		snprintf(j->id, sizeof(j->id), "%s", bk_str(chain[ci], "id"));
-		if (j->bdirfd >= 0)
-			close(j->bdirfd);
-		j->bdirfd = bk_dir_open(repo, j->id, err, errlen);
-		json_t *man = NULL;
-		if (j->bdirfd < 0 || bk_manifest_load(repo, j->id, &man, err, errlen)) {
-			rc = 1;
-			break;
-		}
-		json_array_foreach(json_object_get(chain[ci], "files"), i, fj) {
+	json_t *man = NULL;
+	if (!rc)
+		rc = open_backup(j, repo, chain[src], &man, err, errlen);
+	if (!rc) {
+		json_array_foreach(json_object_get(chain[src], "files"), i, fj) {
 			if (strcmp(bk_str(fj, "writer"), wname))
 				continue;
 			const char *root = bk_str(fj, "root"), *t = bk_str(fj, "target");
@@ -534,12 +541,12 @@ static int restore_files_writer(bk_job *j, const bk_restore_opts *o, bk_repo *re
 			}
 			nlaid++;
 		}
-		json_decref(man);
-		if (rc == 1) {
-			char why[BK_ERR];
-			snprintf(why, sizeof(why), "%s", err);
-			chain_failure(repo, list, chain, ci, why, err, errlen);
-		}
+	}
+	json_decref(man);
+	if (rc == 1) {
+		char why[BK_ERR];
+		snprintf(why, sizeof(why), "%s", err);
+		chain_failure(repo, list, chain, src, why, err, errlen);
 	}
 	bk_progress_end(&j->prog);
 	/* all or none: each laid copy renamed over its original (and its
@@ -677,15 +684,9 @@ static int restore_writer(bk_job *j, const bk_restore_opts *o, bk_repo *repo, js
 	bk_progress_begin(&j->prog, !o->quiet && isatty(2), "restore: laying down files", 0);
 	bool laid_dbs = false;
 	for (size_t k = 0; k < n && !rc; k++) {
-		snprintf(j->id, sizeof(j->id), "%s", bk_str(chain[k], "id"));
-		if (j->bdirfd >= 0)
-			close(j->bdirfd);
-		j->bdirfd = bk_dir_open(repo, j->id, err, errlen);
-		json_t *man = NULL;
-		if (j->bdirfd < 0 || bk_manifest_load(repo, j->id, &man, err, errlen)) {
-			rc = 1;
+		json_t *man;
+		if ((rc = open_backup(j, repo, chain[k], &man, err, errlen)) != 0)
 			break;
-		}
 		size_t i;
 		json_t *f;
 		json_array_foreach(json_object_get(chain[k], "files"), i, f) {
