@@ -106,6 +106,25 @@ static int open_backup(bk_job *j, bk_repo *repo, json_t *doc, json_t **man, char
 	return j->bdirfd < 0 || bk_manifest_load(repo, j->id, man, err, errlen) ? 1 : 0;
 }
 
+/* Where --to DIR puts writer w0: DIR itself when the backup holds one
+ * writer, else DIR/<writer folder>; made if missing.  0, or 1 with err
+ * set. */
+static int to_target(const char *to, json_t *w0, size_t nwriters, char *out, size_t n, char *err,
+                     size_t errlen)
+{
+	char wdir[128];
+	bk_writer_folder(w0, wdir, sizeof(wdir));
+	if (nwriters == 1)
+		snprintf(out, n, "%s", to);
+	else
+		snprintf(out, n, "%s/%s", to, wdir);
+	if (mkdir(out, 0750) != 0 && errno != EEXIST) {
+		snprintf(err, errlen, "%s: %s", out, strerror(errno));
+		return 1;
+	}
+	return 0;
+}
+
 /* remove dirfd/name/ * and the directory (flat: restore's own log folder) */
 static void remove_flat(int pfd, const char *name)
 {
@@ -466,19 +485,8 @@ static int restore_files_writer(bk_job *j, const bk_restore_opts *o, bk_repo *re
 		}
 	}
 	char base[PATH_MAX] = "";
-	if (o->to) {
-		char wdir[128];
-		bk_writer_folder(w0, wdir, sizeof(wdir));
-		if (nwriters == 1)
-			snprintf(base, sizeof(base), "%s", o->to);
-		else
-			snprintf(base, sizeof(base), "%s/%s", o->to, wdir);
-		if (mkdir(base, 0750) != 0 && errno != EEXIST) {
-			snprintf(err, errlen, "%s: %s", base, strerror(errno));
-			rc = 1;
-			goto out;
-		}
-	}
+	if (o->to && (rc = to_target(o->to, w0, nwriters, base, sizeof(base), err, errlen)) != 0)
+		goto out;
 	bool online = !o->to && !o->offline && writer_running(o->socket, instance);
 	amb_client *c = NULL;
 	amb_session_ref sref;
@@ -550,7 +558,10 @@ static int restore_files_writer(bk_job *j, const bk_restore_opts *o, bk_repo *re
 	}
 	bk_progress_end(&j->prog);
 	/* all or none: each laid copy renamed over its original (and its
-	 * directory synced), or, after a failure, removed */
+	 * directory synced), or, after a failure, removed.  A rename that
+	 * fails here (the target directory gone or read-only meanwhile) stops
+	 * the renames and removes the copies not yet renamed; those renamed
+	 * stay, which the message says */
 	for (size_t q = 0; q < nlaid; q++) {
 		char name[256], tname[300];
 		int pfd = open_parent(laid[q].rootdir, laid[q].rel, false, name, sizeof(name));
@@ -558,8 +569,8 @@ static int restore_files_writer(bk_job *j, const bk_restore_opts *o, bk_repo *re
 		if (pfd >= 0 && rc)
 			unlinkat(pfd, tname, 0);
 		else if (pfd < 0 || renameat(pfd, tname, pfd, name) != 0 || fsync(pfd) != 0) {
-			snprintf(err, errlen, "%s/%s: %s", laid[q].rootdir, laid[q].rel,
-			         strerror(pfd < 0 ? -pfd : errno));
+			snprintf(err, errlen, "%s/%s: %s (%zu of %zu files were restored before it)",
+			         laid[q].rootdir, laid[q].rel, strerror(pfd < 0 ? -pfd : errno), q, nlaid);
 			rc = 1;
 		}
 		if (pfd >= 0)
@@ -624,8 +635,6 @@ static int restore_writer(bk_job *j, const bk_restore_opts *o, bk_repo *repo, js
 		return 1;
 	}
 	char target[PATH_MAX];
-	char wdir[128];
-	bk_writer_folder(w0, wdir, sizeof(wdir));
 	if (!o->to && (o->no_roll_forward || o->until_us)) {
 		/* the instance's later logs would stay beside the restored
 		 * databases, where a later recovery could replay the history that
@@ -635,14 +644,8 @@ static int restore_writer(bk_job *j, const bk_restore_opts *o, bk_repo *repo, js
 		return 2;
 	}
 	if (o->to) {
-		if (nwriters == 1)
-			snprintf(target, sizeof(target), "%s", o->to);
-		else
-			snprintf(target, sizeof(target), "%s/%s", o->to, wdir);
-		if (mkdir(target, 0750) != 0 && errno != EEXIST) {
-			snprintf(err, errlen, "%s: %s", target, strerror(errno));
+		if (to_target(o->to, w0, nwriters, target, sizeof(target), err, errlen))
 			return 1;
-		}
 	} else {
 		snprintf(target, sizeof(target), "%s", bk_str(w0, "dir"));
 	}

@@ -797,12 +797,17 @@ static int log_write(ams_instance *in, const unsigned char *data, size_t len, ui
  * publication (flush_finish), which may run on another thread. */
 typedef struct flush_job {
 	ams_instance *in;
-	unsigned char *data;
-	size_t len, cap;
-	uint32_t segs, gen_before, gen_now;
-	uint64_t lsn, ticket, sq;
-	int want_roll, rc, unsynced, fd;
-	int rolls;            /* counted in in->rolling */
+	uint64_t lsn;         /* where its records start */
+	size_t len;           /* their bytes */
+	uint32_t segs;        /* the log segments reserved for them */
+	uint32_t gen_before;  /* the generation when the flush began */
+	int want_roll;        /* a roll asked for (ticket) is done by it */
+	uint64_t ticket;
+	int rolls;            /* counted in in->rolling during the write phase */
+	/* set at the end of the write phase */
+	int rc, unsynced, fd;
+	uint32_t gen_now;
+	uint64_t sq;          /* its place in the publication order */
 } flush_job;
 
 /*
@@ -824,15 +829,13 @@ static void flush_write(ams_instance *in, flush_job *f)
 			if (pthread_cond_timedwait(&in->cond, &in->mu, &ts))
 				break;
 	}
-	int want_roll = in->roll_req != in->roll_done;
-	uint64_t ticket = in->roll_req;
-	f->in = in;
 	/* take the buffer; committers go on filling the spare one */
 	unsigned char *data = in->lbuf;
 	size_t len = in->lbuf_len, cap = in->lbuf_cap;
-	uint32_t segs = in->lbuf_segs;
 	uint64_t lsn = in->lsn_written;
-	uint32_t gen_before = in->gen;
+	*f = (flush_job){.in = in, .lsn = lsn, .len = len, .segs = in->lbuf_segs,
+	                 .gen_before = in->gen, .want_roll = in->roll_req != in->roll_done,
+	                 .ticket = in->roll_req};
 	in->lbuf = in->spare;
 	in->lbuf_cap = in->spare_cap;
 	in->spare = NULL;
@@ -843,7 +846,8 @@ static void flush_write(ams_instance *in, flush_job *f)
 	/* this flush rolls the log (asked to, or its records do not fit in the
 	 * current generation): a freeze being set up waits for the roll before
 	 * it holds commits (ams_freeze), not inside the hold */
-	f->rolls = want_roll || in->next_seg > in->nsegs || segs > in->nsegs + 1 - in->next_seg;
+	f->rolls = f->want_roll || in->next_seg > in->nsegs ||
+	           f->segs > in->nsegs + 1 - in->next_seg;
 	in->rolling += f->rolls;
 	pthread_mutex_unlock(&in->mu);
 
@@ -851,7 +855,7 @@ static void flush_write(ams_instance *in, flush_job *f)
 	amb_gate_enter(in);
 	if (len)
 		rc = log_write(in, data, len, lsn, &unsynced);
-	if (!rc && want_roll && unsynced) {
+	if (!rc && f->want_roll && unsynced) {
 		/* the generation's records must be durable before it is archived */
 		int s = in->vfs->sync(in->vfs, in->log_fd, 1);
 		if (s)
@@ -859,7 +863,7 @@ static void flush_write(ams_instance *in, flush_job *f)
 			             strerror(-s));
 		unsynced = 0;
 	}
-	if (!rc && want_roll) {
+	if (!rc && f->want_roll) {
 		rc = log_roll_io(in, lsn + len);
 		if (rc == AMS_ENOSPC && !len) {
 			/* no space for a new generation: the roll fails, nothing lost;
@@ -873,10 +877,10 @@ static void flush_write(ams_instance *in, flush_job *f)
 				in->vfs->unlink(in->vfs, tmp);
 			}
 			in->tmp_err = rc;
-			in->roll_done = ticket;
+			in->roll_done = f->ticket;
 			pthread_mutex_unlock(&in->mu);
 			rc = 0;
-			want_roll = 0;
+			f->want_roll = 0;
 		}
 	}
 	if (!rc) {
@@ -886,22 +890,15 @@ static void flush_write(ams_instance *in, flush_job *f)
 		pthread_mutex_unlock(&in->mu);
 	}
 	amb_gate_exit(in);
-	f->want_roll = want_roll;
-	f->ticket = ticket;
 	f->rc = rc;
 	f->unsynced = unsynced;
-	f->data = data;
-	f->len = len;
-	f->cap = cap;
-	f->segs = segs;
-	f->lsn = lsn;
-	f->gen_before = gen_before;
 
 	/* the write phase is over.  Committers lead the next flush only once
 	 * this fdatasync is done (syncing == 0: the records that arrive
 	 * meanwhile make the next group), but a freeze's flush (freeze_flush)
-	 * writes while it runs, so that the freeze waits for no fdatasync.  log_fd cannot be closed under the fdatasync: a
-	 * roll waits for syncing == 0. */
+	 * writes while it runs, so that the freeze waits for no fdatasync.
+	 * log_fd cannot be closed under the fdatasync: a roll waits for
+	 * syncing == 0. */
 	pthread_mutex_lock(&in->mu);
 	if (f->rolls) {
 		in->rolling--;
@@ -909,9 +906,9 @@ static void flush_write(ams_instance *in, flush_job *f)
 	}
 	in->spare = data;
 	in->spare_cap = cap;
-	int fd = in->log_fd;
-	uint32_t gen_now = in->gen;
-	uint64_t sq = ++in->sync_seq;
+	f->fd = in->log_fd;
+	f->gen_now = in->gen;
+	f->sq = ++in->sync_seq;
 	in->syncing++;
 	in->flushing = 0;
 	/* committers are not woken here (they lead only once syncing is 0,
@@ -922,9 +919,6 @@ static void flush_write(ams_instance *in, flush_job *f)
 		pthread_cond_broadcast(&in->cond);
 	if (in->flush_req)
 		wake_bg(in);
-	f->fd = fd;
-	f->gen_now = gen_now;
-	f->sq = sq;
 }
 
 /* The rest of a flush after flush_write(): its fdatasync (mu released
@@ -934,15 +928,12 @@ static void flush_write(ams_instance *in, flush_job *f)
 static int flush_finish(flush_job *f)
 {
 	ams_instance *in = f->in;
-	int rc = f->rc, fd = f->fd, want_roll = f->want_roll;
-	uint32_t gen_now = f->gen_now, gen_before = f->gen_before, segs = f->segs;
-	uint64_t lsn = f->lsn, sq = f->sq, ticket = f->ticket;
-	size_t len = f->len;
+	int rc = f->rc;
 	pthread_mutex_unlock(&in->mu);
 	if (!rc && f->unsynced) {
-		int s = in->vfs->sync(in->vfs, fd, 1);
+		int s = in->vfs->sync(in->vfs, f->fd, 1);
 		if (s)
-			rc = amb_err(AMS_EIO, "fdatasync of log generation %u failed: %s", gen_now,
+			rc = amb_err(AMS_EIO, "fdatasync of log generation %u failed: %s", f->gen_now,
 			             strerror(-s));
 	}
 
@@ -951,10 +942,10 @@ static int flush_finish(flush_job *f)
 	 * first), but its success must not acknowledge them before this
 	 * fdatasync has said whether they are durable */
 	pthread_mutex_lock(&in->mu);
-	while (in->sync_pub + 1 != sq && !in->failed)
+	while (in->sync_pub + 1 != f->sq && !in->failed)
 		pthread_cond_wait(&in->cond, &in->mu);
 	in->syncing--;
-	in->sync_pub = sq;
+	in->sync_pub = f->sq;
 	pthread_cond_broadcast(&in->cond);
 	if (rc) {
 		amb_fail_locked(in, rc, ams_errmsg());
@@ -962,15 +953,15 @@ static int flush_finish(flush_job *f)
 	}
 	if (in->failed)
 		return AMS_EFAILED;
-	if (gen_now != gen_before)
+	if (f->gen_now != f->gen_before)
 		in->hdr_req = 1;
-	if (lsn + len > in->lsn_durable)
-		in->lsn_durable = lsn + len;
-	in->reserved_segs -= segs;
-	if (len)
+	if (f->lsn + f->len > in->lsn_durable)
+		in->lsn_durable = f->lsn + f->len;
+	in->reserved_segs -= f->segs;
+	if (f->len)
 		in->n_flushes++;
-	if (want_roll)
-		in->roll_done = ticket;
+	if (f->want_roll)
+		in->roll_done = f->ticket;
 	if (in->lsn_durable - in->ckpt_lsn >= in->ckpt_depth)
 		in->ckpt_req = 1;
 	pthread_cond_broadcast(&in->dur_cond);
