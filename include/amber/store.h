@@ -278,10 +278,12 @@ size_t ams_unchanged_files(ams_instance *inst, const char **paths, size_t max);
 /**
  * Freeze: once a log roll in progress, and the zeros of a preparation of
  * the next log file in progress, are written (commits are admitted
- * meanwhile), stop admitting commits, write everything committed to its
- * file,
- * then hold new commits and all writes to the database, log, checkpoint and
- * header files.  Reads go on.  It waits for writes in progress, not for
+ * meanwhile), stop admitting commits, write every log record already
+ * formed to its file, then hold new commits and all writes to the
+ * database, log, checkpoint and header files.  A commit that was admitted
+ * but had not formed its record yet is not waited for: its record reaches
+ * the log only after the thaw, so it is held (not in the snapshot, not
+ * acknowledged before the thaw).  Reads go on.  It waits for writes in progress, not for
  * fsyncs: a snapshot of the files sees what was written, and a commit whose
  * fsync was running is acknowledged when it returns, during the freeze.
  * The engine thaws itself @p timeout_ms after the freeze began even if

@@ -47,8 +47,10 @@
 
  * FREEZE: ams_freeze() waits for a preparation of the next log file in
  * progress and for a log roll in progress (commits are admitted meanwhile:
- * neither counts in the hold), stops admission, waits until everything applied is written to
- * the log file and no gated write is in progress, then holds every later
+ * neither counts in the hold), stops admission, waits until every record
+ * already appended is written to the log file and no gated write is in
+ * progress (not for commits still applying: their records reach the log
+ * file after the thaw), then holds every later
  * write in amb_gate_enter() until ams_thaw() or the deadline.  It waits for
  * writes, never for an fsync: the flush's fdatasync, the checkpoint's
  * database fdatasyncs and the syncs of the checkpoint file and headers run
@@ -813,14 +815,14 @@ typedef struct flush_job {
 /*
  * The write phase of a flush (mu held on entry and on return; in->flushing
  * must be 0): take the buffer, write its records (and roll if asked).
- * Commits already admitted are given a moment (at most 200 µs) to append
- * their records, so that one fdatasync serves them all.  Afterwards the
+ * With gather, commits already admitted are given a moment (at most
+ * 200 µs) to append their records, so that one fdatasync serves them all.  Afterwards the
  * flush counts as syncing; flush_finish() must follow.
  */
-static void flush_write(ams_instance *in, flush_job *f)
+static void flush_write(ams_instance *in, flush_job *f, int gather)
 {
 	in->flushing = 1;
-	if (in->lbuf_len && in->appliers) {
+	if (gather && in->lbuf_len && in->appliers) {
 		/* only the commits applying now: later ones join the next flush */
 		uint64_t target = in->n_appended + (uint64_t)in->appliers;
 		struct timespec ts;
@@ -980,7 +982,7 @@ static int flush_finish(flush_job *f)
 static int flush_cycle(ams_instance *in)
 {
 	flush_job f;
-	flush_write(in, &f);
+	flush_write(in, &f, 1);
 	return flush_finish(&f);
 }
 
@@ -2587,7 +2589,7 @@ static int freeze_flush(ams_instance *in)
 	flush_job *f = malloc(sizeof(*f));
 	if (!f)
 		return -1;
-	flush_write(in, f);
+	flush_write(in, f, 0); /* a freeze waits for no commit still applying */
 	pthread_attr_t a;
 	pthread_t th;
 	int r = pthread_attr_init(&a);
@@ -2706,19 +2708,26 @@ int ams_freeze(ams_instance *in, unsigned timeout_ms)
 	uint64_t t0 = amb_mono_us();
 	in->freezing = 1;
 	in->freeze_t0 = t0;
-	/* everything applied must be written to its file, and no write in
-	 * progress.  Written, not synced: the snapshot sees what was written,
-	 * and a flush's fdatasync (outside the gate) may go on while frozen;
-	 * its committers are then acknowledged during the freeze. */
-	while (!in->failed && (in->appliers || in->lsn_infile < in->lsn_end || in->lbuf_len ||
-	                       in->io_active)) {
-		if (!in->flushing && !in->appliers && in->lbuf_len) {
+	/* every record appended to the log buffer so far must be written to
+	 * its file, and no write in progress.  Written, not synced: the
+	 * snapshot sees what was written, and a flush's fdatasync (outside the
+	 * gate) may go on while frozen; its committers are then acknowledged
+	 * during the freeze.  A commit admitted earlier and still applying
+	 * (in memory only: a database extension of thousands of pages, a page
+	 * read, a page fault can make that tens of ms) is not waited for: its
+	 * record joins the buffer later, and its flush waits at the gate
+	 * (amb_gate_enter) until the thaw, so it is neither in the snapshot
+	 * nor acknowledged before the thaw. */
+	uint64_t target = in->lsn_end;
+	while (!in->failed && (in->lsn_infile < target || in->io_active)) {
+		if (!in->flushing && in->lsn_written < target) {
 			/* the freeze's flush: written by this thread, synced by
 			 * another, so that the freeze waits for no fdatasync (the
 			 * flusher thread may be busy with one of its own, or with
 			 * the preparation of the next log file) */
 			if (freeze_flush(in) == 0)
 				continue;
+			/* no memory for the job: the flusher thread does it */
 			if (!in->flush_req) {
 				in->flush_req = 1;
 				wake_bg(in);
