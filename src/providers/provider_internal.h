@@ -94,6 +94,7 @@ typedef struct amb_refresh_stats {
 	unsigned copied;       /* entries new or replaced since: copied */
 	unsigned removed;      /* entries no longer in the volume: deleted */
 	unsigned unchanged;    /* files left as cloned: their writer said unchanged */
+	unsigned passes;       /* amb_tree_refresh_converge: passes made */
 } amb_refresh_stats;
 
 int amb_tree_refresh(const char *prov, const char *volume, const char *shadow,
@@ -103,6 +104,13 @@ int amb_tree_refresh(const char *prov, const char *volume, const char *shadow,
  * their writers said nothing changed them since the clone was made. */
 int amb_tree_refresh_unchanged(const char *prov, const char *volume, const char *shadow,
                                amb_refresh_stats *stats, const char *const *rel, size_t n);
+/* amb_tree_refresh(), then (before the hold) up to three passes over only
+ * the regular files whose data the pass before cloned again in ranges or
+ * punched, until one changes nothing: the clone catches up with files its writers keep writing (a
+ * log), so that the refresh in the hold has only the last moments to
+ * clone again.  *stats (may be NULL) sums the passes. */
+int amb_tree_refresh_converge(const char *prov, const char *volume, const char *shadow,
+                              amb_refresh_stats *stats);
 
 /* Make a shadow written by amb_tree_copy() durable: syncfs(2) of its
  * filesystem (amb_tree_copy fsyncs nothing, see tree.c).  0 or -errno. */

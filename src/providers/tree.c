@@ -75,6 +75,13 @@ struct tree_ctx {
 	amb_refresh_stats rs; /* amb_tree_refresh */
 	const char *const *unchanged; /* amb_tree_refresh_unchanged: rel paths */
 	size_t n_unchanged;
+	/* amb_tree_refresh_converge: the files whose data a pass changed
+	 * (hot), and the files a later pass looks at (only, when only_mode) */
+	char **hot;
+	size_t n_hot, cap_hot;
+	bool only_mode;
+	char *const *only;
+	size_t n_only;
 };
 
 /* ---- path for messages and hard links ---- */
@@ -669,6 +676,9 @@ static int copy_dir(struct tree_ctx *c, int sdir, int ddir)
 
 static void ctx_free(struct tree_ctx *c)
 {
+	for (size_t i = 0; i < c->n_hot; i++)
+		free(c->hot[i]);
+	free(c->hot);
 	for (size_t i = 0; i < c->hl_cap; i++)
 		free(c->hl[i].rel);
 	free(c->hl);
@@ -1102,6 +1112,25 @@ static int drop_xattrs(struct tree_ctx *c, int sfd, int dfd)
 
 static int refresh_rm(struct tree_ctx *c, int ddir, const char *name);
 
+/* the current file's path noted as hot (its data changed since the pass
+ * before) */
+static int hot_add(struct tree_ctx *c)
+{
+	if (c->n_hot == c->cap_hot) {
+		size_t nc = c->cap_hot ? c->cap_hot * 2 : 16;
+		char **v = realloc(c->hot, nc * sizeof(*v));
+		if (!v)
+			return amb_prov_err(-ENOMEM, "%s: out of memory", c->prov);
+		c->hot = v;
+		c->cap_hot = nc;
+	}
+	char *s = strdup(rel(c));
+	if (!s)
+		return amb_prov_err(-ENOMEM, "%s: out of memory", c->prov);
+	c->hot[c->n_hot++] = s;
+	return 0;
+}
+
 static int refresh_file(struct tree_ctx *c, int sdir, int ddir, const char *name,
 			const struct stat *lst)
 {
@@ -1125,7 +1154,12 @@ static int refresh_file(struct tree_ctx *c, int sdir, int ddir, const char *name
 		c->rs.unchanged++;
 		rc = 0;
 	} else {
+		amb_refresh_stats before = c->rs;
 		rc = refresh_data(c, sfd, dfd, &st);
+		/* (not a file cloned whole: that is done for any doubt, as for
+		 * a small file btrfs keeps inline, every time) */
+		if (!rc && (c->rs.ranges != before.ranges || c->rs.holes != before.holes))
+			rc = hot_add(c);
 	}
 	if (!rc)
 		rc = drop_xattrs(c, sfd, dfd);
@@ -1152,10 +1186,26 @@ static int refresh_rm(struct tree_ctx *c, int ddir, const char *name)
 	return rc;
 }
 
+/* In a pass over only the files the pass before changed
+ * (amb_tree_refresh_converge), is the current entry one to leave alone?
+ * Directories are walked; every entry else is left to the next full
+ * refresh, unless it is one of those files. */
+static bool only_skips(struct tree_ctx *c, const struct stat *st)
+{
+	if (!c->only_mode || (st && S_ISDIR(st->st_mode)))
+		return false;
+	for (size_t i = 0; st && i < c->n_only; i++)
+		if (strcmp(c->only[i], rel(c)) == 0)
+			return false;
+	return true;
+}
+
 /* an entry of the clone that the volume no longer has */
 static int refresh_gone(struct tree_ctx *c, int sdir, int ddir, const char *name)
 {
 	(void)sdir;
+	if (only_skips(c, NULL))
+		return 0;
 	c->rs.removed++;
 	return refresh_rm(c, ddir, name);
 }
@@ -1165,8 +1215,13 @@ static int refresh_dir(struct tree_ctx *c, int sdir, int ddir);
 static int refresh_entry(struct tree_ctx *c, int sdir, int ddir, const char *name)
 {
 	struct stat st, dt;
-	if (fstatat(sdir, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+	if (fstatat(sdir, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+		if (errno == ENOENT && only_skips(c, NULL))
+			return 0;
 		return errno == ENOENT ? refresh_rm(c, ddir, name) : terr(c, -errno, "stat");
+	}
+	if (only_skips(c, &st))
+		return 0;
 	if (fstatat(ddir, name, &dt, AT_SYMLINK_NOFOLLOW) != 0) {
 		if (errno != ENOENT)
 			return terr(c, -errno, "stat");
@@ -1240,6 +1295,70 @@ int amb_tree_refresh(const char *prov, const char *volume, const char *shadow,
                      amb_refresh_stats *stats)
 {
 	return amb_tree_refresh_unchanged(prov, volume, shadow, stats, NULL, 0);
+}
+
+/*
+ * Before the hold: passes until the clone has caught up.  A refresh of a
+ * volume whose writers go on writing leaves the clone behind by what they
+ * wrote while the pass ran, and a pass over large fragmented files (the
+ * FIEMAP of a 2 GiB database: ~70 ms) lets a log file move on by megabytes,
+ * which the refresh in the hold would then clone again.  So after a full
+ * pass, up to AMB_CONVERGE_PASSES passes look only at the files whose data
+ * the pass before changed, until one changes nothing: the commit's refresh
+ * then finds only what was written since the last of them.
+ */
+#define AMB_CONVERGE_PASSES 3
+
+int amb_tree_refresh_converge(const char *prov, const char *volume, const char *shadow,
+                              amb_refresh_stats *stats)
+{
+	char **only = NULL;
+	size_t n_only = 0;
+	int rc = 0;
+	if (stats)
+		memset(stats, 0, sizeof(*stats));
+	for (int pass = 0; pass <= AMB_CONVERGE_PASSES && !rc; pass++) {
+		struct tree_ctx c;
+		struct stat st;
+		int sfd = walk_begin(&c, prov, volume, shadow, true, &st);
+		if (sfd < 0) {
+			rc = sfd;
+			break;
+		}
+		c.only_mode = pass > 0;
+		if (stats)
+			stats->passes++;
+		c.only = only;
+		c.n_only = n_only;
+		rc = refresh_dir(&c, sfd, c.droot);
+		if (!rc && pass == 0)
+			rc = meta_fd(&c, sfd, c.droot, &st);
+		if (stats) {
+			stats->ranges += c.rs.ranges;
+			stats->range_bytes += c.rs.range_bytes;
+			stats->holes += c.rs.holes;
+			stats->whole_files += c.rs.whole_files;
+			stats->copied += c.rs.copied;
+			stats->removed += c.rs.removed;
+		}
+		for (size_t i = 0; i < n_only; i++)
+			free(only[i]);
+		free(only);
+		/* the next pass: the files this one changed */
+		only = c.hot;
+		n_only = c.n_hot;
+		c.hot = NULL;
+		c.n_hot = c.cap_hot = 0;
+		close(c.droot);
+		close(sfd);
+		ctx_free(&c);
+		if (!n_only)
+			break;
+	}
+	for (size_t i = 0; i < n_only; i++)
+		free(only[i]);
+	free(only);
+	return rc;
 }
 
 int amb_tree_refresh_unchanged(const char *prov, const char *volume, const char *shadow,

@@ -114,13 +114,14 @@ static int rl_prepare(const char *volume, const char *shadow)
 	return make_root("reflink", shadow);
 }
 
-/* the clone before the freeze, then once brought up to date with what
- * changed while it was made (a large fragmented file takes a while to
- * clone); commit brings it up to date again in the hold */
+/* the clone before the freeze, then brought up to date with what changed
+ * while it was made (a large fragmented file takes a while to clone), and
+ * again for the files that keep changing (amb_tree_refresh_converge);
+ * commit brings it up to date once more in the hold */
 static int rl_precommit(const char *volume, const char *shadow)
 {
 	int rc = amb_tree_copy("reflink", volume, shadow, true);
-	return rc ? rc : amb_tree_refresh("reflink", volume, shadow, NULL);
+	return rc ? rc : amb_tree_refresh_converge("reflink", volume, shadow, NULL);
 }
 
 static int rl_commit(const char *volume, const char *shadow)

@@ -438,6 +438,23 @@ static void two_phase_on(const char *fs)
 		         rs.removed);
 	assert_true(tu_extents_shared(tu_path("%s/big", sh)));
 
+	/* the precommit's passes: the full one clones the changed range of
+	 * big again, one more over big alone finds nothing left; with nothing
+	 * changed one pass is all */
+	fd = open(tu_path("%s/big", vol), O_WRONLY);
+	assert_true(fd >= 0 && pwrite(fd, z, 4096, 5 * 1048576) == 4096);
+	close(fd);
+	memset(&rs, 0, sizeof(rs));
+	assert_ok(amb_tree_refresh_converge("reflink", vol, sh, &rs));
+	tu_compare_trees(vol, sh, NULL);
+	if (rs.passes != 2 || rs.ranges != 1)
+		fail_msg("converge after one overwrite: %u passes, %llu ranges", rs.passes,
+		         (unsigned long long)rs.ranges);
+	memset(&rs, 0, sizeof(rs));
+	assert_ok(amb_tree_refresh_converge("reflink", vol, sh, &rs));
+	assert_int_equal(rs.passes, 1);
+	assert_true(rs.ranges == 0 && rs.holes == 0);
+
 	/* up to date: a refresh (here the provider's commit) clones nothing */
 	memset(&rs, 0, sizeof(rs));
 	assert_ok(amb_provider_commit(P_REFLINK, vol, sh));
