@@ -249,9 +249,10 @@ int amb_provider_commit_unchanged(const amb_provider *p, const char *volume, con
 /*
  * Before the writers freeze, after prepare: what commit, which runs while
  * they are frozen, then need not do.  reflink clones the whole tree here
- * (amb_tree_copy) and brings that clone up to date once with what changed
- * while it was made (amb_tree_refresh); its commit only clones again what
- * changed since
+ * (amb_tree_copy) and brings that clone up to date with what changed
+ * while it was made, passing again over the files that keep changing
+ * (amb_tree_refresh_converge); its commit only clones again what changed
+ * since
  * (amb_tree_refresh: FIEMAP of each file against its clone, FICLONERANGE
  * of the ranges that differ; entries added, removed or replaced since are
  * copied or deleted).  btrfs and copy: nothing.  A failure leaves a partial
