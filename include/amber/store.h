@@ -283,7 +283,9 @@ size_t ams_unchanged_files(ams_instance *inst, const char **paths, size_t max);
  * database, log, checkpoint and header files.  A commit that was admitted
  * but had not formed its record yet is not waited for: its record reaches
  * the log only after the thaw, so it is held (not in the snapshot, not
- * acknowledged before the thaw).  Reads go on.  It waits for writes in progress, not for
+ * acknowledged before the thaw).  Reads go on (a read of a record such a
+ * commit changed waits for it, as a read waits for any commit not yet
+ * durable).  It waits for writes in progress, not for
  * fsyncs: a snapshot of the files sees what was written, and a commit whose
  * fsync was running is acknowledged when it returns, during the freeze.
  * The engine thaws itself @p timeout_ms after the freeze began even if

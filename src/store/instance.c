@@ -1962,7 +1962,7 @@ static int reserve_space(ams_instance *in, plan *pl, uint32_t ext[AMB_MAX_DBS])
 			}
 			if (rc && rc != -EOPNOTSUPP)
 				return amb_err(amb_errno_code(rc), "%s: cannot reserve %llu bytes: %s", db->name,
-				               (unsigned long long)(end - from), strerror(-rc));
+				               (unsigned long long)(to - from), strerror(-rc));
 			db->reserved_end = to;
 		}
 		ext[d] = need;
