@@ -922,6 +922,87 @@ static void test_freeze_skips_applying(void **state)
 	assert_int_equal(ams_close(in), 0);
 }
 
+/* A vfs whose space reservations fail with ENOSPC above rs_limit bytes
+ * (0: no limit), counting the refusals (test_reserve_on_full_disk). */
+static off_t rs_limit;
+static int rs_refused;
+
+static int rs_allocate(amb_vfs *v, int fd, off_t off, off_t len)
+{
+	(void)v;
+	if (rs_limit && len > rs_limit) {
+		rs_refused++;
+		return -ENOSPC;
+	}
+	return amb_vfs_posix()->allocate(amb_vfs_posix(), fd, off, len);
+}
+
+/*
+ * A database reserves file space 1/16 of its size ahead of the pages it
+ * adds (at most 2 MiB at a time).  When the disk has no room for the step
+ * ahead, the reservation falls back to what the extension needs and the
+ * commit succeeds; when not even that fits, the commit fails with
+ * AMS_ENOSPC, the instance stays usable and nothing committed is lost.
+ */
+static void test_reserve_on_full_disk(void **state)
+{
+	(void)state;
+	char dir[512], key[32];
+	mkinst("reserve", 0, 1, dir);
+	amb_vfs vfs = *amb_vfs_posix();
+	vfs.allocate = rs_allocate;
+	rs_limit = 0;
+	rs_refused = 0;
+	ams_open_opts oo = {.vfs = &vfs};
+	ams_instance *in;
+	open_ok(dir, &oo, &in);
+	ams_info info;
+	ams_info_get(in, &info);
+	/* a database of more than 16 x 2 MiB: the step ahead is larger than
+	 * the 2 MiB an extension adds */
+	int n = 0;
+	for (; n < 40; n++) {
+		snprintf(key, sizeof(key), "k%d", n);
+		put1(in, "t", key, 1u << 20, (unsigned)n);
+	}
+	/* room for one extension only: the reservation ahead is refused, the
+	 * one the extension needs is not */
+	rs_limit = (off_t)(2u << 20);
+	for (int i = 0; i < 40 && !rs_refused; i++, n++) {
+		snprintf(key, sizeof(key), "k%d", n);
+		put1(in, "t", key, 256u << 10, (unsigned)n);
+	}
+	if (!rs_refused)
+		fail_msg("no reservation ahead was asked for in 40 commits of 256 KiB");
+	/* no room at all: a commit that needs more space fails cleanly */
+	rs_limit = 1;
+	int rc = 0;
+	for (int i = 0; i < 200 && !rc; i++) {
+		unsigned char *v = malloc(1u << 20);
+		fill(v, 1u << 20, 7);
+		ams_txn *x;
+		assert_int_equal(ams_txn_begin(in, &x), 0);
+		snprintf(key, sizeof(key), "full%d", i);
+		assert_int_equal(ams_txn_put(x, "t", key, strlen(key), v, 1u << 20), 0);
+		rc = ams_txn_commit(x);
+		free(v);
+	}
+	assert_int_equal(rc, AMS_ENOSPC);
+	ams_info_get(in, &info);
+	assert_int_equal(info.failed, 0);
+	for (int i = 0; i < n; i++) {
+		snprintf(key, sizeof(key), "k%d", i);
+		expect(in, "t", key, i < 40 ? 1u << 20 : 256u << 10, (unsigned)i);
+	}
+	rs_limit = 0; /* space again: commits go on */
+	put1(in, "t", "after", 1u << 20, 5);
+	assert_int_equal(ams_close(in), 0);
+	open_ok(dir, NULL, &in);
+	expect(in, "t", "after", 1u << 20, 5);
+	expect(in, "t", "k0", 1u << 20, 0);
+	assert_int_equal(ams_close(in), 0);
+}
+
 static int count_logs(const char *dir, uint32_t *oldest)
 {
 	DIR *d = opendir(dir);
@@ -1129,6 +1210,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_unchanged_files, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_freeze_waits_for_roll, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_freeze_skips_applying, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reserve_on_full_disk, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_roll_and_truncate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stream_backup, setup, teardown),
 	};
