@@ -355,6 +355,8 @@ typedef struct {
 	int rc;
 	const char *key;
 	unsigned seed;
+	size_t vlen; /* sb_committer's value: vlen bytes (0: 100) */
+	int done;    /* set (atomically) when sb_committer returns */
 } sb_commit;
 
 static void *sb_roller(void *arg)
@@ -367,14 +369,17 @@ static void *sb_roller(void *arg)
 static void *sb_committer(void *arg)
 {
 	sb_commit *c = arg;
-	unsigned char v[100];
-	fill(v, sizeof(v), c->seed);
+	size_t n = c->vlen ? c->vlen : 100;
+	unsigned char *v = malloc(n);
+	fill(v, n, c->seed);
 	ams_txn *x;
-	c->rc = ams_txn_begin(c->in, &x);
+	c->rc = v ? ams_txn_begin(c->in, &x) : AMS_ENOMEM;
 	if (!c->rc)
-		c->rc = ams_txn_put(x, "t", c->key, strlen(c->key), v, sizeof(v));
+		c->rc = ams_txn_put(x, "t", c->key, strlen(c->key), v, n);
 	if (!c->rc)
 		c->rc = ams_txn_commit(x);
+	free(v);
+	__atomic_store_n(&c->done, 1, __ATOMIC_SEQ_CST);
 	return NULL;
 }
 
@@ -413,14 +418,14 @@ static void test_freeze_during_fsync(void **state)
 	assert_int_equal(pthread_create(&wd, NULL, sb_watchdog, NULL), 0);
 	/* a roll; the flusher thread then prepares the next log file and
 	 * stays in its fsync */
-	sb_commit roll = {in, -1, NULL, 0};
+	sb_commit roll = {.in = in, .rc = -1};
 	assert_int_equal(pthread_create(&rt, NULL, sb_roller, &roll), 0);
 	pthread_mutex_lock(&sb.mu);
 	while (sb.waiting_tmp == 0 && !sb.watchdog)
 		pthread_cond_wait(&sb.cond, &sb.mu);
 	sb.block = 1;
 	pthread_mutex_unlock(&sb.mu);
-	sb_commit c = {in, -1, "late", 7};
+	sb_commit c = {.in = in, .rc = -1, .key = "late", .seed = 7};
 	assert_int_equal(pthread_create(&ct, NULL, sb_committer, &c), 0);
 	/* the commit's flush has written its records and waits in fdatasync */
 	pthread_mutex_lock(&sb.mu);
@@ -434,7 +439,7 @@ static void test_freeze_during_fsync(void **state)
 	ams_info_get(in, &info);
 	uint64_t applied1 = info.lsn_applied;
 	pthread_t ct2;
-	sb_commit c2 = {in, -1, "later", 8};
+	sb_commit c2 = {.in = in, .rc = -1, .key = "later", .seed = 8};
 	assert_int_equal(pthread_create(&ct2, NULL, sb_committer, &c2), 0);
 	for (int i = 0; i < 60000; i++) {
 		ams_info_get(in, &info);
@@ -748,7 +753,7 @@ static void test_freeze_waits_for_roll(void **state)
 	rw.block = 1;
 	pthread_mutex_unlock(&rw.mu);
 	pthread_t rt, ft, ct;
-	sb_commit roll = {in, -1, NULL, 0};
+	sb_commit roll = {.in = in, .rc = -1};
 	assert_int_equal(pthread_create(&rt, NULL, sb_roller, &roll), 0);
 	pthread_mutex_lock(&rw.mu);
 	while (rw.waiting == 0)
@@ -762,7 +767,7 @@ static void test_freeze_waits_for_roll(void **state)
 	ams_info_get(in, &info);
 	assert_int_equal(info.frozen, 0);
 	uint64_t applied = info.lsn_applied;
-	sb_commit c = {in, -1, "during", 3};
+	sb_commit c = {.in = in, .rc = -1, .key = "during", .seed = 3};
 	assert_int_equal(pthread_create(&ct, NULL, sb_committer, &c), 0);
 	for (int i = 0; i < 2000; i++) {
 		ams_info_get(in, &info);
@@ -820,28 +825,6 @@ static int ap_allocate(amb_vfs *v, int fd, off_t off, off_t len)
 	return amb_vfs_posix()->allocate(amb_vfs_posix(), fd, off, len);
 }
 
-typedef struct {
-	ams_instance *in;
-	int rc, done;
-} ap_commit;
-
-static void *ap_committer(void *arg)
-{
-	ap_commit *c = arg;
-	size_t n = 1u << 20;
-	unsigned char *v = malloc(n);
-	fill(v, n, 9);
-	ams_txn *x;
-	c->rc = ams_txn_begin(c->in, &x);
-	if (!c->rc)
-		c->rc = ams_txn_put(x, "t", "big", 3, v, n);
-	if (!c->rc)
-		c->rc = ams_txn_commit(x);
-	free(v);
-	__atomic_store_n(&c->done, 1, __ATOMIC_SEQ_CST);
-	return NULL;
-}
-
 /*
  * A commit admitted before a freeze but still applying (here: held in the
  * space reservation of a database extension, as a slow extension, page read
@@ -868,9 +851,9 @@ static void test_freeze_skips_applying(void **state)
 	ap.watchdog = 0;
 	pthread_mutex_unlock(&ap.mu);
 	pthread_t ct;
-	ap_commit c = {in, -1, 0};
 	/* 1 MiB: more pages than a new database has free, so it extends it */
-	assert_int_equal(pthread_create(&ct, NULL, ap_committer, &c), 0);
+	sb_commit c = {.in = in, .rc = -1, .key = "big", .seed = 9, .vlen = 1u << 20};
+	assert_int_equal(pthread_create(&ct, NULL, sb_committer, &c), 0);
 	pthread_mutex_lock(&ap.mu);
 	while (ap.waiting == 0 && !ap.watchdog)
 		pthread_cond_wait(&ap.cond, &ap.mu);
