@@ -822,11 +822,11 @@ int amb_logdir_check(amb_vfs *v, const char *dir, const char *prefix, uint32_t f
 			problem(&c, e->gen, AMS_ECORRUPT,
 			        "%s holds log generation 0x%08X, not the 0x%08X its name says", e->name,
 			        s->hdr.gen, e->gen);
-		if (s->damaged)
-			problem(&c, e->gen, AMS_ECORRUPT,
-			        "log generation 0x%08X (%s) is damaged at segment %u: valid data of a "
-			        "later flush follows the damage",
-			        e->gen, e->name, s->first_bad);
+		if (s->damaged) {
+			char why[160];
+			problem(&c, e->gen, AMS_ECORRUPT, "log generation 0x%08X (%s) is %s", e->gen,
+			        e->name, amb_logscan_damage(s, why, sizeof(why)));
+		}
 		if (!sig_from) {
 			sig_from = e;
 		} else if (!amb_sig_eq(&s->hdr.sign_log, &sig_from->scan.hdr.sign_log)) {

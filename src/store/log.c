@@ -227,7 +227,29 @@ int amb_log_load(amb_vfs *v, const char *path, amb_logfile *lf)
 		if (!s->first_bad)
 			s->first_bad = nsegs + 1;
 	}
+	/* a log file is written whole (zeros, then its header) and synced
+	 * before it is used, so a crash never leaves one of another size:
+	 * a short one lost its end, and its "torn tail" is damage */
+	s->size = lf->size;
+	if (s->hdr.file_size != lf->size) {
+		s->wrong_size = 1;
+		s->damaged = 1;
+		if (!s->first_bad)
+			s->first_bad = s->valid_segs + 1;
+	}
 	return 0;
+}
+
+const char *amb_logscan_damage(const amb_logscan *s, char *buf, size_t size)
+{
+	if (s->wrong_size)
+		snprintf(buf, size, "%s: the file has %llu bytes, its header says %llu",
+		         s->size < s->hdr.file_size ? "truncated" : "wrong size",
+		         (unsigned long long)s->size, (unsigned long long)s->hdr.file_size);
+	else
+		snprintf(buf, size, "damaged at segment %u: valid data of a later flush follows the "
+		         "damage", s->first_bad);
+	return buf;
 }
 
 void amb_log_free(amb_logfile *lf)

@@ -33,6 +33,11 @@ typedef struct amb_logscan {
 	                          i.e. damage in the middle, not a torn tail */
 	uint32_t corrected;    /* single-bit errors corrected (in memory) */
 	uint32_t bad_segs;     /* segments that failed verification */
+	int wrong_size;        /* 1: the file's size is not the hdr.file_size it
+	                          was made with (log files are written whole
+	                          before they are used, so no crash leaves one
+	                          short: it was truncated); damaged is set too */
+	uint64_t size;         /* the file's size in bytes */
 } amb_logscan;
 
 /*
@@ -43,6 +48,13 @@ typedef struct amb_logscan {
  * start_lsn.  Sets ams_errmsg() on error.
  */
 int amb_log_scan(amb_vfs *v, const char *path, amb_logscan *out);
+
+/*
+ * What is wrong with a scanned file whose s->damaged is set, for messages:
+ * "truncated: the file has N bytes, its header says M" or "damaged at
+ * segment N: valid data of a later flush follows the damage".  Returns buf.
+ */
+const char *amb_logscan_damage(const amb_logscan *s, char *buf, size_t size);
 
 /* Read only the header segment (verified). */
 int amb_loghdr_load(amb_vfs *v, const char *path, amb_loghdr *out);

@@ -534,8 +534,9 @@ int amb_replay_run(amb_replay *rp, const amb_logsrc *src)
 			}
 			gen_end = nh.start_lsn;
 		} else if (s->damaged) {
-			rc = amb_err(AMS_ECORRUPT, "log generation %u (%s) is damaged at segment %u (valid "
-			             "data of a later write follows it)", g, path, s->first_bad);
+			char why[160];
+			rc = amb_err(AMS_ECORRUPT, "log generation %u (%s) is %s", g, path,
+			             amb_logscan_damage(s, why, sizeof(why)));
 			goto out;
 		}
 		/* feed the payload */

@@ -524,7 +524,9 @@ static int check_chk(const char *path)
 
 static const char *scan_status(const amb_logscan *s, char *buf, size_t size)
 {
-	if (s->damaged)
+	if (s->wrong_size)
+		snprintf(buf, size, "DAMAGED (%s)", s->size < s->hdr.file_size ? "truncated" : "wrong size");
+	else if (s->damaged)
 		snprintf(buf, size, "DAMAGED at segment %u", s->first_bad);
 	else if (s->first_bad)
 		snprintf(buf, size, "torn tail at segment %u", s->first_bad);
@@ -551,9 +553,10 @@ static int check_one_log(const char *path)
 	if (s.corrected)
 		printf("%u single-bit error%s corrected in memory; the file is unchanged\n",
 		       s.corrected, s.corrected == 1 ? " was" : "s were");
-	if (s.damaged)
-		rc = amb_err(AMS_ECORRUPT, "%s: damaged at segment %u (valid data follows the damage)",
-		             path, s.first_bad);
+	if (s.damaged) {
+		char why[160];
+		rc = amb_err(AMS_ECORRUPT, "%s: %s", path, amb_logscan_damage(&s, why, sizeof(why)));
+	}
 	double secs = mono_now() - t0;
 	if (!rc && s.first_bad)
 		printf("a torn tail is what a crash during a flush leaves; nothing acknowledged "
@@ -1206,7 +1209,7 @@ static void log_status(const logs_ctx *c, size_t i, char *buf, size_t size)
 	}
 	const amb_logscan *s = &e->scan;
 	if (s->damaged) {
-		snprintf(buf, size, "DAMAGED at segment %u", s->first_bad);
+		scan_status(s, buf, size);
 		return;
 	}
 	if (i + 1 < c->n) {

@@ -796,9 +796,11 @@ static int send_log(sjob *j, uint32_t gen, amb_logfile *lf, const amb_logfile *p
 	const amb_logscan *s = &lf->scan;
 	if (s->hdr.gen != gen)
 		return job_fail(j, 0, "failed", AMS_ECORRUPT, "%s holds generation %u", path, s->hdr.gen);
-	if (s->damaged)
-		return job_fail(j, 0, "failed", AMS_ECORRUPT, "%s: damaged at segment %u", path,
-		                s->first_bad);
+	if (s->damaged) {
+		char why[160];
+		return job_fail(j, 0, "failed", AMS_ECORRUPT, "%s: %s", path,
+		                amb_logscan_damage(s, why, sizeof(why)));
+	}
 	if (prev) {
 		const amb_logscan *p = &prev->scan;
 		if (memcmp(&p->hdr.sign_log, &s->hdr.sign_log, sizeof(amb_sig)) != 0)
