@@ -67,6 +67,10 @@
  *   Every flush starts a new segment, so a segment that holds acknowledged
  *   data is never rewritten: a torn write can only damage the flush that
  *   was in progress, which nobody was told had committed.
+ *   A log file is written whole (L bytes of zeros, then its header) and
+ *   synced as <prefix>tmp.log before it is renamed into use, so its size is
+ *   always the header's file_size: a file of another size was truncated (or
+ *   extended) after the fact and is damaged, never a torn tail.
  *
  *   The payload bytes of consecutive segments, across generations, form one
  *   stream of records, addressed by LSN (the stream offset).  Each
