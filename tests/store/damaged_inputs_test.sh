@@ -160,6 +160,23 @@ t=$(ls "$work/trunclast"/E00????????.log | tail -1)
 truncate -s 10000 "$t"
 expect 1 "truncated" -- "$store" check "$work/trunclast" --all
 
+# a crash between the two renames of a log roll (E00.log renamed to its
+# archive name, the next generation, header written, still E00tmp.log):
+# check names it, opening completes the roll and recovers
+cp -r "$work/dirty" "$work/midroll"
+if [ -f "$work/midroll/E00.log" ]; then
+	mv "$work/midroll/E00.log" "$work/midroll/E00tmp.log"
+fi
+expect 0 "roll was interrupted" -- "$store" check "$work/midroll" --all
+expect 0 "" -- "$store" dump "$work/midroll"
+if [ -f "$work/midroll/E00.log" ]; then
+	echo "ok:   the interrupted roll was completed (E00.log is back)"
+	pass=$((pass + 1))
+else
+	echo "FAIL: the interrupted roll was not completed: $(ls "$work/midroll")"
+	failed=$((failed + 1))
+fi
+
 # garbage restore.env: bad input, naming file and line
 cp -r "$work/clean" "$work/env"
 printf 'amber-restore-env 1\ninstance_dir=/tmp\nfoo=bar\n' > "$work/env/restore.env"
