@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# repofull_test.sh BINDIR
+#
+# A repository whose filesystem fills up during a full backup, with
+# amber-store serve under load on a btrfs volume (btrfs provider); the
+# repository is a tmpfs of a fixed size, smaller than the store:
+#   - the backup fails with exit 1 and says that the disk is full;
+#   - it is not listed as verified; the writer was told it failed, so its
+#     header records no backup and no log is truncated; the store goes on
+#     committing;
+#   - once there is space again, --prune-incomplete removes the failed
+#     folder and the next full backup succeeds and is recorded.
+set -uo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=../daemon/daemon_lib.sh
+. "$here/../daemon/daemon_lib.sh"
+
+d_init "${1:?usage: repofull_test.sh BINDIR}"
+d_volume btrfs
+d_store_under_load 200
+
+logs() { ls "$SG" | grep '^E00[0-9A-F]\{8\}\.log$' | sort; }
+hdr_full() { "$STORE" header "$SG/priv1.edb" | grep -A2 "^Previous Full Backup:" | grep "Mark:"; }
+
+# the repository's filesystem: half of what the store holds now (d_cleanup
+# unmounts everything under $DW)
+size_kb=$(du -sk "$SG" | cut -f1)
+small_kb=$(( size_kb / 2 ))
+[ "$small_kb" -ge 256 ] || fail "the store is too small for the test ($size_kb KiB)"
+mkdir "$DW/repofs" || fail "mkdir"
+mount -t tmpfs -o size=${small_kb}k tmpfs "$DW/repofs" || fail "mount tmpfs"
+REPO=$DW/repofs/repo
+
+oldest=$(logs | head -1)
+acks=$(d_acks "$ORACLE")
+"$AMBER" backup full --repo "$REPO" --quiet >"$DW/b.out" 2>"$DW/b.err"
+rc=$?
+[ "$rc" = 1 ] || fail "a full backup into a full filesystem: exit $rc, not 1: $(cat "$DW/b.err")"
+has -i "no space left" <"$DW/b.err" || fail "the error does not say the disk is full: $(cat "$DW/b.err")"
+ok "a full backup into a $small_kb KiB repository (store: $size_kb KiB) fails with exit 1: $(tail -1 "$DW/b.err")"
+
+"$AMBER" backups --repo "$REPO" --json >"$DW/l.json" 2>"$DW/l.err" ||
+	fail "amber backups on the full repository: $(cat "$DW/l.err")"
+jq -e 'length == 1 and all(.[]; .verified == false and .status != "complete")' "$DW/l.json" >/dev/null ||
+	fail "the failed backup is listed wrongly: $(cat "$DW/l.json")"
+hdr_full | has "none" || fail "the failed backup was recorded in the header: $(hdr_full)"
+[ "$(logs | head -1)" = "$oldest" ] || fail "the failed backup truncated logs ($oldest -> $(logs | head -1))"
+d_wait_acks "$ORACLE" $(( acks + 100 )) 30000 >/dev/null || fail "the store stopped committing"
+ok "the failed backup: listed unverified ($(jq -r '.[0].status' "$DW/l.json")), not recorded, nothing truncated; the store commits on"
+
+# space again
+mount -o remount,size=1g "$DW/repofs" || fail "remount tmpfs"
+"$AMBER" backups --repo "$REPO" --prune-incomplete >/dev/null 2>"$DW/p.err" ||
+	fail "--prune-incomplete: $(cat "$DW/p.err")"
+"$AMBER" backups --repo "$REPO" --json | jq -e 'length == 0' >/dev/null ||
+	fail "--prune-incomplete left the failed backup"
+"$AMBER" backup full --repo "$REPO" --quiet >"$DW/b.out" 2>"$DW/b.err" ||
+	fail "the full backup once there is space: $(cat "$DW/b.err")"
+id=$(tail -1 "$DW/b.out")
+"$AMBER" backups --repo "$REPO" --json | jq -e --arg id "$id" \
+	'length == 1 and .[0].id == $id and .[0].verified == true' >/dev/null ||
+	fail "the new full is not listed verified"
+hdr_full | has -v "none" || fail "the new full is not recorded in the header"
+[[ "$(logs | head -1)" > "$oldest" ]] || fail "the new full truncated nothing"
+ok "with space again: pruned, the next full $id is verified, recorded and truncates"
