@@ -55,9 +55,11 @@ static json_t *writer_in(json_t *doc, const char *instance)
 /* Copy a repository file to dirfd/"<name>.amber-restore", checking its
  * hash on the way (the only read of the file in a restore), and rename it
  * to name unless defer (the databases replace the originals only once
- * every file of the chain was laid down).  0 or 1. */
+ * every file of the chain was laid down).  0 or 1; *dst_err is set when
+ * the failure is the target's (no space, a read-only or failing target
+ * filesystem), not the backup's. */
 static int lay_file(bk_job *j, json_t *man, json_t *f, int dirfd, const char *name, bool defer,
-                    char *err, size_t errlen)
+                    bool *dst_err, char *err, size_t errlen)
 {
 	const char *rel = bk_str(f, "path");
 	int src = bk_openat_beneath(j->bdirfd, rel, O_RDONLY, 0);
@@ -72,6 +74,7 @@ static int lay_file(bk_job *j, json_t *man, json_t *f, int dirfd, const char *na
 	if (dst < 0) {
 		close(src);
 		snprintf(err, errlen, "%s: %s", tmp, strerror(-dst));
+		*dst_err = true;
 		return 1;
 	}
 	char hex[65];
@@ -80,6 +83,14 @@ static int lay_file(bk_job *j, json_t *man, json_t *f, int dirfd, const char *na
 	close(src);
 	close(dst);
 	const char *want = json_string_value(json_object_get(man, rel));
+	if (rc == -ENOSPC || rc == -EDQUOT || rc == -EROFS || rc == -EFBIG) {
+		/* only a write fails so: the target's trouble, not the backup's */
+		unlinkat(dirfd, tmp, 0);
+		snprintf(err, errlen, "laying down %s (from backup %s): %s", name, j->id,
+		         strerror(-rc));
+		*dst_err = true;
+		return 1;
+	}
 	if (rc || !want || strcmp(hex, want) != 0) {
 		unlinkat(dirfd, tmp, 0);
 		snprintf(err, errlen, "backup %s: %s: %s", j->id, rel,
@@ -88,6 +99,7 @@ static int lay_file(bk_job *j, json_t *man, json_t *f, int dirfd, const char *na
 	}
 	if (!defer && renameat(dirfd, tmp, dirfd, name) != 0) {
 		snprintf(err, errlen, "%s: %s", name, strerror(errno));
+		*dst_err = true;
 		return 1;
 	}
 	return 0;
@@ -500,6 +512,7 @@ static int restore_files_writer(bk_job *j, const bk_restore_opts *o, bk_repo *re
 	}
 	bk_progress_begin(&j->prog, !o->quiet && isatty(2), "restore: laying down files", 0);
 	json_t *man = NULL;
+	bool dst_err = false;
 	if (!rc)
 		rc = open_backup(j, repo, chain[src], &man, err, errlen);
 	if (!rc) {
@@ -534,7 +547,7 @@ static int restore_files_writer(bk_job *j, const bk_restore_opts *o, bk_repo *re
 				break;
 			}
 			laid = nl;
-			rc = lay_file(j, man, fj, pfd, name, true, err, errlen);
+			rc = lay_file(j, man, fj, pfd, name, true, &dst_err, err, errlen);
 			close(pfd);
 			if (rc)
 				break;
@@ -551,7 +564,7 @@ static int restore_files_writer(bk_job *j, const bk_restore_opts *o, bk_repo *re
 		}
 	}
 	json_decref(man);
-	if (rc == 1) {
+	if (rc == 1 && !dst_err) {
 		char why[BK_ERR];
 		snprintf(why, sizeof(why), "%s", err);
 		chain_failure(repo, list, chain, src, why, err, errlen);
@@ -685,7 +698,7 @@ static int restore_writer(bk_job *j, const bk_restore_opts *o, bk_repo *repo, js
 		goto done;
 	}
 	bk_progress_begin(&j->prog, !o->quiet && isatty(2), "restore: laying down files", 0);
-	bool laid_dbs = false;
+	bool laid_dbs = false, dst_err = false;
 	for (size_t k = 0; k < n && !rc; k++) {
 		json_t *man;
 		if ((rc = open_backup(j, repo, chain[k], &man, err, errlen)) != 0)
@@ -708,7 +721,7 @@ static int restore_writer(bk_job *j, const bk_restore_opts *o, bk_repo *repo, js
 					rc = 2;
 					break;
 				}
-				if ((rc = lay_file(j, man, f, tfd, t, true, err, errlen)) != 0)
+				if ((rc = lay_file(j, man, f, tfd, t, true, &dst_err, err, errlen)) != 0)
 					break;
 				laid_dbs = true;
 			} else if (!strcmp(role, "log")) {
@@ -718,28 +731,34 @@ static int restore_writer(bk_job *j, const bk_restore_opts *o, bk_repo *repo, js
 					rc = 2;
 					break;
 				}
-				if ((rc = lay_file(j, man, f, lfd, t, false, err, errlen)) != 0)
+				if ((rc = lay_file(j, man, f, lfd, t, false, &dst_err, err, errlen)) != 0)
 					break;
 			}
 			/* the checkpoint is not laid down: hard recovery starts from
 			 * the backup's first log, and a live checkpoint stays */
 		}
 		json_decref(man);
-		if (rc == 1) {
+		if (rc == 1 && !dst_err) {
 			char why[BK_ERR];
 			snprintf(why, sizeof(why), "%s", err);
 			chain_failure(repo, list, chain, k, why, err, errlen);
 		}
 	}
 	/* the databases replace the originals only now, all or none */
-	size_t q;
+	size_t q, renamed = 0;
 	json_t *d;
 	json_array_foreach(dbs, q, d) {
 		char tmp[300];
 		snprintf(tmp, sizeof(tmp), "%s.amber-restore", json_string_value(d));
-		if (!rc && laid_dbs && renameat(tfd, tmp, tfd, json_string_value(d)) != 0) {
-			snprintf(err, errlen, "%s/%s: %s", target, json_string_value(d), strerror(errno));
-			rc = 1;
+		if (!rc && laid_dbs) {
+			if (renameat(tfd, tmp, tfd, json_string_value(d)) != 0) {
+				snprintf(err, errlen, "%s/%s: %s (%zu of the %zu databases were replaced "
+				         "before it)", target, json_string_value(d), strerror(errno), renamed,
+				         json_array_size(dbs));
+				rc = 1;
+			} else {
+				renamed++;
+			}
 		}
 		if (rc)
 			unlinkat(tfd, tmp, 0);
@@ -750,6 +769,16 @@ static int restore_writer(bk_job *j, const bk_restore_opts *o, bk_repo *repo, js
 	}
 	close(lfd);
 	bk_progress_end(&j->prog);
+	/* a failure before any database was replaced (a full disk, a damaged
+	 * file) leaves the target as it was: the chain's logs laid so far go
+	 * too.  Once a database was replaced they stay, for its recovery */
+	if (rc && !renamed) {
+		remove_flat(tfd, logdir);
+		if (dst_err) {
+			size_t l = strlen(err);
+			snprintf(err + l, errlen - l, "; nothing in %s was replaced", target);
+		}
+	}
 	if (rc)
 		goto done;
 	/* --to with roll-forward: the newer logs, read from the original */
