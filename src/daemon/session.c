@@ -664,10 +664,14 @@ static int run_sequence(dsession *s, bool backup, uint64_t req_id, amb_msg *resp
 		int r = shadows_plan(s->vols[i].path, prov, s->set, s->persistent,
 				     s->n_parts > 0, &s->shadows[s->n_shadows], why, sizeof(why));
 		if (r) {
-			cls = r == -ENOSPC ? AMB_FAIL_OUT_OF_RESOURCES : AMB_FAIL_NONRETRYABLE;
+			/* out of space (the registry's or the shadow storage's) is
+			 * retryable, as at the commit: room may be made */
+			cls = r == -ENOSPC || r == -ENOMEM ? AMB_FAIL_OUT_OF_RESOURCES
+							   : AMB_FAIL_NONRETRYABLE;
 			rc = r == -EINVAL || r == -ENOENT || r == -ENOTDIR || r == -EOPNOTSUPP
 				     ? AMB_EXIT_BAD_INPUT
-				     : AMB_EXIT_FAILED;
+				     : cls == AMB_FAIL_OUT_OF_RESOURCES ? AMB_EXIT_RETRYABLE
+									: AMB_EXIT_FAILED;
 			goto fail;
 		}
 		s->n_shadows++;
