@@ -712,8 +712,17 @@ out:
 			json_object_set_new(j.doc, "status", json_string("failed"));
 			json_object_set_new(j.doc, "error", json_string(err));
 			char e2[BK_ERR];
-			bk_doc_save(&repo, j.id, j.doc, e2, sizeof(e2));
+			int s = bk_doc_save(&repo, j.id, j.doc, e2, sizeof(e2));
 			bk_event(&j, BK_EV_BACKUP_FAILED, "error", "%s", err);
+			/* every way here is before the writers were told of a success:
+			 * none recorded the backup or truncated a log */
+			if (s)
+				fprintf(o->err, "amber: backup %s is left incomplete (no writer recorded it or "
+				        "truncated a log); 'amber backups --repo %s --prune-incomplete' removes "
+				        "its folder\n", j.id, o->repo);
+			else
+				fprintf(o->err, "amber: backup %s is listed as failed (no writer recorded it or "
+				        "truncated a log)\n", j.id);
 		}
 	}
 	for (size_t i = 0; sel && i < nsel; i++)

@@ -37,7 +37,9 @@ acks=$(d_acks "$ORACLE")
 rc=$?
 [ "$rc" = 1 ] || fail "a full backup into a full filesystem: exit $rc, not 1: $(cat "$DW/b.err")"
 has -i "no space left" <"$DW/b.err" || fail "the error does not say the disk is full: $(cat "$DW/b.err")"
-ok "a full backup into a $small_kb KiB repository (store: $size_kb KiB) fails with exit 1: $(tail -1 "$DW/b.err")"
+has "no writer recorded it or truncated a log" <"$DW/b.err" ||
+	fail "the error does not say what the failed backup left: $(cat "$DW/b.err")"
+ok "a full backup into a $small_kb KiB repository (store: $size_kb KiB) fails with exit 1: $(tr '\n' ' ' <"$DW/b.err")"
 
 "$AMBER" backups --repo "$REPO" --json >"$DW/l.json" 2>"$DW/l.err" ||
 	fail "amber backups on the full repository: $(cat "$DW/l.err")"
