@@ -7,8 +7,9 @@
 #      provider, whose copy goes to the same filesystem) with less room left
 #      than the store takes.  `amber create shadow --persistent` fails with
 #      exit 3 (retryable: VSS's out-of-resources class; room may be made by
-#      deleting shadows) and says that the disk is full; the writer was thawed (the store commits again at
-#      once); nothing is leaked: no shadow listed, nothing left in the shadow
+#      deleting shadows) and says that the disk is full; the writer was
+#      thawed (the store commits again within the hold deadline + 1 s);
+#      nothing is leaked: no shadow listed, nothing left in the shadow
 #      storage directory; with room again the next set works.
 #   2. amberd's state directory is full (a tmpfs filled up after amberd
 #      started): the registry records a shadow before the provider makes it,
@@ -31,16 +32,28 @@ mkdir "$VOL" || fail "mkdir $VOL"
 d_store_under_load 200
 d_wait_acks "$ORACLE" 300 30000 >/dev/null || fail "serve is not committing"
 
-# after a failed set: the store commits again within 1 s, nothing is listed
-# or left in the shadow storage
-after_failure() { # WHAT
-	local what=$1 acks
+# create_fails WHAT: `amber create shadow` exits 3 naming the full disk;
+# the store commits again within the hold deadline + 1 s; nothing is listed or left in the
+# shadow storage
+create_fails() {
+	local what=$1 acks rc
+	"$AMBER" create shadow "$VOL" --persistent >"$DW/c.out" 2>"$DW/c.err"
+	rc=$?
+	[ "$rc" = 3 ] || fail "create shadow with the $what: exit $rc, not 3: $(cat "$DW/c.err")"
+	has -i "no space left" <"$DW/c.err" || fail "$what: the error does not say the disk is full: $(cat "$DW/c.err")"
 	acks=$(d_acks "$ORACLE")
-	d_wait_acks "$ORACLE" $((acks + 20)) 1000 >/dev/null ||
-		fail "$what: the store does not commit again within 1 s (writes still held?)"
+	d_wait_acks "$ORACLE" $((acks + 20)) $((HOLD_MS + 1000)) >/dev/null ||
+		fail "$what: the store does not commit again within the hold deadline + 1 s (writes still held?)"
 	[ -z "$(d_shadow_ids)" ] || fail "$what: a shadow is listed: $(d_shadow_ids)"
 	[ -z "$(d_shadow_dirs "$DW/fs")" ] ||
 		fail "$what: left in the shadow storage: $(ls -a "$DW/fs/.amber-shadows")"
+}
+
+# create_works: with room again a set works and is listed; the id in $id
+create_works() {
+	id=$("$AMBER" create shadow "$VOL" --persistent 2>"$DW/c.err") ||
+		fail "create shadow with room again: $(cat "$DW/c.err")"
+	d_shadow_ids | has "$id" || fail "the new shadow $id is not listed"
 }
 
 # --- 1. the shadow storage is full
@@ -49,16 +62,10 @@ avail_kb=$(df -k --output=avail "$DW/fs" | tail -1)
 fill_kb=$(( avail_kb - store_kb / 2 ))
 [ "$fill_kb" -gt 0 ] || fail "cannot make the volume too small (avail $avail_kb KiB, store $store_kb KiB)"
 fallocate -l "${fill_kb}k" "$DW/fs/filler" || fail "fallocate"
-"$AMBER" create shadow "$VOL" --persistent >"$DW/c.out" 2>"$DW/c.err"
-rc=$?
-[ "$rc" = 3 ] || fail "create shadow with the shadow storage full: exit $rc, not 3: $(cat "$DW/c.err")"
-has -i "no space left" <"$DW/c.err" || fail "the error does not say the disk is full: $(cat "$DW/c.err")"
-after_failure "shadow storage full"
+create_fails "shadow storage full"
 ok "shadow storage full ($(( store_kb / 2 )) KiB free for a $store_kb KiB store): exit 3 ($(tail -1 "$DW/c.err")); writer thawed, nothing leaked"
 rm "$DW/fs/filler"
-id=$("$AMBER" create shadow "$VOL" --persistent 2>"$DW/c.err") ||
-	fail "create shadow with room again: $(cat "$DW/c.err")"
-d_shadow_ids | has "$id" || fail "the new shadow $id is not listed"
+create_works
 "$AMBER" delete shadows --all >/dev/null 2>"$DW/d.err" || fail "delete shadows: $(cat "$DW/d.err")"
 ok "with room again: shadow $id made, listed and deleted"
 
@@ -66,16 +73,10 @@ ok "with room again: shadow $id made, listed and deleted"
 fallocate -l 64m "$DW/state/filler" 2>/dev/null
 dd if=/dev/zero of="$DW/state/filler2" bs=4k 2>/dev/null
 df -k --output=avail "$DW/state" | tail -1 | has '^ *0$' || fail "the state tmpfs is not full"
-"$AMBER" create shadow "$VOL" --persistent >"$DW/c.out" 2>"$DW/c.err"
-rc=$?
-[ "$rc" = 3 ] || fail "create shadow with the state directory full: exit $rc, not 3: $(cat "$DW/c.err")"
-has -i "no space left" <"$DW/c.err" || fail "the error does not say the disk is full: $(cat "$DW/c.err")"
-after_failure "state directory full"
+create_fails "state directory full"
 ok "state directory full: exit 3 ($(tail -1 "$DW/c.err")); nothing made or leaked, the store commits on"
 rm -f "$DW/state/filler" "$DW/state/filler2"
-id=$("$AMBER" create shadow "$VOL" --persistent 2>"$DW/c.err") ||
-	fail "create shadow with room again: $(cat "$DW/c.err")"
-d_shadow_ids | has "$id" || fail "the new shadow $id is not listed"
+create_works
 # the registry survives a restart of amberd with it
 d_stop_amberd
 d_start_amberd
