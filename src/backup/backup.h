@@ -45,7 +45,8 @@ int bk_volume_of(const char *dir, char *out, size_t n);
 typedef struct bk_list_opts {
 	const char *repo;
 	bool json;
-	bool prune_incomplete;
+	bool prune_incomplete;  /* remove incomplete and unreadable backups first */
+	bool prune_failed;      /* ... and failed ones (never restorable) */
 	FILE *out, *err;
 } bk_list_opts;
 

@@ -43,26 +43,31 @@ int bk_run_list(const bk_list_opts *o)
 		return rc;
 	}
 	json_t *list = NULL;
-	if (o->prune_incomplete) {
+	bool prune = o->prune_incomplete || o->prune_failed;
+	if (prune) {
 		rc = bk_repo_lock(&repo, false, err, sizeof(err));
 		if (rc)
 			goto out;
 	}
 	if ((rc = bk_list(&repo, &list, err, sizeof(err))) != 0)
 		goto out;
-	if (o->prune_incomplete) {
+	if (prune) {
+		/* what is removed is what nothing may restore or build on: an
+		 * incomplete or unreadable folder, and (asked for separately,
+		 * since it may be kept as evidence) a failed backup */
 		bk_job j;
 		bk_job_init(&j, &repo, o->err, false);
 		size_t i = 0, pruned = 0;
 		while (i < json_array_size(list)) {
 			json_t *d = json_array_get(list, i);
 			const char *st = bk_str(d, "status");
-			if (!strcmp(st, "incomplete") || !strcmp(st, "unreadable")) {
+			if ((o->prune_incomplete && (!strcmp(st, "incomplete") || !strcmp(st, "unreadable"))) ||
+			    (o->prune_failed && !strcmp(st, "failed"))) {
 				snprintf(j.id, sizeof(j.id), "%s", bk_str(d, "id"));
 				if ((rc = bk_dir_remove(&repo, j.id, err, sizeof(err))) != 0)
 					goto out;
-				bk_event(&j, BK_EV_PRUNED, "info", "incomplete backup %s removed", j.id);
-				fprintf(o->err, "amber: removed incomplete backup %s\n", j.id);
+				bk_event(&j, BK_EV_PRUNED, "info", "%s backup %s removed", st, j.id);
+				fprintf(o->err, "amber: removed %s backup %s\n", st, j.id);
 				json_array_remove(list, i);
 				pruned++;
 				continue;
@@ -70,7 +75,9 @@ int bk_run_list(const bk_list_opts *o)
 			i++;
 		}
 		if (!pruned)
-			fprintf(o->err, "amber: no incomplete backups\n");
+			fprintf(o->err, "amber: no %s backups\n",
+			        o->prune_incomplete && o->prune_failed ? "incomplete or failed" :
+			        o->prune_failed ? "failed" : "incomplete");
 	}
 	if (o->json) {
 		json_t *arr = json_array();

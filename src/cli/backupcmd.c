@@ -12,7 +12,7 @@
 
 enum {
 	OPT_REPO = 1, OPT_WRITER, OPT_METHOD, OPT_QUIET, OPT_PRUNE, OPT_TO, OPT_NO_ROLL,
-	OPT_UNTIL, OPT_NO_RECOVER, OPT_OFFLINE, OPT_METADATA,
+	OPT_UNTIL, OPT_NO_RECOVER, OPT_OFFLINE, OPT_METADATA, OPT_PRUNE_FAILED,
 };
 
 static int need_repo(cli_ctx *ctx, const char *repo)
@@ -110,6 +110,7 @@ int cmd_backups(cli_ctx *ctx, int argc, char **argv)
 	static const cli_opt opts[] = {
 		{ "repo", 0, true, OPT_REPO },
 		{ "prune-incomplete", 0, false, OPT_PRUNE },
+		{ "prune-failed", 0, false, OPT_PRUNE_FAILED },
 	};
 	bk_list_opts o;
 	memset(&o, 0, sizeof(o));
@@ -129,6 +130,9 @@ int cmd_backups(cli_ctx *ctx, int argc, char **argv)
 			break;
 		case OPT_PRUNE:
 			o.prune_incomplete = true;
+			break;
+		case OPT_PRUNE_FAILED:
+			o.prune_failed = true;
 			break;
 		}
 	}

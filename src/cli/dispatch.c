@@ -37,7 +37,7 @@ const cli_cmd cli_cmds[] = {
 	  "show or follow amberd's event log", cli_help_events },
 	{ "backup", NULL, cmd_backup, "backup TYPE --repo REPO [--writer W[/C]]...",
 	  "verified full, copy, incremental or differential backup", cli_help_backup },
-	{ "backups", NULL, cmd_backups, "backups --repo REPO [--prune-incomplete]",
+	{ "backups", NULL, cmd_backups, "backups --repo REPO [--prune-incomplete] [--prune-failed]",
 	  "list the backups of a repository", cli_help_backups },
 	{ "verify", NULL, cmd_verify, "verify --repo REPO BACKUP",
 	  "re-read a backup and verify every page and log", cli_help_verify },

@@ -159,6 +159,18 @@ kill -9 "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null
 	fail "restore of the previous verified chain: $(cat "$DW/r.err")"
 "$STORE" check "$DW/alt/priv1.edb" >/dev/null 2>&1 || fail "the alternate restore fails check"
 ok "damaged page $pg: backup fails (exit 1, names the page), not verified, nothing truncated; $INC still restores"
+# the failed backup stays until asked for; --prune-failed removes it and only it
+n_before=$("$AMBER" backups --repo "$REPO" --json | jq length)
+"$AMBER" backups --repo "$REPO" --prune-incomplete --json >"$DW/l.json" 2>/dev/null || fail "prune-incomplete"
+jq -e --arg id "$BAD" 'any(.[]; .id == $id)' "$DW/l.json" >/dev/null ||
+	fail "--prune-incomplete removed the failed backup $BAD"
+"$AMBER" backups --repo "$REPO" --prune-failed --json >"$DW/l.json" 2>"$DW/p.err" ||
+	fail "--prune-failed: $(cat "$DW/p.err")"
+has "removed failed backup $BAD" <"$DW/p.err" || fail "--prune-failed did not say so: $(cat "$DW/p.err")"
+jq -e --arg id "$BAD" --argjson n "$n_before" 'length == $n - 1 and all(.[]; .id != $id and .status != "failed")' \
+	"$DW/l.json" >/dev/null || fail "--prune-failed left: $(cat "$DW/l.json")"
+[ ! -e "$REPO/backups/$BAD" ] || fail "the failed backup's folder is still there"
+ok "the failed backup $BAD is kept by --prune-incomplete, removed (and only it) by --prune-failed"
 
 # --- a log missing in the middle of the chain
 INCDIR=$REPO/backups/$INC
