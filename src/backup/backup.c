@@ -722,7 +722,8 @@ out:
 				        "its folder\n", j.id, o->repo);
 			else
 				fprintf(o->err, "amber: backup %s is listed as failed (no writer recorded it or "
-				        "truncated a log)\n", j.id);
+				        "truncated a log); 'amber backups --repo %s --prune-failed' removes its "
+				        "folder\n", j.id, o->repo);
 		}
 	}
 	for (size_t i = 0; sel && i < nsel; i++)
