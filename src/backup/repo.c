@@ -857,6 +857,7 @@ typedef struct copy_pipe {
 	bool hash_done;       /* nwrite is final */
 	bool eof;             /* a reader got a short read */
 	int err;              /* the first -errno of any stage, 0 */
+	bool err_dst;         /* ... and it was the writer's */
 } copy_pipe;
 
 static void pipe_fail(copy_pipe *p, int err)
@@ -987,6 +988,8 @@ static void *pipe_writer(void *arg)
 			early_writeback(p->dst, k * COPY_CHUNK + s->len, s->len);
 		pthread_mutex_lock(&p->mu);
 		if (rc) {
+			if (!p->err)
+				p->err_dst = true;
 			pipe_fail(p, rc);
 			pthread_mutex_unlock(&p->mu);
 			break;
@@ -1024,8 +1027,11 @@ static int serial_loop(int src, int dst, struct sha256_ctx *ctx, unsigned char *
 		consume(ctx, buf, (size_t)n, off, h);
 		if (dst >= 0) {
 			int rc = write_full(dst, buf, (size_t)n, off);
-			if (rc)
+			if (rc) {
+				if (h && h->dst_failed)
+					*h->dst_failed = true;
 				return rc;
+			}
 			early_writeback(dst, off + (uint64_t)n, (size_t)n);
 		}
 		off += (uint64_t)n;
@@ -1123,6 +1129,8 @@ static int pipe_run(int src, int dst, struct sha256_ctx *ctx, unsigned char *buf
 		pthread_join(wr, NULL);
 	if (!rc)
 		rc = p->err;
+	if (rc && rc == p->err && p->err_dst && h && h->dst_failed)
+		*h->dst_failed = true;
 	pthread_mutex_destroy(&p->mu);
 	pthread_cond_destroy(&p->cv);
 	free(p);
@@ -1213,7 +1221,10 @@ int bk_copy_fd_hooks(int src, int dst, uint64_t *bytes, char hex[65], const bk_c
 	} else {
 		rc = hash_loop(src, dst, bytes, hex, h);
 	}
-	if (!rc && fsync(dst) != 0)
+	if (!rc && fsync(dst) != 0) {
 		rc = -errno;
+		if (h && h->dst_failed)
+			*h->dst_failed = true;
+	}
 	return rc;
 }

@@ -134,6 +134,9 @@ typedef struct bk_copy_hooks {
 	                              A file under BK_COPY_CHUNK bytes still goes
 	                              through the cache (a log, which the verifier
 	                              reads again at once) */
+	bool *dst_failed;          /* set when the error returned is dst's (a write
+	                              or the fsync: no space, EIO of the target),
+	                              not src's; or NULL */
 } bk_copy_hooks;
 
 /*

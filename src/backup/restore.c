@@ -79,12 +79,16 @@ static int lay_file(bk_job *j, json_t *man, json_t *f, int dirfd, const char *na
 	}
 	char hex[65];
 	uint64_t bytes = 0;
-	int rc = bk_copy_fd(src, dst, &bytes, hex, bk_progress_add, &j->prog);
+	bool wfail = false;
+	bk_copy_hooks h = {.progress = bk_progress_add, .progress_arg = &j->prog,
+	                   .dst_failed = &wfail};
+	int rc = bk_copy_fd_hooks(src, dst, &bytes, hex, &h);
 	close(src);
 	close(dst);
 	const char *want = json_string_value(json_object_get(man, rel));
-	if (rc == -ENOSPC || rc == -EDQUOT || rc == -EROFS || rc == -EFBIG) {
-		/* only a write fails so: the target's trouble, not the backup's */
+	if (rc && wfail) {
+		/* a write or the fsync of the copy: the target's trouble (no
+		 * space, a failing disk), not the backup's */
 		unlinkat(dirfd, tmp, 0);
 		snprintf(err, errlen, "laying down %s (from backup %s): %s", name, j->id,
 		         strerror(-rc));

@@ -176,7 +176,9 @@ static void test_copy_sizes(void **state)
 }
 
 /* A read error (src is a directory) and write errors (ENOSPC from
- * /dev/full, a dst open read-only) end the copy with that error. */
+ * /dev/full, a dst open read-only) end the copy with that error, and
+ * hooks.dst_failed says which side it was (restore tells a full target
+ * from a damaged backup by it). */
 static void test_copy_errors(void **state)
 {
 	(void)state;
@@ -197,6 +199,10 @@ static void test_copy_errors(void **state)
 	int out = open(dst, O_RDWR | O_CREAT | O_TRUNC, 0600);
 	assert_true(dir >= 0 && out >= 0);
 	assert_int_equal(bk_copy_fd(dir, out, &bytes, hex, NULL, NULL), -EISDIR);
+	bool side = false;
+	bk_copy_hooks hs = {.dst_failed = &side};
+	assert_int_equal(bk_copy_fd_hooks(dir, out, &bytes, hex, &hs), -EISDIR);
+	assert_false(side);
 	assert_int_equal(bk_hash_fd(dir, &bytes, hex, NULL, NULL), -EISDIR);
 	close(dir);
 	close(out);
@@ -207,14 +213,29 @@ static void test_copy_errors(void **state)
 	assert_true(in >= 0);
 	if (full >= 0) {
 		assert_int_equal(bk_copy_fd(in, full, &bytes, hex, NULL, NULL), -ENOSPC);
-		bk_copy_hooks h = {.uncached = true};
+		side = false;
+		bk_copy_hooks h = {.uncached = true, .dst_failed = &side};
 		assert_int_equal(bk_copy_fd_hooks(in, full, &bytes, hex, &h), -ENOSPC);
+		assert_true(side); /* the pipeline's writer thread */
+		/* a file under one chunk: the serial loop */
+		char small[128];
+		snprintf(small, sizeof(small), "%s/small", tmpdir);
+		write_file(small, (const unsigned char *)"0123456789", 10);
+		int sfd = open(small, O_RDONLY);
+		assert_true(sfd >= 0);
+		side = false;
+		assert_int_equal(bk_copy_fd_hooks(sfd, full, &bytes, hex, &h), -ENOSPC);
+		assert_true(side);
+		close(sfd);
 		close(full);
 	}
 	/* a destination that cannot be written */
 	int ro = open(src, O_RDONLY);
 	assert_true(ro >= 0);
 	assert_int_equal(bk_copy_fd(in, ro, &bytes, hex, NULL, NULL), -EBADF);
+	side = false;
+	assert_int_equal(bk_copy_fd_hooks(in, ro, &bytes, hex, &hs), -EBADF);
+	assert_true(side);
 	close(ro);
 	close(in);
 }
