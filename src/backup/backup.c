@@ -293,7 +293,9 @@ int bk_run_backup(const bk_backup_opts *o)
 	size_t nsel = 0;
 	amb_session_ref sref;
 	memset(&sref, 0, sizeof(sref));
-	bool session = false, doc_saved = false;
+	bool session = false;
+	/* the status the document on disk holds */
+	enum { DOC_NONE, DOC_INCOMPLETE, DOC_FAILED, DOC_COMPLETE } on_disk = DOC_NONE;
 	const char *tname = amb_backup_type_name(o->type);
 
 	if (!sel) {
@@ -524,7 +526,7 @@ have_writers:;
 		free(parent_w);
 		goto out;
 	}
-	doc_saved = true;
+	on_disk = DOC_INCOMPLETE;
 	bk_event(&j, BK_EV_BACKUP_STARTED, "info", "%s backup %s started (%s, %zu writer%s)", tname,
 	         j.id, o->method == BK_METHOD_STREAM ? "stream" : "snapshot", nsel,
 	         nsel == 1 ? "" : "s");
@@ -641,6 +643,7 @@ have_set:
 		json_object_set_new(j.doc, "error", json_string(verr));
 	if ((rc = bk_doc_save(&repo, j.id, j.doc, err, sizeof(err))) != 0)
 		goto out;
+	on_disk = all_ok ? DOC_COMPLETE : DOC_FAILED;
 	bk_event(&j, all_ok ? BK_EV_BACKUP_VERIFIED : BK_EV_BACKUP_VERIFY_FAILED,
 	         all_ok ? "info" : "error", all_ok ? "every page and log verified" :
 	         "verification failed: %s", verr);
@@ -707,24 +710,21 @@ have_set:
 out:
 	if (rc) {
 		fprintf(o->err, "amber: backup: %s\n", err);
-		if (doc_saved && json_is_string(json_object_get(j.doc, "status")) &&
-		    strcmp(json_string_value(json_object_get(j.doc, "status")), "incomplete") == 0) {
+		if (on_disk == DOC_INCOMPLETE) {
 			json_object_set_new(j.doc, "status", json_string("failed"));
 			json_object_set_new(j.doc, "error", json_string(err));
 			char e2[BK_ERR];
-			int s = bk_doc_save(&repo, j.id, j.doc, e2, sizeof(e2));
+			if (bk_doc_save(&repo, j.id, j.doc, e2, sizeof(e2)) == 0)
+				on_disk = DOC_FAILED;
 			bk_event(&j, BK_EV_BACKUP_FAILED, "error", "%s", err);
-			/* every way here is before the writers were told of a success:
-			 * none recorded the backup or truncated a log */
-			if (s)
-				fprintf(o->err, "amber: backup %s is left incomplete (no writer recorded it or "
-				        "truncated a log); 'amber backups --repo %s --prune-incomplete' removes "
-				        "its folder\n", j.id, o->repo);
-			else
-				fprintf(o->err, "amber: backup %s is listed as failed (no writer recorded it or "
-				        "truncated a log); 'amber backups --repo %s --prune-failed' removes its "
-				        "folder\n", j.id, o->repo);
 		}
+		/* every way here is before the writers were told of a success:
+		 * none recorded the backup or truncated a log */
+		if (on_disk == DOC_INCOMPLETE || on_disk == DOC_FAILED)
+			fprintf(o->err, "amber: backup %s is %s (no writer recorded it or truncated a "
+			        "log); 'amber backups --repo %s --prune-%s' removes its folder\n", j.id,
+			        on_disk == DOC_FAILED ? "listed as failed" : "left incomplete", o->repo,
+			        on_disk == DOC_FAILED ? "failed" : "incomplete");
 	}
 	for (size_t i = 0; sel && i < nsel; i++)
 		if (sel[i].stream) {

@@ -147,6 +147,8 @@ oldest=$(logs | head -1)
 backup full
 [ "$BRC" = 1 ] || fail "a backup of a damaged database: exit $BRC, not 1: $(cat "$DW/b.err")"
 has "page $pg" <"$DW/b.err" || fail "the failure does not name page $pg: $(cat "$DW/b.err")"
+has "listed as failed (no writer recorded it or truncated a log); .*--prune-failed" <"$DW/b.err" ||
+	fail "the failure does not say what it left: $(cat "$DW/b.err")"
 BAD=$(jq -r 'last | .id' <("$AMBER" backups --repo "$REPO" --json))
 "$AMBER" backups --repo "$REPO" --json | jq -e --arg id "$BAD" '.[] | select(.id == $id and .verified == false and .status == "failed")' >/dev/null ||
 	fail "the failed backup is not listed failed and unverified"

@@ -150,6 +150,11 @@ t=$work/trunclog/$full_log
 truncate -s 10000 "$t"
 expect 1 "truncated" -- "$store" check "$work/trunclog" --all
 expect 1 "truncated" -- "$store" check "$t"
+# a log file grown past its size: damaged too
+cp -r "$work/dirty" "$work/longlog"
+t=$work/longlog/$full_log
+head -c 4096 /dev/zero >>"$t"
+expect 1 "wrong size" -- "$store" check "$work/longlog" --all
 # the newest generation truncated, with no E00.log after it (a crash
 # between the two renames of a log roll leaves no E00.log; the "dirty"
 # instance above is in that state now and then): log files are written
