@@ -83,8 +83,13 @@ int ams_log_roll(ams_instance *in, uint32_t *new_gen)
 	 * shadow's prepare-snapshot then freeze, then does not have to wait
 	 * for that preparation while it holds the application's writes.  A
 	 * failed preparation (a full disk) ends the wait; the next roll
-	 * retries it. */
-	while (!rc && !in->failed && !in->stop && in->tmp_fd < 0 && (in->prep_req || in->prep_busy))
+	 * retries it.  Nor is it waited for once a freeze has begun: the
+	 * preparation waits for the thaw then, and the roll would wait with it
+	 * (a freeze asked for by another thread just after the roll ended and
+	 * before the flusher took up the preparation: test_engine's
+	 * test_freeze_waits_for_roll hung on that until the thaw). */
+	while (!rc && !in->failed && !in->stop && !in->freezing && !in->frozen && in->tmp_fd < 0 &&
+	       (in->prep_req || in->prep_busy))
 		pthread_cond_wait(&in->cond, &in->mu);
 	if (new_gen)
 		*new_gen = in->gen;
