@@ -58,6 +58,7 @@ typedef struct selw {
 	char (*roots)[PATH_MAX];   /* its file-set directories (AMB_MAX_FILESETS) */
 	size_t nroots;
 	void *stream;              /* an open stream connection */
+	bk_precopy *pre;           /* archived logs copied while the shadow is made */
 	bool ok;
 } selw;
 
@@ -558,6 +559,15 @@ have_writers:;
 					snprintf(vols[nv++], PATH_MAX, "%s", v);
 			}
 		}
+		/* the archived logs an incremental or differential takes are
+		 * never written again: copied from the live directory while
+		 * amberd makes the shadow (job.h, PRECOPY; AMBER_PRECOPY=0 turns
+		 * it off) */
+		const char *pe = getenv("AMBER_PRECOPY");
+		for (size_t i = 0; i < nsel && !rc && !(pe && !strcmp(pe, "0")); i++)
+			if (sel[i].is_store && parent_w[i])
+				bk_store_precopy_start(&j, sel[i].wdoc, &sel[i].loc, o->type, parent_w[i],
+				                       &sel[i].pre);
 		for (size_t k = 0; k < nv && !rc; k++) {
 			rc = amb_req_add_volume(c, sref.session, vols[k], NULL);
 			if (rc)
@@ -570,6 +580,8 @@ have_writers:;
 				snprintf(err, sizeof(err), "amberd: the shadow copy failed: %s",
 				         amb_client_errmsg(c));
 		}
+		for (size_t i = 0; i < nsel; i++)
+			bk_precopy_stop(sel[i].pre, false);
 		if (rc) {
 			rc = rc < 0 ? 1 : rc;
 			free(parent_w);
@@ -593,7 +605,7 @@ have_set:
 				break;
 			}
 			rc = bk_store_backup_snapshot(&j, sel[i].wdoc, &sel[i].loc, sp, o->type, parent_w[i],
-			                              err, sizeof(err));
+			                              sel[i].pre, err, sizeof(err));
 		}
 	} else {
 		for (size_t i = 0; i < nsel && !rc; i++)
@@ -708,6 +720,11 @@ have_set:
 	fprintf(o->out, "%s\n", j.id);
 	rc = 0;
 out:
+	/* no copy may go on past here (they write below j.bdirfd) */
+	for (size_t i = 0; sel && i < nsel; i++) {
+		bk_precopy_free(sel[i].pre);
+		sel[i].pre = NULL;
+	}
 	if (rc) {
 		fprintf(o->err, "amber: backup: %s\n", err);
 		if (on_disk == DOC_INCOMPLETE) {

@@ -192,6 +192,10 @@ typedef struct add_slot {
 	bk_pagecheck pc;
 	int rc;              /* 0, or 1 with err set */
 	char err[640];
+	bool done;           /* add_one() ran (a claimed file) */
+	bool created;        /* ... and made the file in the backup */
+	struct stat src_st;  /* the source's fstat before the copy */
+	bool src_changed;    /* its size or times differed after the copy */
 } add_slot;
 
 typedef struct add_batch {
@@ -201,6 +205,8 @@ typedef struct add_batch {
 	pthread_mutex_t mu;  /* next, failed, and j->prog */
 	size_t next;         /* the next file a worker claims */
 	bool failed;         /* a file failed: claim no more */
+	bool pre;            /* a precopy: a failed file stops nothing */
+	bool stop;           /* claim no more (bk_precopy_stop) */
 } add_batch;
 
 /* bk_progress_add() from any worker */
@@ -221,6 +227,12 @@ static void add_one(add_batch *b, add_slot *s)
 		s->rc = 1;
 		return;
 	}
+	if (fstat(src, &s->src_st) != 0) {
+		snprintf(s->err, sizeof(s->err), "%s: %s", r->src_path, strerror(errno));
+		close(src);
+		s->rc = 1;
+		return;
+	}
 	int dst = bk_openat_beneath(b->j->bdirfd, s->rel, O_RDWR | O_CREAT | O_EXCL, 0640);
 	if (dst < 0) {
 		snprintf(s->err, sizeof(s->err), "%s/backups/%s/%s: %s", b->j->repo->root, b->j->id,
@@ -229,6 +241,7 @@ static void add_one(add_batch *b, add_slot *s)
 		s->rc = 1;
 		return;
 	}
+	s->created = true;
 	bk_copy_hooks hooks = {.progress = add_progress, .progress_arg = b, .uncached = true};
 	s->pc = (bk_pagecheck){.page_size = r->page_size, .first_damaged = UINT64_MAX};
 	int rc = 0;
@@ -240,6 +253,12 @@ static void add_one(add_batch *b, add_slot *s)
 	}
 	if (!rc)
 		rc = bk_copy_fd_hooks(src, dst, &s->bytes, s->hex, &hooks);
+	struct stat after;
+	if (!rc && (fstat(src, &after) != 0 || after.st_size != s->src_st.st_size ||
+	            after.st_mtim.tv_sec != s->src_st.st_mtim.tv_sec ||
+	            after.st_mtim.tv_nsec != s->src_st.st_mtim.tv_nsec ||
+	            (uint64_t)after.st_size != s->bytes))
+		s->src_changed = true;
 	close(src);
 	close(dst);
 	free(s->pc.scratch);
@@ -256,12 +275,17 @@ static void *add_worker(void *arg)
 	add_batch *b = arg;
 	for (;;) {
 		pthread_mutex_lock(&b->mu);
-		size_t i = b->failed ? b->n : b->next++;
+		/* a slot done before any worker started (precopied) is skipped;
+		 * no worker writes a slot it has not claimed */
+		while (b->next < b->n && b->slots[b->next].done)
+			b->next++;
+		size_t i = b->failed || b->stop ? b->n : b->next++;
 		pthread_mutex_unlock(&b->mu);
 		if (i >= b->n)
 			return NULL;
 		add_one(b, &b->slots[i]);
-		if (b->slots[i].rc) {
+		b->slots[i].done = true;
+		if (b->slots[i].rc && !b->pre) {
 			pthread_mutex_lock(&b->mu);
 			b->failed = true;
 			pthread_mutex_unlock(&b->mu);
@@ -288,10 +312,13 @@ static int add_record(bk_job *j, const char *writer, add_slot *s, char *err, siz
 	}
 	json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s}", "writer", writer,
 	                      "component", r->component ? r->component : "", "role", r->role,
-	                      "path", s->rel, "target", r->target, "source", r->src_path, "size",
+	                      "path", s->rel, "target", r->target, "source",
+	                      r->pre ? r->pre->source : r->src_path, "size",
 	                      (json_int_t)s->bytes, "sha256", s->hex);
 	if (f && r->root)
 		json_object_set_new(f, "root", json_string(r->root));
+	if (f && r->pre)
+		json_object_set_new(f, "read_before_snapshot", json_true());
 	if (!f || json_array_append_new(json_object_get(j->doc, "files"), f) != 0) {
 		snprintf(err, errlen, "out of memory");
 		return 1;
@@ -332,6 +359,15 @@ int bk_add_files(bk_job *j, const char *writer_dir, const char *writer,
 		return rc;
 	}
 
+	/* a precopied file is in the backup already: its results are taken
+	 * over, and the workers skip it (done) */
+	for (size_t i = 0; i < n; i++) {
+		if (!reqs[i].pre)
+			continue;
+		slots[i].bytes = reqs[i].pre->bytes;
+		memcpy(slots[i].hex, reqs[i].pre->hex, sizeof(slots[i].hex));
+		slots[i].done = true;
+	}
 	add_batch b = {.j = j, .slots = slots, .n = n};
 	pthread_mutex_init(&b.mu, NULL);
 	pthread_t th[BK_ADD_FILES_PARALLEL - 1];
@@ -356,6 +392,159 @@ int bk_add_files(bk_job *j, const char *writer_dir, const char *writer,
 		rc = add_record(j, writer, &slots[i], err, errlen);
 	free(slots);
 	return rc;
+}
+
+/* ---- precopy (job.h, PRECOPY) */
+
+struct bk_precopy {
+	add_batch b;
+	add_slot *slots;
+	bk_file_req *reqs;     /* src_path and store_name owned */
+	bk_precopied *res;
+	bool *matched;
+	size_t n;
+	char dir[4200];        /* data/<writer_dir> */
+	pthread_t th[BK_ADD_FILES_PARALLEL];
+	int nth;
+	bool stopped;
+};
+
+int bk_precopy_start(bk_job *j, const char *writer_dir, const bk_file_req *reqs, size_t n,
+                     bk_precopy **out)
+{
+	char why[512];
+	*out = NULL;
+	if (!n)
+		return -ENOENT;
+	bk_precopy *p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->n = n;
+	p->slots = calloc(n, sizeof(*p->slots));
+	p->reqs = calloc(n, sizeof(*p->reqs));
+	p->res = calloc(n, sizeof(*p->res));
+	p->matched = calloc(n, sizeof(*p->matched));
+	int rc = p->slots && p->reqs && p->res && p->matched ? 0 : -ENOMEM;
+	for (size_t i = 0; i < n && !rc; i++) {
+		char *src = strdup(reqs[i].src_path), *name = strdup(reqs[i].store_name);
+		p->reqs[i] = (bk_file_req){.component = "", .role = "log", .src_path = src,
+		                           .store_name = name, .target = name};
+		p->slots[i].req = &p->reqs[i];
+		if (!src || !name)
+			rc = -ENOMEM;
+		else if (snprintf(p->slots[i].rel, sizeof(p->slots[i].rel), "data/%s/%s", writer_dir,
+		                  name) >= (int)sizeof(p->slots[i].rel) ||
+		         !bk_relpath_ok(p->slots[i].rel, why, sizeof(why)))
+			rc = -EINVAL;
+	}
+	snprintf(p->dir, sizeof(p->dir), "data/%s", writer_dir);
+	if (!rc)
+		rc = bk_mkdirs_beneath(j->bdirfd, p->dir);
+	if (rc) {
+		p->stopped = true;
+		bk_precopy_free(p);
+		return rc;
+	}
+	p->b = (add_batch){.j = j, .slots = p->slots, .n = n, .pre = true};
+	pthread_mutex_init(&p->b.mu, NULL);
+	while (p->nth < BK_ADD_FILES_PARALLEL && (size_t)p->nth < n &&
+	       pthread_create(&p->th[p->nth], NULL, add_worker, &p->b) == 0)
+		p->nth++;
+	if (!p->nth) {
+		pthread_mutex_destroy(&p->b.mu);
+		p->stopped = true;
+		bk_precopy_free(p);
+		return -EAGAIN;
+	}
+	*out = p;
+	return 0;
+}
+
+void bk_precopy_stop(bk_precopy *p, bool finish)
+{
+	if (!p || p->stopped)
+		return;
+	pthread_mutex_lock(&p->b.mu);
+	p->b.stop = !finish;
+	pthread_mutex_unlock(&p->b.mu);
+	for (int i = 0; i < p->nth; i++)
+		pthread_join(p->th[i], NULL);
+	pthread_mutex_destroy(&p->b.mu);
+	p->stopped = true;
+}
+
+static bool same_time(struct timespec a, struct timespec b)
+{
+	return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
+
+const bk_precopied *bk_precopy_match(bk_precopy *p, const char *store_name,
+                                     const char *shadow_path)
+{
+	if (!p || !p->stopped)
+		return NULL;
+	for (size_t i = 0; i < p->n; i++) {
+		add_slot *s = &p->slots[i];
+		if (strcmp(p->reqs[i].store_name, store_name) != 0)
+			continue;
+		if (!s->done || s->rc || s->src_changed || p->matched[i])
+			return NULL;
+		/* the same file, untouched since it was read: a btrfs snapshot
+		 * keeps inode numbers, sizes and times */
+		struct stat st;
+		if (stat(shadow_path, &st) != 0 || !S_ISREG(st.st_mode) ||
+		    st.st_ino != s->src_st.st_ino || st.st_size != s->src_st.st_size ||
+		    (uint64_t)st.st_size != s->bytes || !same_time(st.st_mtim, s->src_st.st_mtim) ||
+		    !same_time(st.st_ctim, s->src_st.st_ctim))
+			return NULL;
+		p->matched[i] = true;
+		p->res[i].bytes = s->bytes;
+		memcpy(p->res[i].hex, s->hex, sizeof(p->res[i].hex));
+		p->res[i].source = p->reqs[i].src_path;
+		return &p->res[i];
+	}
+	return NULL;
+}
+
+size_t bk_precopy_discard(bk_precopy *p)
+{
+	size_t kept = 0;
+	if (!p)
+		return 0;
+	bk_precopy_stop(p, false);
+	int dfd = -1;
+	for (size_t i = 0; i < p->n; i++) {
+		if (p->matched[i]) {
+			kept++;
+			continue;
+		}
+		if (!p->slots[i].created)
+			continue;
+		if (dfd < 0)
+			dfd = bk_openat_beneath(p->b.j->bdirfd, p->dir, O_RDONLY | O_DIRECTORY, 0);
+		if (dfd >= 0)
+			unlinkat(dfd, p->reqs[i].store_name, 0);
+		p->slots[i].created = false;
+	}
+	if (dfd >= 0)
+		close(dfd);
+	return kept;
+}
+
+void bk_precopy_free(bk_precopy *p)
+{
+	if (!p)
+		return;
+	bk_precopy_stop(p, false);
+	for (size_t i = 0; p->reqs && i < p->n; i++) {
+		free((char *)p->reqs[i].src_path);
+		free((char *)p->reqs[i].store_name);
+	}
+	free(p->slots);
+	free(p->reqs);
+	free(p->res);
+	free(p->matched);
+	free(p);
 }
 
 int bk_check_file(bk_job *j, json_t *manifest, json_t *file, bool hash, char *err,

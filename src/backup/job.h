@@ -100,10 +100,20 @@ void bk_event(bk_job *j, int code, const char *severity, const char *fmt, ...)
 /* "amber: ..." on j->err. */
 void bk_msg(bk_job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* A file bk_precopy copied into the backup before the shadow was made:
+ * bk_add_files() records it (source: where it was read) instead of
+ * copying the request's src_path. */
+typedef struct bk_precopied {
+	uint64_t bytes;
+	char hex[65];
+	const char *source;
+} bk_precopied;
+
 /* One file for bk_add_files(): the file at src_path is copied into the
  * backup as data/<writer_dir>/<store_name>.  page_size not 0: it is an
  * amber-store database whose pages are checked on the bytes copied
- * (bk_pagecheck; the results in j->checked). */
+ * (bk_pagecheck; the results in j->checked).  pre not NULL: the file is
+ * already in the backup (bk_precopy_match()). */
 typedef struct bk_file_req {
 	const char *component;   /* NULL or "" for none */
 	const char *role;        /* "database", "checkpoint", "log", ... */
@@ -113,6 +123,7 @@ typedef struct bk_file_req {
 	uint32_t page_size;
 	const char *root;        /* NULL, or the file-set directory that target
 	                            is below (the generic plug-in) */
+	const bk_precopied *pre;
 } bk_file_req;
 
 /* How many files bk_add_files() copies at once.  A backup of many small
@@ -131,6 +142,41 @@ typedef struct bk_file_req {
  */
 int bk_add_files(bk_job *j, const char *writer_dir, const char *writer,
                  const bk_file_req *reqs, size_t n, char *err, size_t errlen);
+
+/*
+ * PRECOPY: files that their writer never writes again once they exist (an
+ * amber-store's archived logs) may be copied into the backup from the live
+ * volume while amberd makes the shadow, instead of from the shadow after
+ * it.  bk_precopy_start() starts copying them in the background
+ * (BK_ADD_FILES_PARALLEL at a time, hashed as bk_add_files() does; the
+ * fstat of each source is kept).  Once the shadow is made,
+ * bk_precopy_stop() lets no further copy start and waits for those in
+ * progress.  bk_precopy_match() then accepts a precopied file only when
+ * the shadow's file is the same file, untouched: same inode number, size,
+ * modification and change times (a btrfs snapshot keeps inode numbers;
+ * with another provider nothing matches and every file is copied from the
+ * shadow).  bk_precopy_discard() deletes from the backup what was copied
+ * but not matched (the copy from the shadow then takes its place).  A
+ * precopy that fails only leaves its file to the copy from the shadow.
+ * Precopied files are verified like any other file of the backup.
+ */
+typedef struct bk_precopy bk_precopy;
+
+/* reqs' src_path are live files, store_name their names in the backup;
+ * only those two fields are used (and copied).  0 or -errno (nothing
+ * started). */
+int bk_precopy_start(bk_job *j, const char *writer_dir, const bk_file_req *reqs, size_t n,
+                     bk_precopy **out);
+/* finish: wait until every file was copied, not only those in progress */
+void bk_precopy_stop(bk_precopy *p, bool finish);
+/* The precopied file that is stored as store_name, when shadow_path is the
+ * same untouched file; NULL otherwise.  After bk_precopy_stop(). */
+const bk_precopied *bk_precopy_match(bk_precopy *p, const char *store_name,
+                                     const char *shadow_path);
+/* Delete the precopied files not matched; how many were matched. */
+size_t bk_precopy_discard(bk_precopy *p);
+/* Stop (if not yet), then free; the files stay. */
+void bk_precopy_free(bk_precopy *p);
 
 /* Check one file of the backup against the manifest: listed, a regular
  * file inside the backup, and with hash its SHA-256 and size re-read (else
@@ -197,7 +243,16 @@ int bk_store_loc_from_md(const amb_writer_md *md, bk_store_loc *loc, char *err, 
  */
 int bk_store_backup_snapshot(bk_job *j, json_t *wdoc, const bk_store_loc *loc,
                              const char *shadow_dir, amb_backup_type type, json_t *parent_w,
-                             char *err, size_t errlen);
+                             bk_precopy *pre, char *err, size_t errlen);
+/*
+ * The precopy (PRECOPY above) of an incremental or differential: the
+ * archived log generations of the live instance directory from the
+ * parent's range on, started before the shadow is asked for.  pre: from
+ * bk_store_precopy_start(), or NULL.  0 or -errno (nothing started; the
+ * backup copies everything from the shadow).
+ */
+int bk_store_precopy_start(bk_job *j, json_t *wdoc, const bk_store_loc *loc,
+                           amb_backup_type type, json_t *parent_w, bk_precopy **out);
 
 /* Streaming backup of one amber-store writer through its serve process
  * (src/backup/stream).  The same results as above; *conn is left open for

@@ -20,13 +20,16 @@
  * the server (in the shadow); a missing one means the chain has a gap and
  * a full backup is needed.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "amber/store.h"
@@ -108,9 +111,82 @@ static void components_init(json_t *wdoc, const bk_store_loc *loc)
 	json_object_set_new(wdoc, "components", comps);
 }
 
+int bk_store_precopy_start(bk_job *j, json_t *wdoc, const bk_store_loc *loc,
+                           amb_backup_type type, json_t *parent_w, bk_precopy **out)
+{
+	*out = NULL;
+	if (type != AMB_BACKUP_INCREMENTAL && type != AMB_BACKUP_DIFFERENTIAL)
+		return -EINVAL;
+	json_t *ps = json_object_get(parent_w, "store");
+	if (!ps)
+		return -EINVAL;
+	uint32_t low = after_parent(ps);
+	/* only a btrfs snapshot keeps the files' inodes and times, which
+	 * bk_precopy_match() needs; with another provider every precopied
+	 * file would be copied again from the shadow */
+	struct statfs sf;
+	if (statfs(loc->dir, &sf) != 0)
+		return -errno;
+	if (sf.f_type != BTRFS_SUPER_MAGIC)
+		return -EOPNOTSUPP;
+	/* the archived generations from low on now in the live directory;
+	 * the current log (<prefix>.log) is not one of them */
+	DIR *d = opendir(loc->dir);
+	if (!d)
+		return -errno;
+	size_t n = 0, cap = 0;
+	struct pname {
+		uint32_t gen;
+		char src[PATH_MAX + 64];
+		char name[32];
+	} *v = NULL;
+	struct dirent *e;
+	int rc = 0;
+	while ((e = readdir(d)) != NULL) {
+		uint32_t g = amb_log_parse_name(e->d_name, loc->prefix);
+		if (!g || g < low)
+			continue;
+		if (n == cap) {
+			cap = cap ? 2 * cap : 32;
+			struct pname *nv = realloc(v, cap * sizeof(*v));
+			if (!nv) {
+				rc = -ENOMEM;
+				break;
+			}
+			v = nv;
+		}
+		v[n].gen = g;
+		snprintf(v[n].name, sizeof(v[n].name), "%s%08X.log", loc->prefix, g);
+		amb_log_path(v[n].src, sizeof(v[n].src), loc->dir, loc->prefix, g);
+		n++;
+	}
+	closedir(d);
+	bk_file_req *reqs = rc || !n ? NULL : calloc(n, sizeof(*reqs));
+	if (!rc && n && reqs) {
+		/* oldest first, as the copy from the shadow would go */
+		for (size_t a = 1; a < n; a++)
+			for (size_t b = a; b > 0 && v[b - 1].gen > v[b].gen; b--) {
+				struct pname t = v[b];
+				v[b] = v[b - 1];
+				v[b - 1] = t;
+			}
+		for (size_t i = 0; i < n; i++)
+			reqs[i] = (bk_file_req){.component = "", .role = "log", .src_path = v[i].src,
+			                        .store_name = v[i].name, .target = v[i].name};
+		char wdir[128];
+		bk_writer_folder(wdoc, wdir, sizeof(wdir));
+		rc = bk_precopy_start(j, wdir, reqs, n, out);
+	} else if (!rc) {
+		rc = n ? -ENOMEM : -ENOENT;
+	}
+	free(reqs);
+	free(v);
+	return rc;
+}
+
 int bk_store_backup_snapshot(bk_job *j, json_t *wdoc, const bk_store_loc *loc,
                              const char *shadow_dir, amb_backup_type type, json_t *parent_w,
-                             char *err, size_t errlen)
+                             bk_precopy *pre, char *err, size_t errlen)
 {
 	amb_vfs *v = amb_vfs_posix();
 	const char *wname = json_string_value(json_object_get(wdoc, "name"));
@@ -216,20 +292,31 @@ int bk_store_backup_snapshot(bk_job *j, json_t *wdoc, const bk_store_loc *loc,
 	if (type == AMB_BACKUP_FULL || type == AMB_BACKUP_COPY) {
 		for (int d = 0; d < loc->ndb; d++, n++) {
 			snprintf(names[n].src, sizeof(names[n].src), "%s/%s", shadow_dir, loc->dbs[d]);
-			reqs[n] = (bk_file_req){loc->comps[d], "database", names[n].src, loc->dbs[d],
-			                        loc->dbs[d], page_size[d], NULL};
+			reqs[n] = (bk_file_req){.component = loc->comps[d], .role = "database",
+			                        .src_path = names[n].src, .store_name = loc->dbs[d],
+			                        .target = loc->dbs[d], .page_size = page_size[d]};
 		}
 		snprintf(names[n].name, sizeof(names[n].name), "%s.chk", loc->prefix);
 		snprintf(names[n].src, sizeof(names[n].src), "%s/%s", shadow_dir, names[n].name);
-		reqs[n] = (bk_file_req){"", "checkpoint", names[n].src, names[n].name, names[n].name, 0, NULL};
+		reqs[n] = (bk_file_req){.component = "", .role = "checkpoint", .src_path = names[n].src,
+		                        .store_name = names[n].name, .target = names[n].name};
 		n++;
 	}
 	for (uint32_t g = low; g <= high; g++, n++) {
 		snprintf(names[n].name, sizeof(names[n].name), "%s%08X.log", loc->prefix, g);
 		amb_log_path(names[n].src, sizeof(names[n].src), shadow_dir, loc->prefix,
 		             g == high ? 0 : g);
-		reqs[n] = (bk_file_req){"", "log", names[n].src, names[n].name, names[n].name, 0, NULL};
+		reqs[n] = (bk_file_req){.component = "", .role = "log", .src_path = names[n].src,
+		                        .store_name = names[n].name, .target = names[n].name};
+		/* an archived generation read from the live directory while the
+		 * shadow was made, when the shadow's file is that same file */
+		if (g < high)
+			reqs[n].pre = bk_precopy_match(pre, names[n].name, names[n].src);
 	}
+	/* what was precopied but not matched gives way to the shadow's copy */
+	size_t kept = bk_precopy_discard(pre);
+	json_object_set_new(json_object_get(wdoc, "store"), "logs_read_before_snapshot",
+	                    json_integer((json_int_t)kept));
 	int rc = bk_add_files(j, wdir, wname, reqs, n, err, errlen);
 	free(names);
 	free(reqs);

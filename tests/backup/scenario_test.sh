@@ -49,6 +49,14 @@ ok "full backup $FULL verified and recorded in the header (acks before: $n)"
 
 # --- more load, incremental
 d_wait_acks "$ORACLE" $(( $(d_acks "$ORACLE") + 300 )) 30000 >/dev/null || fail "no more commits"
+# a generation archived after the full's last one, so that the incremental
+# has archived logs to copy while the shadow is made (job.h, PRECOPY)
+full_high=$(jq -r --arg id "$FULL" '.[] | select(.id == $id) | .log_range[0].gen_high' "$DW/list.json")
+for _ in $(seq 300); do
+	h=$(ls "$SG" | sed -n 's/^E00\([0-9A-F]\{8\}\)\.log$/\1/p' | sort | tail -1)
+	[ $((16#${h:-0})) -gt "$full_high" ] && break
+	sleep 0.1
+done
 before_inc=$(oldest)
 "$AMBER" backup incremental --repo "$REPO" "${METHOD[@]}" >"$DW/inc.out" 2>"$DW/inc.err" ||
 	fail "backup incremental: exit $?: $(cat "$DW/inc.err")"
@@ -60,6 +68,24 @@ after_inc=$(oldest)
 [[ "$after_inc" > "$before_inc" ]] || fail "the incremental truncated no log (oldest $before_inc, then $after_inc)"
 "$AMBER" verify --repo "$REPO" "$INC" >/dev/null 2>"$DW/verify.err" || fail "amber verify: $(cat "$DW/verify.err")"
 ok "incremental $INC verified (parent $FULL); logs truncated: oldest $before_inc -> $after_inc"
+# the archived logs read from the live directory while the shadow was
+# made: taken on btrfs (a snapshot keeps the files' inodes and times);
+# never on xfs (the reflink provider's clones are other inodes, so the
+# precopy does not start): every log comes from the shadow
+if [ "$mode" != stream ]; then
+	doc=$REPO/backups/$INC/backup.json
+	npre=$(jq '[.files[] | select(.read_before_snapshot == true)] | length' "$doc")
+	nlog=$(jq '[.files[] | select(.role == "log")] | length' "$doc")
+	if [ "$fs" = btrfs ]; then
+		[ "$npre" -ge 1 ] && [ "$npre" -lt "$nlog" ] ||
+			fail "btrfs: $npre of $nlog logs read before the snapshot (want at least 1, not the current log)"
+	else
+		[ "$npre" = 0 ] || fail "xfs: $npre logs taken from the live directory, not from the shadow"
+	fi
+	jq -e --argjson n "$npre" '.writers[0].store.logs_read_before_snapshot == $n' "$doc" >/dev/null ||
+		fail "logs_read_before_snapshot is not $npre: $(jq -c .writers[0].store "$doc")"
+	ok "$npre of $nlog logs of the incremental read from the live directory while the shadow was made"
+fi
 
 # --- more load, then the disaster
 d_wait_acks "$ORACLE" $(( $(d_acks "$ORACLE") + 300 )) 30000 >/dev/null || fail "no more commits"

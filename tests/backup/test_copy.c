@@ -366,7 +366,7 @@ static void test_add_files(void **state)
 		snprintf(src[i], sizeof(src[i]), "%s/%s", tmpdir, name[i]);
 		write_file(src[i], data, sizes[i]);
 		sha_hex(data, sizes[i], want[i]);
-		reqs[i] = (bk_file_req){"", "log", src[i], name[i], name[i], 0, NULL};
+		reqs[i] = (bk_file_req){.component = "", .role = "log", .src_path = src[i], .store_name = name[i], .target = name[i]};
 	}
 	/* and a database: its pages checked on the bytes copied */
 	const uint32_t ps = 8192, np = 2 * (BK_COPY_CHUNK / ps) + 3;
@@ -375,7 +375,7 @@ static void test_add_files(void **state)
 	snprintf(src[NF], sizeof(src[NF]), "%s/db.edb", tmpdir);
 	write_file(src[NF], db, (size_t)np * ps);
 	free(db);
-	reqs[NF] = (bk_file_req){"db", "database", src[NF], name[NF], name[NF], ps, NULL};
+	reqs[NF] = (bk_file_req){.component = "db", .role = "database", .src_path = src[NF], .store_name = name[NF], .target = name[NF], .page_size = ps};
 
 	bk_repo repo;
 	bk_job j;
@@ -430,6 +430,108 @@ static void test_add_files(void **state)
 	free(back);
 }
 
+/*
+ * The precopy (job.h, PRECOPY): five files copied in the background, then
+ * matched against "shadow" paths: the same file (a hard link: same inode,
+ * times and size) is taken; a byte-identical copy (another inode), a file
+ * written after the precopy read it, a file the precopy could not read
+ * and a name never precopied are not.  bk_precopy_discard() removes the
+ * unmatched copies, so that bk_add_files() copies them from the shadow
+ * (no EEXIST), and the document marks only the matched ones as read
+ * before the snapshot, with the live path as their source.
+ */
+static void test_precopy(void **state)
+{
+	(void)state;
+	enum { NF = 5 };
+	unsigned char *data = malloc(1 << 20);
+	assert_non_null(data);
+	char live[NF][128], shadow[NF][128], name[NF][32], want[NF][65];
+	char sdir[128];
+	snprintf(sdir, sizeof(sdir), "%s/shadow", tmpdir);
+	assert_int_equal(mkdir(sdir, 0755), 0);
+	bk_file_req pre[NF], reqs[NF];
+	for (int i = 0; i < NF; i++) {
+		fill(data, 1 << 20, SEED + 500 + (uint64_t)i);
+		snprintf(name[i], sizeof(name[i]), "E000000000%d.log", i + 1);
+		snprintf(live[i], sizeof(live[i]), "%s/%s", tmpdir, name[i]);
+		snprintf(shadow[i], sizeof(shadow[i]), "%s/%s", sdir, name[i]);
+		if (i != 3) /* the 4th cannot be read by the precopy */
+			write_file(live[i], data, 1 << 20);
+		sha_hex(data, 1 << 20, want[i]);
+		pre[i] = (bk_file_req){.src_path = live[i], .store_name = name[i]};
+	}
+	/* the shadow's 1st and 3rd are the live files (hard links made now:
+	 * a link changes the inode's change time) */
+	assert_int_equal(link(live[0], shadow[0]), 0);
+	assert_int_equal(link(live[2], shadow[2]), 0);
+	bk_repo repo;
+	bk_job j;
+	job_open(&j, &repo, "20261122T000000Z-000003");
+	bk_precopy *p = NULL;
+	/* the 5th is not precopied */
+	assert_int_equal(bk_precopy_start(&j, "w.00000000", pre, NF - 1, &p), 0);
+	assert_non_null(p);
+	bk_precopy_stop(p, true);
+	/* the shadow: 2nd a copy of the same bytes; 3rd written to after the
+	 * precopy read it; 4th and 5th made now */
+	fill(data, 1 << 20, SEED + 501);
+	write_file(shadow[1], data, 1 << 20);
+	usleep(20000); /* a later modification time, whatever its granularity */
+	int fd = open(live[2], O_WRONLY);
+	assert_true(fd >= 0);
+	fill(data, 1 << 20, SEED + 502);
+	assert_int_equal(pwrite(fd, data, 1, 0), 1); /* the same byte again */
+	close(fd);
+	for (int i = 3; i < NF; i++) {
+		fill(data, 1 << 20, SEED + 500 + (uint64_t)i);
+		write_file(shadow[i], data, 1 << 20);
+	}
+	const bk_precopied *m[NF];
+	for (int i = 0; i < NF; i++) {
+		m[i] = bk_precopy_match(p, name[i], shadow[i]);
+		reqs[i] = (bk_file_req){.component = "", .role = "log", .src_path = shadow[i],
+		                        .store_name = name[i], .target = name[i], .pre = m[i]};
+	}
+	assert_non_null(m[0]);
+	assert_null(m[1]);
+	assert_null(m[2]);
+	assert_null(m[3]);
+	assert_null(m[4]);
+	assert_null(bk_precopy_match(p, name[0], shadow[0])); /* taken once */
+	assert_int_equal(m[0]->bytes, 1 << 20);
+	assert_string_equal(m[0]->hex, want[0]);
+	assert_int_equal(bk_precopy_discard(p), 1);
+	/* the unmatched copies are gone from the backup, the matched one kept */
+	char rel[128];
+	for (int i = 0; i < NF; i++) {
+		snprintf(rel, sizeof(rel), "data/w.00000000/%s", name[i]);
+		int f = bk_openat_beneath(j.bdirfd, rel, O_RDONLY, 0);
+		if (i == 0)
+			assert_true(f >= 0);
+		else
+			assert_int_equal(f, -ENOENT);
+		if (f >= 0)
+			close(f);
+	}
+	char err[1024] = "";
+	int rc = bk_add_files(&j, "w.00000000", "w", reqs, NF, err, sizeof(err));
+	if (rc)
+		fail_msg("bk_add_files: %s", err);
+	bk_precopy_free(p);
+	json_t *files = json_object_get(j.doc, "files");
+	assert_int_equal(json_array_size(files), NF);
+	for (int i = 0; i < NF; i++) {
+		json_t *f = json_array_get(files, (size_t)i);
+		assert_string_equal(json_string_value(json_object_get(f, "source")),
+		                    i == 0 ? live[0] : shadow[i]);
+		assert_int_equal(json_is_true(json_object_get(f, "read_before_snapshot")), i == 0);
+		assert_string_equal(json_string_value(json_object_get(f, "sha256")), want[i]);
+	}
+	job_close(&j, &repo);
+	free(data);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -437,6 +539,7 @@ int main(void)
 		cmocka_unit_test(test_copy_errors),
 		cmocka_unit_test(test_pagecheck),
 		cmocka_unit_test(test_add_files),
+		cmocka_unit_test(test_precopy),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
