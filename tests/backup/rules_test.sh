@@ -84,13 +84,20 @@ hdr_mark Differential | has -v "none" || fail "differential not recorded"
 [ "$(logs | head -1)" = "$after_full" ] || fail "differential truncated logs"
 ok "differential $BID recorded; nothing truncated"
 
-# --- busy: a second backup while one runs (amberd stalls the first at freeze)
+# --- busy: a second backup while one runs (amberd stalls the first after
+# prepare-snapshot, before any writes are held, so that the stall can be
+# long enough for two more CLIs on a slow machine without the hold deadline
+# failing the first backup).  The first backup takes the repository lock
+# before it asks amberd for anything: once amberd logs the stall, it holds it.
 d_stop_amberd
-AMBERD_ENV="AMBERD_TEST_STALL=freeze:1500" d_start_amberd
+mark=$(wc -l <"$DW/amberd.log")
+AMBERD_ENV="AMBERD_TEST_STALL=prepare-snapshot:8000" d_start_amberd
 d_wait_writer amber-store 10 || fail "serve did not register again"
 "$AMBER" backup copy --repo "$REPO" >"$DW/first.out" 2>&1 &
 FIRST=$!
-sleep 0.5
+D_PIDS+=("$FIRST")
+stalled() { tail -n +"$((mark + 1))" "$DW/amberd.log" | has "test hook: stalling 8000 ms after prepare-snapshot"; }
+d_wait_for 20000 stalled || fail "the first backup never reached amberd's stall: $(cat "$DW/first.out")"
 backup copy
 [ "$BRC" = 3 ] || fail "a second backup of the repository: exit $BRC, not 3: $(cat "$DW/b.err")"
 "$AMBER" restore --repo "$REPO" latest --to "$DW/busy" >/dev/null 2>"$DW/r.err"
@@ -219,17 +226,10 @@ d_start_serve "$SG" 100 "$ORACLE.3"
 d_wait_acks "$ORACLE.3" 20 20000 >/dev/null || fail "serve does not commit"
 AMBER_TEST_STALL_RESTORE_MS=5000 "$AMBER" restore --repo "$REPO" latest >"$DW/r.out" 2>"$DW/r.err" &
 RPID=$!
-for _ in $(seq 100); do
-	grep -q "dismounted" "$DW/r.err" 2>/dev/null && break
-	sleep 0.05
-done
-has "dismounted" <"$DW/r.err" || fail "the restore did not reach pre-restore: $(cat "$DW/r.err")"
+d_wait_for 20000 grep -qs "dismounted" "$DW/r.err" ||
+	fail "the restore did not reach pre-restore: $(cat "$DW/r.err")"
 kill -9 "$RPID"; wait "$RPID" 2>/dev/null
-for _ in $(seq 100); do
-	grep -q "restore abandoned without post-restore: the instance is open again" "$DW/serve.log" && break
-	sleep 0.05
-done
-has "restore abandoned without post-restore: the instance is open again" <"$DW/serve.log" ||
+d_wait_for 20000 grep -q "restore abandoned without post-restore: the instance is open again" "$DW/serve.log" ||
 	fail "serve did not reopen its instance: $(tail -5 "$DW/serve.log")"
 d_wait_acks "$ORACLE.3" $(( $(d_acks "$ORACLE.3") + 20 )) 20000 >/dev/null || fail "serve does not commit after the abandoned restore"
 ok "restore killed between pre- and post-restore: serve reopened its instance and commits"

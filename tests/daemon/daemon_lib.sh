@@ -16,6 +16,10 @@
 #   d_acks ORACLE              number of acknowledged transactions
 #   d_wait_acks ORACLE N MS    until more than N acks exist; prints the ms
 #                              waited; fails after MS
+#   d_wait_for MS CMD...       until CMD succeeds (0) or MS passed (1)
+#   d_event_seq                the seq of the newest event in amberd's log
+#   d_event_time CODE SINCE    amberd's time (ms) of the first event CODE
+#                              with seq > SINCE; empty when there is none
 #   has [OPTS] PATTERN         grep -q for pipelines, without SIGPIPE races
 #   fail MSG / ok MSG          report
 
@@ -123,13 +127,13 @@ d_start_amberd() {
 		--socket "$AMBER_SOCKET" --state-dir "$DW/state" >>"$DW/amberd.log" 2>&1 &
 	AMBERD_PID=$!
 	D_PIDS+=("$AMBERD_PID")
-	local i
-	for i in $(seq 100); do
+	local end=$(($(date +%s%3N) + 20000))
+	while [ "$(date +%s%3N)" -lt "$end" ]; do
 		[ -S "$AMBER_SOCKET" ] && "$AMBER" list providers >/dev/null 2>&1 && return 0
 		kill -0 "$AMBERD_PID" 2>/dev/null || fail "amberd did not start"
 		sleep 0.05
 	done
-	fail "amberd did not answer within 5 s"
+	fail "amberd did not answer within 20 s"
 }
 
 d_stop_amberd() {
@@ -179,6 +183,41 @@ d_wait_acks() {
 		[ $((now - t0)) -gt "$ms" ] && return 1
 		sleep 0.02
 	done
+}
+
+# d_wait_for MS CMD [ARGS...]: run CMD every 20 ms until it succeeds (0) or
+# MS milliseconds have passed (1; CMD is tried once more at the end)
+d_wait_for() {
+	local ms=$1 end
+	shift
+	end=$(($(date +%s%3N) + ms))
+	while [ "$(date +%s%3N)" -lt "$end" ]; do
+		"$@" && return 0
+		sleep 0.02
+	done
+	"$@"
+}
+
+# amberd's event log (STATE/events.log, one JSON line per event) as
+# "SEQ TIME CODE" lines; torn or foreign lines are skipped
+d_event_fields() {
+	awk '{
+		s = t = c = ""
+		if (match($0, /"seq":[0-9]+/)) s = substr($0, RSTART + 6, RLENGTH - 6)
+		if (match($0, /"time":[0-9]+/)) t = substr($0, RSTART + 7, RLENGTH - 7)
+		if (match($0, /"code":[0-9]+/)) c = substr($0, RSTART + 7, RLENGTH - 7)
+		if (s != "" && t != "" && c != "") print s, t, c
+	}' "$DW/state/events.log" 2>/dev/null
+}
+
+d_event_seq() {
+	d_event_fields | awk '$1 > m { m = $1 } END { print m + 0 }'
+}
+
+# d_event_time CODE SINCE: the time (ms since the epoch, amberd's clock) of
+# the first event CODE whose seq is above SINCE
+d_event_time() {
+	d_event_fields | awk -v c="$1" -v s="$2" '$3 == c && $1 > s { print $2; exit }'
 }
 
 # the shadows listed by amberd (ids, one per line)

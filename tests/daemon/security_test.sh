@@ -69,8 +69,7 @@ setpriv --reuid 65534 --regid 65534 --groups "$SOCK_GID" "$TWRITER" --socket "$A
 	--name thief --dir "$VOL/rootdata" >"$DW/thief.out" 2>"$DW/thief.err" &
 thief=$!
 D_PIDS+=("$thief")
-for _ in $(seq 100); do grep -q 'event 2009 ' "$DW/amberd.log" && break; sleep 0.02; done
-grep -q 'event 2009 ' "$DW/amberd.log" || fail "event 2009 (writer not owner) not logged"
+d_wait_for 20000 grep -q 'event 2009 ' "$DW/amberd.log" || fail "event 2009 (writer not owner) not logged"
 "$AMBER" list writers | has "'thief'" && fail "a writer claiming root's files was registered"
 setpriv --reuid 65534 --regid 65534 --groups "$SOCK_GID" "$TWRITER" --socket "$AMBER_SOCKET" \
 	--name owner --dir "$VOL/userdata" >"$DW/owner.out" 2>"$DW/owner.err" &
@@ -109,7 +108,10 @@ setpriv --reuid 65534 --regid 65534 --clear-groups "$AMBERD" --foreground \
 	>"$DW/user/amberd.log" 2>&1 &
 upid=$!
 D_PIDS+=("$upid")
-for _ in $(seq 100); do [ -S "$USOCK" ] && break; sleep 0.05; done
+# (the socket file exists from bind(), before listen(): wait until its user
+# can talk to it, as d_start_amberd does)
+user_amberd_up() { AMBER_SOCKET=$USOCK as_outsider "$AMBER" list providers >/dev/null 2>&1; }
+d_wait_for 20000 user_amberd_up || fail "the user's amberd did not answer: $(tail -5 "$DW/user/amberd.log")"
 echo data >"$VOL/userdata/vol/file"
 chown -R 65534:65534 "$VOL/userdata/vol"
 out=$(AMBER_SOCKET=$USOCK as_outsider "$AMBER" create shadow "$VOL/userdata/vol" \

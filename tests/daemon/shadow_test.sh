@@ -35,22 +35,25 @@ fi
 d_start_amberd
 ORACLE=$DW/oracle
 d_start_serve "$VOL/store" 200 "$ORACLE"
-sleep 1
-[ "$(d_acks "$ORACLE")" -gt 20 ] || fail "serve is not committing"
+d_wait_acks "$ORACLE" 20 20000 >/dev/null || fail "serve is not committing"
 
-# a second set while the first is in creation: amberd stalls after freeze
+# a second set while the first is in creation: amberd stalls the first
+# after prepare-snapshot (before the hold, so that the stall can be long
+# enough for a second CLI on a slow machine: a stall after freeze must fit
+# in the hold), and the second is asked for once amberd has logged it
 d_stop_amberd
-AMBERD_ENV="AMBERD_TEST_STALL=freeze:1500" d_start_amberd
+AMBERD_ENV="AMBERD_TEST_STALL=prepare-snapshot:5000" d_start_amberd
 d_wait_writer amber-store 10 || fail "serve did not register again after amberd restarted"
 "$AMBER" create shadow "$VOL" >"$DW/first.out" 2>&1 &
 first=$!
 D_PIDS+=("$first")
-for _ in $(seq 100); do grep -q 'test hook: stalling' "$DW/amberd.log" && break; sleep 0.02; done
+d_wait_for 20000 grep -q 'test hook: stalling 5000 ms after prepare-snapshot' "$DW/amberd.log" ||
+	fail "the first set never reached amberd's stall: $(cat "$DW/first.out")"
 "$AMBER" create shadow "$VOL" >"$DW/second.out" 2>&1
 rc=$?
 [ $rc = 3 ] || fail "a second concurrent set: exit $rc, expected 3 (busy): $(cat "$DW/second.out")"
 grep -qi busy "$DW/second.out" || fail "the busy refusal does not say busy"
-wait "$first"
+wait "$first" || fail "the first set failed: $(cat "$DW/first.out")"
 ok "a second set during creation is refused with exit 3 (busy)"
 d_stop_amberd
 AMBERD_ENV="" d_start_amberd
@@ -63,28 +66,36 @@ ok "volatile shadows are removed when amberd restarts"
 # session-close is answered before the set's volatile shadows are deleted
 # (a btrfs deletion waits for a transaction commit; the requestor need not):
 # with the deletion stalled, the requestor has returned while its shadow is
-# still listed; amberd killed in that window leaks nothing
+# still listed; amberd killed in that window leaks nothing.  amberd logs the
+# stall after it has sent the answer, so the line may come a little after
+# the requestor returns; the stall is long (amberd is killed in it, so it
+# costs nothing) so that the checks below surely fall inside it.
 d_stop_amberd
-AMBERD_ENV="AMBERD_TEST_STALL=close:4000" d_start_amberd
+AMBERD_ENV="AMBERD_TEST_STALL=close:30000" d_start_amberd
 d_wait_writer amber-store 10 || fail "serve did not register again"
+mark=$(wc -l <"$DW/amberd.log")
 "$TREQ" --socket "$AMBER_SOCKET" "$VOL" >"$DW/treq.out" 2>&1 ||
 	fail "requestor: $(cat "$DW/treq.out")"
 sid=$(awk '$1 == "shadow" { print $2; exit }' "$DW/treq.out")
 [ -n "$sid" ] || fail "the requestor printed no shadow: $(cat "$DW/treq.out")"
-grep -q 'test hook: stalling 4000 ms after close' "$DW/amberd.log" ||
+d_wait_for 10000 grep -q 'test hook: stalling 30000 ms after close' "$DW/amberd.log" ||
 	fail "the requestor returned but amberd never reached the close stall"
 d_shadow_ids | has "$sid" || fail "the volatile shadow was deleted before the requestor got its answer"
 kill -9 "$AMBERD_PID"
 wait "$AMBERD_PID" 2>/dev/null
 AMBERD_PID=""
+# (the kill came inside the stall: the session never got to its end, where
+# its shadow is deleted (3002) and the session closed (1002))
+tail -n +"$((mark + 1))" "$DW/amberd.log" | has -E 'event (1002|3002) ' &&
+	fail "amberd ended the session before it was killed: the kill missed the close stall"
 AMBERD_ENV="" d_start_amberd
 d_wait_writer amber-store 10 || fail "serve did not register again"
 [ -z "$(d_shadow_ids)" ] || fail "the volatile shadow survived amberd's death during the close: $(d_shadow_ids)"
 [ -z "$(d_shadow_dirs "$MNT")" ] || fail "volatile shadow left on disk: $(d_shadow_dirs "$MNT")"
 "$TREQ" --socket "$AMBER_SOCKET" "$VOL" >"$DW/treq.out" 2>&1 ||
 	fail "requestor: $(cat "$DW/treq.out")"
-for _ in $(seq 100); do [ -z "$(d_shadow_ids)" ] && break; sleep 0.05; done
-[ -z "$(d_shadow_ids)" ] || fail "the volatile shadow of a closed session was not deleted"
+no_shadow_listed() { [ -z "$(d_shadow_ids)" ]; }
+d_wait_for 20000 no_shadow_listed || fail "the volatile shadow of a closed session was not deleted"
 [ -z "$(d_shadow_dirs "$MNT")" ] || fail "volatile shadow left on disk: $(d_shadow_dirs "$MNT")"
 ok "session-close answers first, then deletes the volatile shadows (none leaked when amberd dies between)"
 
@@ -112,8 +123,7 @@ for code in 1006 1007 1008 1009 1010 2007 2008 3001; do
 	grep -q "event $code " "$DW/amberd.log" || fail "event $code was not logged"
 done
 "$AMBER" events --json | has '"code": *1010' || fail "amber events lacks event 1010"
-for _ in $(seq 50); do grep -q '"code": *1010' "$DW/follow.out" && break; sleep 0.02; done
-grep -q '"code": *1010' "$DW/follow.out" || fail "amber events --follow did not see event 1010"
+d_wait_for 10000 grep -q '"code": *1010' "$DW/follow.out" || fail "amber events --follow did not see event 1010"
 kill -INT "$follow"
 wait "$follow"
 rc=$?

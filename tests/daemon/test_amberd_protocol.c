@@ -144,12 +144,23 @@ static int setup(void **st)
 		      "--state-dir", state, (char *)NULL);
 		_exit(127);
 	}
-	for (int i = 0; i < 200; i++) {
-		if (access(sock_path, F_OK) == 0)
+	/* The socket file exists from bind(), before listen(): a connect then
+	 * is refused.  Wait (up to 30 s: a loaded machine, ASan) until a real
+	 * connect succeeds; the probe connection is closed without a word. */
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", sock_path);
+	for (int i = 0; i < 1200; i++) {
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		assert_true(fd >= 0);
+		int rc = connect(fd, (struct sockaddr *)&a, sizeof(a));
+		close(fd);
+		if (rc == 0)
 			return 0;
+		if (waitpid(amberd_pid, NULL, WNOHANG) == amberd_pid)
+			fail_msg("amberd exited at start (see %s)", log);
 		usleep(25000);
 	}
-	fail_msg("amberd did not start");
+	fail_msg("amberd did not accept connections within 30 s");
 	return -1;
 }
 

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,6 +96,52 @@ static void expect(ams_instance *in, const char *t, const char *k, size_t vlen, 
 	assert_memory_equal(v, e, vlen);
 	free(e);
 	free(v);
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Wait up to 20 s for a checkpoint beyond n (checkpoints are made by a
+ * background thread); its count. */
+static uint64_t wait_ckpt(ams_instance *in, uint64_t n)
+{
+	ams_info info;
+	for (int i = 0; i < 2000; i++) {
+		ams_info_get(in, &info);
+		if (info.checkpoints > n)
+			break;
+		usleep(10000);
+	}
+	return info.checkpoints;
+}
+
+/* *counter once it has not changed for 300 ms (at most about 10 s): what a
+ * background thread had under way has ended */
+static int settle(int *counter)
+{
+	int p = __atomic_load_n(counter, __ATOMIC_SEQ_CST);
+	for (int i = 0; i < 34; i++) {
+		usleep(300000);
+		int q = __atomic_load_n(counter, __ATOMIC_SEQ_CST);
+		if (q == p)
+			break;
+		p = q;
+	}
+	return p;
+}
+
+/* Wait up to ms for *counter to pass n; its value. */
+static int wait_above(int *counter, int n, unsigned ms)
+{
+	uint64_t end = mono_ms() + ms;
+	int v;
+	while ((v = __atomic_load_n(counter, __ATOMIC_SEQ_CST)) <= n && mono_ms() < end)
+		usleep(10000);
+	return v;
 }
 
 static void test_basic(void **state)
@@ -224,7 +271,9 @@ static void test_concurrent_and_crash(void **state)
 	/* group commit: fewer flushes than commits */
 	assert_true(info.flushes < info.commits);
 	assert_true(info.gen_current > 3);
-	assert_true(info.checkpoints > 0);
+	/* the checkpointer is a background thread: it may still be at its
+	 * first checkpoint when the last commit returns */
+	assert_true(wait_ckpt(in, 0) > 0);
 	/* crash: no clean shutdown */
 	ams_abandon(in);
 	open_ok(dir, &oo, &in);
@@ -504,19 +553,6 @@ static ssize_t qc_pwrite(amb_vfs *v, int fd, const void *buf, size_t n, off_t of
 	return amb_vfs_posix()->pwrite(amb_vfs_posix(), fd, buf, n, off);
 }
 
-/* Wait up to 10 s for a checkpoint beyond n; its count. */
-static uint64_t wait_ckpt(ams_instance *in, uint64_t n)
-{
-	ams_info info;
-	for (int i = 0; i < 1000; i++) {
-		ams_info_get(in, &info);
-		if (info.checkpoints > n)
-			break;
-		usleep(10000);
-	}
-	return info.checkpoints;
-}
-
 /*
  * ams_quiesce() keeps checkpoint page writes back while commits go on; a
  * thaw ends it, and so does its deadline, with nobody calling anything.
@@ -545,8 +581,7 @@ static void test_quiesce(void **state)
 
 	/* quiesced: commits worth several checkpoints, no page written */
 	assert_int_equal(ams_quiesce(in, 60000), 0);
-	usleep(200000); /* a batch already started ends */
-	int p0 = __atomic_load_n(&qc_pages, __ATOMIC_SEQ_CST);
+	int p0 = settle(&qc_pages); /* a batch already started ends */
 	for (; k < 120; k++) {
 		snprintf(key, sizeof(key), "k%d", k);
 		put1(in, "t", key, 4000, (unsigned)k);
@@ -554,24 +589,30 @@ static void test_quiesce(void **state)
 	usleep(300000);
 	assert_int_equal(__atomic_load_n(&qc_pages, __ATOMIC_SEQ_CST), p0);
 	/* a thaw (not frozen: AMS_EINVAL) ends the quiet: pages are written */
-	ams_info_get(in, &info);
 	assert_int_equal(ams_thaw(in), AMS_EINVAL);
-	wait_ckpt(in, info.checkpoints);
-	assert_true(__atomic_load_n(&qc_pages, __ATOMIC_SEQ_CST) > p0);
+	assert_true(wait_above(&qc_pages, p0, 20000) > p0);
 
-	/* the deadline ends it with nobody calling anything */
-	assert_int_equal(ams_quiesce(in, 700), 0);
-	usleep(200000);
-	p0 = __atomic_load_n(&qc_pages, __ATOMIC_SEQ_CST);
-	for (; k < 200; k++) {
+	/* the deadline ends it with nobody calling anything.  No page may be
+	 * written before the deadline: checked only while the quiet surely
+	 * lasts, timed from before ams_quiesce() (which sets the deadline on
+	 * entry and may then wait up to 1 s for a busy checkpointer) */
+	enum { QUIET_MS = 6000 };
+	settle(&qc_pages);
+	uint64_t tq = mono_ms();
+	assert_int_equal(ams_quiesce(in, QUIET_MS), 0);
+	p0 = settle(&qc_pages);
+	for (; k < 160; k++) {
 		snprintf(key, sizeof(key), "k%d", k);
 		put1(in, "t", key, 4000, (unsigned)k);
 	}
-	assert_int_equal(__atomic_load_n(&qc_pages, __ATOMIC_SEQ_CST), p0);
-	ams_info_get(in, &info);
-	wait_ckpt(in, info.checkpoints);
-	assert_true(__atomic_load_n(&qc_pages, __ATOMIC_SEQ_CST) > p0);
-	for (int i = 0; i < 200; i += 37) {
+	int p1 = __atomic_load_n(&qc_pages, __ATOMIC_SEQ_CST);
+	if (mono_ms() - tq < QUIET_MS)
+		assert_int_equal(p1, p0);
+	else
+		print_message("test_quiesce: the commits outlasted the %d ms quiet; "
+			      "its page check skipped\n", (int)QUIET_MS);
+	assert_true(wait_above(&qc_pages, p0, QUIET_MS + 20000) > p0);
+	for (int i = 0; i < k; i += 37) {
 		snprintf(key, sizeof(key), "k%d", i);
 		expect(in, "t", key, 4000, (unsigned)i);
 	}
@@ -634,23 +675,36 @@ static void test_unchanged_files(void **state)
 	assert_int_equal(ams_thaw(in), 0);
 
 	/* quiesced (after the header refresh a roll asks for), then frozen:
-	 * both databases */
+	 * both databases.  ams_quiesce() lets the refresh finish, for at most
+	 * 1 s: when it returned sooner, it did not give up, and both databases
+	 * must be listed; a refresh slower than that (a loaded machine) may
+	 * leave them out, as the engine documents (src/store/instance.c), but
+	 * nothing else than a database or an archived log is ever listed */
 	uint32_t gen;
 	assert_int_equal(ams_log_roll(in, &gen), 0);
+	uint64_t tq = mono_ms();
 	assert_int_equal(ams_quiesce(in, 60000), 0);
+	bool waited_out = mono_ms() - tq >= 1000;
 	put1(in, "t", "b", 100, 2); /* a commit writes the log, not a database */
 	assert_int_equal(ams_freeze(in, 60000), 0);
 	size_t n = ams_unchanged_files(in, paths, 8);
-	assert_true(n >= 3); /* priv1.edb, pub1.edb, generation gen - 1's log first */
-	assert_int_equal(n_edb(paths, n, gen), 2);
 	char want[600];
-	snprintf(want, sizeof(want), "%s/priv1.edb", dir);
 	char real[PATH_MAX];
-	assert_non_null(realpath(want, real));
-	assert_string_equal(paths[0], real);
-	snprintf(want, sizeof(want), "%s/E00%08X.log", dir, gen - 1);
-	assert_non_null(realpath(want, real));
-	assert_string_equal(paths[2], real);
+	if (!waited_out) {
+		assert_true(n >= 3); /* priv1.edb, pub1.edb, generation gen - 1's log first */
+		assert_int_equal(n_edb(paths, n, gen), 2);
+		snprintf(want, sizeof(want), "%s/priv1.edb", dir);
+		assert_non_null(realpath(want, real));
+		assert_string_equal(paths[0], real);
+		snprintf(want, sizeof(want), "%s/E00%08X.log", dir, gen - 1);
+		assert_non_null(realpath(want, real));
+		assert_string_equal(paths[2], real);
+	} else {
+		print_message("test_unchanged_files: the header refresh outlasted ams_quiesce()'s "
+			      "1 s; only the bounds checked\n");
+		assert_true(n >= 1);
+		assert_true(n_edb(paths, n, gen) <= 2);
+	}
 	assert_int_equal(ams_unchanged_files(in, paths, 1), 1); /* at most max */
 	assert_int_equal(ams_thaw(in), 0);
 	/* the thaw ended the quiet: frozen again, none */
@@ -659,7 +713,9 @@ static void test_unchanged_files(void **state)
 	assert_int_equal(ams_thaw(in), 0);
 
 	/* a header refresh asked for while quiesced (a roll's) waits for the
-	 * thaw: both databases stay unchanged; after the thaw it is written */
+	 * thaw: both databases stay unchanged; after the thaw it is written.
+	 * (First, whatever header write is still under way ends.) */
+	settle(&uc_hdr);
 	assert_int_equal(ams_quiesce(in, 60000), 0);
 	int h0 = __atomic_load_n(&uc_hdr, __ATOMIC_SEQ_CST);
 	uint32_t gen2;
@@ -671,9 +727,10 @@ static void test_unchanged_files(void **state)
 	/* the generation rolled during the quiet (gen2 - 1) is not listed */
 	assert_int_equal(n_edb(paths, n, gen2 - 1), 2);
 	assert_int_equal(ams_thaw(in), 0);
-	for (int i = 0; i < 1000 && __atomic_load_n(&uc_hdr, __ATOMIC_SEQ_CST) == h0; i++)
-		usleep(10000);
-	assert_true(__atomic_load_n(&uc_hdr, __ATOMIC_SEQ_CST) > h0);
+	/* all of it: two databases, two header copies each; then nothing
+	 * more is under way for the quiet below */
+	assert_true(wait_above(&uc_hdr, h0 + 3, 20000) >= h0 + 4);
+	settle(&uc_hdr);
 
 	/* a quiet whose deadline passed: the refresh it held back writes the
 	 * headers, and a freeze then lists neither database */
@@ -682,9 +739,7 @@ static void test_unchanged_files(void **state)
 	assert_int_equal(ams_log_roll(in, NULL), 0);
 	/* two databases, each header written as two copies (one pwrite each):
 	 * wait for all four, not only the first database's two (that raced) */
-	for (int i = 0; i < 1000 && __atomic_load_n(&uc_hdr, __ATOMIC_SEQ_CST) < h0 + 4; i++)
-		usleep(10000);
-	assert_true(__atomic_load_n(&uc_hdr, __ATOMIC_SEQ_CST) >= h0 + 4);
+	assert_true(wait_above(&uc_hdr, h0 + 3, 20000) >= h0 + 4);
 	assert_int_equal(ams_freeze(in, 60000), 0);
 	n = ams_unchanged_files(in, paths, 8);
 	assert_int_equal(n_edb(paths, n, UINT32_MAX), 0);

@@ -399,10 +399,11 @@ static void run_case(const fcase *fc, int abandon, tally *ty, uint64_t *counts)
 	if (faultvfs_fired(fv))
 		ty->fired++;
 	/* R3: an injected sync failure (or EIO on write) must fail the instance;
-	 * a background thread may take a moment to notice */
+	 * a background thread may take a moment to notice (up to 5 s: a loaded
+	 * machine, ASan) */
 	int fl = instance_failed(in);
 	if (faultvfs_fired(fv) && must_fail_instance(fc, faultvfs_fired_path(fv))) {
-		for (int i = 0; i < 50 && fl == 0; i++) {
+		for (int i = 0; i < 500 && fl == 0; i++) {
 			usleep(10000);
 			fl = instance_failed(in);
 		}
