@@ -57,16 +57,20 @@
 #                   SHA-256, every page and log verified, backup recorded)
 #   incremental     amber backup incremental, once CHANGE MiB of log were
 #                   written since the full's shadow (~1 % of 1 GiB)
+#   incremental, precopy off
+#                   the same after the next CHANGE MiB with AMBER_PRECOPY=0:
+#                   every archived log copied from the shadow after it is
+#                   made, none from the live directory while it is made
 #   amber verify    amber verify --repo DST/repo FULL  (re-read and re-check)
 #   restore --to    amber restore --repo DST/repo latest --to SRC/restored:
-#                   the chain full + incremental re-checked, laid down, hard
+#                   the chain full + incremental + incremental re-checked, laid down, hard
 #                   recovery replays the chain's logs (nothing to roll
 #                   forward: --to rolls forward only logs found in the
 #                   target).  The target is on the source's btrfs, not on
 #                   the repository's xfs: there amber would clone the files
 #                   (FICLONE) instead of copying their bytes.
 # then the restored copy is checked (`amber-store check`) and compared with the
-# oracle (every transaction acknowledged before the incremental was asked for).
+# oracle (every transaction acknowledged before the last incremental was asked for).
 #
 # Replay rate: serve is restarted unthrottled until REPLAY MiB more log are
 # written, then SIGKILLed (a crash).  `amber restore --repo DST/repo latest
@@ -302,16 +306,33 @@ inc_cut=$(stat -c %s "$ORACLE")
 timed inc "$AMBER" backup incremental --repo "$REPO"
 t_inc=$T
 INC=$(tail -1 "$out/inc.out")
+inc_pre=$(jq -r '.writers[0].store.logs_read_before_snapshot' "$REPO/backups/$INC/backup.json")
+inc_nlogs=$(jq -r '[.files[] | select(.role == "log")] | length' "$REPO/backups/$INC/backup.json")
+# the same once more after the next CHANGE MiB, with the archived logs all
+# copied from the shadow (AMBER_PRECOPY=0; docs/repository.md, "Archived
+# logs read while the shadow is made"): what the precopy saves
+"$AMBER" backups --repo "$REPO" --json >"$out/backups.json"
+inc_high=$(jq -r --arg id "$INC" '.[] | select(.id == $id) | .log_range[0].gen_high' "$out/backups.json")
+log "waiting for $change_mb MiB of log since the incremental"
+wait_log "$change_mb" "$inc_high"
+inc_cut=$(stat -c %s "$ORACLE")
+export AMBER_PRECOPY=0
+timed inc0 "$AMBER" backup incremental --repo "$REPO"
+unset AMBER_PRECOPY
+t_inc0=$T
+INC0=$(tail -1 "$out/inc0.out")
 timed verify "$AMBER" verify --repo "$REPO" "$FULL"
 t_verify=$T
 "$AMBER" backups --repo "$REPO" --json >"$out/backups.json"
 "$AMBER" backups --repo "$REPO" >"$out/backups.txt"
 full_size=$(bfield "$FULL" size)
 inc_size=$(bfield "$INC" size)
+inc0_size=$(bfield "$INC0" size)
 lrange() { jq -r --arg id "$1" '.[] | select(.id == $id) | .log_range |
 	map("\(.prefix) \(.gen_low)-\(.gen_high)") | join(", ")' "$out/backups.json"; }
 full_range=$(lrange "$FULL")
 inc_range=$(lrange "$INC")
+inc0_range=$(lrange "$INC0")
 
 cp "$REPO/events.log" "$out/repo-events.log" # the backups' stage times (ms)
 
@@ -327,7 +348,7 @@ done
 chain_lsn0=$(lsn_first "$(bdata "$FULL")")
 low_gen=$(ls "$(bdata "$FULL")" | sed -n 's/^E00\([0-9A-F]\{8\}\)\.log$/\1/p' | sort | head -1)
 low_gen=$((16#$low_gen))
-chain_lsn1=$(lsn_last "$(bdata "$INC")")
+chain_lsn1=$(lsn_last "$(bdata "$INC0")")
 to_replayed=$((chain_lsn1 - chain_lsn0))
 to_oracle=$(oracle_check "$SRC/restored" restored --acks-before "$inc_cut")
 log "restore --to: check passed; oracle: $to_oracle"
@@ -414,7 +435,8 @@ memg=$(awk '/MemTotal/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)
 	echo "| read floor | the same files read cold into /dev/null, four at a time (\`xargs -P4 cat\`) | $t_raw | - |"
 	echo "| restic | \`restic backup INSTANCE\` (fresh repository, $(restic version | cut -d' ' -f2)) | $t_restic | $(mib "$restic_bytes") MiB |"
 	echo "| amber full | \`amber backup full --repo R\` (shadow, copy + SHA-256, every page and log verified) | $t_full | $(mib "$full_size") MiB |"
-	echo "| amber incremental | \`amber backup incremental --repo R\` after $change_mb MiB of log | $t_inc | $(mib "$inc_size") MiB |"
+	echo "| amber incremental | \`amber backup incremental --repo R\` after $change_mb MiB of log ($inc_pre of its $inc_nlogs logs copied from the live directory while the shadow was made) | $t_inc | $(mib "$inc_size") MiB |"
+	echo "| amber incremental, precopy off | \`AMBER_PRECOPY=0 amber backup incremental --repo R\` after the next $change_mb MiB (every log copied from the shadow) | $t_inc0 | $(mib "$inc0_size") MiB |"
 	echo "| amber verify | \`amber verify --repo R FULL\` (re-read, SHA-256, pages, logs) | $t_verify | - |"
 	echo "| restore --to | \`amber restore --repo R latest --to DIR\` (DIR on the source btrfs; full + incremental, hard recovery) | $t_restore_to | - |"
 	echo "| in-place lay-down | \`amber restore --repo R latest --offline --no-recover\` (after the crash) | $t_laydown | - |"
@@ -425,13 +447,13 @@ memg=$(awk '/MemTotal/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)
 	echo "|:--|:--|:--|"
 	echo "| full backup ≤ 1.5 × cp | **$(verdict "$r_cp" 1.5 le)** | amber/cp = $r_cp ($t_full s vs $t_cp s) |"
 	echo "| full backup ≥ 4 × faster than restic | **$(verdict "$r_restic" 4 ge)** | restic/amber = $r_restic ($t_restic s vs $t_full s); restic / 4 = $(div "$t_restic" 4) s against a read floor of $t_raw s (restic/read floor = $(div "$t_restic" "$t_raw")) |"
-	echo "| incremental (~1 % changed) < 5 % of the full | **$(verdict "$r_inc" 5 le)** | incremental/full = $r_inc % ($t_inc s vs $t_full s) |"
+	echo "| incremental (~1 % changed) < 5 % of the full | **$(verdict "$r_inc" 5 le)** | incremental/full = $r_inc % ($t_inc s vs $t_full s); with the precopy off $(awk -v a="$t_inc0" -v b="$t_full" 'BEGIN { printf "%.1f", 100 * a / b }') % ($t_inc0 s) |"
 	echo "| restore to a mountable database (no numeric goal) | reported | restore --to $t_restore_to s, $(mib "$to_replayed") MiB of log replayed; in place: lay-down $t_laydown s + hard recovery $t_hard s |"
 	echo "| replay rate (no numeric goal) | reported | $(mib "$replayed") MiB of log in $gens generations: $rate_all MiB/s over the whole hard recovery, $rate_net MiB/s without the database open ($t_open s) |"
 	echo
 	echo "Backups: full \`$FULL\` (logs $full_range), incremental \`$INC\` (logs $inc_range, parent"
-	echo "the full). The restore --to copy passes \`amber-store check\` and the oracle for every"
-	echo "transaction acknowledged before the incremental was asked for ($to_oracle). The"
+	echo "the full), incremental \`$INC0\` (logs $inc0_range, parent the first, precopy off). The restore --to copy of that chain passes \`amber-store check\` and the oracle for every"
+	echo "transaction acknowledged before the last incremental was asked for ($to_oracle). The"
 	echo "in-place restore: serve restarted unthrottled until $replay_mb MiB more log were written,"
 	echo "then SIGKILLed; the chain laid down over the instance, hard recovery replayed the"
 	echo "chain's logs and rolled forward through the instance's own newer logs"

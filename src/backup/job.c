@@ -242,7 +242,11 @@ static void add_one(add_batch *b, add_slot *s)
 		return;
 	}
 	s->created = true;
-	bk_copy_hooks hooks = {.progress = add_progress, .progress_arg = b, .uncached = true};
+	/* a precopy's file is fsynced once it is matched, after the snapshot
+	 * (bk_precopy_match): its flushes then do not queue with those of the
+	 * sequence (the writer's log roll, the presync) on the same disk */
+	bk_copy_hooks hooks = {.progress = add_progress, .progress_arg = b, .uncached = true,
+	                       .no_fsync = b->pre};
 	s->pc = (bk_pagecheck){.page_size = r->page_size, .first_damaged = UINT64_MAX};
 	int rc = 0;
 	if (r->page_size) {
@@ -496,6 +500,15 @@ const bk_precopied *bk_precopy_match(bk_precopy *p, const char *store_name,
 		    st.st_ino != s->src_st.st_ino || st.st_size != s->src_st.st_size ||
 		    (uint64_t)st.st_size != s->bytes || !same_time(st.st_mtim, s->src_st.st_mtim) ||
 		    !same_time(st.st_ctim, s->src_st.st_ctim))
+			return NULL;
+		/* durable before a document lists it (its copy only started the
+		 * writeback); a failed fsync leaves it to the copy from the shadow,
+		 * which meets the error again and reports it */
+		int fd = bk_openat_beneath(p->b.j->bdirfd, s->rel, O_RDONLY, 0);
+		int r = fd < 0 ? fd : fsync(fd) == 0 ? 0 : -errno;
+		if (fd >= 0)
+			close(fd);
+		if (r)
 			return NULL;
 		p->matched[i] = true;
 		p->res[i].bytes = s->bytes;

@@ -149,13 +149,14 @@ int bk_add_files(bk_job *j, const char *writer_dir, const char *writer,
  * volume while amberd makes the shadow, instead of from the shadow after
  * it.  bk_precopy_start() starts copying them in the background
  * (BK_ADD_FILES_PARALLEL at a time, hashed as bk_add_files() does; the
- * fstat of each source is kept).  Once the shadow is made,
+ * fstat of each source is kept; each copy's writeback is started, its
+ * fsync waits for the match).  Once the shadow is made,
  * bk_precopy_stop() lets no further copy start and waits for those in
- * progress.  bk_precopy_match() then accepts a precopied file only when
- * the shadow's file is the same file, untouched: same inode number, size,
- * modification and change times (a btrfs snapshot keeps inode numbers;
- * with another provider nothing matches and every file is copied from the
- * shadow).  bk_precopy_discard() deletes from the backup what was copied
+ * progress.  bk_precopy_match() then accepts (and fsyncs) a precopied
+ * file only when the shadow's file is the same file, untouched: same inode
+ * number, size, modification and change times (a btrfs snapshot keeps
+ * inode numbers; with another provider nothing matches and every file is
+ * copied from the shadow).  bk_precopy_discard() deletes from the backup what was copied
  * but not matched (the copy from the shadow then takes its place).  A
  * precopy that fails only leaves its file to the copy from the shadow.
  * Precopied files are verified like any other file of the backup.

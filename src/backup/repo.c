@@ -1221,7 +1221,9 @@ int bk_copy_fd_hooks(int src, int dst, uint64_t *bytes, char hex[65], const bk_c
 	} else {
 		rc = hash_loop(src, dst, bytes, hex, h);
 	}
-	if (!rc && fsync(dst) != 0) {
+	if (!rc && h && h->no_fsync) {
+		sync_file_range(dst, 0, 0, SYNC_FILE_RANGE_WRITE);
+	} else if (!rc && fsync(dst) != 0) {
 		rc = -errno;
 		if (h && h->dst_failed)
 			*h->dst_failed = true;

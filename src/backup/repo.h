@@ -137,6 +137,9 @@ typedef struct bk_copy_hooks {
 	bool *dst_failed;          /* set when the error returned is dst's (a write
 	                              or the fsync: no space, EIO of the target),
 	                              not src's; or NULL */
+	bool no_fsync;             /* dst's writeback is only started
+	                              (sync_file_range), not waited for: the caller
+	                              fsyncs it later (bk_precopy_match) */
 } bk_copy_hooks;
 
 /*
