@@ -111,6 +111,12 @@ static void components_init(json_t *wdoc, const bk_store_loc *loc)
 	json_object_set_new(wdoc, "components", comps);
 }
 
+static int cmp_gen(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
 int bk_store_precopy_start(bk_job *j, json_t *wdoc, const bk_store_loc *loc,
                            amb_backup_type type, json_t *parent_w, bk_precopy **out)
 {
@@ -135,11 +141,7 @@ int bk_store_precopy_start(bk_job *j, json_t *wdoc, const bk_store_loc *loc,
 	if (!d)
 		return -errno;
 	size_t n = 0, cap = 0;
-	struct pname {
-		uint32_t gen;
-		char src[PATH_MAX + 64];
-		char name[32];
-	} *v = NULL;
+	uint32_t *gens = NULL;
 	struct dirent *e;
 	int rc = 0;
 	while ((e = readdir(d)) != NULL) {
@@ -147,40 +149,42 @@ int bk_store_precopy_start(bk_job *j, json_t *wdoc, const bk_store_loc *loc,
 		if (!g || g < low)
 			continue;
 		if (n == cap) {
-			cap = cap ? 2 * cap : 32;
-			struct pname *nv = realloc(v, cap * sizeof(*v));
-			if (!nv) {
+			cap = cap ? 2 * cap : 64;
+			uint32_t *ng = realloc(gens, cap * sizeof(*gens));
+			if (!ng) {
 				rc = -ENOMEM;
 				break;
 			}
-			v = nv;
+			gens = ng;
 		}
-		v[n].gen = g;
-		snprintf(v[n].name, sizeof(v[n].name), "%s%08X.log", loc->prefix, g);
-		amb_log_path(v[n].src, sizeof(v[n].src), loc->dir, loc->prefix, g);
-		n++;
+		gens[n++] = g;
 	}
 	closedir(d);
-	bk_file_req *reqs = rc || !n ? NULL : calloc(n, sizeof(*reqs));
-	if (!rc && n && reqs) {
-		/* oldest first, as the copy from the shadow would go */
-		for (size_t a = 1; a < n; a++)
-			for (size_t b = a; b > 0 && v[b - 1].gen > v[b].gen; b--) {
-				struct pname t = v[b];
-				v[b] = v[b - 1];
-				v[b - 1] = t;
-			}
-		for (size_t i = 0; i < n; i++)
-			reqs[i] = (bk_file_req){.component = "", .role = "log", .src_path = v[i].src,
-			                        .store_name = v[i].name, .target = v[i].name};
+	if (!rc && !n)
+		rc = -ENOENT;
+	/* oldest first, as the copy from the shadow goes */
+	if (!rc)
+		qsort(gens, n, sizeof(*gens), cmp_gen);
+	char (*src)[PATH_MAX + 64] = rc ? NULL : calloc(n, sizeof(*src));
+	char (*name)[32] = rc ? NULL : calloc(n, sizeof(*name));
+	bk_file_req *reqs = rc ? NULL : calloc(n, sizeof(*reqs));
+	if (!rc && (!src || !name || !reqs))
+		rc = -ENOMEM;
+	for (size_t i = 0; !rc && i < n; i++) {
+		snprintf(name[i], sizeof(name[i]), "%s%08X.log", loc->prefix, gens[i]);
+		amb_log_path(src[i], sizeof(src[i]), loc->dir, loc->prefix, gens[i]);
+		reqs[i] = (bk_file_req){.component = "", .role = "log", .src_path = src[i],
+		                        .store_name = name[i], .target = name[i]};
+	}
+	if (!rc) {
 		char wdir[128];
 		bk_writer_folder(wdoc, wdir, sizeof(wdir));
 		rc = bk_precopy_start(j, wdir, reqs, n, out);
-	} else if (!rc) {
-		rc = n ? -ENOMEM : -ENOENT;
 	}
 	free(reqs);
-	free(v);
+	free(name);
+	free(src);
+	free(gens);
 	return rc;
 }
 
