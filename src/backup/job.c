@@ -218,6 +218,16 @@ static void add_progress(void *arg, uint64_t bytes)
 	pthread_mutex_unlock(&b->mu);
 }
 
+/* a and b are the same file with the same contents as far as its inode
+ * says: inode number, size, modification and change times (a write changes
+ * both times; a btrfs snapshot keeps all four) */
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+	       a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
 static void add_one(add_batch *b, add_slot *s)
 {
 	const bk_file_req *r = s->req;
@@ -257,11 +267,11 @@ static void add_one(add_batch *b, add_slot *s)
 	}
 	if (!rc)
 		rc = bk_copy_fd_hooks(src, dst, &s->bytes, s->hex, &hooks);
+	/* a precopy's source must not have changed while it was read
+	 * (bk_precopy_match compares the shadow's file with src_st) */
 	struct stat after;
-	if (!rc && (fstat(src, &after) != 0 || after.st_size != s->src_st.st_size ||
-	            after.st_mtim.tv_sec != s->src_st.st_mtim.tv_sec ||
-	            after.st_mtim.tv_nsec != s->src_st.st_mtim.tv_nsec ||
-	            (uint64_t)after.st_size != s->bytes))
+	if (!rc && b->pre && (fstat(src, &after) != 0 || !same_file(&after, &s->src_st) ||
+	                      (uint64_t)after.st_size != s->bytes))
 		s->src_changed = true;
 	close(src);
 	close(dst);
@@ -477,11 +487,6 @@ void bk_precopy_stop(bk_precopy *p, bool finish)
 	p->stopped = true;
 }
 
-static bool same_time(struct timespec a, struct timespec b)
-{
-	return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
-}
-
 const bk_precopied *bk_precopy_match(bk_precopy *p, const char *store_name,
                                      const char *shadow_path)
 {
@@ -497,9 +502,7 @@ const bk_precopied *bk_precopy_match(bk_precopy *p, const char *store_name,
 		 * keeps inode numbers, sizes and times */
 		struct stat st;
 		if (stat(shadow_path, &st) != 0 || !S_ISREG(st.st_mode) ||
-		    st.st_ino != s->src_st.st_ino || st.st_size != s->src_st.st_size ||
-		    (uint64_t)st.st_size != s->bytes || !same_time(st.st_mtim, s->src_st.st_mtim) ||
-		    !same_time(st.st_ctim, s->src_st.st_ctim))
+		    !same_file(&st, &s->src_st) || (uint64_t)st.st_size != s->bytes)
 			return NULL;
 		/* durable before a document lists it (its copy only started the
 		 * writeback); a failed fsync leaves it to the copy from the shadow,
