@@ -165,7 +165,11 @@ int shadows_load(char *err, size_t errlen);     /* at start; removes leaks */
  * the path; the record is added as "creating" and written durably. */
 int shadows_plan(const char *volume, const char *provider, const char *set, bool persistent,
                  bool writers, dshadow *out, char *err, size_t errlen);
-int shadows_mark_ready(const char *id);          /* + storage limit */
+/* The shadow complete: "ready", then the volume's storage limit applied.
+ * durable: the registry is rewritten now (persistent shadows); a volatile
+ * shadow is marked in memory only, as any restart deletes it whatever its
+ * state (shadows_load), and the next registry write records it. */
+int shadows_mark_ready(const char *id, bool durable);
 /* Delete one shadow (unexpose, provider remove, registry); under no lock. */
 int shadows_delete(const char *id, char *err, size_t errlen);
 void shadows_request(const amb_msg *req, amb_msg *resp);

@@ -19,8 +19,9 @@
  * sending one writer event to every participant and waiting for the
  * replies with a deadline:
  *
- *   prepare-backup -> [plan shadows, provider prepare] -> prepare-snapshot
- *   -> freeze (hold timer starts) -> [FIFREEZE] -> provider commit
+ *   prepare-backup -> prepare-snapshot, meanwhile [plan shadows, provider
+ *   prepare, presync] -> [precommit, presync] -> freeze (hold timer starts)
+ *   -> [FIFREEZE] -> provider commit
  *   -> [FITHAW] -> thaw (hold ends) -> post-snapshot -> [post_commit]
  *
  * Every wait ends at its deadline (the event timeout, and from freeze to
@@ -38,6 +39,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -610,6 +612,45 @@ typedef struct fsf {
 	char path[PATH_MAX];
 } fsf;
 
+/* The volumes' presync (amb_provider_presync), each logged on failure. */
+static void presync_all(dsession *s)
+{
+	for (size_t i = 0; D.cfg.presync && i < s->n_shadows; i++)
+		if (amb_provider_presync(s->shadows[i].volume) != 0)
+			amberd_log("presync of %s: %s", s->shadows[i].volume,
+				amb_provider_errmsg());
+}
+
+/* The shadows of a set planned (run_sequence), on a thread of their own. */
+typedef struct plan_job {
+	dsession *s;
+	int r;                          /* 0, or the first failure */
+	char why[AMB_TEXT_MAX + 1];
+	bool presynced;                 /* the presync was run here too */
+} plan_job;
+
+static void *plan_run(void *arg)
+{
+	plan_job *pj = arg;
+	dsession *s = pj->s;
+	for (size_t i = 0; i < s->n_vols; i++) {
+		const char *prov = s->vols[i].provider[0] ? s->vols[i].provider : s->provider;
+		pj->r = shadows_plan(s->vols[i].path, prov, s->set, s->persistent, s->n_parts > 0,
+				     &s->shadows[s->n_shadows], pj->why, sizeof(pj->why));
+		if (pj->r)
+			return NULL;
+		s->n_shadows++;
+	}
+	/* a precommit (reflink's clone) must follow the writers' answers, and
+	 * the presync follows it; otherwise the presync runs here already */
+	for (size_t i = 0; i < s->n_shadows; i++)
+		if (amb_provider_has_precommit(amb_provider_find(s->shadows[i].provider)))
+			return NULL;
+	presync_all(s);
+	pj->presynced = true;
+	return NULL;
+}
+
 /*
  * The snapshot of s's volumes.  On success s->shadows holds the set and
  * the answer is a snapshot-set; on failure the set is aborted and the
@@ -651,7 +692,12 @@ static int run_sequence(dsession *s, bool backup, uint64_t req_id, amb_msg *resp
 		test_stall("prepare-backup");
 	}
 
-	/* plan the shadows: provider choice, registry record, provider prepare */
+	/* plan the shadows (provider choice, registry record, provider
+	 * prepare: two durable writes each) on a thread of their own while
+	 * the writers answer PrepareForSnapshot (a log roll), and then, for
+	 * providers without a precommit, the presync too: neither depends on
+	 * the other, and done one after the other they added up on the
+	 * requestor's path.  Nothing is made before both are done. */
 	s->shadows = calloc(s->n_vols, sizeof(*s->shadows));
 	if (!s->shadows) {
 		cls = AMB_FAIL_OUT_OF_RESOURCES;
@@ -659,29 +705,30 @@ static int run_sequence(dsession *s, bool backup, uint64_t req_id, amb_msg *resp
 		rc = AMB_EXIT_RETRYABLE;
 		goto fail;
 	}
-	for (size_t i = 0; i < s->n_vols; i++) {
-		const char *prov = s->vols[i].provider[0] ? s->vols[i].provider : s->provider;
-		int r = shadows_plan(s->vols[i].path, prov, s->set, s->persistent,
-				     s->n_parts > 0, &s->shadows[s->n_shadows], why, sizeof(why));
-		if (r) {
-			/* out of space (the registry's or the shadow storage's) is
-			 * retryable, as at the commit: room may be made */
-			cls = r == -ENOSPC || r == -ENOMEM ? AMB_FAIL_OUT_OF_RESOURCES
-							   : AMB_FAIL_NONRETRYABLE;
-			rc = r == -EINVAL || r == -ENOENT || r == -ENOTDIR || r == -EOPNOTSUPP
-				     ? AMB_EXIT_BAD_INPUT
-				     : cls == AMB_FAIL_OUT_OF_RESOURCES ? AMB_EXIT_RETRYABLE
-									: AMB_EXIT_FAILED;
-			goto fail;
-		}
-		s->n_shadows++;
-	}
+	plan_job pj = {.s = s};
+	pthread_t plan_tid;
+	bool plan_thread = pthread_create(&plan_tid, NULL, plan_run, &pj) == 0;
+	if (!plan_thread)
+		plan_run(&pj);
 
 	/* 4. PrepareForSnapshot */
 	rc = stage(s, AMB_MSG_PREPARE_SNAPSHOT, fill_volumes, NULL, ev_deadline(), false, &cls, why,
 		   sizeof(why));
+	if (plan_thread)
+		pthread_join(plan_tid, NULL);
 	if (rc)
 		goto fail;
+	if (pj.r) {
+		/* out of space (the registry's or the shadow storage's) is
+		 * retryable, as at the commit: room may be made */
+		int r = pj.r;
+		cls = r == -ENOSPC || r == -ENOMEM ? AMB_FAIL_OUT_OF_RESOURCES : AMB_FAIL_NONRETRYABLE;
+		snprintf(why, sizeof(why), "%s", pj.why);
+		rc = r == -EINVAL || r == -ENOENT || r == -ENOTDIR || r == -EOPNOTSUPP
+			     ? AMB_EXIT_BAD_INPUT
+			     : cls == AMB_FAIL_OUT_OF_RESOURCES ? AMB_EXIT_RETRYABLE : AMB_EXIT_FAILED;
+		goto fail;
+	}
 	set_states(s, AMB_WS_WAITING_FOR_FREEZE);
 	/* what the provider can do before the hold (reflink: the clone,
 	 * which the commit then only brings up to date); a failure leaves
@@ -695,10 +742,8 @@ static int run_sequence(dsession *s, bool backup, uint64_t req_id, amb_msg *resp
 	/* then the volumes' dirty data written, outside the hold: the commit
 	 * below, made while writes are held, then has less to write.  Only a
 	 * speed-up: a failure is logged and the set goes on */
-	for (size_t i = 0; D.cfg.presync && i < s->n_shadows; i++)
-		if (amb_provider_presync(s->shadows[i].volume) != 0)
-			amberd_log("presync of %s: %s", s->shadows[i].volume,
-				amb_provider_errmsg());
+	if (!pj.presynced)
+		presync_all(s);
 	ev_log(AMB_EV_SNAPSHOT_STARTED, AMB_SEV_INFO, s->id, s->set, NULL, NULL, NULL, AMB_FAIL_NONE,
 	       "creating shadow set %s: %zu volumes, %zu writers", s->set, s->n_vols, s->n_parts);
 	test_stall("prepare-snapshot");
@@ -860,12 +905,17 @@ static int run_sequence(dsession *s, bool backup, uint64_t req_id, amb_msg *resp
 	}
 	test_stall("post-snapshot");
 
-	/* the set exists */
+	/* the set exists.  A persistent shadow is made durable and recorded
+	 * as committed (sidecar, then registry) before the requestor hears of
+	 * it.  A volatile one is not: it lives only as long as its session, and
+	 * after a crash or a restart amberd deletes it whatever its sidecar and
+	 * its record say (shadows_load), so those durable writes (four fsyncs,
+	 * on the requestor's path) would protect nothing */
 	for (size_t i = 0; i < s->n_shadows; i++) {
 		const amb_provider *p = amb_provider_find(s->shadows[i].provider);
-		int r = amb_provider_post_commit(p, s->shadows[i].path);
+		int r = s->persistent ? amb_provider_post_commit(p, s->shadows[i].path) : 0;
 		if (r == 0)
-			r = shadows_mark_ready(s->shadows[i].id);
+			r = shadows_mark_ready(s->shadows[i].id, s->persistent);
 		if (r) {
 			cls = AMB_FAIL_NONRETRYABLE;
 			snprintf(why, sizeof(why), "cannot record shadow %s: %s", s->shadows[i].id,

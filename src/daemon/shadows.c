@@ -13,7 +13,10 @@
  *
  * A record is written as "creating" *before* the provider's prepare, so a
  * shadow that amberd started is always in the registry (and next to its
- * provider sidecar) whatever moment amberd dies at.  At start:
+ * provider sidecar) whatever moment amberd dies at.  A persistent shadow's
+ * "ready" is written before the requestor hears of it; a volatile one's is
+ * set in memory and reaches the file with the next change (a restart
+ * deletes it in either state).  At start:
  *   - "creating" records: the set never finished; the shadow is removed
  *     (event 3011);
  *   - volatile ("persistent": false) ready records: their session ended
@@ -423,7 +426,7 @@ int shadows_plan(const char *volume, const char *provider, const char *set, bool
 	return 0;
 }
 
-int shadows_mark_ready(const char *id)
+int shadows_mark_ready(const char *id, bool durable)
 {
 	dshadow s;
 	if (shadows_get(id, &s))
@@ -435,7 +438,7 @@ int shadows_mark_ready(const char *id)
 	if (i >= 0) {
 		reg[i].ready = true;
 		reg[i].bytes = bytes;
-		rc = reg_save();
+		rc = durable ? reg_save() : 0;
 	}
 	pthread_mutex_unlock(&D.mu);
 	if (rc)
