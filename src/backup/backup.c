@@ -132,30 +132,60 @@ static const char *map_shadow(void *ctx, const char *path, char *out, size_t n)
 	return shadow_path(ctx, path, out, n);
 }
 
-/* The newest verified backup usable as parent: same writer instance;
- * for incremental a full or incremental, for differential a full. */
-static json_t *find_parent(json_t *list, const char *instance, amb_backup_type type,
+/* Does backup document d qualify as the parent of a backup of writer
+ * instance of this type: verified; for incremental a full or incremental,
+ * for differential a full; it holds that instance.  Its writer entry to
+ * *parent_w. */
+static bool parent_ok(json_t *d, const char *instance, amb_backup_type type, json_t **parent_w)
+{
+	if (!json_is_true(json_object_get(d, "verified")))
+		return false;
+	const char *t = json_string_value(json_object_get(d, "type"));
+	if (!t || !(strcmp(t, "full") == 0 || (type == AMB_BACKUP_INCREMENTAL &&
+	                                       strcmp(t, "incremental") == 0)))
+		return false;
+	size_t k;
+	json_t *w;
+	json_array_foreach(json_object_get(d, "writers"), k, w) {
+		const char *in = json_string_value(json_object_get(w, "instance"));
+		if (in && strcmp(in, instance) == 0 &&
+		    (json_object_get(w, "store") || json_object_get(w, "roots"))) {
+			*parent_w = w;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* The repository's documents, read newest first and only as far as a
+ * parent search needs: a backup's start then does not grow with the
+ * number of backups in the repository (each document is parsed and
+ * checked: ~0.3 ms). */
+typedef struct doc_scan {
+	bk_repo *repo;
+	char **ids;
+	size_t n, next;  /* ids[next - 1] is the next to load */
+	json_t *loaded;  /* newest first; they live as long as the scan */
+} doc_scan;
+
+/* The newest verified backup usable as parent (parent_ok), or NULL. */
+static json_t *find_parent(doc_scan *sc, const char *instance, amb_backup_type type,
                            json_t **parent_w)
 {
 	*parent_w = NULL;
-	for (size_t i = json_array_size(list); i-- > 0;) {
-		json_t *d = json_array_get(list, i);
-		if (!json_is_true(json_object_get(d, "verified")))
-			continue;
-		const char *t = json_string_value(json_object_get(d, "type"));
-		if (!t || !(strcmp(t, "full") == 0 || (type == AMB_BACKUP_INCREMENTAL &&
-		                                       strcmp(t, "incremental") == 0)))
-			continue;
-		size_t k;
-		json_t *w;
-		json_array_foreach(json_object_get(d, "writers"), k, w) {
-			const char *in = json_string_value(json_object_get(w, "instance"));
-			if (in && strcmp(in, instance) == 0 &&
-			    (json_object_get(w, "store") || json_object_get(w, "roots"))) {
-				*parent_w = w;
-				return d;
-			}
-		}
+	size_t i;
+	json_t *d;
+	json_array_foreach(sc->loaded, i, d)
+		if (parent_ok(d, instance, type, parent_w))
+			return d;
+	while (sc->next > 0) {
+		char why[BK_ERR];
+		if (bk_doc_load(sc->repo, sc->ids[--sc->next], &d, why, sizeof(why)) != 0)
+			continue; /* unreadable: never a parent */
+		if (json_array_append_new(sc->loaded, d))
+			return NULL;
+		if (parent_ok(d, instance, type, parent_w))
+			return d;
 	}
 	return NULL;
 }
@@ -289,7 +319,8 @@ int bk_run_backup(const bk_backup_opts *o)
 	amb_msg wl, setm;
 	memset(&wl, 0, sizeof(wl));
 	memset(&setm, 0, sizeof(setm));
-	json_t *list = NULL, *mdoc = NULL;
+	json_t *mdoc = NULL;
+	doc_scan scan = {.repo = &repo, .loaded = json_array()};
 	selw *sel = calloc(AMB_MAX_WRITERS, sizeof(*sel));
 	size_t nsel = 0;
 	amb_session_ref sref;
@@ -306,8 +337,14 @@ int bk_run_backup(const bk_backup_opts *o)
 	}
 	if ((rc = bk_repo_lock(&repo, false, err, sizeof(err))) != 0)
 		goto out;
-	if ((rc = bk_list(&repo, &list, err, sizeof(err))) != 0)
+	if (!scan.loaded) {
+		rc = 1;
+		snprintf(err, sizeof(err), "out of memory");
 		goto out;
+	}
+	if ((rc = bk_list_ids(&repo, &scan.ids, &scan.n, err, sizeof(err))) != 0)
+		goto out;
+	scan.next = scan.n;
 	bk_new_id(j.id);
 
 	/* 2: the session and the writers (or the script's set) */
@@ -475,7 +512,8 @@ have_writers:;
 	}
 	if (o->type == AMB_BACKUP_INCREMENTAL || o->type == AMB_BACKUP_DIFFERENTIAL) {
 		for (size_t i = 0; i < nsel; i++) {
-			json_t *pd = find_parent(list, sel[i].info->metadata.instance, o->type, &parent_w[i]);
+			json_t *pd = find_parent(&scan, sel[i].info->metadata.instance, o->type,
+			                         &parent_w[i]);
 			if (!pd) {
 				snprintf(err, sizeof(err), "writer %s: the repository has no verified full "
 				         "backup of this instance to build a%s %s backup on: a full backup "
@@ -759,7 +797,8 @@ out:
 	for (size_t i = 0; sel && i < nsel; i++)
 		free(sel[i].roots);
 	free(sel);
-	json_decref(list);
+	json_decref(scan.loaded);
+	bk_ids_free(scan.ids, scan.n);
 	json_decref(mdoc);
 	json_decref(j.doc);
 	json_decref(j.checked);

@@ -574,9 +574,10 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int bk_list(bk_repo *r, json_t **out, char *err, size_t errlen)
+int bk_list_ids(bk_repo *r, char ***ids, size_t *n_out, char *err, size_t errlen)
 {
-	*out = NULL;
+	*ids = NULL;
+	*n_out = 0;
 	int fd = bk_openat_beneath(r->dirfd, "backups", O_RDONLY | O_DIRECTORY, 0);
 	if (fd < 0) {
 		snprintf(err, errlen, "%s/backups: %s", r->root, strerror(-fd));
@@ -591,25 +592,54 @@ int bk_list(bk_repo *r, json_t **out, char *err, size_t errlen)
 	char **names = NULL;
 	size_t n = 0, cap = 0;
 	struct dirent *e;
+	int rc = 0;
 	while ((e = readdir(d))) {
 		if (!bk_id_ok(e->d_name))
 			continue;
 		if (n == cap) {
 			cap = cap ? cap * 2 : 32;
 			char **t = realloc(names, cap * sizeof(*t));
-			if (!t)
+			if (!t) {
+				rc = 1;
 				break;
+			}
 			names = t;
 		}
-		names[n] = strdup(e->d_name);
-		if (names[n])
-			n++;
+		if (!(names[n] = strdup(e->d_name))) {
+			rc = 1;
+			break;
+		}
+		n++;
 	}
 	closedir(d);
+	if (rc) {
+		bk_ids_free(names, n);
+		snprintf(err, errlen, "out of memory listing %s/backups", r->root);
+		return 1;
+	}
 	if (n)
 		qsort(names, n, sizeof(*names), cmp_str);
+	*ids = names;
+	*n_out = n;
+	return 0;
+}
+
+void bk_ids_free(char **ids, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(ids[i]);
+	free(ids);
+}
+
+int bk_list(bk_repo *r, json_t **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	char **names;
+	size_t n;
+	if (bk_list_ids(r, &names, &n, err, errlen))
+		return 1;
 	json_t *arr = json_array();
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; arr && i < n; i++) {
 		json_t *doc;
 		char why[BK_ERR];
 		if (bk_doc_load(r, names[i], &doc, why, sizeof(why)) != 0)
@@ -617,9 +647,10 @@ int bk_list(bk_repo *r, json_t **out, char *err, size_t errlen)
 			                "verified", 0, "error", why);
 		if (doc)
 			json_array_append_new(arr, doc);
-		free(names[i]);
 	}
-	free(names);
+	bk_ids_free(names, n);
+	if (!arr)
+		snprintf(err, errlen, "out of memory");
 	*out = arr;
 	return arr ? 0 : 1;
 }

@@ -78,6 +78,10 @@ int bk_doc_check(json_t *doc, const char *id, char *err, size_t errlen);
  * that do not load are returned as {"id":ID,"status":"unreadable",
  * "error":MSG}.  *out is a JSON array (json_decref). */
 int bk_list(bk_repo *r, json_t **out, char *err, size_t errlen);
+/* The ids of every backup folder, sorted (oldest first), without loading
+ * their documents: *ids is an array of *n strings (bk_ids_free). */
+int bk_list_ids(bk_repo *r, char ***ids, size_t *n, char *err, size_t errlen);
+void bk_ids_free(char **ids, size_t n);
 
 /* Find a document in a list by id. */
 json_t *bk_list_find(json_t *list, const char *id);
