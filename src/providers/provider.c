@@ -311,11 +311,6 @@ int amb_provider_precommit(const amb_provider *p, const char *volume, const char
 	return rc ? rc : p->ops->precommit(vol, sh);
 }
 
-bool amb_provider_has_precommit(const amb_provider *p)
-{
-	return p && p->ops->precommit;
-}
-
 int amb_provider_commit(const amb_provider *p, const char *volume, const char *shadow)
 {
 	char vol[PATH_MAX], sh[PATH_MAX];

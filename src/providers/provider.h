@@ -261,10 +261,6 @@ int amb_provider_commit_unchanged(const amb_provider *p, const char *volume, con
  */
 int amb_provider_precommit(const amb_provider *p, const char *volume, const char *shadow);
 
-/* Whether p has a precommit step (reflink): the presync then follows it,
- * since the clone is what the hold's commit would otherwise write. */
-bool amb_provider_has_precommit(const amb_provider *p);
-
 /*
  * Write the dirty data of volume's filesystem (syncfs(2)), before the
  * writers freeze.  Every provider's commit writes what is dirty in the

@@ -125,4 +125,27 @@ for stage in prepare-snapshot freeze commit thaw post-snapshot; do
 	done
 done
 ok "$rounds rounds; slowest resumption of commits after a kill: $worst ms (limit $((HOLD_MS + 1000)) ms)"
+
+# A volatile shadow is "ready" in amberd's memory only (its record on disk
+# stays "creating", its sidecar "prepared": docs/amberd.md): amberd killed
+# while it exists removes it when it starts again, and lists nothing.
+AMBERD_ENV="" d_start_amberd
+serve_up
+id=$("$AMBER" create shadow "$VOL" 2>"$DW/vol.err") || fail "volatile shadow: $(cat "$DW/vol.err")"
+d_shadow_ids | has -x "$id" || fail "volatile shadow $id is not listed"
+[ -d "$MNT/.amber-shadows/$id" ] || fail "volatile shadow $id: no shadow data on disk"
+grep -q '"state": "creating"' "$DW/state/shadows.json" ||
+	fail "volatile shadow $id: its record was written as ready: $(cat "$DW/state/shadows.json")"
+kill -9 "$AMBERD_PID"
+wait "$AMBERD_PID" 2>/dev/null
+AMBERD_PID=""
+mark=$(wc -l <"$DW/amberd.log")
+AMBERD_ENV="" d_start_amberd
+tail -n +"$((mark + 1))" "$DW/amberd.log" | has "event 3011 " ||
+	fail "volatile shadow $id: amberd did not remove it at start (event 3011)"
+[ -z "$(d_shadow_ids)" ] || fail "volatile shadow $id is still listed after the restart"
+[ ! -e "$MNT/.amber-shadows/$id" ] || fail "volatile shadow $id: its data is still on disk"
+leak_check "volatile shadow, amberd killed"
+d_stop_amberd
+ok "a volatile shadow (recorded as ready in memory only) is removed when amberd starts after a SIGKILL"
 echo "PASS"
