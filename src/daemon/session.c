@@ -699,6 +699,21 @@ static int run_sequence(dsession *s, bool backup, uint64_t req_id, amb_msg *resp
 		rc = AMB_EXIT_RETRYABLE;
 		goto fail;
 	}
+	/* a volume no provider (or not the one asked for) can serve is the
+	 * requestor's mistake: refused before any writer is told anything */
+	for (size_t i = 0; i < s->n_vols; i++) {
+		const char *prov = s->vols[i].provider[0] ? s->vols[i].provider : s->provider;
+		const amb_provider *p;
+		int r = amb_provider_choose(s->vols[i].path, prov && prov[0] ? prov : NULL, &p);
+		if (r) {
+			snprintf(why, sizeof(why), "%s", amb_provider_errmsg());
+			cls = AMB_FAIL_NONRETRYABLE;
+			rc = r == -EINVAL || r == -ENOENT || r == -ENOTDIR || r == -EOPNOTSUPP
+				     ? AMB_EXIT_BAD_INPUT
+				     : AMB_EXIT_FAILED;
+			goto fail;
+		}
+	}
 	plan_job pj = {.s = s};
 	pthread_t plan_tid;
 	bool plan_thread = pthread_create(&plan_tid, NULL, plan_run, &pj) == 0;

@@ -55,6 +55,19 @@ rc=$?
 grep -qi busy "$DW/second.out" || fail "the busy refusal does not say busy"
 wait "$first" || fail "the first set failed: $(cat "$DW/first.out")"
 ok "a second set during creation is refused with exit 3 (busy)"
+
+# a provider that cannot serve the volume is refused (exit 2) before any
+# writer is told anything: the store's log did not roll for it
+if [ "$fs" = xfs ]; then
+	gens_before=$(ls "$VOL/store" | grep -c '^E00[0-9A-F]\{8\}\.log$')
+	"$AMBER" create shadow "$VOL" --provider btrfs >"$DW/wrongprov.out" 2>&1
+	rc=$?
+	[ $rc = 2 ] || fail "--provider btrfs on xfs: exit $rc, expected 2: $(cat "$DW/wrongprov.out")"
+	gens_after=$(ls "$VOL/store" | grep -c '^E00[0-9A-F]\{8\}\.log$')
+	[ "$gens_after" = "$gens_before" ] ||
+		fail "--provider btrfs on xfs: the writer rolled its log ($gens_before -> $gens_after archived generations) for a set refused as bad input"
+	ok "a provider that cannot serve the volume: exit 2, before any writer is told (no log roll)"
+fi
 d_stop_amberd
 AMBERD_ENV="" d_start_amberd
 d_wait_writer amber-store 10 || fail "serve did not register again"
