@@ -56,17 +56,15 @@ grep -qi busy "$DW/second.out" || fail "the busy refusal does not say busy"
 wait "$first" || fail "the first set failed: $(cat "$DW/first.out")"
 ok "a second set during creation is refused with exit 3 (busy)"
 
-# a provider that cannot serve the volume is refused (exit 2) before any
-# writer is told anything: the store's log did not roll for it
+# a provider that cannot serve the volume is refused as bad input (exit 2).
+# (That the writers are not told first is not checked here: the store
+# under load rolls its 1 MiB logs by itself, so its generations cannot
+# show a roll for the refused set.)
 if [ "$fs" = xfs ]; then
-	gens_before=$(ls "$VOL/store" | grep -c '^E00[0-9A-F]\{8\}\.log$')
 	"$AMBER" create shadow "$VOL" --provider btrfs >"$DW/wrongprov.out" 2>&1
 	rc=$?
 	[ $rc = 2 ] || fail "--provider btrfs on xfs: exit $rc, expected 2: $(cat "$DW/wrongprov.out")"
-	gens_after=$(ls "$VOL/store" | grep -c '^E00[0-9A-F]\{8\}\.log$')
-	[ "$gens_after" = "$gens_before" ] ||
-		fail "--provider btrfs on xfs: the writer rolled its log ($gens_before -> $gens_after archived generations) for a set refused as bad input"
-	ok "a provider that cannot serve the volume: exit 2, before any writer is told (no log roll)"
+	ok "a provider that cannot serve the volume: exit 2"
 fi
 d_stop_amberd
 AMBERD_ENV="" d_start_amberd
