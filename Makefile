@@ -19,7 +19,7 @@ SHELL := /bin/bash
 DEB_PACKAGES := \
 	build-essential cmake pkg-config \
 	libxxhash-dev nettle-dev libssl-dev libcmocka-dev libsqlite3-dev sqlite3 \
-	libjansson-dev libzstd-dev libinih-dev libsystemd-dev libedit-dev \
+	libjansson-dev libzstd-dev libinih-dev libsystemd-dev libedit2 \
 	libbtrfsutil-dev btrfs-progs xfsprogs restic \
 	clang libclang-rt-14-dev util-linux jq
 

@@ -49,7 +49,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <editline/readline.h>
+#include <dlfcn.h>
 #include <jansson.h>
 
 #include "backup/backup.h"
@@ -1216,22 +1216,71 @@ static int run_file(run *r, const char *text, size_t len)
 	return finish(r, rc);
 }
 
+/* The prompt's line editing and history come from libedit, loaded when the
+ * prompt starts rather than linked: every other amber command (a backup
+ * run from cron, say) then starts without reading libedit and the three
+ * libraries it pulls in (~3 ms of a cold start).  Without libedit the
+ * prompt still works, with plain line input and no history. */
+typedef struct line_editor {
+	void *lib;
+	char *(*readline)(const char *prompt);
+	int (*add_history)(const char *line);
+} line_editor;
+
+static void editor_open(line_editor *ed)
+{
+	memset(ed, 0, sizeof(*ed));
+	ed->lib = dlopen("libedit.so.2", RTLD_NOW | RTLD_LOCAL);
+	if (!ed->lib)
+		return;
+	*(void **)&ed->readline = dlsym(ed->lib, "readline");
+	*(void **)&ed->add_history = dlsym(ed->lib, "add_history");
+	if (!ed->readline || !ed->add_history) {
+		dlclose(ed->lib);
+		memset(ed, 0, sizeof(*ed));
+	}
+}
+
+/* One line without its newline, malloc'd (free() it), or NULL at the end
+ * of input. */
+static char *editor_line(line_editor *ed, FILE *out, const char *prompt)
+{
+	if (ed->readline)
+		return ed->readline(prompt);
+	fputs(prompt, out);
+	fflush(out);
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n = getline(&line, &cap, stdin);
+	if (n < 0) {
+		free(line);
+		return NULL;
+	}
+	if (n && line[n - 1] == '\n')
+		line[n - 1] = 0;
+	return line;
+}
+
 static int run_interactive(run *r)
 {
+	line_editor ed;
+	editor_open(&ed);
 	sc_parser p;
 	sc_parser_init(&p);
 	unsigned lineno = 0;
 	int last = 0;
 	fprintf(r->ctx->out, "amber script: type commands (see amber script --help), "
 	        "exit or Ctrl-D to leave.\n");
+	if (!ed.lib)
+		fprintf(r->ctx->out, "(libedit.so.2 not found: no line editing or history)\n");
 	for (;;) {
 		g_stop = 0;
-		char *line = readline("AMBER> ");
+		char *line = editor_line(&ed, r->ctx->out, "AMBER> ");
 		if (!line)
 			break;
 		lineno++;
-		if (*line)
-			add_history(line);
+		if (*line && ed.add_history)
+			ed.add_history(line);
 		sc_cmd c;
 		char err[SC_ERR_MAX];
 		if (sc_parse_line(&p, line, lineno, &c, err, sizeof(err)) != 0) {
@@ -1258,6 +1307,8 @@ static int run_interactive(run *r)
 		sc_cmd_free(&c);
 	}
 	sc_parser_free(&p);
+	/* libedit stays loaded: it may have left terminal state and handlers
+	 * that expect it until exit */
 	return finish(r, last && r->session ? last : 0);
 }
 
