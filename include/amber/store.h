@@ -278,14 +278,15 @@ size_t ams_unchanged_files(ams_instance *inst, const char **paths, size_t max);
 /**
  * Freeze: once a log roll in progress, and the zeros of a preparation of
  * the next log file in progress, are written (commits are admitted
- * meanwhile), stop admitting commits, write every log record already
- * formed to its file, then hold new commits and all writes to the
- * database, log, checkpoint and header files.  A commit that was admitted
- * but had not formed its record yet is not waited for: its record reaches
- * the log only after the thaw, so it is held (not in the snapshot, not
- * acknowledged before the thaw).  Reads go on (a read of a record such a
- * commit changed waits for it, as a read waits for any commit not yet
- * durable).  It waits for writes in progress, not for
+ * meanwhile), stop admitting commits, let the writes already in progress
+ * end, then hold new commits and all writes to the database, log,
+ * checkpoint and header files.  Nothing is written for the freeze: a
+ * commit whose record was not yet written to the log file (still in the
+ * log buffer, or still being applied) is held like a later one (not in
+ * the snapshot, not acknowledged before the thaw), so a snapshot taken
+ * while frozen has no fresh log data to write back.  Reads go on (a read
+ * of a record such a commit changed waits for it, as a read waits for any
+ * commit not yet durable).  It waits for writes in progress, not for
  * fsyncs: a snapshot of the files sees what was written, and a commit whose
  * fsync was running is acknowledged when it returns, during the freeze.
  * The engine thaws itself @p timeout_ms after the freeze began even if

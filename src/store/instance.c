@@ -23,10 +23,8 @@
  *      acknowledged data), fdatasync, advances lsn_durable.  Everyone whose
  *      record was in the buffer returns: that is the group commit.  The
  *      write phase (flushing) and the fdatasync (syncing) are apart: a
- *      committer leads the next flush once both are over, but a freeze
- *      writes its flush itself, also during an fdatasync, and hands that
- *      flush's fdatasync to a thread of its own (freeze_flush); flushes
- *      publish lsn_durable in their order (sync_seq, sync_pub).
+ *      committer leads the next flush once both are over; flushes publish
+ *      lsn_durable in their order (sync_seq, sync_pub).
  *
  * LOG ROLL: when the current generation is full (or a roll is requested)
  * the flushing thread switches to the prepared <prefix>tmp.log:
@@ -47,21 +45,23 @@
 
  * FREEZE: ams_freeze() waits for a preparation of the next log file in
  * progress and for a log roll in progress (commits are admitted meanwhile:
- * neither counts in the hold), stops admission, waits until every record
- * already appended is written to the log file and no gated write is in
- * progress (not for commits still applying: their records reach the log
- * file after the thaw), then holds every later
- * write in amb_gate_enter() until ams_thaw() or the deadline.  It waits for
+ * neither counts in the hold), stops admission and any new gated section,
+ * waits until no gated write is in progress, then holds every later write
+ * in amb_gate_enter() until ams_thaw() or the deadline.  It waits for
  * writes, never for an fsync: the flush's fdatasync, the checkpoint's
  * database fdatasyncs and the syncs of the checkpoint file and headers run
  * outside the gate (a snapshot sees written data, synced or not; the
  * commits of a flush whose fdatasync ends during the freeze are
- * acknowledged then).  Records still waiting in the log buffer are written
- * by the freezing thread itself (freeze_flush), their fdatasync handed to
- * a thread of its own.  Background writes do not start a gated section while
- * a freeze is being set up, and pass the gate in short sections (a batch of
- * page writes) or one write at a time (in->gvfs: the checkpoint file and the
- * headers), so the freeze waits for little.  A log roll (renames, header of
+ * acknowledged then).  Nor does it write anything itself: records still in
+ * the log buffer (and those of commits still applying) stay there, are
+ * neither in the snapshot nor acknowledged before the thaw, and reach the
+ * log file after it.  The file then ends where the last flush that passed
+ * the gate ended, a record boundary, which a crash could leave too.  So the
+ * snapshot has no freshly written log data of the freeze to write back
+ * while it holds the application (btrfs waits for a subvolume's data in
+ * flight inside its snapshot ioctl).  Gated sections are short (a flush's
+ * write phase, a batch of page writes, one write at a time through in->gvfs
+ * for the checkpoint file and the headers), so the freeze waits for little.  A log roll (renames, header of
  * the new generation, directory fsync) is one gated section with its syncs.
  * ams_quiesce() before a freeze keeps checkpoint page writes and header
  * refreshes back until the thaw (or its deadline), so that a snapshot's own
@@ -157,20 +157,13 @@ static void wait_thawed_locked(ams_instance *in)
 	}
 }
 
+/* Enter a gated section (every write to a log, database, checkpoint or
+ * header file): wait while a freeze is being set up, so that ams_freeze()
+ * only waits for the sections already running, never for one that starts
+ * after it, then while frozen (until the thaw or the deadline).  Sections
+ * never nest: a thread inside one that entered another would wait for a
+ * freeze that waits for it. */
 void amb_gate_enter(ams_instance *in)
-{
-	pthread_mutex_lock(&in->mu);
-	wait_thawed_locked(in);
-	in->io_active++;
-	pthread_mutex_unlock(&in->mu);
-}
-
-/* The gate for background writes (checkpointer, log-file preparation,
- * header refreshes): like amb_gate_enter(), but it also waits while a
- * freeze is being set up, so that ams_freeze() only waits for the gated
- * section already running, never for one that starts after it.  (The
- * flusher's log writes use amb_gate_enter(): the freeze needs them.) */
-static void gate_enter_bg(ams_instance *in)
 {
 	pthread_mutex_lock(&in->mu);
 	while (in->freezing && !in->failed)
@@ -178,6 +171,13 @@ static void gate_enter_bg(ams_instance *in)
 	wait_thawed_locked(in);
 	in->io_active++;
 	pthread_mutex_unlock(&in->mu);
+}
+
+/* the same for background writes (checkpointer, log-file preparation,
+ * header refreshes) */
+static void gate_enter_bg(ams_instance *in)
+{
+	amb_gate_enter(in);
 }
 
 /* Wait while the instance is quiesced (ams_quiesce), at most until its
@@ -885,22 +885,14 @@ static void flush_write(ams_instance *in, flush_job *f, int gather)
 			f->want_roll = 0;
 		}
 	}
-	if (!rc) {
-		/* written: a snapshot from here on holds these records */
-		pthread_mutex_lock(&in->mu);
-		in->lsn_infile = lsn + len;
-		pthread_mutex_unlock(&in->mu);
-	}
 	amb_gate_exit(in);
 	f->rc = rc;
 	f->unsynced = unsynced;
 
 	/* the write phase is over.  Committers lead the next flush only once
 	 * this fdatasync is done (syncing == 0: the records that arrive
-	 * meanwhile make the next group), but a freeze's flush (freeze_flush)
-	 * writes while it runs, so that the freeze waits for no fdatasync.
-	 * log_fd cannot be closed under the fdatasync: a roll waits for
-	 * syncing == 0. */
+	 * meanwhile make the next group).  log_fd cannot be closed under the
+	 * fdatasync: a roll waits for syncing == 0. */
 	pthread_mutex_lock(&in->mu);
 	if (f->rolls) {
 		in->rolling--;
@@ -913,14 +905,8 @@ static void flush_write(ams_instance *in, flush_job *f, int gather)
 	f->sq = ++in->sync_seq;
 	in->syncing++;
 	in->flushing = 0;
-	/* committers are not woken here (they lead only once syncing is 0,
-	 * and the publication below wakes them); a freeze being set up is (it
-	 * may now ask for its flush), and so is the flusher thread if the
-	 * freeze already asked */
-	if (in->freezing)
-		pthread_cond_broadcast(&in->cond);
-	if (in->flush_req)
-		wake_bg(in);
+	/* committers are not woken here: they lead only once syncing is 0,
+	 * and the publication in flush_finish() wakes them */
 }
 
 /* The rest of a flush after flush_write(): its fdatasync (mu released
@@ -986,18 +972,6 @@ static int flush_cycle(ams_instance *in)
 	return flush_finish(&f);
 }
 
-/* A freeze's flush finished on a thread of its own (ams_freeze). */
-static void *flush_finish_main(void *arg)
-{
-	flush_job *f = arg;
-	ams_instance *in = f->in;
-	pthread_mutex_lock(&in->mu);
-	flush_finish(f);
-	pthread_mutex_unlock(&in->mu);
-	free(f);
-	return NULL;
-}
-
 /*
  * The flusher thread: rolls on request, prepares the next log file in the
  * background, and flushes records nobody is waiting for (committers
@@ -1015,9 +989,7 @@ static void *flusher_main(void *arg)
 		           !is_frozen(in);
 		if (in->failed || (in->stop && !in->lbuf_len && !roll && !in->flushing))
 			break;
-		if (!in->flushing && (roll || (in->flush_req && in->lbuf_len) ||
-		                      (in->stop && in->lbuf_len))) {
-			in->flush_req = 0;
+		if (!in->flushing && (roll || (in->stop && in->lbuf_len))) {
 			flush_cycle(in);
 			continue;
 		}
@@ -2606,31 +2578,6 @@ const char *ams_db_path(ams_instance *in, int dbidx)
 
 /* -------------------------------------------------------------- freeze */
 
-/* The records waiting in the log buffer, written on the calling thread
- * (mu held; nobody flushing or applying), their fdatasync and publication
- * handed to a thread of its own.  0, or -1 when no memory (nothing done). */
-static int freeze_flush(ams_instance *in)
-{
-	flush_job *f = malloc(sizeof(*f));
-	if (!f)
-		return -1;
-	flush_write(in, f, 0); /* a freeze waits for no commit still applying */
-	pthread_attr_t a;
-	pthread_t th;
-	int r = pthread_attr_init(&a);
-	if (!r) {
-		pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-		r = pthread_create(&th, &a, flush_finish_main, f);
-		pthread_attr_destroy(&a);
-	}
-	if (r) {
-		/* no thread: the fdatasync here, as a committer would */
-		flush_finish(f);
-		free(f);
-	}
-	return 0;
-}
-
 int ams_quiesce(ams_instance *in, unsigned timeout_ms)
 {
 	if (!in)
@@ -2731,37 +2678,19 @@ int ams_freeze(ams_instance *in, unsigned timeout_ms)
 	while (((in->prep_busy && !in->prep_syncing) || in->rolling) && !in->failed)
 		pthread_cond_wait(&in->cond, &in->mu);
 	uint64_t t0 = amb_mono_us();
-	in->freezing = 1;
+	in->freezing = 1; /* no gated section starts from here on */
 	in->freeze_t0 = t0;
-	/* every record appended to the log buffer so far must be written to
-	 * its file, and no write in progress.  Written, not synced: the
-	 * snapshot sees what was written, and a flush's fdatasync (outside the
-	 * gate) may go on while frozen; its committers are then acknowledged
-	 * during the freeze.  A commit admitted earlier and still applying
-	 * (in memory only: a database extension of thousands of pages, a page
-	 * read, a page fault can make that tens of ms) is not waited for: its
-	 * record joins the buffer later, and its flush waits at the gate
-	 * (amb_gate_enter) until the thaw, so it is neither in the snapshot
-	 * nor acknowledged before the thaw. */
-	uint64_t target = in->lsn_end;
-	while (!in->failed && (in->lsn_infile < target || in->io_active)) {
-		if (!in->flushing && in->lsn_written < target) {
-			/* the freeze's flush: written by this thread, synced by
-			 * another, so that the freeze waits for no fdatasync (the
-			 * flusher thread may be busy with one of its own, or with
-			 * the preparation of the next log file) */
-			if (freeze_flush(in) == 0)
-				continue;
-			/* no memory for the job: the flusher thread does it */
-			if (!in->flush_req) {
-				in->flush_req = 1;
-				wake_bg(in);
-			}
-		}
+	/* no write in progress: the gated sections running now end (a flush's
+	 * write phase, a page batch, one header write); the next ones wait in
+	 * amb_gate_enter().  Nothing else is waited for or written: records
+	 * in the log buffer, or taken by a flush that has not passed the gate,
+	 * and commits still applying (a database extension can make that tens
+	 * of ms) are held like any later commit, neither in the snapshot nor
+	 * acknowledged before the thaw.  A flush's fdatasync (outside the gate)
+	 * may go on while frozen; its committers are acknowledged then. */
+	while (!in->failed && in->io_active)
 		pthread_cond_wait(&in->cond, &in->mu);
-	}
 	in->freezing = 0;
-	in->flush_req = 0; /* if a committer flushed first */
 	if (in->failed) {
 		pthread_cond_broadcast(&in->cond);
 		pthread_mutex_unlock(&in->mu);
@@ -3343,8 +3272,8 @@ static void stop_threads(ams_instance *in)
 	in->stop = 1;
 	pthread_cond_broadcast(&in->cond);
 	wake_bg(in);
-	/* a freeze's flush may still be syncing on a thread of its own
-	 * (freeze_flush): it uses the instance until it has published */
+	/* a committer's flush may still be syncing: it uses the instance
+	 * until it has published */
 	while (in->syncing)
 		pthread_cond_wait(&in->cond, &in->mu);
 	pthread_mutex_unlock(&in->mu);
@@ -3398,7 +3327,7 @@ int ams_open(const char *dir, const ams_open_opts *o, ams_instance **out)
 			db->stamp = db->hdr.last_stamp;
 	}
 	/* a new generation for this run, then a checkpoint at its start */
-	in->lsn_end = in->lsn_written = in->lsn_infile = in->lsn_durable = end_lsn;
+	in->lsn_end = in->lsn_written = in->lsn_durable = end_lsn;
 	rc = log_roll_io(in, end_lsn);
 	if (rc == AMS_ENOSPC && reserve_spend(in))
 		rc = log_roll_io(in, end_lsn);

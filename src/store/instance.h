@@ -141,8 +141,6 @@ struct ams_instance {
 	uint32_t lbuf_segs;    /* segments promised to the records in lbuf */
 	uint64_t lsn_end;      /* LSN after the last appended record */
 	uint64_t lsn_written;  /* LSN after the last byte handed to the flusher */
-	uint64_t lsn_infile;   /* LSN up to which the log is written to its file
-	                          (a snapshot sees it; fsync may still run) */
 	uint64_t lsn_durable;  /* LSN up to which the log is fsynced */
 	uint32_t reserved_segs;/* promised to records in lbuf, in flight, or being applied */
 
@@ -169,7 +167,6 @@ struct ams_instance {
 	/* requests to the flusher thread */
 	uint64_t roll_req, roll_done; /* tickets */
 	int prep_req;
-	int flush_req;         /* a freeze asks the flusher thread to flush lbuf */
 	int prep_busy;         /* someone is preparing <prefix>tmp.log */
 	int prep_syncing;      /* ... and its zeros are written: only syncs left */
 
