@@ -61,8 +61,9 @@
  * while it holds the application (btrfs waits for a subvolume's data in
  * flight inside its snapshot ioctl).  Gated sections are short (a flush's
  * write phase, a batch of page writes, one write at a time through in->gvfs
- * for the checkpoint file and the headers), so the freeze waits for little.  A log roll (renames, header of
- * the new generation, directory fsync) is one gated section with its syncs.
+ * for the checkpoint file and the headers), so the freeze waits for little.
+ * A log roll (renames, header of the new generation, directory fsync) is
+ * one gated section with its syncs.
  * ams_quiesce() before a freeze keeps checkpoint page writes and header
  * refreshes back until the thaw (or its deadline), so that a snapshot's own
  * write-back of the databases, inside the hold, finds nothing to write, and
