@@ -1272,7 +1272,7 @@ static int run_interactive(run *r)
 	fprintf(r->ctx->out, "amber script: type commands (see amber script --help), "
 	        "exit or Ctrl-D to leave.\n");
 	if (!ed.lib)
-		fprintf(r->ctx->out, "(libedit.so.2 not found: no line editing or history)\n");
+		fprintf(r->ctx->out, "(libedit.so.2 could not be loaded: no line editing or history)\n");
 	for (;;) {
 		g_stop = 0;
 		char *line = editor_line(&ed, r->ctx->out, "AMBER> ");

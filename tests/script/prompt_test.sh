@@ -54,7 +54,7 @@ if [ "$(id -u)" = 0 ] && command -v unshare >/dev/null; then
 	rc=$?
 	tr -d '\r' <"$DW/tty2.out" >"$DW/tty2.txt"
 	[ $rc = 0 ] || fail "the prompt without libedit exited $rc: $(cat "$DW/tty2.txt")"
-	has "libedit.so.2 not found" <"$DW/tty2.txt" || fail "no note that libedit is missing: $(cat "$DW/tty2.txt")"
+	has "libedit.so.2 could not be loaded" <"$DW/tty2.txt" || fail "no note that libedit is missing: $(cat "$DW/tty2.txt")"
 	has "Provider name: 'btrfs'" <"$DW/tty2.txt" || fail "the prompt without libedit ran nothing: $(cat "$DW/tty2.txt")"
 	ok "without libedit the prompt runs commands (no line editing)"
 	# and amber's other commands do not load it
