@@ -174,13 +174,6 @@ void amb_gate_enter(ams_instance *in)
 	pthread_mutex_unlock(&in->mu);
 }
 
-/* the same for background writes (checkpointer, log-file preparation,
- * header refreshes) */
-static void gate_enter_bg(ams_instance *in)
-{
-	amb_gate_enter(in);
-}
-
 /* Wait while the instance is quiesced (ams_quiesce), at most until its
  * deadline; a stop or a failure ends the wait. */
 static void wait_quiet(ams_instance *in)
@@ -342,7 +335,7 @@ static int gv_open(amb_vfs *v, const char *path, int flags, int mode)
 	ams_instance *in = gv_in(v);
 	if (!(flags & (O_CREAT | O_TRUNC)))
 		return in->vfs->open(in->vfs, path, flags, mode);
-	gate_enter_bg(in);
+	amb_gate_enter(in);
 	int r = in->vfs->open(in->vfs, path, flags, mode);
 	amb_gate_exit(in);
 	return r;
@@ -363,7 +356,7 @@ static ssize_t gv_pread(amb_vfs *v, int fd, void *buf, size_t n, off_t off)
 static ssize_t gv_pwrite(amb_vfs *v, int fd, const void *buf, size_t n, off_t off)
 {
 	ams_instance *in = gv_in(v);
-	gate_enter_bg(in);
+	amb_gate_enter(in);
 	ssize_t r = in->vfs->pwrite(in->vfs, fd, buf, n, off);
 	amb_gate_exit(in);
 	return r;
@@ -378,7 +371,7 @@ static int gv_sync(amb_vfs *v, int fd, int datasync)
 static int gv_truncate(amb_vfs *v, int fd, off_t len)
 {
 	ams_instance *in = gv_in(v);
-	gate_enter_bg(in);
+	amb_gate_enter(in);
 	int r = in->vfs->truncate(in->vfs, fd, len);
 	amb_gate_exit(in);
 	return r;
@@ -387,7 +380,7 @@ static int gv_truncate(amb_vfs *v, int fd, off_t len)
 static int gv_allocate(amb_vfs *v, int fd, off_t off, off_t len)
 {
 	ams_instance *in = gv_in(v);
-	gate_enter_bg(in);
+	amb_gate_enter(in);
 	int r = in->vfs->allocate(in->vfs, fd, off, len);
 	amb_gate_exit(in);
 	return r;
@@ -402,7 +395,7 @@ static int gv_size(amb_vfs *v, int fd, off_t *size)
 static int gv_rename(amb_vfs *v, const char *from, const char *to)
 {
 	ams_instance *in = gv_in(v);
-	gate_enter_bg(in);
+	amb_gate_enter(in);
 	int r = in->vfs->rename(in->vfs, from, to);
 	amb_gate_exit(in);
 	return r;
@@ -411,7 +404,7 @@ static int gv_rename(amb_vfs *v, const char *from, const char *to)
 static int gv_unlink(amb_vfs *v, const char *path)
 {
 	ams_instance *in = gv_in(v);
-	gate_enter_bg(in);
+	amb_gate_enter(in);
 	int r = in->vfs->unlink(in->vfs, path);
 	amb_gate_exit(in);
 	return r;
@@ -505,7 +498,7 @@ static int prepare_tmp(ams_instance *in, int gate)
 	if (rc) {
 		v->close(v, fd);
 		if (gate)
-			gate_enter_bg(in);
+			amb_gate_enter(in);
 		v->unlink(v, path);
 		if (gate)
 			amb_gate_exit(in);
@@ -528,7 +521,7 @@ static int ensure_tmp(ams_instance *in, int gate)
 	 * (which needs the file, inside its own gated section) never waits for
 	 * one that is held at the gate */
 	if (gate)
-		gate_enter_bg(in);
+		amb_gate_enter(in);
 	pthread_mutex_lock(&in->mu);
 	while (in->prep_busy)
 		pthread_cond_wait(&in->cond, &in->mu);
@@ -1133,7 +1126,7 @@ static int checkpoint(ams_instance *in)
 	for (size_t i = 0; i < n && !rc; i++) {
 		if (i % CKPT_GATE_PAGES == 0) {
 			wait_quiet(in);
-			gate_enter_bg(in);
+			amb_gate_enter(in);
 		}
 		amb_db *db = &in->db[pages[i].db];
 		ssize_t w = v->pwrite(v, db->fd, pages[i].buf, P, (off_t)pages[i].pgno * P);
