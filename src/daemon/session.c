@@ -621,6 +621,19 @@ static void presync_all(dsession *s)
 				amb_provider_errmsg());
 }
 
+/* How a set fails that could not be planned (provider choice, registry
+ * record, provider prepare): a volume no provider (or not the one asked
+ * for) can serve is the requestor's mistake; out of space (the registry's
+ * or the shadow storage's) is retryable, as at the commit: room may be
+ * made.  The exit code, the class into *cls. */
+static int plan_failure(int r, amb_fail_class *cls)
+{
+	*cls = r == -ENOSPC || r == -ENOMEM ? AMB_FAIL_OUT_OF_RESOURCES : AMB_FAIL_NONRETRYABLE;
+	if (r == -EINVAL || r == -ENOENT || r == -ENOTDIR || r == -EOPNOTSUPP)
+		return AMB_EXIT_BAD_INPUT;
+	return *cls == AMB_FAIL_OUT_OF_RESOURCES ? AMB_EXIT_RETRYABLE : AMB_EXIT_FAILED;
+}
+
 /* The shadows of a set planned (run_sequence), on a thread of their own. */
 typedef struct plan_job {
 	dsession *s;
@@ -707,10 +720,7 @@ static int run_sequence(dsession *s, bool backup, uint64_t req_id, amb_msg *resp
 		int r = amb_provider_choose(s->vols[i].path, prov && prov[0] ? prov : NULL, &p);
 		if (r) {
 			snprintf(why, sizeof(why), "%s", amb_provider_errmsg());
-			cls = AMB_FAIL_NONRETRYABLE;
-			rc = r == -EINVAL || r == -ENOENT || r == -ENOTDIR || r == -EOPNOTSUPP
-				     ? AMB_EXIT_BAD_INPUT
-				     : AMB_EXIT_FAILED;
+			rc = plan_failure(r, &cls);
 			goto fail;
 		}
 	}
@@ -728,14 +738,8 @@ static int run_sequence(dsession *s, bool backup, uint64_t req_id, amb_msg *resp
 	if (rc)
 		goto fail;
 	if (pj.r) {
-		/* out of space (the registry's or the shadow storage's) is
-		 * retryable, as at the commit: room may be made */
-		int r = pj.r;
-		cls = r == -ENOSPC || r == -ENOMEM ? AMB_FAIL_OUT_OF_RESOURCES : AMB_FAIL_NONRETRYABLE;
 		snprintf(why, sizeof(why), "%s", pj.why);
-		rc = r == -EINVAL || r == -ENOENT || r == -ENOTDIR || r == -EOPNOTSUPP
-			     ? AMB_EXIT_BAD_INPUT
-			     : cls == AMB_FAIL_OUT_OF_RESOURCES ? AMB_EXIT_RETRYABLE : AMB_EXIT_FAILED;
+		rc = plan_failure(pj.r, &cls);
 		goto fail;
 	}
 	set_states(s, AMB_WS_WAITING_FOR_FREEZE);
