@@ -225,6 +225,15 @@ d_shadow_ids() {
 	"$AMBER" list shadows --json | grep -o '"id": *"[0-9a-f-]*"' | grep -o '[0-9a-f-]\{36\}' || true
 }
 
+# d_no_shadows [MS]: no shadow listed, within MS ms (default 10000).
+# amberd answers session-close first and deletes the set's volatile
+# shadows after it (docs/protocol.md), so a requestor that has just
+# returned may still see them listed for a moment.
+d_no_shadows() {
+	d_wait_for "${1:-10000}" d__no_shadow_listed
+}
+d__no_shadow_listed() { [ -z "$(d_shadow_ids)" ]; }
+
 # directories present in the shadow storage directory of mount point $1
 d_shadow_dirs() {
 	ls "$1/.amber-shadows" 2>/dev/null | grep -v '\.amber-shadow$' || true

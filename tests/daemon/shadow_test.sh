@@ -105,8 +105,7 @@ d_wait_writer amber-store 10 || fail "serve did not register again"
 [ -z "$(d_shadow_dirs "$MNT")" ] || fail "volatile shadow left on disk: $(d_shadow_dirs "$MNT")"
 "$TREQ" --socket "$AMBER_SOCKET" "$VOL" >"$DW/treq.out" 2>&1 ||
 	fail "requestor: $(cat "$DW/treq.out")"
-no_shadow_listed() { [ -z "$(d_shadow_ids)" ]; }
-d_wait_for 20000 no_shadow_listed || fail "the volatile shadow of a closed session was not deleted"
+d_no_shadows 20000 || fail "the volatile shadow of a closed session was not deleted"
 [ -z "$(d_shadow_dirs "$MNT")" ] || fail "volatile shadow left on disk: $(d_shadow_dirs "$MNT")"
 ok "session-close answers first, then deletes the volatile shadows (none leaked when amberd dies between)"
 

@@ -194,7 +194,7 @@ sed -e 's/^set context persistent$/set context volatile/' -e '/^expose/d' "$DW/f
 "$AMBER" script "$DW/failv.dsh" >"$DW/fv.out" 2>"$DW/fv.err"
 rc=$?
 [ $rc = 1 ] || fail "volatile failing exec: exit $rc"
-[ -z "$(d_shadow_ids)" ] || fail "a volatile shadow was left: $(d_shadow_ids)"
+d_no_shadows || fail "a volatile shadow was left: $(d_shadow_ids)"
 [ -z "$(d_shadow_dirs "$MNT")" ] || fail "volatile shadow data left: $(d_shadow_dirs "$MNT")"
 ok "failing exec in a volatile set leaves no shadow"
 
@@ -301,7 +301,7 @@ jq -e '.[] | select(.type == "full" and .verified == true and .status == "comple
 	fail "no verified full backup in the repository: $(cat "$DW/list.json")"
 after=$(oldest)
 [[ "$after" > "$before" ]] || fail "the generated script's end backup truncated nothing"
-[ -z "$(d_shadow_ids)" ] || fail "the generated script left shadows"
+d_no_shadows || fail "the generated script left shadows: $(d_shadow_ids)"
 not_frozen "generated"
 BK=$(jq -r '.[-1].id' "$DW/list.json")
 # serve keeps committing: its 256 KiB logs roll ~50 times a second while
