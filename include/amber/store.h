@@ -244,14 +244,19 @@ enum ams_backup_type {
  * NULL) receives the new current generation; everything committed before
  * the call is in generations < *new_gen.  It returns once the file for the
  * generation after that is prepared as well, so that an ams_freeze() right
- * after it does not wait for that preparation.
+ * after it does not wait for that preparation.  While quiesced
+ * (ams_quiesce() before the roll, as a writer's prepare-snapshot does) that
+ * preparation, unless already under way, waits for the quiet's end instead:
+ * neither the roll nor the freeze waits for it, and the generations the
+ * roll archived count as unchanged (ams_unchanged_files()).
  * @return #AMS_OK, #AMS_EIO, #AMS_EFAILED, #AMS_ENOSPC
  */
 int ams_log_roll(ams_instance *inst, uint32_t *new_gen);
 
 /**
- * Quiesce: no checkpoint starts writing database pages, and no header
- * refresh starts, for at most @p timeout_ms, or until ams_thaw() or
+ * Quiesce: no checkpoint starts writing database pages, no header refresh
+ * starts, and no preparation of the next log file (its zeros and syncs)
+ * starts, for at most @p timeout_ms, or until ams_thaw() or
  * ams_quiesce(inst, 0); what the checkpointer thread is writing is let
  * finish first (at most 1 s).  A snapshot prepared meanwhile (after
  * its volumes were synced) then has no database pages to write back while
@@ -268,9 +273,11 @@ int ams_quiesce(ams_instance *inst, unsigned timeout_ms);
  * (strings of the instance, valid until the next call or ams_close()): the
  * database files that no write or truncation has started to change since
  * (a space reservation changes no byte), then the archived log files of the
- * generations before the one current at the quiesce, newest first.  Nothing changes them until the thaw.  A provider that
- * copied the volume after the quiesce need not look at them again while
- * writes are held.
+ * generations before the one current at the quiesce (or at the end of an
+ * ams_log_roll() called during the quiet), newest first.  Nothing changes
+ * them until the thaw.  A provider that copied the volume after the
+ * quiesce (and that roll) need not look at them again while writes are
+ * held.
  * @return how many (0 when not frozen, or not quiesced)
  */
 size_t ams_unchanged_files(ams_instance *inst, const char **paths, size_t max);

@@ -87,10 +87,18 @@ int ams_log_roll(ams_instance *in, uint32_t *new_gen)
 	 * preparation waits for the thaw then, and the roll would wait with it
 	 * (a freeze asked for by another thread just after the roll ended and
 	 * before the flusher took up the preparation: test_engine's
-	 * test_freeze_waits_for_roll hung on that until the thaw). */
+	 * test_freeze_waits_for_roll hung on that until the thaw).  Nor while
+	 * quiesced (ams_quiesce() before the roll): a preparation that has not
+	 * started waits for the quiet's end, after the snapshot, and neither
+	 * the roll nor the freeze waits for it; one already running is waited
+	 * for as without the quiet. */
 	while (!rc && !in->failed && !in->stop && !in->freezing && !in->frozen && in->tmp_fd < 0 &&
-	       (in->prep_req || in->prep_busy))
+	       (in->prep_busy || (in->prep_req && !amb_quiet_locked(in))))
 		pthread_cond_wait(&in->cond, &in->mu);
+	/* the generations archived by this roll are final: while quiesced they
+	 * count as unchanged (ams_unchanged_files) like the older ones */
+	if (!rc && amb_quiet_locked(in))
+		in->quiet_gen = in->gen;
 	if (new_gen)
 		*new_gen = in->gen;
 	pthread_mutex_unlock(&in->mu);

@@ -64,11 +64,14 @@
  * for the checkpoint file and the headers), so the freeze waits for little.
  * A log roll (renames, header of the new generation, directory fsync) is
  * one gated section with its syncs.
- * ams_quiesce() before a freeze keeps checkpoint page writes and header
- * refreshes back until the thaw (or its deadline), so that a snapshot's own
- * write-back of the databases, inside the hold, finds nothing to write, and
- * ams_unchanged_files() can tell a provider which databases it need not
- * look at again.
+ * ams_quiesce() before a freeze keeps checkpoint page writes, header
+ * refreshes and the next log file's preparation back until the thaw (or
+ * its deadline), so that a snapshot's own write-back of the databases,
+ * inside the hold, finds nothing to write, and ams_unchanged_files() can
+ * tell a provider which databases it need not look at again.  A roll
+ * asked for during the quiet (ams_log_roll, a writer's prepare-snapshot)
+ * therefore waits neither for the header refresh nor for the next log
+ * file; it still waits for a preparation already under way.
  */
 #include "store/instance.h"
 
@@ -146,6 +149,11 @@ void amb_fail_locked(ams_instance *in, int rc, const char *msg)
 static int is_frozen(ams_instance *in)
 {
 	return in->frozen && amb_mono_us() < in->freeze_deadline;
+}
+
+int amb_quiet_locked(ams_instance *in)
+{
+	return in->quiet_until && amb_mono_us() < in->quiet_until;
 }
 
 /* Wait (mu held) until not frozen; the deadline thaws by itself. */
@@ -977,10 +985,13 @@ static void *flusher_main(void *arg)
 	pthread_mutex_lock(&in->mu);
 	for (;;) {
 		int roll = in->roll_req != in->roll_done;
-		/* no preparation starts while a freeze is set up or held (the
-		 * thaw wakes this thread) */
-		int prep = in->prep_req && in->tmp_fd < 0 && !in->prep_busy && !in->freezing &&
-		           !is_frozen(in);
+		/* no preparation starts while a freeze is set up or held, nor
+		 * while quiesced (the thaw, the quiet's end or its deadline wakes
+		 * this thread): it would write and sync a whole log file between
+		 * a snapshot's prepare and its freeze, or inside the hold */
+		int prep_wanted = in->prep_req && in->tmp_fd < 0 && !in->prep_busy;
+		int quiet = amb_quiet_locked(in);
+		int prep = prep_wanted && !in->freezing && !is_frozen(in) && !quiet;
 		if (in->failed || (in->stop && !in->lbuf_len && !roll && !in->flushing))
 			break;
 		if (!in->flushing && (roll || (in->stop && in->lbuf_len))) {
@@ -994,6 +1005,12 @@ static void *flusher_main(void *arg)
 			pthread_mutex_unlock(&in->mu);
 			ensure_tmp(in, 1);
 			pthread_mutex_lock(&in->mu);
+			continue;
+		}
+		if (prep_wanted && quiet) {
+			struct timespec ts;
+			abs_deadline(&ts, in->quiet_until);
+			pthread_cond_timedwait(&in->bg_cond, &in->mu, &ts);
 			continue;
 		}
 		pthread_cond_wait(&in->bg_cond, &in->mu);
@@ -2579,6 +2596,8 @@ int ams_quiesce(ams_instance *in, unsigned timeout_ms)
 	pthread_mutex_lock(&in->mu);
 	uint64_t now = amb_mono_us();
 	in->quiet_until = timeout_ms ? now + (uint64_t)timeout_ms * 1000u : 0;
+	if (!timeout_ms)
+		wake_bg(in); /* a log file preparation may have waited for the quiet's end */
 	/* what the checkpointer thread is doing is let through first, at most
 	 * 1 s: a header refresh asked for by a roll just before (prepare-
 	 * snapshot rolls, then quiesces), or a checkpoint's last page batch and
@@ -2704,9 +2723,11 @@ int ams_thaw(ams_instance *in)
 {
 	pthread_mutex_lock(&in->mu);
 	if (in->quiet_until) {
-		/* the snapshot is made (or given up): checkpoints go on */
+		/* the snapshot is made (or given up): checkpoints and the next
+		 * log file's preparation go on */
 		in->quiet_until = 0;
 		pthread_cond_broadcast(&in->cond);
+		wake_bg(in);
 	}
 	if (!in->frozen) {
 		pthread_mutex_unlock(&in->mu);

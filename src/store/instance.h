@@ -276,6 +276,9 @@ void amb_gate_exit(ams_instance *in);
 
 uint64_t amb_mono_us(void);
 
+/* Quiesced by ams_quiesce() and its deadline not passed.  Caller holds mu. */
+int amb_quiet_locked(ams_instance *in);
+
 /* Write every database header (state etc. already set in db[i].hdr). */
 int amb_headers_store(ams_instance *in);
 /* The same, each write passing the background freeze gate on its own and

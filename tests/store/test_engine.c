@@ -668,10 +668,22 @@ static size_t n_edb(const char **paths, size_t n, uint32_t gen)
 	return k;
 }
 
+/* Wait until path exists, at most ms milliseconds; whether it does. */
+static bool wait_file(const char *path, int ms)
+{
+	for (int i = 0; i < ms / 10; i++) {
+		if (access(path, F_OK) == 0)
+			return true;
+		usleep(10000);
+	}
+	return access(path, F_OK) == 0;
+}
+
 /*
  * ams_unchanged_files(): while frozen after ams_quiesce(), the databases
  * nothing wrote since, then the archived logs older than the generation
- * current at the quiesce; none when not frozen or not quiesced.  A header
+ * current at the quiesce (or made current by an ams_log_roll() during the
+ * quiet); none when not frozen or not quiesced.  A header
  * refresh waits for the quiet to end; once the quiet's deadline has let
  * it write, the databases are not listed.
  */
@@ -731,34 +743,49 @@ static void test_unchanged_files(void **state)
 	assert_int_equal(ams_unchanged_files(in, paths, 8), 0);
 	assert_int_equal(ams_thaw(in), 0);
 
-	/* a header refresh asked for while quiesced (a roll's) waits for the
-	 * thaw: both databases stay unchanged; after the thaw it is written.
-	 * (First, whatever header write is still under way ends.) */
+	/* a roll while quiesced (a writer's prepare-snapshot quiesces, then
+	 * rolls): the header refresh it asks for waits for the thaw, so both
+	 * databases stay unchanged, and so does the preparation of the next
+	 * log file: the roll returns without it (before the quiet, the roll
+	 * waited for it).  The generation the roll archived is final and
+	 * listed.  After the thaw the headers are written and the next log
+	 * file prepared.  (First, whatever header write is still under way
+	 * ends.) */
+	char tmpl[600];
+	snprintf(tmpl, sizeof(tmpl), "%s/E00tmp.log", dir);
 	settle(&uc_hdr);
 	assert_int_equal(ams_quiesce(in, 60000), 0);
 	int h0 = __atomic_load_n(&uc_hdr, __ATOMIC_SEQ_CST);
 	uint32_t gen2;
 	assert_int_equal(ams_log_roll(in, &gen2), 0);
+	assert_int_equal(access(tmpl, F_OK), -1); /* the roll took it; none made since */
 	usleep(300000);
 	assert_int_equal(__atomic_load_n(&uc_hdr, __ATOMIC_SEQ_CST), h0);
+	assert_int_equal(access(tmpl, F_OK), -1);
 	assert_int_equal(ams_freeze(in, 60000), 0);
 	n = ams_unchanged_files(in, paths, 8);
-	/* the generation rolled during the quiet (gen2 - 1) is not listed */
-	assert_int_equal(n_edb(paths, n, gen2 - 1), 2);
+	assert_true(n >= 3);
+	assert_int_equal(n_edb(paths, n, gen2), 2);
+	snprintf(want, sizeof(want), "%s/E00%08X.log", dir, gen2 - 1);
+	assert_non_null(realpath(want, real));
+	assert_string_equal(paths[2], real);
 	assert_int_equal(ams_thaw(in), 0);
 	/* all of it: two databases, two header copies each; then nothing
 	 * more is under way for the quiet below */
 	assert_true(wait_above(&uc_hdr, h0 + 3, 20000) >= h0 + 4);
+	assert_true(wait_file(tmpl, 20000));
 	settle(&uc_hdr);
 
 	/* a quiet whose deadline passed: the refresh it held back writes the
-	 * headers, and a freeze then lists neither database */
+	 * headers, the next log file is prepared (nobody called anything),
+	 * and a freeze then lists neither database */
 	assert_int_equal(ams_quiesce(in, 300), 0);
 	h0 = __atomic_load_n(&uc_hdr, __ATOMIC_SEQ_CST);
 	assert_int_equal(ams_log_roll(in, NULL), 0);
 	/* two databases, each header written as two copies (one pwrite each):
 	 * wait for all four, not only the first database's two (that raced) */
 	assert_true(wait_above(&uc_hdr, h0 + 3, 20000) >= h0 + 4);
+	assert_true(wait_file(tmpl, 20000));
 	assert_int_equal(ams_freeze(in, 60000), 0);
 	n = ams_unchanged_files(in, paths, 8);
 	assert_int_equal(n_edb(paths, n, UINT32_MAX), 0);

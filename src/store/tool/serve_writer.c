@@ -12,10 +12,14 @@
  * DIR is the instance directory made absolute with realpath(3).
  *
  * Events (section 6), all on libamber's thread, one at a time:
- *   prepare-snapshot  ams_log_roll(); a failure is retryable; then
- *                     ams_quiesce(SW_QUIET_MS): no checkpoint page writes
- *                     until the thaw, so the snapshot made while writes
- *                     are held has no database pages to write back
+ *   prepare-snapshot  ams_quiesce(SW_QUIET_MS), then ams_log_roll(); a
+ *                     failed roll ends the quiet and is retryable.  The
+ *                     quiet: no checkpoint page writes, no header refresh
+ *                     and no preparation of the next log file until the
+ *                     thaw, so the snapshot made while writes are held has
+ *                     no database pages to write back, and neither the
+ *                     roll nor the freeze waits for the header refresh and
+ *                     the next log file that a roll asks for
  *   freeze            ams_freeze(inst, hold_ms), and the reply lists the
  *                     databases not changed since prepare-snapshot
  *                     (ams_unchanged_files); the engine thaws itself at
@@ -253,13 +257,16 @@ static int sw_prepare_snapshot(void *arg, const amb_wevent *ev, amb_writer_resul
 		return AMB_FAIL_NONRETRYABLE;
 	}
 	uint32_t gen = 0;
+	/* quiet first: the roll then waits neither for the header refresh nor
+	 * for the next log file it asks for (both wait for the thaw) */
+	ams_quiesce(sw->inst, SW_QUIET_MS);
 	int rc = ams_log_roll(sw->inst, &gen);
 	if (rc != AMS_OK) {
 		snprintf(out->message, sizeof(out->message), "log roll failed: %s", ams_errmsg());
+		ams_quiesce(sw->inst, 0);
 		sw_log(sw, "prepare-snapshot for set %s: %s", ev->set, out->message);
 		return AMB_FAIL_RETRYABLE;
 	}
-	ams_quiesce(sw->inst, SW_QUIET_MS);
 	sw_log(sw, "prepare-snapshot for set %s: log rolled to generation %" PRIu32, ev->set, gen);
 	return 0;
 }
