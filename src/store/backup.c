@@ -111,8 +111,13 @@ static int truncate_below(ams_instance *in, uint32_t below)
 	char path[PATH_MAX];
 	int rc = 0, any = 0;
 	pthread_mutex_lock(&in->mu);
-	uint32_t from = in->gen_oldest;
+	uint32_t from = in->gen_oldest, cur = in->gen;
 	pthread_mutex_unlock(&in->mu);
+	/* deleting the generation before the current one: the current one's
+	 * header durable first.  After a crash, open rebuilds a header that
+	 * never reached the disk from that generation (instance.c, LOG ROLL) */
+	if (from && from < below && below >= cur && (rc = amb_loghdr_durable(in)) != 0)
+		return rc;
 	amb_gate_enter(in);
 	uint32_t g;
 	for (g = from; g && g < below && !rc; g++) {

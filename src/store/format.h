@@ -67,10 +67,16 @@
  *   Every flush starts a new segment, so a segment that holds acknowledged
  *   data is never rewritten: a torn write can only damage the flush that
  *   was in progress, which nobody was told had committed.
- *   A log file is written whole (L bytes of zeros, then its header) and
- *   synced as <prefix>tmp.log before it is renamed into use, so its size is
- *   always the header's file_size: a file of another size was truncated (or
- *   extended) after the fact and is damaged, never a torn tail.
+ *   A log file is written whole (L bytes of zeros) and synced as
+ *   <prefix>tmp.log before it is used, so its size is always the header's
+ *   file_size: a file of another size was truncated (or extended) after the
+ *   fact and is damaged, never a torn tail.  The roll that takes it into use
+ *   writes its header and renames it without a sync of its own; the first
+ *   flush into it syncs header and records together, before anything in it
+ *   is acknowledged, and a generation is synced whole before it is archived.
+ *   So only the current <prefix>.log can lack a readable header after a
+ *   crash, and then nothing in it was acknowledged (open writes the header
+ *   again: instance.c, LOG ROLL).
  *
  *   The payload bytes of consecutive segments, across generations, form one
  *   stream of records, addressed by LSN (the stream offset).  Each

@@ -28,12 +28,30 @@
  *
  * LOG ROLL: when the current generation is full (or a roll is requested)
  * the flushing thread switches to the prepared <prefix>tmp.log:
- *   write tmp's header (gen+1, start LSN), fdatasync;
+ *   fdatasync the current file if its own header is not yet known durable
+ *   (an archived generation is durable whole);
+ *   write tmp's header (gen+1, start LSN), no fdatasync;
  *   rename <prefix>.log -> <prefix>XXXXXXXX.log; rename tmp -> <prefix>.log;
- *   fsync the directory.
- * The flusher thread then prepares the next tmp (zero-filled, synced) in the
- * background.  A crash between the two renames leaves no <prefix>.log and a
- * complete tmp: open finishes the rename.
+ *   no directory fsync.
+ * Nothing on the commit path waits for a sync of its own: the first flush
+ * into the new generation fdatasyncs the file, header and records at once,
+ * before any of them is acknowledged; the renames become durable with the
+ * next directory fsync, which comes before the next roll (the preparation
+ * of the next tmp creates it and fsyncs the directory) and with every
+ * checkpoint file and truncation.  So a crash leaves at most the last
+ * roll undone in part, and open finishes it (fix_interrupted_roll):
+ *   - no <prefix>.log, tmp complete: the second rename is done;
+ *   - <prefix>.log still the old generation, tmp holding the next one with
+ *     a valid header (its records may have been acknowledged: their
+ *     fdatasync made the header durable too): both renames are done;
+ *   - tmp without a valid header: nothing in it was acknowledged; it goes
+ *     (or, when it was already renamed, see the next case);
+ *   - <prefix>.log without a valid header, the newest archived generation
+ *     N before it: the header never reached the disk, so nothing in the
+ *     file was acknowledged; it is written again as generation N+1
+ *     starting where N ends, and the file's records are read as usual.
+ * The flusher thread then prepares the next tmp (zero-filled, synced, the
+ * directory synced) in the background.
  *
  * CHECKPOINTER: when depth bytes of log were written since the last
  * checkpoint it notes the LSN, starts a new image epoch, copies the dirty
@@ -62,8 +80,9 @@
  * flight inside its snapshot ioctl).  Gated sections are short (a flush's
  * write phase, a batch of page writes, one write at a time through in->gvfs
  * for the checkpoint file and the headers), so the freeze waits for little.
- * A log roll (renames, header of the new generation, directory fsync) is
- * one gated section with its syncs.
+ * A log roll (header of the new generation, renames, and the old
+ * generation's sync when its header was not synced yet) is one gated
+ * section with that sync.
  * ams_quiesce() before a freeze keeps checkpoint page writes, header
  * refreshes and the next log file's preparation back until the thaw (or
  * its deadline), so that a snapshot's own write-back of the databases,
@@ -652,7 +671,8 @@ static void loghdr_fill(ams_instance *in, amb_loghdr *h, uint32_t gen, uint64_t 
 		h->sign_db[d] = in->db[d].hdr.sign_db;
 }
 
-static int write_loghdr(amb_vfs *v, int fd, const amb_loghdr *h)
+/* Write a log header into block 0 of fd, without a sync; 0 or -errno. */
+static int pwrite_loghdr(amb_vfs *v, int fd, const amb_loghdr *h)
 {
 	unsigned char seg[AMB_SEG_SIZE];
 	memset(seg, 0, sizeof(seg));
@@ -664,9 +684,54 @@ static int write_loghdr(amb_vfs *v, int fd, const amb_loghdr *h)
 	memcpy(seg + 32, h, sizeof(*h));
 	amb_ck_seal(seg, AMB_SEG_SIZE, 0);
 	ssize_t w = v->pwrite(v, fd, seg, sizeof(seg), 0);
-	if (w < 0)
-		return (int)w;
-	return v->sync(v, fd, 1);
+	return w < 0 ? (int)w : 0;
+}
+
+/* ... and fdatasync it. */
+static int write_loghdr(amb_vfs *v, int fd, const amb_loghdr *h)
+{
+	int rc = pwrite_loghdr(v, fd, h);
+	return rc ? rc : v->sync(v, fd, 1);
+}
+
+/* An fdatasync of generation gen's file succeeded: its header is durable. */
+static void note_hdr_synced(ams_instance *in, uint32_t gen)
+{
+	pthread_mutex_lock(&in->mu);
+	if (gen > in->hdr_synced_gen)
+		in->hdr_synced_gen = gen;
+	pthread_mutex_unlock(&in->mu);
+}
+
+/* Make the current generation's header durable unless a sync of its file
+ * already did (see LOG ROLL above): before the generation is archived,
+ * before a truncation and at shutdown.  0 or an AMS code. */
+static int loghdr_durable(ams_instance *in)
+{
+	pthread_mutex_lock(&in->mu);
+	int fd = in->log_fd;
+	uint32_t gen = in->gen;
+	int need = fd >= 0 && in->hdr_synced_gen < gen;
+	if (need)
+		in->hdr_syncing++; /* a roll does not close fd meanwhile */
+	pthread_mutex_unlock(&in->mu);
+	if (!need)
+		return 0;
+	int s = in->vfs->sync(in->vfs, fd, 1);
+	pthread_mutex_lock(&in->mu);
+	in->hdr_syncing--;
+	if (!s && gen > in->hdr_synced_gen)
+		in->hdr_synced_gen = gen;
+	pthread_cond_broadcast(&in->cond);
+	pthread_mutex_unlock(&in->mu);
+	if (s)
+		return amb_err(AMS_EIO, "fdatasync of log generation %u failed: %s", gen, strerror(-s));
+	return 0;
+}
+
+int amb_loghdr_durable(ams_instance *in)
+{
+	return loghdr_durable(in);
 }
 
 /*
@@ -681,9 +746,13 @@ static int log_roll_io(ams_instance *in, uint64_t start_lsn)
 	int rc;
 	if ((rc = ensure_tmp(in, 0)) != 0) /* inside the gate */
 		return rc;
+	/* the generation about to be archived is durable whole: its records
+	 * are (the caller synced them), its header too, or synced here */
+	if ((rc = loghdr_durable(in)) != 0)
+		return rc;
 	amb_loghdr h;
 	loghdr_fill(in, &h, in->gen + 1, start_lsn, in->gen_create_time);
-	rc = write_loghdr(v, in->tmp_fd, &h);
+	rc = pwrite_loghdr(v, in->tmp_fd, &h);
 	if (rc)
 		return amb_err(amb_errno_code(rc), "writing the header of log generation %u: %s",
 		               in->gen + 1, strerror(-rc));
@@ -694,11 +763,10 @@ static int log_roll_io(ams_instance *in, uint64_t start_lsn)
 		return amb_err(AMS_EIO, "renaming %s to %s: %s", cur, arch, strerror(-rc));
 	if ((rc = v->rename(v, tmp, cur)) != 0)
 		return amb_err(AMS_EIO, "renaming %s to %s: %s", tmp, cur, strerror(-rc));
-	if ((rc = v->sync_dir(v, in->dir)) != 0)
-		return amb_err(AMS_EIO, "%s: fsync of the directory failed: %s", in->dir, strerror(-rc));
 	pthread_mutex_lock(&in->mu);
-	/* an earlier flush may still fdatasync the old file (flush_cycle) */
-	while (in->syncing)
+	/* an earlier flush may still fdatasync the old file (flush_cycle),
+	 * or a truncation its header (loghdr_durable) */
+	while (in->syncing || in->hdr_syncing)
 		pthread_cond_wait(&in->cond, &in->mu);
 	if (in->log_fd >= 0)
 		v->close(v, in->log_fd);
@@ -788,6 +856,7 @@ static int log_write(ams_instance *in, const unsigned char *data, size_t len, ui
 				break;
 			}
 			*unsynced = 0;
+			note_hdr_synced(in, in->gen);
 		}
 		pthread_mutex_lock(&in->mu);
 		in->next_seg = first + n;
@@ -865,6 +934,8 @@ static void flush_write(ams_instance *in, flush_job *f, int gather)
 		if (s)
 			rc = amb_err(AMS_EIO, "fdatasync of log generation %u failed: %s", in->gen,
 			             strerror(-s));
+		else
+			note_hdr_synced(in, in->gen);
 		unsynced = 0;
 	}
 	if (!rc && f->want_roll) {
@@ -936,6 +1007,9 @@ static int flush_finish(flush_job *f)
 		pthread_cond_wait(&in->cond, &in->mu);
 	in->syncing--;
 	in->sync_pub = f->sq;
+	/* the sync made f->fd's header durable too (written before any record) */
+	if (!rc && f->unsynced && f->gen_now > in->hdr_synced_gen)
+		in->hdr_synced_gen = f->gen_now;
 	pthread_cond_broadcast(&in->cond);
 	if (rc) {
 		amb_fail_locked(in, rc, ams_errmsg());
@@ -1172,7 +1246,11 @@ static int checkpoint(ams_instance *in)
 
 	/* 4. the checkpoint file, then the headers' Log Required, through the
 	 * gated vfs: each write passes the gate, the fsyncs do not hold a
-	 * freeze (a freeze between them leaves a state a crash can leave) */
+	 * freeze (a freeze between them leaves a state a crash can leave).
+	 * Both name generation cur: its own header durable first (see
+	 * refresh_headers) */
+	if ((rc = loghdr_durable(in)) != 0)
+		goto out;
 	amb_vfs *gv = &in->gvfs;
 	amb_chk chk;
 	memset(&chk, 0, sizeof(chk));
@@ -1252,12 +1330,18 @@ static int refresh_headers(ams_instance *in)
 	pthread_mutex_lock(&in->mu);
 	uint32_t cur = in->gen;
 	pthread_mutex_unlock(&in->mu);
+	/* a header naming generation cur needs cur's own header durable: a
+	 * crash may leave its renames undone, and open finishes them only
+	 * from a header on disk (fix_interrupted_roll) */
+	int rc = loghdr_durable(in);
+	if (rc)
+		return rc;
 	pthread_mutex_lock(&in->hdr_mu);
 	for (int d = 0; d < in->ndb; d++) {
 		in->db[d].hdr.gen_max_required = cur;
 		in->db[d].hdr.gen_max_committed = cur;
 	}
-	int rc = amb_headers_store_gated(in);
+	rc = amb_headers_store_gated(in);
 	pthread_mutex_unlock(&in->hdr_mu);
 	return rc;
 }
@@ -3044,28 +3128,73 @@ static int open_dbs(ams_instance *in)
 	return 0;
 }
 
-/* A crash between the two renames of a roll: finish it.  A tmp log that
- * is not a complete next generation is discarded. */
+/*
+ * A crash before a roll's renames and its new header were durable (LOG
+ * ROLL at the top of this file): finish the roll.  A tmp log that is not
+ * the next generation is discarded; nothing in it was acknowledged.
+ */
 static int fix_interrupted_roll(ams_instance *in)
 {
-	char cur[PATH_MAX], tmp[PATH_MAX];
+	amb_vfs *v = in->vfs;
+	char cur[PATH_MAX], tmp[PATH_MAX], arch[PATH_MAX];
 	amb_log_path(cur, sizeof(cur), in->dir, in->prefix, 0);
 	amb_log_path(tmp, sizeof(tmp), in->dir, in->prefix, UINT32_MAX);
 	if (access(tmp, F_OK) != 0)
 		return 0;
+	uint32_t oldest, newest;
+	scan_archived(in->dir, in->prefix, &oldest, &newest);
+	amb_loghdr h, ch;
+	int tmp_ok = amb_loghdr_load(v, tmp, &h) == 0 && amb_sig_eq(&h.sign_log, &in->sign_log);
+	int rc;
 	if (access(cur, F_OK) != 0) {
-		uint32_t oldest, newest;
-		scan_archived(in->dir, in->prefix, &oldest, &newest);
-		amb_loghdr h;
-		if (newest && amb_loghdr_load(in->vfs, tmp, &h) == 0 && h.gen == newest + 1 &&
-		    amb_sig_eq(&h.sign_log, &in->sign_log)) {
-			int rc = amb_durable_rename(in->vfs, tmp, cur);
-			if (rc)
+		/* between the renames: the second one is done.  Without a
+		 * valid header the file is still the next generation (a roll
+		 * renames only its prepared file); fix_unsynced_header()
+		 * writes the header */
+		if (newest && (!tmp_ok || h.gen == newest + 1)) {
+			if ((rc = amb_durable_rename(v, tmp, cur)) != 0)
 				return amb_err(AMS_EIO, "renaming %s to %s: %s", tmp, cur, strerror(-rc));
 			return 0;
 		}
+	} else if (tmp_ok && amb_loghdr_load(v, cur, &ch) == 0 && h.gen == ch.gen + 1 &&
+	           h.prev_create_time == ch.create_time && ch.gen > newest) {
+		/* neither rename reached the disk, the new header did (so its
+		 * records may have been acknowledged): both renames */
+		amb_log_path(arch, sizeof(arch), in->dir, in->prefix, ch.gen);
+		if ((rc = v->rename(v, cur, arch)) != 0)
+			return amb_err(AMS_EIO, "renaming %s to %s: %s", cur, arch, strerror(-rc));
+		if ((rc = amb_durable_rename(v, tmp, cur)) != 0)
+			return amb_err(AMS_EIO, "renaming %s to %s: %s", tmp, cur, strerror(-rc));
+		return 0;
 	}
-	in->vfs->unlink(in->vfs, tmp);
+	v->unlink(v, tmp);
+	return 0;
+}
+
+/*
+ * The current log file's header never reached the disk (a crash after a
+ * roll's renames, before the first sync of the new file: LOG ROLL at the
+ * top of this file), so nothing in the file was acknowledged: write the
+ * header again (amb_log_unsynced_header decides, and what); its records,
+ * if any reached the disk, are then read as usual.  Any other unreadable
+ * current log is left for recover_local() to report.
+ */
+static int fix_unsynced_header(ams_instance *in)
+{
+	amb_vfs *v = in->vfs;
+	amb_loghdr nh;
+	if (!amb_log_unsynced_header(v, in->dir, in->prefix, &in->sign_log, &nh))
+		return 0;
+	char cur[PATH_MAX];
+	amb_log_path(cur, sizeof(cur), in->dir, in->prefix, 0);
+	int fd = v->open(v, cur, O_RDWR, 0);
+	if (fd < 0)
+		return amb_err(amb_errno_code(fd), "%s: cannot open: %s", cur, strerror(-fd));
+	int rc = write_loghdr(v, fd, &nh);
+	v->close(v, fd);
+	if (rc)
+		return amb_err(amb_errno_code(rc), "%s: cannot write its header again: %s", cur,
+		               strerror(-rc));
 	return 0;
 }
 
@@ -3320,7 +3449,8 @@ int ams_open(const char *dir, const ams_open_opts *o, ams_instance **out)
 	} else if ((rc = find_prefix(in->dir, in->prefix)) != 0) {
 		goto fail;
 	}
-	if ((rc = lock_instance(in)) || (rc = open_dbs(in)) || (rc = fix_interrupted_roll(in)))
+	if ((rc = lock_instance(in)) || (rc = open_dbs(in)) || (rc = fix_interrupted_roll(in)) ||
+	    (rc = fix_unsynced_header(in)))
 		goto fail;
 	uint64_t end_lsn = 0;
 	rc = recover_local(in, &end_lsn);
@@ -3346,6 +3476,8 @@ int ams_open(const char *dir, const ams_open_opts *o, ams_instance **out)
 	rc = log_roll_io(in, end_lsn);
 	if (rc == AMS_ENOSPC && reserve_spend(in))
 		rc = log_roll_io(in, end_lsn);
+	if (!rc)
+		rc = loghdr_durable(in); /* the checkpoint and headers below name it */
 	if (rc)
 		goto fail;
 	in->ckpt_lsn = end_lsn;
@@ -3426,6 +3558,11 @@ int ams_close(ams_instance *in)
 	pthread_mutex_unlock(&in->mu);
 	stop_threads(in);
 	int rc = 0;
+	if (!in->failed && (rc = loghdr_durable(in)) != 0) {
+		pthread_mutex_lock(&in->mu);
+		amb_fail_locked(in, rc, ams_errmsg());
+		pthread_mutex_unlock(&in->mu);
+	}
 	if (in->failed) {
 		rc = amb_err(AMS_EFAILED, "instance failed earlier: %s (the databases stay dirty; the "
 		             "next open recovers them)", in->failmsg);

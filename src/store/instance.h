@@ -149,6 +149,10 @@ struct ams_instance {
 	uint32_t gen;
 	uint32_t next_seg;     /* next free data segment of the current file */
 	uint64_t gen_create_time;
+	uint32_t hdr_synced_gen; /* newest generation whose header is known
+	                          * durable (a roll writes it without a sync:
+	                          * loghdr_durable in instance.c) */
+	int hdr_syncing;         /* loghdr_durable() syncs log_fd (mu) */
 	int tmp_fd;            /* prepared next log, -1 if none */
 	int tmp_err;           /* last error preparing it (0, AMS_ENOSPC ...) */
 	uint32_t gen_oldest;
@@ -275,6 +279,10 @@ void amb_gate_enter(ams_instance *in);
 void amb_gate_exit(ams_instance *in);
 
 uint64_t amb_mono_us(void);
+
+/* Make the current log generation's header durable if no sync of its
+ * file has yet (a roll writes it without one).  0 or an AMS code. */
+int amb_loghdr_durable(ams_instance *in);
 
 /* Quiesced by ams_quiesce() and its deadline not passed.  Caller holds mu. */
 int amb_quiet_locked(ams_instance *in);

@@ -13,6 +13,7 @@
  */
 #include "store/log.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -284,4 +285,49 @@ int amb_loghdr_load(amb_vfs *v, const char *path, amb_loghdr *out)
 		return amb_err(AMS_ENOTDB, "%s: too short to be a log file", path);
 	uint32_t corrected = 0;
 	return load_header(seg, path, out, &corrected);
+}
+
+int amb_log_unsynced_header(amb_vfs *v, const char *dir, const char *prefix,
+                            const amb_sig *sign_log, amb_loghdr *out)
+{
+	char cur[PATH_MAX], arch[PATH_MAX];
+	amb_log_path(cur, sizeof(cur), dir, prefix, 0);
+	amb_loghdr h;
+	int rc = amb_loghdr_load(v, cur, &h);
+	if (rc != AMS_ENOTDB && rc != AMS_ECORRUPT)
+		return 0;
+	uint32_t newest = 0;
+	DIR *d = opendir(dir);
+	if (!d)
+		return 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		uint32_t g = amb_log_parse_name(e->d_name, prefix);
+		if (g > newest)
+			newest = g;
+	}
+	closedir(d);
+	if (!newest || newest == UINT32_MAX - 1)
+		return 0;
+	amb_log_path(arch, sizeof(arch), dir, prefix, newest);
+	amb_logscan prev;
+	if (amb_log_scan(v, arch, &prev) != 0 || prev.damaged || prev.hdr.gen != newest ||
+	    (sign_log && !amb_sig_eq(&prev.hdr.sign_log, sign_log)))
+		return 0;
+	int fd = v->open(v, cur, O_RDONLY, 0);
+	if (fd < 0)
+		return 0;
+	off_t size = 0;
+	rc = v->size(v, fd, &size);
+	v->close(v, fd);
+	if (rc != 0 || (uint64_t)size != prev.hdr.file_size)
+		return 0;
+	*out = prev.hdr;
+	out->gen = newest + 1;
+	out->prev_create_time = prev.hdr.create_time;
+	out->create_time = amb_now_us();
+	if (out->create_time <= prev.hdr.create_time)
+		out->create_time = prev.hdr.create_time + 1;
+	out->start_lsn = prev.end_lsn;
+	return 1;
 }

@@ -59,6 +59,20 @@ const char *amb_logscan_damage(const amb_logscan *s, char *buf, size_t size);
 /* Read only the header segment (verified). */
 int amb_loghdr_load(amb_vfs *v, const char *path, amb_loghdr *out);
 
+/*
+ * The current log <dir>/<prefix>.log has no readable header but is a log
+ * whose header never reached the disk: a crash came after a roll's renames
+ * and before the first sync of the new file (instance.c, LOG ROLL), so
+ * nothing in it was acknowledged.  That is assumed when the file has the
+ * size of the newest archived generation N, and N is undamaged and of the
+ * stream sign_log (NULL: any).  Then *out is the header to write again:
+ * N's, as generation N+1 starting where N's data ends, created now.
+ * Returns 1 (*out filled) or 0 (the header is readable, or the file is not
+ * such a log: the caller reports it as it is).
+ */
+int amb_log_unsynced_header(amb_vfs *v, const char *dir, const char *prefix,
+                            const amb_sig *sign_log, amb_loghdr *out);
+
 
 
 /* A whole log file in memory, verified (single-bit errors corrected in the

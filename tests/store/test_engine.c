@@ -795,7 +795,7 @@ static void test_unchanged_files(void **state)
 	assert_int_equal(ams_close(in), 0);
 }
 
-/* A vfs whose directory fsyncs wait while rw_block is set
+/* A vfs whose renames wait while rw_block is set
  * (test_freeze_waits_for_roll). */
 static struct {
 	pthread_mutex_t mu;
@@ -803,7 +803,7 @@ static struct {
 	int block, waiting;
 } rw = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
 
-static int rw_sync_dir(amb_vfs *v, const char *dir)
+static int rw_rename(amb_vfs *v, const char *from, const char *to)
 {
 	(void)v;
 	struct timespec ts;
@@ -816,7 +816,7 @@ static int rw_sync_dir(amb_vfs *v, const char *dir)
 		;
 	rw.waiting--;
 	pthread_mutex_unlock(&rw.mu);
-	return amb_vfs_posix()->sync_dir(amb_vfs_posix(), dir);
+	return amb_vfs_posix()->rename(amb_vfs_posix(), from, to);
 }
 
 typedef struct {
@@ -832,10 +832,10 @@ static void *rw_freezer(void *arg)
 }
 
 /*
- * A freeze set up while a log roll is in progress (its directory fsync
- * held here) waits for the roll before it holds commits: a commit started
+ * A freeze set up while a log roll is in progress (its first rename held
+ * here) waits for the roll before it holds commits: a commit started
  * meanwhile is admitted and applied, and the freeze is done only after the
- * roll, so the roll's syncs are not part of the hold.
+ * roll, so the roll's work is not part of the hold.
  */
 static void test_freeze_waits_for_roll(void **state)
 {
@@ -843,9 +843,9 @@ static void test_freeze_waits_for_roll(void **state)
 	char dir[512];
 	mkinst("rollwait", 0, 1, dir);
 	amb_vfs vfs = *amb_vfs_posix();
-	vfs.sync_dir = rw_sync_dir;
-	/* no checkpoint in the test (its checkpoint file's directory fsync
-	 * would be held too): only the roll's */
+	vfs.rename = rw_rename;
+	/* no checkpoint in the test (its checkpoint file's rename would be
+	 * held too): only the roll's */
 	ams_open_opts oo = {.vfs = &vfs, .checkpoint_depth = 1ull << 40};
 	ams_instance *in;
 	open_ok(dir, &oo, &in);
@@ -862,7 +862,7 @@ static void test_freeze_waits_for_roll(void **state)
 	while (rw.waiting == 0)
 		pthread_cond_wait(&rw.cond, &rw.mu);
 	pthread_mutex_unlock(&rw.mu);
-	/* the roll waits in its directory fsync; a freeze is asked for */
+	/* the roll waits in its first rename; a freeze is asked for */
 	rw_arg fa = {in, -1}; /* a long hold: a slow (sanitizer) run must not reach it */
 	assert_int_equal(pthread_create(&ft, NULL, rw_freezer, &fa), 0);
 	usleep(100000);

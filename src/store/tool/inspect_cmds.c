@@ -715,7 +715,25 @@ static int check_logdir(const char *dir, const char *prefix_opt, int all, int qu
 			else
 				printf("Note:      no current log %s.log (fine for a backup's log directory)\n",
 				       prefix);
+		} else {
+			/* a crash before a roll's renames reached the disk: the next
+			 * generation, header written, still <prefix>tmp.log */
+			char tp[PATH_MAX];
+			amb_loghdr th;
+			snprintf(tp, sizeof(tp), "%s/%stmp.log", dir, prefix);
+			if (rep.nlogs && amb_loghdr_load(amb_vfs_posix(), tp, &th) == 0 &&
+			    th.gen == rep.gen_last + 1)
+				printf("Note:      a log roll was interrupted by a crash (%stmp.log holds "
+				       "generation 0x%08X); opening the instance completes it\n",
+				       prefix, th.gen);
 		}
+		amb_loghdr nh;
+		if (amb_log_unsynced_header(amb_vfs_posix(), dir, prefix, NULL, &nh))
+			printf("Note:      %s.log has no readable header: if the instance crashed, the crash "
+			       "came right after a log roll, before the new file's first sync, so nothing "
+			       "in it was acknowledged; opening the instance writes its header again, as "
+			       "generation 0x%08X\n",
+			       prefix, nh.gen);
 		if (rep.corrected)
 			printf("Note:      %u single-bit error%s corrected in memory; the files are "
 			       "unchanged\n",
