@@ -718,15 +718,17 @@ static int loghdr_durable(ams_instance *in)
 	if (!need)
 		return 0;
 	int s = in->vfs->sync(in->vfs, fd, 1);
+	int rc = s ? amb_err(AMS_EIO, "fdatasync of log generation %u failed: %s", gen,
+	                     strerror(-s)) : 0;
 	pthread_mutex_lock(&in->mu);
 	in->hdr_syncing--;
 	if (!s && gen > in->hdr_synced_gen)
 		in->hdr_synced_gen = gen;
+	if (s) /* never retried: the instance refuses further writes */
+		amb_fail_locked(in, rc, ams_errmsg());
 	pthread_cond_broadcast(&in->cond);
 	pthread_mutex_unlock(&in->mu);
-	if (s)
-		return amb_err(AMS_EIO, "fdatasync of log generation %u failed: %s", gen, strerror(-s));
-	return 0;
+	return rc;
 }
 
 int amb_loghdr_durable(ams_instance *in)
@@ -3558,11 +3560,8 @@ int ams_close(ams_instance *in)
 	pthread_mutex_unlock(&in->mu);
 	stop_threads(in);
 	int rc = 0;
-	if (!in->failed && (rc = loghdr_durable(in)) != 0) {
-		pthread_mutex_lock(&in->mu);
-		amb_fail_locked(in, rc, ams_errmsg());
-		pthread_mutex_unlock(&in->mu);
-	}
+	if (!in->failed)
+		loghdr_durable(in); /* a failure fails the instance */
 	if (in->failed) {
 		rc = amb_err(AMS_EFAILED, "instance failed earlier: %s (the databases stay dirty; the "
 		             "next open recovers them)", in->failmsg);
