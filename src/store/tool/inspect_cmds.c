@@ -700,33 +700,23 @@ static int check_logdir(const char *dir, const char *prefix_opt, int all, int qu
 			printf(" (generations 0x%08X to 0x%08X)", rep.gen_first, rep.gen_last);
 		printf(", %u error%s, %u note%s\n", rep.errors, rep.errors == 1 ? "" : "s",
 		       rep.warnings, rep.warnings == 1 ? "" : "s");
-		if (!rep.has_current) {
-			/* a crash between the two renames of a roll leaves the next
-			 * generation, header written, as <prefix>tmp.log */
-			char tp[PATH_MAX];
-			amb_loghdr th;
-			snprintf(tp, sizeof(tp), "%s/%stmp.log", dir, prefix);
-			if (rep.nlogs && amb_loghdr_load(amb_vfs_posix(), tp, &th) == 0 &&
-			    th.gen == rep.gen_last + 1)
-				printf("Note:      no current log %s.log: a log roll was interrupted by a crash "
-				       "(%stmp.log holds generation 0x%08X); opening the instance completes "
-				       "it\n",
-				       prefix, prefix, th.gen);
-			else
-				printf("Note:      no current log %s.log (fine for a backup's log directory)\n",
-				       prefix);
-		} else {
-			/* a crash before a roll's renames reached the disk: the next
-			 * generation, header written, still <prefix>tmp.log */
-			char tp[PATH_MAX];
-			amb_loghdr th;
-			snprintf(tp, sizeof(tp), "%s/%stmp.log", dir, prefix);
-			if (rep.nlogs && amb_loghdr_load(amb_vfs_posix(), tp, &th) == 0 &&
-			    th.gen == rep.gen_last + 1)
-				printf("Note:      a log roll was interrupted by a crash (%stmp.log holds "
-				       "generation 0x%08X); opening the instance completes it\n",
-				       prefix, th.gen);
-		}
+		/* a crash before a roll's renames reached the disk leaves the
+		 * next generation, header written, as <prefix>tmp.log: without a
+		 * <prefix>.log (between the renames) or beside the old one */
+		char tp[PATH_MAX];
+		amb_loghdr th;
+		snprintf(tp, sizeof(tp), "%s/%stmp.log", dir, prefix);
+		int tmp_next = rep.nlogs && amb_loghdr_load(amb_vfs_posix(), tp, &th) == 0 &&
+		               th.gen == rep.gen_last + 1;
+		if (tmp_next)
+			printf("Note:      %s: a log roll was interrupted by a crash (%stmp.log holds "
+			       "generation 0x%08X); opening the instance completes it\n",
+			       rep.has_current ? "the current log is the old generation"
+			                       : "no current log",
+			       prefix, th.gen);
+		else if (!rep.has_current)
+			printf("Note:      no current log %s.log (fine for a backup's log directory)\n",
+			       prefix);
 		amb_loghdr nh;
 		if (amb_log_unsynced_header(amb_vfs_posix(), dir, prefix, NULL, &nh))
 			printf("Note:      %s.log has no readable header: if the instance crashed, the crash "
