@@ -663,9 +663,11 @@ have_set:
 	json_array_foreach(json_object_get(j.doc, "files"), fi, f)
 		total += (uint64_t)json_integer_value(json_object_get(f, "size"));
 	json_object_set_new(j.doc, "bytes", json_integer((json_int_t)total));
+	/* the manifest durable before the verdict below names it; the document
+	 * is not saved in between: nothing reads the file list of a backup
+	 * still incomplete, and the verdict's save, a few ms later, has it */
 	if ((rc = bk_sync_dirs(&j, err, sizeof(err))) != 0 ||
-	    (rc = bk_manifest_save(&repo, j.id, j.doc, err, sizeof(err))) != 0 ||
-	    (rc = bk_doc_save(&repo, j.id, j.doc, err, sizeof(err))) != 0)
+	    (rc = bk_manifest_save(&repo, j.id, j.doc, err, sizeof(err))) != 0)
 		goto out;
 	bk_event(&j, BK_EV_BACKUP_COPIED, "info", "%zu files, %llu bytes copied and hashed",
 	         json_array_size(json_object_get(j.doc, "files")), (unsigned long long)total);

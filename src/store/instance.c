@@ -466,14 +466,47 @@ static void gvfs_init(ams_instance *in)
  * gate (in->gvfs); never the other way round, or a freeze being set up
  * could wait for a gated section that waits for hdr_mu held by a thread
  * that waits at the gate. */
+typedef struct hdr_job {
+	ams_instance *in;
+	amb_vfs *v;
+	int d, rc;
+	char msg[512];
+} hdr_job;
+
+static void *hdr_store_thread(void *arg)
+{
+	hdr_job *j = arg;
+	amb_db *db = &j->in->db[j->d];
+	j->rc = amb_dbhdr_store(j->v, db->fd, db->path, &db->hdr);
+	if (j->rc)
+		snprintf(j->msg, sizeof(j->msg), "%s", ams_errmsg());
+	return NULL;
+}
+
+/* Each database's two copies are written one after the other, each
+ * fdatasynced (dbfile.c); the databases are independent, so each one
+ * after the first is stored on a thread of its own meanwhile: a backup's
+ * record or a checkpoint waits for two fdatasyncs, not two per database.
+ * A thread that cannot be started leaves its database to this one. */
 static int headers_store_via(ams_instance *in, amb_vfs *v)
 {
-	for (int d = 0; d < in->ndb; d++) {
-		int rc = amb_dbhdr_store(v, in->db[d].fd, in->db[d].path, &in->db[d].hdr);
-		if (rc)
-			return rc;
+	hdr_job job[AMB_MAX_DBS];
+	pthread_t th[AMB_MAX_DBS];
+	int started[AMB_MAX_DBS] = {0};
+	for (int d = 1; d < in->ndb; d++) {
+		job[d] = (hdr_job){.in = in, .v = v, .d = d};
+		started[d] = pthread_create(&th[d], NULL, hdr_store_thread, &job[d]) == 0;
 	}
-	return 0;
+	int rc = amb_dbhdr_store(v, in->db[0].fd, in->db[0].path, &in->db[0].hdr);
+	for (int d = 1; d < in->ndb; d++) {
+		if (started[d])
+			pthread_join(th[d], NULL);
+		else
+			hdr_store_thread(&job[d]);
+		if (job[d].rc && !rc)
+			rc = amb_err(job[d].rc, "%s", job[d].msg);
+	}
+	return rc;
 }
 
 int amb_headers_store(ams_instance *in)
