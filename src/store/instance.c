@@ -153,6 +153,30 @@ static void wake_bg(ams_instance *in)
 	pthread_cond_broadcast(&in->bg_cond);
 }
 
+/*
+ * Wake (mu held) the threads waiting for durability that lsn_durable now
+ * satisfies, and, when no flush writes or syncs, one waiter whose record is
+ * still in the log buffer, to lead the next flush (wait_durable_locked); on
+ * failure all of them.  A waiter sleeps on a condition variable of its own,
+ * so a group commit wakes its committers and the next leader, not every
+ * committer of the next group too (which went back to sleep: with 16
+ * committers on 2 CPUs, about half of each wakeup's threads).  Leading
+ * becomes possible only when syncing drops to 0 (in flush_finish, which
+ * calls this), so no leader is lost.
+ */
+static void dur_wake(ams_instance *in)
+{
+	int lead = !in->flushing && !in->syncing;
+	for (amb_durwait *w = in->durwait; w; w = w->next) {
+		if (in->failed || w->lsn <= in->lsn_durable) {
+			pthread_cond_signal(&w->cv);
+		} else if (lead && in->lsn_written < w->lsn) {
+			pthread_cond_signal(&w->cv);
+			lead = 0;
+		}
+	}
+}
+
 void amb_fail_locked(ams_instance *in, int rc, const char *msg)
 {
 	if (!in->failed) {
@@ -161,7 +185,7 @@ void amb_fail_locked(ams_instance *in, int rc, const char *msg)
 		snprintf(in->failmsg, sizeof(in->failmsg), "%s", msg);
 	}
 	pthread_cond_broadcast(&in->cond);
-	pthread_cond_broadcast(&in->dur_cond);
+	dur_wake(in);
 	pthread_cond_broadcast(&in->bg_cond);
 }
 
@@ -1063,7 +1087,7 @@ static int flush_finish(flush_job *f)
 		in->roll_done = f->ticket;
 	if (in->lsn_durable - in->ckpt_lsn >= in->ckpt_depth)
 		in->ckpt_req = 1;
-	pthread_cond_broadcast(&in->dur_cond);
+	dur_wake(in);
 	pthread_cond_broadcast(&in->cond);
 	if (in->ckpt_req || in->hdr_req || in->prep_req || in->roll_req != in->roll_done || in->stop)
 		wake_bg(in);
@@ -1081,6 +1105,37 @@ static int flush_cycle(ams_instance *in)
 	flush_job f;
 	flush_write(in, &f, 1);
 	return flush_finish(&f);
+}
+
+/* Wait (mu held) until lsn is durable, leading a flush whenever no flush
+ * writes or syncs and the record is not yet written (that is the group
+ * commit); asleep meanwhile on a condition variable of its own (dur_wake).
+ * Whether lsn is durable (0: the instance failed). */
+static int wait_durable_locked(ams_instance *in, uint64_t lsn)
+{
+	amb_durwait w = {.lsn = lsn};
+	int listed = 0;
+	while (in->lsn_durable < lsn && !in->failed) {
+		if (!in->flushing && !in->syncing && in->lsn_written < lsn) {
+			flush_cycle(in);
+			continue;
+		}
+		if (!listed) {
+			pthread_cond_init(&w.cv, NULL);
+			w.next = in->durwait;
+			in->durwait = &w;
+			listed = 1;
+		}
+		pthread_cond_wait(&w.cv, &in->mu);
+	}
+	if (listed) {
+		amb_durwait **pp = &in->durwait;
+		while (*pp != &w)
+			pp = &(*pp)->next;
+		*pp = w.next;
+		pthread_cond_destroy(&w.cv);
+	}
+	return in->lsn_durable >= lsn;
 }
 
 /*
@@ -1230,12 +1285,7 @@ static int checkpoint(ams_instance *in)
 
 	/* 2. write-ahead rule: the log must be durable past every copied page */
 	pthread_mutex_lock(&in->mu);
-	while (in->lsn_durable < need && !in->failed) {
-		if (!in->flushing && !in->syncing && in->lsn_written < need)
-			flush_cycle(in);
-		else
-			pthread_cond_wait(&in->dur_cond, &in->mu);
-	}
+	wait_durable_locked(in, need);
 	int failed = in->failed;
 	uint32_t gen = gen_of_lsn(in, lsn), cur = in->gen;
 	pthread_mutex_unlock(&in->mu);
@@ -2515,13 +2565,7 @@ int ams_txn_commit(ams_txn *t)
 
 	/* wait for the group flush, leading it if nobody is flushing */
 	pthread_mutex_lock(&in->mu);
-	while (in->lsn_durable < my_end && !in->failed) {
-		if (!in->flushing && !in->syncing && in->lsn_written < my_end)
-			flush_cycle(in);
-		else
-			pthread_cond_wait(&in->dur_cond, &in->mu);
-	}
-	if (in->lsn_durable < my_end)
+	if (!wait_durable_locked(in, my_end))
 		rc = amb_err(AMS_EFAILED, "commit not durable: %s", in->failmsg);
 	else
 		in->n_commits++;
@@ -2540,13 +2584,7 @@ static int wait_durable(ams_instance *in, uint64_t lsn)
 	if (!lsn)
 		return 0;
 	pthread_mutex_lock(&in->mu);
-	while (in->lsn_durable < lsn && !in->failed) {
-		if (!in->flushing && !in->syncing && in->lsn_written < lsn)
-			flush_cycle(in);
-		else
-			pthread_cond_wait(&in->dur_cond, &in->mu);
-	}
-	int ok = in->lsn_durable >= lsn;
+	int ok = wait_durable_locked(in, lsn);
 	pthread_mutex_unlock(&in->mu);
 	return ok ? 0 : amb_err(AMS_EFAILED, "data not durable: %s", in->failmsg);
 }
@@ -3274,7 +3312,6 @@ static void instance_free(ams_instance *in)
 	pthread_mutex_destroy(&in->hdr_mu);
 	pthread_cond_destroy(&in->cond);
 	pthread_cond_destroy(&in->bg_cond);
-	pthread_cond_destroy(&in->dur_cond);
 	free(in);
 }
 
@@ -3300,7 +3337,6 @@ static ams_instance *instance_new(const char *dir, const ams_open_opts *o)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&in->cond, &ca);
 	pthread_cond_init(&in->bg_cond, &ca);
-	pthread_cond_init(&in->dur_cond, &ca);
 	pthread_condattr_destroy(&ca);
 	return in;
 }

@@ -12,9 +12,11 @@
  *                  freeze state, counters.  Order: rw before mu.
  *   cond           broadcast on every change a committer, reader or freeze
  *                  may wait for (durability, thaw, space, drained writes).
- *   dur_cond       broadcast when lsn_durable moves (or on failure): the
- *                  committers and readers waiting for a flush sleep here,
- *                  so appends and other changes do not wake them.
+ *   durwait        the threads waiting for lsn_durable (committers,
+ *                  readers, the checkpointer), each on a condition variable
+ *                  of its own: a flush wakes those it made durable and, when
+ *                  the log is free, one waiter to lead the next flush; a
+ *                  failure wakes them all (dur_wake in instance.c).
  *   bg_cond        signalled when the background threads have work (roll,
  *                  log preparation, checkpoint, header refresh, stop);
  *                  kept apart so commits do not wake them for nothing.
@@ -132,7 +134,7 @@ struct ams_instance {
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
 	pthread_cond_t bg_cond;  /* the flusher and checkpointer threads wait here */
-	pthread_cond_t dur_cond; /* waiters for durability (lsn_durable) wait here */
+	struct amb_durwait *durwait; /* threads waiting for lsn_durable (mu) */
 	pthread_mutex_t hdr_mu;
 
 	/* log buffer: records appended, not yet taken by the flusher */
@@ -268,6 +270,13 @@ int amb_value_read(ams_instance *in, amb_db *db, const amb_cell *c, void **val, 
                    uint64_t *maxlsn);
 
 uint64_t amb_key_hash(const void *key, size_t klen);
+
+/* A thread waiting until lsn_durable reaches lsn (instance.c, dur_wake). */
+typedef struct amb_durwait {
+	uint64_t lsn;
+	pthread_cond_t cv;
+	struct amb_durwait *next;
+} amb_durwait;
 
 /* ---- instance.c ---- */
 
