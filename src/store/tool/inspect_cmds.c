@@ -687,6 +687,8 @@ static int check_logdir(const char *dir, const char *prefix_opt, int all, int qu
 	amb_logdir_report rep;
 	int rc = amb_logdir_check(amb_vfs_posix(), dir, prefix, from, &rep, &cb);
 	double secs = mono_now() - t0;
+	char emsg[1024]; /* the notes below read headers, which may set another */
+	snprintf(emsg, sizeof(emsg), "%s", ams_errmsg());
 	if (rc == AMS_ENOTFOUND && rep.nlogs == 0 && rep.errors <= 1) {
 		fprintf(stderr, "amber-store: %s\n", ams_errmsg());
 		finish_line(rc, secs);
@@ -734,7 +736,7 @@ static int check_logdir(const char *dir, const char *prefix_opt, int all, int qu
 		rc = chk_rc;
 	if (rc)
 		fprintf(stderr, "amber-store: %s\n", rc == chk_rc ? "the checkpoint is damaged"
-		                                                  : ams_errmsg());
+		                                                  : emsg);
 	finish_line(rc, secs);
 	return rc ? EXIT_FAIL : EXIT_OK;
 }
