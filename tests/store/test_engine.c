@@ -366,6 +366,11 @@ static int sb_is(int fd, const char *name)
 	return l >= strlen(name) && strcmp(target + l - strlen(name), name) == 0;
 }
 
+/* Set on sb_committer's threads: sb.block holds only the current log's
+ * syncs that a committer makes (its group flush), not the checkpointer's
+ * (the header refresh after a roll syncs the new log's header first). */
+static _Thread_local int sb_committer_thread;
+
 static int sb_sync(amb_vfs *v, int fd, int datasync)
 {
 	(void)v;
@@ -377,7 +382,7 @@ static int sb_sync(amb_vfs *v, int fd, int datasync)
 			pthread_cond_wait(&sb.cond, &sb.mu);
 		sb.waiting_tmp--;
 	}
-	if (sb.block && sb_is(fd, "/E00.log")) {
+	if (sb.block && sb_committer_thread && sb_is(fd, "/E00.log")) {
 		sb.waiting++;
 		pthread_cond_broadcast(&sb.cond);
 		while (sb.block)
@@ -428,6 +433,7 @@ static void *sb_roller(void *arg)
 static void *sb_committer(void *arg)
 {
 	sb_commit *c = arg;
+	sb_committer_thread = 1;
 	size_t n = c->vlen ? c->vlen : 100;
 	unsigned char *v = malloc(n);
 	fill(v, n, c->seed);
