@@ -28,8 +28,10 @@
  *
  * LOG ROLL: when the current generation is full (or a roll is requested)
  * the flushing thread switches to the prepared <prefix>tmp.log:
- *   fdatasync the current file if its own header is not yet known durable
- *   (an archived generation is durable whole);
+ *   fdatasync the current file if its own header is not yet known durable,
+ *   and wait for any other sync of it still running (a failed one fails
+ *   the instance, and the roll stops): an archived generation is durable
+ *   whole;
  *   write tmp's header (gen+1, start LSN), no fdatasync;
  *   rename <prefix>.log -> <prefix>XXXXXXXX.log; rename tmp -> <prefix>.log;
  *   no directory fsync.
@@ -809,6 +811,18 @@ static int log_roll_io(ams_instance *in, uint64_t start_lsn)
 	 * are (the caller synced them), its header too, or synced here */
 	if ((rc = loghdr_durable(in)) != 0)
 		return rc;
+	/* and no other sync of it is still running: an earlier flush's
+	 * fdatasync or the checkpointer's header sync.  One that fails may
+	 * have lost the file's unsynced writes (the kernel drops them on some
+	 * systems) after ours succeeded; it fails the instance, and that must
+	 * be known before the file is archived as complete */
+	pthread_mutex_lock(&in->mu);
+	while ((in->syncing || in->hdr_syncing) && !in->failed)
+		pthread_cond_wait(&in->cond, &in->mu);
+	int failed = in->failed;
+	pthread_mutex_unlock(&in->mu);
+	if (failed)
+		return AMS_EFAILED;
 	amb_loghdr h;
 	loghdr_fill(in, &h, in->gen + 1, start_lsn, in->gen_create_time);
 	rc = pwrite_loghdr(v, in->tmp_fd, &h);
