@@ -753,19 +753,26 @@ static int write_loghdr(amb_vfs *v, int fd, const amb_loghdr *h)
 	return rc ? rc : v->sync(v, fd, 1);
 }
 
-/* An fdatasync of generation gen's file succeeded: its header is durable. */
+/* An fdatasync of generation gen's file succeeded: its header is durable
+ * (mu held). */
+static void hdr_synced_locked(ams_instance *in, uint32_t gen)
+{
+	if (gen > in->hdr_synced_gen)
+		in->hdr_synced_gen = gen;
+}
+
+/* ... the same, mu not held. */
 static void note_hdr_synced(ams_instance *in, uint32_t gen)
 {
 	pthread_mutex_lock(&in->mu);
-	if (gen > in->hdr_synced_gen)
-		in->hdr_synced_gen = gen;
+	hdr_synced_locked(in, gen);
 	pthread_mutex_unlock(&in->mu);
 }
 
 /* Make the current generation's header durable unless a sync of its file
  * already did (see LOG ROLL above): before the generation is archived,
  * before a truncation and at shutdown.  0 or an AMS code. */
-static int loghdr_durable(ams_instance *in)
+int amb_loghdr_durable(ams_instance *in)
 {
 	pthread_mutex_lock(&in->mu);
 	int fd = in->log_fd;
@@ -781,18 +788,13 @@ static int loghdr_durable(ams_instance *in)
 	                     strerror(-s)) : 0;
 	pthread_mutex_lock(&in->mu);
 	in->hdr_syncing--;
-	if (!s && gen > in->hdr_synced_gen)
-		in->hdr_synced_gen = gen;
+	if (!s)
+		hdr_synced_locked(in, gen);
 	if (s) /* never retried: the instance refuses further writes */
 		amb_fail_locked(in, rc, ams_errmsg());
 	pthread_cond_broadcast(&in->cond);
 	pthread_mutex_unlock(&in->mu);
 	return rc;
-}
-
-int amb_loghdr_durable(ams_instance *in)
-{
-	return loghdr_durable(in);
 }
 
 /*
@@ -809,7 +811,7 @@ static int log_roll_io(ams_instance *in, uint64_t start_lsn)
 		return rc;
 	/* the generation about to be archived is durable whole: its records
 	 * are (the caller synced them), its header too, or synced here */
-	if ((rc = loghdr_durable(in)) != 0)
+	if ((rc = amb_loghdr_durable(in)) != 0)
 		return rc;
 	/* and no other sync of it is still running: an earlier flush's
 	 * fdatasync or the checkpointer's header sync.  One that fails may
@@ -1081,8 +1083,8 @@ static int flush_finish(flush_job *f)
 	in->syncing--;
 	in->sync_pub = f->sq;
 	/* the sync made f->fd's header durable too (written before any record) */
-	if (!rc && f->unsynced && f->gen_now > in->hdr_synced_gen)
-		in->hdr_synced_gen = f->gen_now;
+	if (!rc && f->unsynced)
+		hdr_synced_locked(in, f->gen_now);
 	pthread_cond_broadcast(&in->cond);
 	if (rc) {
 		amb_fail_locked(in, rc, ams_errmsg());
@@ -1348,7 +1350,7 @@ static int checkpoint(ams_instance *in)
 	 * freeze (a freeze between them leaves a state a crash can leave).
 	 * Both name generation cur: its own header durable first (see
 	 * refresh_headers) */
-	if ((rc = loghdr_durable(in)) != 0)
+	if ((rc = amb_loghdr_durable(in)) != 0)
 		goto out;
 	amb_vfs *gv = &in->gvfs;
 	amb_chk chk;
@@ -1432,7 +1434,7 @@ static int refresh_headers(ams_instance *in)
 	/* a header naming generation cur needs cur's own header durable: a
 	 * crash may leave its renames undone, and open finishes them only
 	 * from a header on disk (fix_interrupted_roll) */
-	int rc = loghdr_durable(in);
+	int rc = amb_loghdr_durable(in);
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&in->hdr_mu);
@@ -3562,7 +3564,7 @@ int ams_open(const char *dir, const ams_open_opts *o, ams_instance **out)
 	if (rc == AMS_ENOSPC && reserve_spend(in))
 		rc = log_roll_io(in, end_lsn);
 	if (!rc)
-		rc = loghdr_durable(in); /* the checkpoint and headers below name it */
+		rc = amb_loghdr_durable(in); /* the checkpoint and headers below name it */
 	if (rc)
 		goto fail;
 	in->ckpt_lsn = end_lsn;
@@ -3644,7 +3646,7 @@ int ams_close(ams_instance *in)
 	stop_threads(in);
 	int rc = 0;
 	if (!in->failed)
-		loghdr_durable(in); /* a failure fails the instance */
+		amb_loghdr_durable(in); /* a failure fails the instance */
 	if (in->failed) {
 		rc = amb_err(AMS_EFAILED, "instance failed earlier: %s (the databases stay dirty; the "
 		             "next open recovers them)", in->failmsg);
