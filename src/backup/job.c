@@ -260,7 +260,7 @@ static void add_one(add_batch *b, add_slot *s)
 	s->pc = (bk_pagecheck){.page_size = r->page_size, .first_damaged = UINT64_MAX};
 	int rc = 0;
 	if (r->page_size) {
-		if (!(s->pc.scratch = malloc(r->page_size)))
+		if (!(s->pc.scratch = amb_io_alloc(r->page_size)))
 			rc = -ENOMEM;
 		hooks.check = bk_pagecheck_chunk;
 		hooks.check_arg = &s->pc;

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <stdio.h>
@@ -156,4 +157,10 @@ void amb_path_dir(const char *path, char *buf, size_t bufsize)
 		n = bufsize - 1;
 	memcpy(buf, path, n);
 	buf[n] = '\0';
+}
+
+void *amb_io_alloc(size_t n)
+{
+	void *p = NULL;
+	return posix_memalign(&p, 4096, n ? n : 1) ? NULL : p;
 }

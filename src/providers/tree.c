@@ -366,7 +366,7 @@ static int meta_at(struct tree_ctx *c, int ddir, const char *name, const struct 
 static int copy_range_rw(struct tree_ctx *c, int sfd, int dfd, off_t off, off_t end)
 {
 	if (!c->buf) {
-		c->buf = malloc(COPY_BUF_SIZE);
+		c->buf = amb_io_alloc(COPY_BUF_SIZE);
 		if (!c->buf)
 			return amb_prov_err(-ENOMEM, "%s: out of memory", c->prov);
 	}

@@ -138,7 +138,7 @@ static const uint32_t page_sizes[] = {4096, 8192, 32768};
 int amb_dbhdr_load(amb_vfs *v, int fd, const char *path, amb_dbhdr *out, int *status)
 {
 	const size_t want = 2 * 32768;
-	unsigned char *buf = malloc(want + 32768);
+	unsigned char *buf = amb_io_alloc(want + 32768);
 	if (!buf)
 		return amb_err(AMS_ENOMEM, "%s: out of memory reading the header", path);
 	unsigned char *scratch = buf + want;
@@ -228,7 +228,7 @@ int amb_dbhdr_store(amb_vfs *v, int fd, const char *path, amb_dbhdr *hdr)
 	if (!amb_page_size_ok(hdr->page_size))
 		return amb_err(AMS_EINVAL, "%s: bad page size %u in the header to write", path,
 		               hdr->page_size);
-	unsigned char *page = malloc(hdr->page_size);
+	unsigned char *page = amb_io_alloc(hdr->page_size);
 	if (!page)
 		return amb_err(AMS_ENOMEM, "%s: out of memory writing the header", path);
 	hdr->seq++;

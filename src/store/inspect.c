@@ -371,7 +371,7 @@ static void do_chunk(checker *ck, uint64_t k, unsigned char *buf, unsigned char 
 static void *helper_main(void *arg)
 {
 	checker *ck = arg;
-	unsigned char *buf = malloc(CHUNK + ck->ps);
+	unsigned char *buf = amb_io_alloc(CHUNK + ck->ps);
 	unsigned char *scratch = buf ? buf + CHUNK : NULL;
 	for (uint64_t k = 1;; k += 2) {
 		size_t want = chunk_want(ck, k);
@@ -525,7 +525,7 @@ int amb_db_check(amb_vfs *v, const char *path, amb_db_check_report *rep, amb_pag
 		rep->hdr_ok = 1;
 		rep->page_size = rep->hdr.page_size;
 	} else if (rc == AMS_ECORRUPT) {
-		unsigned char *tmp = malloc(2 * 32768);
+		unsigned char *tmp = amb_io_alloc(2 * 32768);
 		if (!tmp) {
 			rc = amb_err(AMS_ENOMEM, "%s: out of memory", path);
 			goto out;
@@ -548,7 +548,7 @@ int amb_db_check(amb_vfs *v, const char *path, amb_db_check_report *rep, amb_pag
 	rc = 0;
 
 	ck.ps = rep->page_size;
-	buf = malloc(CHUNK + ck.ps);
+	buf = amb_io_alloc(CHUNK + ck.ps);
 	mine = malloc(sizeof(*mine));
 	if (!buf || !mine || checker_start(&ck) < 0) {
 		rc = amb_err(AMS_ENOMEM, "%s: out of memory", path);

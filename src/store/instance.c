@@ -887,7 +887,7 @@ static int log_write(ams_instance *in, const unsigned char *data, size_t len, ui
 		size_t bytes = (size_t)n * AMB_SEG_SIZE;
 		if (bytes > wcap) {
 			free(wbuf);
-			wbuf = malloc(bytes);
+			wbuf = amb_io_alloc(bytes);
 			wcap = bytes;
 			if (!wbuf) {
 				rc = amb_err(AMS_ENOMEM, "out of memory writing the log");
@@ -1274,7 +1274,7 @@ static int checkpoint(ams_instance *in)
 		pthread_rwlock_wrlock(&in->rw);
 		for (size_t j = i; j < n && j < i + 64; j++) {
 			amb_page *p = amb_cache_get(&in->db[pages[j].db], pages[j].pgno);
-			pages[j].buf = p ? malloc(P) : NULL;
+			pages[j].buf = p ? amb_io_alloc(P) : NULL;
 			if (!pages[j].buf) {
 				rc = AMS_ENOMEM; /* only the checkpointer removes pages */
 				break;
@@ -1681,7 +1681,7 @@ static amb_page *touch(apply_ctx *c, int d, uint32_t pgno, int fresh)
 	amb_db *db = &in->db[d];
 	amb_page *p = amb_cache_get(db, pgno);
 	if (!p) {
-		unsigned char *buf = malloc(in->page_size);
+		unsigned char *buf = amb_io_alloc(in->page_size);
 		if (!buf) {
 			c->oom = 1;
 			return NULL;
@@ -1709,7 +1709,7 @@ static amb_page *touch(apply_ctx *c, int d, uint32_t pgno, int fresh)
 		c->nt++;
 		p->touched = 1;
 		if (!fresh && p->fpi_epoch == in->fpi_epoch) {
-			p->before = malloc(in->page_size);
+			p->before = amb_io_alloc(in->page_size);
 			if (p->before)
 				memcpy(p->before, p->buf, in->page_size);
 		}
@@ -1942,7 +1942,7 @@ static amb_table *create_table(apply_ctx *c, const char *name, int d)
 /* Read the overflow chain of the record (table,key) at page pgno. */
 static int read_chain(ams_instance *in, amb_db *db, uint32_t pgno, const char *table, txop *op)
 {
-	unsigned char *pg = malloc(in->page_size);
+	unsigned char *pg = amb_io_alloc(in->page_size);
 	if (!pg)
 		return amb_err(AMS_ENOMEM, "out of memory");
 	amb_cell cell;
@@ -2152,7 +2152,7 @@ static void extend_db(apply_ctx *c, int d, uint32_t n)
 	c->nent++;
 	db->npages = to;
 	for (uint32_t pg = to; pg-- > from;) {
-		unsigned char *buf = malloc(in->page_size);
+		unsigned char *buf = amb_io_alloc(in->page_size);
 		amb_page *p = buf ? amb_cache_add(db, pg, buf) : NULL;
 		if (!p) {
 			free(buf);
@@ -2332,7 +2332,7 @@ static void emit_images(apply_ctx *c)
 						c->t[k].p = NULL;
 			}
 			if (!p) {
-				unsigned char *buf = malloc(in->page_size);
+				unsigned char *buf = amb_io_alloc(in->page_size);
 				p = buf ? amb_cache_add(db, pgno, buf) : NULL;
 				if (!p) {
 					free(buf);
@@ -2612,7 +2612,7 @@ static int get_locked(ams_instance *in, amb_table *t, const void *key, size_t kl
 	if (!e)
 		return AMS_ENOTFOUND;
 	amb_db *db = &in->db[t->db];
-	unsigned char *pg = malloc(in->page_size);
+	unsigned char *pg = amb_io_alloc(in->page_size);
 	if (!pg)
 		return amb_err(AMS_ENOMEM, "out of memory");
 	uint64_t lsn = 0;
@@ -3038,9 +3038,10 @@ int ams_create(const char *dir, const ams_create_opts *o)
 	amb_loghdr lh;
 	memset(&lh, 0, sizeof(lh));
 	int rc = 0;
-	unsigned char *page = calloc(1, P);
+	unsigned char *page = amb_io_alloc(P);
 	if (!page)
 		return amb_err(AMS_ENOMEM, "out of memory");
+	memset(page, 0, P);
 	for (int i = 0; i < ndb && !rc; i++) {
 		snprintf(path, sizeof(path), "%s/%s", dir, dbs[i]);
 		int fd = v->open(v, path, O_RDWR | O_CREAT | O_TRUNC, 0644);

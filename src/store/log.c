@@ -157,7 +157,7 @@ int amb_log_load(amb_vfs *v, const char *path, amb_logfile *lf)
 		return amb_err(AMS_ENOTDB, "%s: too large to be a log file", path);
 	}
 	lf->size = (size_t)size;
-	lf->buf = malloc(lf->size + AMB_SEG_SIZE);
+	lf->buf = amb_io_alloc(lf->size + AMB_SEG_SIZE);
 	if (!lf->buf) {
 		v->close(v, fd);
 		return amb_err(AMS_ENOMEM, "%s: out of memory", path);

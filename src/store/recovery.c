@@ -439,9 +439,9 @@ int amb_replay_run(amb_replay *rp, const amb_logsrc *src)
 	parser ps;
 	memset(&ps, 0, sizeof(ps));
 	ps.rp = rp;
-	ps.zero = malloc(rp->page_size);
-	ps.cur = malloc(rp->page_size);
-	ps.img = malloc(rp->page_size);
+	ps.zero = amb_io_alloc(rp->page_size);
+	ps.cur = amb_io_alloc(rp->page_size);
+	ps.img = amb_io_alloc(rp->page_size);
 	if (!ps.zero || !ps.cur || !ps.img) {
 		free(ps.zero);
 		free(ps.cur);

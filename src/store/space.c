@@ -392,7 +392,7 @@ int amb_value_read(ams_instance *in, amb_db *db, const amb_cell *c, void **val, 
 		*vlen = c->vlen;
 		return 0;
 	}
-	unsigned char *pg = malloc(in->page_size);
+	unsigned char *pg = amb_io_alloc(in->page_size);
 	if (!pg) {
 		free(out);
 		return amb_err(AMS_ENOMEM, "out of memory");
@@ -478,7 +478,7 @@ static int scan_cell(void *arg, const amb_cell *c)
 int amb_space_scan(ams_instance *in)
 {
 	uint32_t P = in->page_size;
-	unsigned char *buf = malloc(SCAN_CHUNK);
+	unsigned char *buf = amb_io_alloc(SCAN_CHUNK);
 	if (!buf)
 		return amb_err(AMS_ENOMEM, "out of memory");
 	for (int d = 0; d < in->ndb; d++) {

@@ -797,7 +797,7 @@ static void header_copy(int fd, uint32_t ps, uint32_t no, copy_info *ci)
 {
 	amb_vfs *v = amb_vfs_posix();
 	memset(ci, 0, sizeof(*ci));
-	unsigned char *page = malloc(ps), *scratch = malloc(ps);
+	unsigned char *page = amb_io_alloc(ps), *scratch = amb_io_alloc(ps);
 	if (!page || !scratch) {
 		ci->result = AMB_CK_DAMAGED;
 		snprintf(ci->why, sizeof(ci->why), "out of memory");
