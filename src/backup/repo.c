@@ -1184,7 +1184,7 @@ static int hash_loop(int src, int dst, uint64_t *bytes, char hex[65], const bk_c
 	struct stat st;
 	bool small = fstat(src, &st) == 0 && S_ISREG(st.st_mode) && st.st_size < COPY_CHUNK;
 	/* aligned for O_DIRECT (a multiple of any logical block size) */
-	unsigned char *bufs = aligned_alloc(4096, (small ? 1 : (size_t)PIPE_SLOTS) * COPY_CHUNK);
+	unsigned char *bufs = amb_io_alloc((small ? 1 : (size_t)PIPE_SLOTS) * COPY_CHUNK);
 	int rc = 0, src_fl = -1, dst_fl = -1;
 	uint64_t len = 0;
 	if (!bufs) {
