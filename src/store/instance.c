@@ -2936,26 +2936,6 @@ static int dbname_ok(const char *n)
 	return 1;
 }
 
-/* Newest and oldest archived generation in dir (0 if none). */
-static void scan_archived(const char *dir, const char *prefix, uint32_t *oldest, uint32_t *newest)
-{
-	*oldest = *newest = 0;
-	DIR *d = opendir(dir);
-	if (!d)
-		return;
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		uint32_t g = amb_log_parse_name(e->d_name, prefix);
-		if (!g)
-			continue;
-		if (!*oldest || g < *oldest)
-			*oldest = g;
-		if (g > *newest)
-			*newest = g;
-	}
-	closedir(d);
-}
-
 int ams_create(const char *dir, const ams_create_opts *o)
 {
 	ams_create_opts def = {0};
@@ -3003,7 +2983,7 @@ int ams_create(const char *dir, const ams_create_opts *o)
 	if (access(path, F_OK) == 0)
 		return amb_err(AMS_EEXIST, "%s already holds an instance (%s exists)", dir, path);
 	uint32_t oldest, newest;
-	scan_archived(dir, prefix, &oldest, &newest);
+	amb_log_scan_archived(dir, prefix, &oldest, &newest);
 	if (newest)
 		return amb_err(AMS_EEXIST, "%s already holds log files of an instance (%s%08X.log)",
 		               dir, prefix, newest);
@@ -3232,7 +3212,7 @@ static int fix_interrupted_roll(ams_instance *in)
 	if (access(tmp, F_OK) != 0)
 		return 0;
 	uint32_t oldest, newest;
-	scan_archived(in->dir, in->prefix, &oldest, &newest);
+	amb_log_scan_archived(in->dir, in->prefix, &oldest, &newest);
 	amb_loghdr h, ch;
 	int tmp_ok = amb_loghdr_load(v, tmp, &h) == 0 && amb_sig_eq(&h.sign_log, &in->sign_log);
 	int rc;
@@ -3398,7 +3378,7 @@ static int recover_local(ams_instance *in, uint64_t *end_lsn)
 				gen = in->db[d].hdr.consistent.gen;
 		}
 		uint32_t oldest, newest;
-		scan_archived(in->dir, in->prefix, &oldest, &newest);
+		amb_log_scan_archived(in->dir, in->prefix, &oldest, &newest);
 		if (newest > gen)
 			gen = newest;
 		in->gen = gen; /* log_roll_io makes gen+1 and opens it */
@@ -3610,7 +3590,7 @@ int ams_open(const char *dir, const ams_open_opts *o, ams_instance **out)
 		goto fail;
 	reserve_make(in); /* best effort: a full disk may not allow it yet */
 	uint32_t newest;
-	scan_archived(in->dir, in->prefix, &in->gen_oldest, &newest);
+	amb_log_scan_archived(in->dir, in->prefix, &in->gen_oldest, &newest);
 	if (!in->gen_oldest)
 		in->gen_oldest = in->gen;
 	if ((rc = start_threads(in)) != 0)
@@ -3646,8 +3626,6 @@ int ams_close(ams_instance *in)
 	pthread_mutex_unlock(&in->mu);
 	stop_threads(in);
 	int rc = 0;
-	if (!in->failed)
-		amb_loghdr_durable(in); /* a failure fails the instance */
 	if (in->failed) {
 		rc = amb_err(AMS_EFAILED, "instance failed earlier: %s (the databases stay dirty; the "
 		             "next open recovers them)", in->failmsg);

@@ -287,6 +287,26 @@ int amb_loghdr_load(amb_vfs *v, const char *path, amb_loghdr *out)
 	return load_header(seg, path, out, &corrected);
 }
 
+void amb_log_scan_archived(const char *dir, const char *prefix, uint32_t *oldest,
+                           uint32_t *newest)
+{
+	*oldest = *newest = 0;
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		uint32_t g = amb_log_parse_name(e->d_name, prefix);
+		if (!g)
+			continue;
+		if (!*oldest || g < *oldest)
+			*oldest = g;
+		if (g > *newest)
+			*newest = g;
+	}
+	closedir(d);
+}
+
 int amb_log_unsynced_header(amb_vfs *v, const char *dir, const char *prefix,
                             const amb_sig *sign_log, amb_loghdr *out)
 {
@@ -296,17 +316,8 @@ int amb_log_unsynced_header(amb_vfs *v, const char *dir, const char *prefix,
 	int rc = amb_loghdr_load(v, cur, &h);
 	if (rc != AMS_ENOTDB && rc != AMS_ECORRUPT)
 		return 0;
-	uint32_t newest = 0;
-	DIR *d = opendir(dir);
-	if (!d)
-		return 0;
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		uint32_t g = amb_log_parse_name(e->d_name, prefix);
-		if (g > newest)
-			newest = g;
-	}
-	closedir(d);
+	uint32_t oldest, newest;
+	amb_log_scan_archived(dir, prefix, &oldest, &newest);
 	if (!newest || newest == UINT32_MAX - 1)
 		return 0;
 	amb_log_path(arch, sizeof(arch), dir, prefix, newest);

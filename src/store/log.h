@@ -59,6 +59,11 @@ const char *amb_logscan_damage(const amb_logscan *s, char *buf, size_t size);
 /* Read only the header segment (verified). */
 int amb_loghdr_load(amb_vfs *v, const char *path, amb_loghdr *out);
 
+/* The oldest and newest archived generation named <prefix>XXXXXXXX.log in
+ * dir (0 and 0 when there is none or dir cannot be read). */
+void amb_log_scan_archived(const char *dir, const char *prefix, uint32_t *oldest,
+                           uint32_t *newest);
+
 /*
  * The current log <dir>/<prefix>.log has no readable header but is a log
  * whose header never reached the disk: a crash came after a roll's renames
