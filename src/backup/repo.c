@@ -842,8 +842,8 @@ static void to_hex(const unsigned char *d, char hex[65])
  * rest, all on one thread.
  *
  *   readers (PIPE_READERS threads)  claim chunk k in order, pread it into
- *                                   slot k % PIPE_SLOTS (two readers keep
- *                                   two reads in flight on a cold disk)
+ *                                   slot k % PIPE_SLOTS (four readers keep
+ *                                   four reads in flight on a cold disk)
  *   the caller's thread             SHA-256 + check of chunk k, progress,
  *                                   strictly in file order
  *   the writer (one thread)         pwrite of chunk k at its offset, the
@@ -866,8 +866,15 @@ static void to_hex(const unsigned char *d, char hex[65])
  * the page cache with data nobody reads again.  Each file is still
  * fsynced.
  */
-#define PIPE_SLOTS 6
-#define PIPE_READERS 2
+/* Four reads in flight per file: a fragmented file (the bench's databases
+ * lie in ~8,600 extents each) reads faster the more of it is requested at
+ * once.  Cold O_DIRECT reads of 4 MiB chunks of the two bench databases on
+ * the AMD bench VM: 1.63-1.81 s with two ranges of each file in flight,
+ * 1.46-1.62 s with four, 1.19-1.31 s with eight; `cat` 1.20-1.25 s
+ * (bench/ANALYSIS.md, "Session 15").  A copy holds PIPE_SLOTS chunks,
+ * 32 MiB, and bk_add_files runs up to BK_ADD_FILES_PARALLEL copies. */
+#define PIPE_SLOTS 8
+#define PIPE_READERS 4
 
 enum { SLOT_FREE, SLOT_READING, SLOT_READ, SLOT_HASHED };
 
