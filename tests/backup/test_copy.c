@@ -108,17 +108,20 @@ static void on_progress(void *arg, uint64_t bytes)
 	((seen *)arg)->progress += bytes;
 }
 
-/* Copy files of sizes around the chunk size through the pipeline. */
+/* Copy files of sizes around the chunk size through the pipeline; the
+ * largest is more than twice the pipeline's ring of chunk slots (8), so
+ * every slot is reused. */
+#define SIZES_MAX (19 * BK_COPY_CHUNK + 12345)
 static void test_copy_sizes(void **state)
 {
 	(void)state;
 	const size_t sizes[] = {0, 1, 4095, BK_COPY_CHUNK - 1, BK_COPY_CHUNK, BK_COPY_CHUNK + 1,
-	                        2 * BK_COPY_CHUNK, 7 * BK_COPY_CHUNK + 12345};
-	unsigned char *data = malloc(8 * BK_COPY_CHUNK);
-	unsigned char *back = malloc(8 * BK_COPY_CHUNK);
+	                        2 * BK_COPY_CHUNK, 7 * BK_COPY_CHUNK + 12345, SIZES_MAX};
+	unsigned char *data = malloc(SIZES_MAX);
+	unsigned char *back = malloc(SIZES_MAX);
 	assert_non_null(data);
 	assert_non_null(back);
-	fill(data, 8 * BK_COPY_CHUNK, SEED);
+	fill(data, SIZES_MAX, SEED);
 	char src[128], dst[128];
 	snprintf(src, sizeof(src), "%s/src", tmpdir);
 	snprintf(dst, sizeof(dst), "%s/dst", tmpdir);
