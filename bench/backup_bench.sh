@@ -8,16 +8,20 @@
 #
 # usage: bench/backup_bench.sh [--build DIR] [--dir WORKROOT] [--fill-mb MB]
 #                              [--change-mb MB] [--replay-mb MB] [--rate R]
-#                              [--loop-buffered]
+#                              [--rounds N] [--loop-buffered]
 #
 #   --build DIR     build tree (default build-backupbench next to bench/)
 #   --dir WORKROOT  where the loop images go (default /var/tmp/amber-backupbench;
-#                   sparse images of 8G and 12G, ~6 GB written for MB=1024)
+#                   sparse images of 8G and 12G, ~15 GB written for MB=1024
+#                   and 3 rounds)
 #   --fill-mb MB    size of the store's databases (default 1024)
 #   --change-mb MB  log written between the full and the incremental (default 10)
 #   --replay-mb MB  log written after the incremental, replayed by the in-place
 #                   restore's roll-forward (default 256)
 #   --rate R        commits/s of the light load during the timed runs (default 20)
+#   --rounds N      rounds of cp, read floor, copy floor, restic and full, and
+#                   incrementals (default 3); each time reported is the median
+#                   of its rounds, each ratio the median of the rounds' ratios
 #   --loop-buffered the loop devices in buffered mode (losetup's default)
 #                   instead of --direct-io=on; see "Loop devices" below
 #
@@ -57,6 +61,7 @@
 # durable itself after the backup has ended (docs/protocol.md).  Before
 # session 15 the clock stopped after that global sync:
 #   idle            nothing (`true`): the global sync with only the load
+# then ROUNDS rounds (--rounds) of the next five, one after the other:
 #   cp -r           cp -r SRC/vol/store DST/cp
 #   read floor      every file of SRC/vol/store read into /dev/null, four
 #                   at a time: no backup that reads every byte can be faster
@@ -70,14 +75,16 @@
 #   amber full      amber backup full --repo DST/repo  (shadow, copy with
 #                   SHA-256, every page and log verified, backup recorded)
 #   incremental     amber backup incremental, once CHANGE MiB of log were
-#                   written since the full's shadow (~1 % of 1 GiB)
+#                   written since the last backup's shadow (~1 % of 1 GiB);
+#                   ROUNDS times, each the parent of the next
 #   incremental, precopy off
 #                   the same after the next CHANGE MiB with AMBER_PRECOPY=0:
 #                   every archived log copied from the shadow after it is
 #                   made, none from the live directory while it is made
 #   amber verify    amber verify --repo DST/repo FULL  (re-read and re-check)
 #   restore --to    amber restore --repo DST/repo latest --to SRC/restored:
-#                   the chain full + incremental + incremental re-checked, laid down, hard
+#                   the chain (the last full and every incremental after
+#                   it) re-checked, laid down, hard
 #                   recovery replays the chain's logs (nothing to roll
 #                   forward: --to rolls forward only logs found in the
 #                   target).  The target is on the source's btrfs, not on
@@ -108,6 +115,7 @@ fill_mb=1024
 change_mb=10
 replay_mb=256
 rate=20
+rounds=3
 loopopts=--direct-io=on
 cmdline="bench/backup_bench.sh $*"
 while [ $# -gt 0 ]; do
@@ -119,10 +127,12 @@ while [ $# -gt 0 ]; do
 	--replay-mb) replay_mb=$2; shift 2 ;;
 	--rate) rate=$2; shift 2 ;;
 	--loop-buffered) loopopts=; shift ;;
-	*) sed -n '9,23p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+	--rounds) rounds=$2; shift 2 ;;
+	*) sed -n '9,26p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 	esac
 done
 [ "$(id -u)" = 0 ] || { echo "backup_bench.sh: needs root (loop filesystems)" >&2; exit 2; }
+case $rounds in '' | *[!0-9]* | 0) echo "backup_bench.sh: --rounds wants a positive number" >&2; exit 2 ;; esac
 command -v restic >/dev/null || { echo "backup_bench.sh: restic is not installed" >&2; exit 2; }
 log() { echo "backup_bench.sh: $*" >&2; }
 
@@ -184,6 +194,33 @@ timed() {
 	echo "$T" >"$out/$name.t"
 	echo "$TS" >"$out/$name.tsync"
 	log "$name: $T s (then sync $TS s)"
+}
+# the median of the numbers on stdin ("-" when there are none)
+median() {
+	sort -g | awk '{ a[NR] = $1 }
+		END { if (!NR) { print "-"; exit }
+		      printf "%.3f\n", NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+# the files EXT of run NAME: NAME.EXT, or those of its rounds NAME-1.EXT ...
+runfiles() {
+	local r
+	if [ -f "$out/$1.$2" ]; then echo "$out/$1.$2"; return; fi
+	for r in $(seq "$rounds"); do [ -f "$out/$1-$r.$2" ] && echo "$out/$1-$r.$2"; done
+}
+tf() { runfiles "$1" t | xargs cat | median; }      # a run's seconds (median)
+tsf() { runfiles "$1" tsync | xargs cat | median; } # the global sync after it
+# each round's seconds of NAME, "a / b / c" ("-" for a single run)
+each() {
+	[ -f "$out/$1.t" ] && { echo "-"; return; }
+	runfiles "$1" t | xargs cat | paste -sd/ | sed 's|/| / |g'
+}
+# the median over the rounds of NAME-r / DEN-r (two decimals)
+rmed() {
+	local r
+	for r in $(seq "$rounds"); do
+		awk -v a="$(cat "$out/$1-$r.t")" -v b="$(cat "$out/$2-$r.t")" \
+			'BEGIN { if (b > 0) print a / b }'
+	done | median | awk '{ printf "%.2f", $1 }'
 }
 # the highest archived log generation in DIR (from the file names; decimal)
 hi_gen() {
@@ -283,8 +320,6 @@ log "instance: $(mib "$src_bytes") MiB ($(ls "$SG" | wc -l) files), databases $(
 load_a=$(cut -d' ' -f1-3 /proc/loadavg)
 # the global sync with nothing of ours running: the load's own commit
 timed idle "$DST" true
-timed cp "$DST" cp -r "$SG" "$DST/cp"
-t_cp=$T
 # the floor of any backup that reads every byte: the same files read
 # cold and thrown away, four at a time (as amber reads them)
 # (a file that vanished between find and cat is left out: the store under
@@ -293,8 +328,6 @@ rawread() {
 	find "$SG" -type f -print0 | xargs -0 -P4 -n1 cat >/dev/null 2>"$W/rawread.stderr" ||
 		! grep -v 'No such file or directory' "$W/rawread.stderr" | grep -q .
 }
-timed rawread "$DST" rawread
-t_raw=$T
 # the same reads while as many bytes are written to the destination, in
 # two direct-I/O streams (as amber writes its two databases)
 copyfloor() {
@@ -308,10 +341,6 @@ copyfloor() {
 	wait "${pids[@]}" || rc=1 # not a bare wait: serve and amberd are children too
 	return $rc
 }
-timed copyfloor "$DST" copyfloor
-t_copyfloor=$T
-rm -f "$DST"/floor.*
-restic -r "$DST/restic" init >"$out/restic-init.out" 2>&1
 # restic exits 3 when a file vanished between its scan and its read (the
 # store under load renames its prepared log file E00tmp.log): the snapshot
 # is made without that file, which amber leaves out too; anything else fails
@@ -326,11 +355,26 @@ restic_backup() {
 	fi
 	return $rc
 }
-timed restic "$DST" restic_backup
-t_restic=$T
-timed full "$DST" "$AMBER" backup full --repo "$REPO"
-t_full=$T
-FULL=$(tail -1 "$out/full.out")
+# ROUNDS rounds, each the five runs one after the other, so that each
+# round's ratios compare runs made within a minute of each other; a new
+# restic repository (and cache) each round, the last one kept for its size
+for r in $(seq "$rounds"); do
+	log "round $r of $rounds"
+	rm -rf "$DST/cp" "$DST/restic" "$RESTIC_CACHE_DIR"
+	timed "cp-$r" "$DST" cp -r "$SG" "$DST/cp"
+	timed "rawread-$r" "$DST" rawread
+	timed "copyfloor-$r" "$DST" copyfloor
+	rm -f "$DST"/floor.*
+	restic -r "$DST/restic" init >"$out/restic-init.out" 2>&1
+	timed "restic-$r" "$DST" restic_backup
+	timed "full-$r" "$DST" "$AMBER" backup full --repo "$REPO"
+done
+t_cp=$(tf cp)
+t_raw=$(tf rawread)
+t_copyfloor=$(tf copyfloor)
+t_restic=$(tf restic)
+t_full=$(tf full)
+FULL=$(tail -1 "$out/full-$rounds.out")
 cp_bytes=$(du -sb "$DST/cp" | cut -f1)
 restic_bytes=$(du -sb "$DST/restic" | cut -f1)
 restic_stats=$(restic -r "$DST/restic" stats --mode raw-data 2>/dev/null | grep -i 'total size' | sed 's/^ *//' || true)
@@ -338,20 +382,26 @@ restic_stats=$(restic -r "$DST/restic" stats --mode raw-data 2>/dev/null | grep 
 full_high=$(jq -r --arg id "$FULL" '.[] | select(.id == $id) | .log_range[0].gen_high' "$out/backups.json")
 
 # ---- (b) incremental after CHANGE MiB of log since the full's shadow
-log "waiting for $change_mb MiB of log since the full (load $rate/s)"
-wait_log "$change_mb" "$full_high"
-inc_cut=$(stat -c %s "$ORACLE")
-timed inc "$DST" "$AMBER" backup incremental --repo "$REPO"
-t_inc=$T
-INC=$(tail -1 "$out/inc.out")
+# ROUNDS incrementals, each after CHANGE MiB more log, each the parent of
+# the next
+inc_high=$full_high
+INCS=()
+for r in $(seq "$rounds"); do
+	log "waiting for $change_mb MiB of log since the last backup (load $rate/s)"
+	wait_log "$change_mb" "$inc_high"
+	timed "inc-$r" "$DST" "$AMBER" backup incremental --repo "$REPO"
+	INC=$(tail -1 "$out/inc-$r.out")
+	INCS+=("$INC")
+	"$AMBER" backups --repo "$REPO" --json >"$out/backups.json"
+	inc_high=$(jq -r --arg id "$INC" '.[] | select(.id == $id) | .log_range[0].gen_high' "$out/backups.json")
+done
+t_inc=$(tf inc)
 inc_pre=$(jq -r '.writers[0].store.logs_read_before_snapshot' "$REPO/backups/$INC/backup.json")
 inc_nlogs=$(jq -r '[.files[] | select(.role == "log")] | length' "$REPO/backups/$INC/backup.json")
 # the same once more after the next CHANGE MiB, with the archived logs all
 # copied from the shadow (AMBER_PRECOPY=0; docs/repository.md, "Archived
-# logs read while the shadow is made"): what the precopy saves
-"$AMBER" backups --repo "$REPO" --json >"$out/backups.json"
-inc_high=$(jq -r --arg id "$INC" '.[] | select(.id == $id) | .log_range[0].gen_high' "$out/backups.json")
-log "waiting for $change_mb MiB of log since the incremental"
+# logs read while the shadow is made): what the precopy saves
+log "waiting for $change_mb MiB of log since the last incremental"
 wait_log "$change_mb" "$inc_high"
 inc_cut=$(stat -c %s "$ORACLE")
 export AMBER_PRECOPY=0
@@ -436,12 +486,10 @@ head_rev() { # the commit measured, read from .git without running git
 	esac
 	echo "${h:0:7}"
 }
-tf() { cat "$out/$1.t"; }      # a run's seconds
-tsf() { cat "$out/$1.tsync"; } # the global sync after it
 verdict() { awk -v v="$1" -v lim="$2" -v op="$3" \
 	'BEGIN { ok = op == "le" ? v <= lim : v >= lim; print ok ? "MET" : "NOT MET" }'; }
-r_cp=$(div "$t_full" "$t_cp")
-r_restic=$(div "$t_restic" "$t_full")
+r_cp=$(rmed full cp)
+r_restic=$(rmed restic full)
 r_inc=$(awk -v a="$t_inc" -v b="$t_full" 'BEGIN { printf "%.1f", 100 * a / b }')
 rate_all=$(awk -v b="$replayed" -v t="$t_hard" 'BEGIN { printf "%.0f", b / 1048576 / t }')
 rate_net=$(awk -v b="$replayed" -v t="$t_hard" -v o="$t_open" \
@@ -468,36 +516,39 @@ memg=$(awk '/MemTotal/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)
 	echo "amberd running, \`amber-store serve --load $rate --threads 2\` the registered writer"
 	echo "during the timed runs. Each timed run starts with \`sync; echo 3 >/proc/sys/vm/drop_caches\`"
 	echo "and ends with \`sync -f\` of the filesystem the command writes to (DST, or the source for"
-	echo "the restores); one run each, wall clock. \"then sync\": the untimed \`sync\` of every filesystem"
+	echo "the restores); wall clock. cp, the floors, restic and the full ran in $rounds rounds (the five"
+	echo "one after the other in each), the incremental $rounds times: \"seconds\" is the median of"
+	echo "\"each round\", a ratio below the median of the rounds' ratios; every other row is one run."
+	echo "\"then sync\" (a median likewise): the untimed \`sync\` of every filesystem"
 	echo "right after, mostly a btrfs commit of the live store's writes (the idle row) and, after"
 	echo "an amber backup, amberd's deletion of the shadow (until session 15 the clock ran to its end)."
 	echo
-	echo "| what | command | seconds | then sync | size written |"
-	echo "|:--|:--|--:|--:|--:|"
-	echo "| idle | nothing (\`true\`): the store's load only | $(tf idle) | $(tsf idle) | - |"
-	echo "| cp | \`cp -r INSTANCE DST/cp\` | $t_cp | $(tsf cp) | $(mib "$cp_bytes") MiB |"
-	echo "| read floor | the same files read cold into /dev/null, four at a time (\`xargs -P4 cat\`) | $t_raw | $(tsf rawread) | - |"
-	echo "| copy floor | the same reads while two \`dd oflag=direct bs=4M\` write as many bytes to DST | $t_copyfloor | $(tsf copyfloor) | $(mib "$src_bytes") MiB (zeros, deleted) |"
-	echo "| restic | \`restic backup INSTANCE\` (fresh repository, $(restic version | cut -d' ' -f2)) | $t_restic | $(tsf restic) | $(mib "$restic_bytes") MiB |"
-	echo "| amber full | \`amber backup full --repo R\` (shadow, copy + SHA-256, every page and log verified) | $t_full | $(tsf full) | $(mib "$full_size") MiB |"
-	echo "| amber incremental | \`amber backup incremental --repo R\` after $change_mb MiB of log ($inc_pre of its $inc_nlogs logs copied from the live directory while the shadow was made) | $t_inc | $(tsf inc) | $(mib "$inc_size") MiB |"
-	echo "| amber incremental, precopy off | \`AMBER_PRECOPY=0 amber backup incremental --repo R\` after the next $change_mb MiB (every log copied from the shadow) | $t_inc0 | $(tsf inc0) | $(mib "$inc0_size") MiB |"
-	echo "| amber verify | \`amber verify --repo R FULL\` (re-read, SHA-256, pages, logs) | $t_verify | $(tsf verify) | - |"
-	echo "| restore --to | \`amber restore --repo R latest --to DIR\` (DIR on the source btrfs; full + incremental, hard recovery) | $t_restore_to | $(tsf restore_to) | - |"
-	echo "| in-place lay-down | \`amber restore --repo R latest --offline --no-recover\` (after the crash) | $t_laydown | $(tsf laydown) | - |"
-	echo "| hard recovery | \`amber-store hard-recover INSTANCE\` (chain + roll-forward) | $t_hard | $(tsf hard) | - |"
-	echo "| clean open | \`amber-store recover INSTANCE\` afterwards (no replay) | $t_open | $(tsf open) | - |"
+	echo "| what | command | seconds | each round | then sync | size written |"
+	echo "|:--|:--|--:|--:|--:|--:|"
+	echo "| idle | nothing (\`true\`): the store's load only | $(tf idle) | - | $(tsf idle) | - |"
+	echo "| cp | \`cp -r INSTANCE DST/cp\` | $t_cp | $(each cp) | $(tsf cp) | $(mib "$cp_bytes") MiB |"
+	echo "| read floor | the same files read cold into /dev/null, four at a time (\`xargs -P4 cat\`) | $t_raw | $(each rawread) | $(tsf rawread) | - |"
+	echo "| copy floor | the same reads while two \`dd oflag=direct bs=4M\` write as many bytes to DST | $t_copyfloor | $(each copyfloor) | $(tsf copyfloor) | $(mib "$src_bytes") MiB (zeros, deleted) |"
+	echo "| restic | \`restic backup INSTANCE\` (fresh repository, $(restic version | cut -d' ' -f2)) | $t_restic | $(each restic) | $(tsf restic) | $(mib "$restic_bytes") MiB |"
+	echo "| amber full | \`amber backup full --repo R\` (shadow, copy + SHA-256, every page and log verified) | $t_full | $(each full) | $(tsf full) | $(mib "$full_size") MiB |"
+	echo "| amber incremental | \`amber backup incremental --repo R\` after $change_mb MiB of log ($inc_pre of its $inc_nlogs logs copied from the live directory while the shadow was made) | $t_inc | $(each inc) | $(tsf inc) | $(mib "$inc_size") MiB |"
+	echo "| amber incremental, precopy off | \`AMBER_PRECOPY=0 amber backup incremental --repo R\` after the next $change_mb MiB (every log copied from the shadow) | $t_inc0 | $(each inc0) | $(tsf inc0) | $(mib "$inc0_size") MiB |"
+	echo "| amber verify | \`amber verify --repo R FULL\` (re-read, SHA-256, pages, logs) | $t_verify | $(each verify) | $(tsf verify) | - |"
+	echo "| restore --to | \`amber restore --repo R latest --to DIR\` (DIR on the source btrfs; full + incremental, hard recovery) | $t_restore_to | $(each restore_to) | $(tsf restore_to) | - |"
+	echo "| in-place lay-down | \`amber restore --repo R latest --offline --no-recover\` (after the crash) | $t_laydown | $(each laydown) | $(tsf laydown) | - |"
+	echo "| hard recovery | \`amber-store hard-recover INSTANCE\` (chain + roll-forward) | $t_hard | $(each hard) | $(tsf hard) | - |"
+	echo "| clean open | \`amber-store recover INSTANCE\` afterwards (no replay) | $t_open | $(each open) | $(tsf open) | - |"
 	echo
 	echo "| goal | result | numbers |"
 	echo "|:--|:--|:--|"
-	echo "| full backup ≤ 1.5 × cp | **$(verdict "$r_cp" 1.5 le)** | amber/cp = $r_cp ($t_full s vs $t_cp s) |"
-	echo "| full backup ≥ 4 × faster than restic | **$(verdict "$r_restic" 4 ge)** | restic/amber = $r_restic ($t_restic s vs $t_full s); restic / 4 = $(div "$t_restic" 4) s against a read floor of $t_raw s and a copy floor of $t_copyfloor s (restic/read floor = $(div "$t_restic" "$t_raw"), restic/copy floor = $(div "$t_restic" "$t_copyfloor"); amber/copy floor = $(div "$t_full" "$t_copyfloor")) |"
-	echo "| incremental (~1 % changed) < 5 % of the full | **$(verdict "$r_inc" 5 le)** | incremental/full = $r_inc % ($t_inc s vs $t_full s); with the precopy off $(awk -v a="$t_inc0" -v b="$t_full" 'BEGIN { printf "%.1f", 100 * a / b }') % ($t_inc0 s); with each clock stopped after the global sync instead (as before session 15) $(awk -v a="$t_inc" -v b="$t_full" -v c="$(tsf inc)" -v d="$(tsf full)" 'BEGIN { printf "%.1f", 100 * (a + c) / (b + d) }') % |"
+	echo "| full backup ≤ 1.5 × cp | **$(verdict "$r_cp" 1.5 le)** | amber/cp = $r_cp (medians $t_full s vs $t_cp s) |"
+	echo "| full backup ≥ 4 × faster than restic | **$(verdict "$r_restic" 4 ge)** | restic/amber = $r_restic (medians $t_restic s vs $t_full s); restic / 4 = $(div "$t_restic" 4) s against a read floor of $t_raw s and a copy floor of $t_copyfloor s (restic/read floor = $(rmed restic rawread), restic/copy floor = $(rmed restic copyfloor); amber/copy floor = $(rmed full copyfloor)) |"
+	echo "| incremental (~1 % changed) < 5 % of the full | **$(verdict "$r_inc" 5 le)** | incremental/full = $r_inc % (medians $t_inc s vs $t_full s); with the precopy off $(awk -v a="$t_inc0" -v b="$t_full" 'BEGIN { printf "%.1f", 100 * a / b }') % ($t_inc0 s); with each clock stopped after the global sync instead (as before session 15) $(awk -v a="$t_inc" -v b="$t_full" -v c="$(tsf inc)" -v d="$(tsf full)" 'BEGIN { printf "%.1f", 100 * (a + c) / (b + d) }') % |"
 	echo "| restore to a mountable database (no numeric goal) | reported | restore --to $t_restore_to s, $(mib "$to_replayed") MiB of log replayed; in place: lay-down $t_laydown s + hard recovery $t_hard s |"
 	echo "| replay rate (no numeric goal) | reported | $(mib "$replayed") MiB of log in $gens generations: $rate_all MiB/s over the whole hard recovery, $rate_net MiB/s without the database open ($t_open s) |"
 	echo
-	echo "Backups: full \`$FULL\` (logs $full_range), incremental \`$INC\` (logs $inc_range, parent"
-	echo "the full), incremental \`$INC0\` (logs $inc0_range, parent the first, precopy off). The restore --to copy of that chain passes \`amber-store check\` and the oracle for every"
+	echo "Backups: the last full \`$FULL\` (logs $full_range), $rounds incrementals after it, each the parent of the"
+	echo "next (\`${INCS[*]}\`; the last: logs $inc_range), then \`$INC0\` (logs $inc0_range, precopy off). The restore --to copy of that chain passes \`amber-store check\` and the oracle for every"
 	echo "transaction acknowledged before the last incremental was asked for ($to_oracle). The"
 	echo "in-place restore: serve restarted unthrottled until $replay_mb MiB more log were written,"
 	echo "then SIGKILLed; the chain laid down over the instance, hard recovery replayed the"
