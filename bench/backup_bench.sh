@@ -8,7 +8,7 @@
 #
 # usage: bench/backup_bench.sh [--build DIR] [--dir WORKROOT] [--fill-mb MB]
 #                              [--change-mb MB] [--replay-mb MB] [--rate R]
-#                              [--rounds N] [--loop-buffered]
+#                              [--rounds N] [--settle S] [--loop-buffered]
 #
 #   --build DIR     build tree (default build-backupbench next to bench/)
 #   --dir WORKROOT  where the loop images go (default /var/tmp/amber-backupbench;
@@ -22,6 +22,10 @@
 #   --rounds N      rounds of cp, read floor, copy floor, restic and full, and
 #                   incrementals (default 3); each time reported is the median
 #                   of its rounds, each ratio the median of the rounds' ratios
+#   --settle S      seconds of quiet before each timed run (default 15): on
+#                   the bench VM a full backup started right after 1 GiB had
+#                   been written took a median 3.35 s, 15 s later 2.52 s
+#                   (6 runs each, bench/ANALYSIS.md, "Session 15")
 #   --loop-buffered the loop devices in buffered mode (losetup's default)
 #                   instead of --direct-io=on; see "Loop devices" below
 #
@@ -50,7 +54,9 @@
 # could meet the 4 x restic goal in that mode.  --loop-buffered keeps it
 # measurable.
 #
-# Timed, in this order, each after `sync; echo 3 >/proc/sys/vm/drop_caches`
+# Timed, in this order, each after SETTLE seconds of quiet (the writes of
+# the run before still slow the VM's disk for a while) and `sync; echo 3
+# >/proc/sys/vm/drop_caches`,
 # and ending with `sync -f` of the filesystem the command writes to (every
 # copy is on disk when the clock stops).  Then, untimed, `sync` of every
 # filesystem: its seconds are reported beside each run.  That global sync
@@ -116,6 +122,7 @@ change_mb=10
 replay_mb=256
 rate=20
 rounds=3
+settle=15
 loopopts=--direct-io=on
 cmdline="bench/backup_bench.sh $*"
 while [ $# -gt 0 ]; do
@@ -128,11 +135,13 @@ while [ $# -gt 0 ]; do
 	--rate) rate=$2; shift 2 ;;
 	--loop-buffered) loopopts=; shift ;;
 	--rounds) rounds=$2; shift 2 ;;
-	*) sed -n '9,26p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+	--settle) settle=$2; shift 2 ;;
+	*) sed -n '9,30p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 	esac
 done
 [ "$(id -u)" = 0 ] || { echo "backup_bench.sh: needs root (loop filesystems)" >&2; exit 2; }
 case $rounds in '' | *[!0-9]* | 0) echo "backup_bench.sh: --rounds wants a positive number" >&2; exit 2 ;; esac
+case $settle in '' | *[!0-9]*) echo "backup_bench.sh: --settle wants a number of seconds" >&2; exit 2 ;; esac
 command -v restic >/dev/null || { echo "backup_bench.sh: restic is not installed" >&2; exit 2; }
 log() { echo "backup_bench.sh: $*" >&2; }
 
@@ -172,13 +181,14 @@ echo "backup-bench-password" >"$RESTIC_PASSWORD_FILE"
 
 # ---- helpers
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
-# timed NAME FS CMD...: drop caches, run CMD (output to $out/NAME.out/.err),
+# timed NAME FS CMD...: settle, drop caches, run CMD (output to $out/NAME.out/.err),
 # then `sync -f FS` (the filesystem CMD writes to): seconds in $out/NAME.t
 # and in $T.  Then `sync` of everything, untimed for T: its seconds in
 # $out/NAME.tsync and in $TS
 timed() {
 	local name=$1 fs=$2 t0 t1 t2
 	shift 2
+	sleep "$settle"
 	drop_caches
 	t0=$EPOCHREALTIME
 	"$@" >"$out/$name.out" 2>"$out/$name.err" || {
@@ -514,7 +524,7 @@ memg=$(awk '/MemTotal/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)
 	echo "1-64 KiB; 1 MiB log files; the fill's logs below the checkpoint deleted, as a previous"
 	echo "full backup's truncation would),"
 	echo "amberd running, \`amber-store serve --load $rate --threads 2\` the registered writer"
-	echo "during the timed runs. Each timed run starts with \`sync; echo 3 >/proc/sys/vm/drop_caches\`"
+	echo "during the timed runs. Each timed run starts after $settle s of quiet with \`sync; echo 3 >/proc/sys/vm/drop_caches\`"
 	echo "and ends with \`sync -f\` of the filesystem the command writes to (DST, or the source for"
 	echo "the restores); wall clock. cp, the floors, restic and the full ran in $rounds rounds (the five"
 	echo "one after the other in each), the incremental $rounds times: \"seconds\" is the median of"
