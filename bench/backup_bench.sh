@@ -55,7 +55,8 @@
 # measurable.
 #
 # Timed, in this order, each after SETTLE seconds of quiet (the writes of
-# the run before still slow the VM's disk for a while) and `sync; echo 3
+# the run before still slow the VM's disk for a while; not the incrementals,
+# whose wait for the log is quiet enough) and `sync; echo 3
 # >/proc/sys/vm/drop_caches`,
 # and ending with `sync -f` of the filesystem the command writes to (every
 # copy is on disk when the clock stops).  Then, untimed, `sync` of every
@@ -232,6 +233,13 @@ rmed() {
 			'BEGIN { if (b > 0) print a / b }'
 	done | median | awk '{ printf "%.2f", $1 }'
 }
+# timed without the settle: for the incrementals, whose wait for CHANGE MiB
+# of log (~15 s at the default rate) is the quiet; a settle on top would let
+# the load write more log than CHANGE MiB before the backup
+timed_now() {
+	local settle=0
+	timed "$@"
+}
 # the highest archived log generation in DIR (from the file names; decimal)
 hi_gen() {
 	local h
@@ -399,7 +407,7 @@ INCS=()
 for r in $(seq "$rounds"); do
 	log "waiting for $change_mb MiB of log since the last backup (load $rate/s)"
 	wait_log "$change_mb" "$inc_high"
-	timed "inc-$r" "$DST" "$AMBER" backup incremental --repo "$REPO"
+	timed_now "inc-$r" "$DST" "$AMBER" backup incremental --repo "$REPO"
 	INC=$(tail -1 "$out/inc-$r.out")
 	INCS+=("$INC")
 	"$AMBER" backups --repo "$REPO" --json >"$out/backups.json"
@@ -415,7 +423,7 @@ log "waiting for $change_mb MiB of log since the last incremental"
 wait_log "$change_mb" "$inc_high"
 inc_cut=$(stat -c %s "$ORACLE")
 export AMBER_PRECOPY=0
-timed inc0 "$DST" "$AMBER" backup incremental --repo "$REPO"
+timed_now inc0 "$DST" "$AMBER" backup incremental --repo "$REPO"
 unset AMBER_PRECOPY
 t_inc0=$T
 INC0=$(tail -1 "$out/inc0.out")
@@ -524,7 +532,8 @@ memg=$(awk '/MemTotal/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)
 	echo "1-64 KiB; 1 MiB log files; the fill's logs below the checkpoint deleted, as a previous"
 	echo "full backup's truncation would),"
 	echo "amberd running, \`amber-store serve --load $rate --threads 2\` the registered writer"
-	echo "during the timed runs. Each timed run starts after $settle s of quiet with \`sync; echo 3 >/proc/sys/vm/drop_caches\`"
+	echo "during the timed runs. Each timed run starts after $settle s of quiet (the incrementals after their"
+	echo "wait for the log instead) with \`sync; echo 3 >/proc/sys/vm/drop_caches\`"
 	echo "and ends with \`sync -f\` of the filesystem the command writes to (DST, or the source for"
 	echo "the restores); wall clock. cp, the floors, restic and the full ran in $rounds rounds (the five"
 	echo "one after the other in each), the incremental $rounds times: \"seconds\" is the median of"
@@ -544,7 +553,7 @@ memg=$(awk '/MemTotal/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)
 	echo "| amber incremental | \`amber backup incremental --repo R\` after $change_mb MiB of log ($inc_pre of its $inc_nlogs logs copied from the live directory while the shadow was made) | $t_inc | $(each inc) | $(tsf inc) | $(mib "$inc_size") MiB |"
 	echo "| amber incremental, precopy off | \`AMBER_PRECOPY=0 amber backup incremental --repo R\` after the next $change_mb MiB (every log copied from the shadow) | $t_inc0 | $(each inc0) | $(tsf inc0) | $(mib "$inc0_size") MiB |"
 	echo "| amber verify | \`amber verify --repo R FULL\` (re-read, SHA-256, pages, logs) | $t_verify | $(each verify) | $(tsf verify) | - |"
-	echo "| restore --to | \`amber restore --repo R latest --to DIR\` (DIR on the source btrfs; full + incremental, hard recovery) | $t_restore_to | $(each restore_to) | $(tsf restore_to) | - |"
+	echo "| restore --to | \`amber restore --repo R latest --to DIR\` (DIR on the source btrfs; the full + the incrementals, hard recovery) | $t_restore_to | $(each restore_to) | $(tsf restore_to) | - |"
 	echo "| in-place lay-down | \`amber restore --repo R latest --offline --no-recover\` (after the crash) | $t_laydown | $(each laydown) | $(tsf laydown) | - |"
 	echo "| hard recovery | \`amber-store hard-recover INSTANCE\` (chain + roll-forward) | $t_hard | $(each hard) | $(tsf hard) | - |"
 	echo "| clean open | \`amber-store recover INSTANCE\` afterwards (no replay) | $t_open | $(each open) | $(tsf open) | - |"
