@@ -374,7 +374,7 @@ restic_backup() {
 	return $rc
 }
 # ROUNDS rounds, each the five runs one after the other, so that each
-# round's ratios compare runs made within a minute of each other; a new
+# round's ratios compare runs made within two minutes of each other; a new
 # restic repository (and cache) each round, the last one kept for its size
 for r in $(seq "$rounds"); do
 	log "round $r of $rounds"
