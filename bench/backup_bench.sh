@@ -21,7 +21,9 @@
 #   --rate R        commits/s of the light load during the timed runs (default 20)
 #   --rounds N      rounds of cp, read floor, copy floor, restic and full, and
 #                   incrementals (default 3); each time reported is the median
-#                   of its rounds, each ratio the median of the rounds' ratios
+#                   of its rounds; the cp and restic ratios and those to the
+#                   floors are the median of the rounds' ratios, the
+#                   incremental's is its median over the full's
 #   --settle S      seconds of quiet before each timed run (default 15): on
 #                   the bench VM a full backup started right after 1 GiB had
 #                   been written took a median 3.35 s, 15 s later 2.52 s
@@ -137,7 +139,7 @@ while [ $# -gt 0 ]; do
 	--loop-buffered) loopopts=; shift ;;
 	--rounds) rounds=$2; shift 2 ;;
 	--settle) settle=$2; shift 2 ;;
-	*) sed -n '9,30p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+	*) sed -n '9,32p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 	esac
 done
 [ "$(id -u)" = 0 ] || { echo "backup_bench.sh: needs root (loop filesystems)" >&2; exit 2; }
@@ -537,7 +539,8 @@ memg=$(awk '/MemTotal/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)
 	echo "and ends with \`sync -f\` of the filesystem the command writes to (DST, or the source for"
 	echo "the restores); wall clock. cp, the floors, restic and the full ran in $rounds rounds (the five"
 	echo "one after the other in each), the incremental $rounds times: \"seconds\" is the median of"
-	echo "\"each round\", a ratio below the median of the rounds' ratios; every other row is one run."
+	echo "\"each round\"; a ratio of the full to cp, restic or a floor below is the median of the rounds'"
+	echo "ratios, the incremental's is its median over the full's; every other row is one run."
 	echo "\"then sync\" (a median likewise): the untimed \`sync\` of every filesystem"
 	echo "right after, mostly a btrfs commit of the live store's writes (the idle row) and, after"
 	echo "an amber backup, amberd's deletion of the shadow (until session 15 the clock ran to its end)."
