@@ -158,11 +158,15 @@ typedef struct dshadow {
 	uint64_t bytes;              /* allocated size when created */
 	char exposed[4096];          /* "" = not exposed */
 	bool exposed_mkdir;          /* amberd created the mount point */
+	bool unsettled;              /* sidecar not yet durable (in memory only:
+	                              * amb_provider_prepare_unsettled) */
 } dshadow;
 
 int shadows_load(char *err, size_t errlen);     /* at start; removes leaks */
 /* Plan a new shadow of volume: chooses the provider (name may be "") and
- * the path; the record is added as "creating" and written durably. */
+ * the path; the record is added as "creating" and written durably; the
+ * provider prepares it, its sidecar possibly unsettled (out->unsettled:
+ * the caller settles it before the commit, amb_provider_prepare_unsettled). */
 int shadows_plan(const char *volume, const char *provider, const char *set, bool persistent,
                  bool writers, dshadow *out, char *err, size_t errlen);
 /* The shadow complete: "ready", then the volume's storage limit applied.

@@ -612,13 +612,30 @@ typedef struct fsf {
 	char path[PATH_MAX];
 } fsf;
 
-/* The volumes' presync (amb_provider_presync), each logged on failure. */
-static void presync_all(dsession *s)
+/* The volumes' presync (amb_provider_presync), each logged on failure,
+ * then every sidecar settled that the presync did not settle (its volume's
+ * presync failed or is off): 0, or the first settle's -errno (message in
+ * why). */
+static int presync_all(dsession *s, char *why, size_t whylen)
 {
-	for (size_t i = 0; D.cfg.presync && i < s->n_shadows; i++)
-		if (amb_provider_presync(s->shadows[i].volume) != 0)
+	for (size_t i = 0; D.cfg.presync && i < s->n_shadows; i++) {
+		if (amb_provider_presync(s->shadows[i].volume) == 0)
+			s->shadows[i].unsettled = false; /* its syncfs wrote the sidecar */
+		else
 			amberd_log("presync of %s: %s", s->shadows[i].volume,
 				amb_provider_errmsg());
+	}
+	for (size_t i = 0; i < s->n_shadows; i++) {
+		if (!s->shadows[i].unsettled)
+			continue;
+		int r = amb_provider_settle(s->shadows[i].path);
+		if (r) {
+			snprintf(why, whylen, "%s", amb_provider_errmsg());
+			return r;
+		}
+		s->shadows[i].unsettled = false;
+	}
+	return 0;
 }
 
 /* How a set fails that could not be planned (provider choice, registry
@@ -753,9 +770,19 @@ static int run_sequence(dsession *s, bool backup, uint64_t req_id, amb_msg *resp
 				amb_provider_errmsg());
 	}
 	/* then the volumes' dirty data written, outside the hold: the commit
-	 * below, made while writes are held, then has less to write.  Only a
-	 * speed-up: a failure is logged and the set goes on */
-	presync_all(s);
+	 * below, made while writes are held, then has less to write.  A
+	 * speed-up, and the settling of the sidecars shadows_plan left
+	 * unsettled (a btrfs sidecar is on the volume's filesystem, which the
+	 * syncfs writes whole: two fsyncs fewer on the way to the freeze).  A
+	 * failed presync is logged and the sidecars are fsynced instead; only
+	 * a sidecar that cannot be made durable fails the set */
+	{
+		int r = presync_all(s, why, sizeof(why));
+		if (r) {
+			rc = plan_failure(r, &cls);
+			goto fail;
+		}
+	}
 	ev_log(AMB_EV_SNAPSHOT_STARTED, AMB_SEV_INFO, s->id, s->set, NULL, NULL, NULL, AMB_FAIL_NONE,
 	       "creating shadow set %s: %zu volumes, %zu writers", s->set, s->n_vols, s->n_parts);
 	test_stall("prepare-snapshot");

@@ -412,7 +412,7 @@ int shadows_plan(const char *volume, const char *provider, const char *set, bool
 	}
 	pthread_mutex_unlock(&D.mu);
 
-	rc = amb_provider_prepare(p, volume, out->path);
+	rc = amb_provider_prepare_unsettled(p, volume, out->path, &out->unsettled);
 	if (rc) {
 		snprintf(err, errlen, "%s", amb_provider_errmsg());
 		pthread_mutex_lock(&D.mu);

@@ -207,7 +207,10 @@ int amb_provider_choose(const char *volume, const char *name, const amb_provider
 	return rc;
 }
 
-int amb_provider_prepare(const amb_provider *p, const char *volume, const char *shadow)
+/* prepare, the sidecar left unsettled when the provider allows it
+ * (*unsettled then true; NULL: never) */
+static int prepare(const amb_provider *p, const char *volume, const char *shadow,
+                   bool *unsettled)
 {
 	char vol[PATH_MAX], sh[PATH_MAX], parent[PATH_MAX], side[PATH_MAX + 32];
 	struct stat st;
@@ -249,9 +252,17 @@ int amb_provider_prepare(const amb_provider *p, const char *volume, const char *
 	int len = snprintf(doc, sizeof(doc),
 			   "amber-shadow 1\nprovider %s\nvolume %s\nstate prepared\n", p->name,
 			   vol);
-	rc = amb_durable_write(amb_vfs_posix(), side, doc, (size_t)len);
+	/* unsettled only where nothing of the shadow exists before the
+	 * commit and a syncfs of the volume reaches the sidecar: a crash
+	 * before it is settled leaves at most a damaged sidecar with no
+	 * shadow, which amb_provider_remove() deletes */
+	bool defer = unsettled && p->shadow_same_fs && !p->ops->prepare && !p->ops->precommit;
+	rc = defer ? amb_durable_write_unsettled(amb_vfs_posix(), side, doc, (size_t)len)
+	           : amb_durable_write(amb_vfs_posix(), side, doc, (size_t)len);
 	if (rc)
 		return amb_prov_err(rc, "%s: %s: cannot write: %s", p->name, side, strerror(-rc));
+	if (unsettled)
+		*unsettled = defer;
 	if (p->ops->prepare) {
 		rc = p->ops->prepare(vol, sh);
 		if (rc) {
@@ -263,6 +274,33 @@ int amb_provider_prepare(const amb_provider *p, const char *volume, const char *
 		}
 	}
 	return rc;
+}
+
+int amb_provider_prepare(const amb_provider *p, const char *volume, const char *shadow)
+{
+	return prepare(p, volume, shadow, NULL);
+}
+
+int amb_provider_prepare_unsettled(const amb_provider *p, const char *volume, const char *shadow,
+                                   bool *unsettled)
+{
+	if (!unsettled)
+		return amb_prov_err(-EINVAL, "no result pointer given");
+	*unsettled = false;
+	return prepare(p, volume, shadow, unsettled);
+}
+
+int amb_provider_settle(const char *shadow)
+{
+	char sh[PATH_MAX], side[PATH_MAX + 32];
+	int rc = norm_path("shadow", shadow, sh, sizeof(sh));
+	if (rc)
+		return rc;
+	sidecar_path(sh, side, sizeof(side));
+	rc = amb_durable_settle(amb_vfs_posix(), side);
+	if (rc)
+		return amb_prov_err(rc, "%s: cannot make it durable: %s", side, strerror(-rc));
+	return 0;
 }
 
 int amb_provider_presync(const char *volume)
@@ -486,6 +524,14 @@ int amb_provider_remove(const char *shadow)
 	}
 	amb_shadow_info info;
 	rc = sidecar_load(side, &info);
+	if (rc == -EINVAL && !have_shadow) {
+		/* a crash before an unsettled sidecar was settled (empty or
+		 * partial); nothing was made from it */
+		rc = amb_durable_unlink(amb_vfs_posix(), side);
+		if (rc && rc != -ENOENT)
+			return amb_prov_err(rc, "%s: cannot remove: %s", side, strerror(-rc));
+		return 0;
+	}
 	if (rc)
 		return rc;
 	if (have_shadow) {

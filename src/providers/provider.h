@@ -33,7 +33,8 @@
  *   amb_provider_remove()       delete the shadow (any state, any provider)
  *
  * Bookkeeping: prepare writes a sidecar file SHADOW.amber-shadow (next to
- * the shadow, never inside it) with amb_durable_write().  It names the
+ * the shadow, never inside it) with amb_durable_write() (or unsettled, made
+ * durable by the presync: amb_provider_prepare_unsettled).  It names the
  * provider, the volume and the state ("prepared", then "committed" after
  * post_commit).  amb_provider_remove() deletes only paths that have a
  * sidecar, so a wrong path can never make it delete user data, and after a
@@ -207,6 +208,32 @@ int amb_provider_choose(const char *volume, const char *name, const amb_provider
 int amb_provider_prepare(const amb_provider *p, const char *volume, const char *shadow);
 
 /*
+ * amb_provider_prepare() with the sidecar's two fsyncs left for later where
+ * p allows it: the shadow is on the volume's filesystem and nothing of it
+ * exists before the commit (no prepare or precommit step: btrfs).
+ * *unsettled then says true, and until the sidecar is settled a crash may
+ * leave it missing, empty or partial (amb_provider_remove() deletes a
+ * damaged sidecar that has no shadow).  The caller settles it before the
+ * commit: amb_provider_presync() of the volume returning 0 after this
+ * returned does (its syncfs writes the sidecar too: same filesystem), else
+ * amb_provider_settle().  Otherwise (*unsettled false) the same as
+ * amb_provider_prepare().  amberd uses it so that the presync it runs anyway
+ * replaces the sidecar's fsync and directory fsync (bench/ANALYSIS.md,
+ * "Incremental backup", session 16).
+ *
+ * Returns as amb_provider_prepare(); -EINVAL also for a NULL unsettled.
+ */
+int amb_provider_prepare_unsettled(const amb_provider *p, const char *volume, const char *shadow,
+                                   bool *unsettled);
+
+/*
+ * Settle the sidecar of shadow that amb_provider_prepare_unsettled() left
+ * unsettled: fsync it and its directory (amb_durable_settle).  Returns 0 or
+ * a negative errno (message set; -ENOENT: no sidecar).
+ */
+int amb_provider_settle(const char *shadow);
+
+/*
  * Make the point-in-time copy of volume at shadow.  Called while the
  * writers are frozen, after a successful prepare with the same arguments.
  * btrfs: one read-only snapshot (the snapshot ioctl commits a btrfs
@@ -302,11 +329,14 @@ int amb_provider_shadow_info(const char *shadow, amb_shadow_info *out);
  * snapshot and commits the btrfs transaction, reflink and copy delete the
  * tree (refusing to cross into a filesystem mounted inside it, e.g. an
  * exposed shadow); then the sidecar is removed with amb_durable_unlink.
- * Idempotent after a crash: a sidecar without a shadow is simply removed.
+ * Idempotent after a crash: a sidecar without a shadow is simply removed,
+ * and so is a damaged one without a shadow (a crash before an unsettled
+ * sidecar was settled: see amb_provider_prepare_unsettled).
  *
  * Returns 0;
  *   -EINVAL      NULL or relative path; shadow exists but has no sidecar
- *                (not an amber shadow: nothing is deleted); sidecar damaged
+ *                (not an amber shadow: nothing is deleted); shadow exists
+ *                and its sidecar is damaged (nothing is deleted)
  *   -ENOENT      neither shadow nor sidecar exists
  *   -EBUSY       a filesystem is mounted inside the shadow
  *   -errno       deleting failed (the sidecar stays, so it can be retried)

@@ -74,6 +74,40 @@ d_wait_writer amber-store 10 || fail "serve did not register again"
 [ -z "$(d_shadow_dirs "$MNT")" ] || fail "volatile shadow left on disk: $(d_shadow_dirs "$MNT")"
 ok "volatile shadows are removed when amberd restarts"
 
+# A btrfs shadow's sidecar is written without fsync and made durable by the
+# presync's syncfs (docs/providers.md): a power cut before that can leave
+# it empty, with no snapshot made from it.  amberd killed while the set is
+# in creation, the sidecar emptied as such a cut may leave it: when amberd
+# starts again it removes the record and the sidecar (event 3011).
+if [ "$fs" = btrfs ]; then
+	d_stop_amberd
+	AMBERD_ENV="AMBERD_TEST_STALL=prepare-snapshot:30000" d_start_amberd
+	d_wait_writer amber-store 10 || fail "serve did not register again"
+	mark=$(wc -l <"$DW/amberd.log")
+	"$AMBER" create shadow "$VOL" >"$DW/cut.out" 2>&1 &
+	req=$!
+	D_PIDS+=("$req")
+	d_wait_for 20000 grep -q 'test hook: stalling 30000 ms after prepare-snapshot' "$DW/amberd.log" ||
+		fail "the set never reached amberd's stall: $(cat "$DW/cut.out")"
+	sides=$(ls "$MNT"/.amber-shadows/*.amber-shadow 2>/dev/null)
+	[ "$(echo "$sides" | grep -c .)" = 1 ] || fail "expected one sidecar, found: [$sides]"
+	[ -z "$(d_shadow_dirs "$MNT")" ] || fail "a snapshot exists before the freeze"
+	kill -9 "$AMBERD_PID"
+	wait "$AMBERD_PID" 2>/dev/null
+	AMBERD_PID=""
+	wait "$req" && fail "the set succeeded although amberd was killed"
+	: >"$sides"
+	AMBERD_ENV="" d_start_amberd
+	d_wait_writer amber-store 10 || fail "serve did not register again"
+	[ ! -e "$sides" ] || fail "the empty sidecar $sides was left behind"
+	[ -z "$(d_shadow_ids)" ] || fail "a shadow is listed: $(d_shadow_ids)"
+	grep -q '"shadows": \[\]' "$DW/state/shadows.json" ||
+		fail "the registry still has a record: $(cat "$DW/state/shadows.json")"
+	tail -n +"$((mark + 1))" "$DW/amberd.log" | has 'event 3011 ' ||
+		fail "no event 3011 for the removed record"
+	ok "an emptied sidecar of an unfinished btrfs set is removed when amberd starts again"
+fi
+
 # session-close is answered before the set's volatile shadows are deleted
 # (a btrfs deletion waits for a transaction commit; the requestor need not):
 # with the deletion stalled, the requestor has returned while its shadow is

@@ -160,6 +160,49 @@ static void test_copy_end_to_end(void **state)
 	assert_int_equal(amb_provider_remove(shadow), -ENOENT);
 }
 
+/* A copy shadow is made in prepare (its directory), so its sidecar is never
+ * left unsettled; a damaged sidecar keeps its shadow from being deleted,
+ * and without a shadow (a crash before an unsettled sidecar reached the
+ * disk) it is removed. */
+static void test_unsettled_and_damaged_sidecar(void **state)
+{
+	(void)state;
+	const amb_provider *cp = amb_provider_find("copy");
+	char sh[PATH_MAX], side[PATH_MAX + 32];
+	snprintf(sh, sizeof(sh), "%s", tu_path("%s/u1", shadows));
+	snprintf(side, sizeof(side), "%s.amber-shadow", sh);
+	bool unsettled = true;
+	assert_int_equal(amb_provider_prepare_unsettled(cp, vol, sh, NULL), -EINVAL);
+	assert_int_equal(amb_provider_prepare_unsettled(cp, vol, sh, &unsettled), 0);
+	assert_false(unsettled);
+	assert_true(tu_exists(sh));
+	assert_int_equal(amb_provider_settle(sh), 0); /* harmless when settled */
+
+	/* damaged (as a crash could leave an unsettled one): the shadow exists,
+	 * so nothing is deleted */
+	assert_int_equal(truncate(side, 0), 0);
+	amb_shadow_info info;
+	assert_int_equal(amb_provider_shadow_info(sh, &info), -EINVAL);
+	assert_msg_has("damaged shadow record");
+	assert_int_equal(amb_provider_remove(sh), -EINVAL);
+	assert_true(tu_exists(sh));
+	assert_true(tu_exists(side));
+	/* no shadow: the damaged sidecar is removed */
+	assert_int_equal(rmdir(sh), 0);
+	assert_int_equal(amb_provider_remove(sh), 0);
+	assert_false(tu_exists(side));
+	assert_int_equal(amb_provider_remove(sh), -ENOENT);
+	/* half a record, no shadow: removed too */
+	int fd = open(side, O_WRONLY | O_CREAT | O_EXCL, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "amber-shadow 1\nprov", 20), 20);
+	close(fd);
+	assert_int_equal(amb_provider_remove(sh), 0);
+	assert_false(tu_exists(side));
+	assert_int_equal(amb_provider_settle(sh), -ENOENT);
+	assert_int_equal(amb_provider_settle("relative"), -EINVAL);
+}
+
 static void test_prepare_errors(void **state)
 {
 	(void)state;
@@ -298,6 +341,7 @@ int main(void)
 		cmocka_unit_test(test_registry),
 		cmocka_unit_test_setup_teardown(test_choose_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_copy_end_to_end, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unsettled_and_damaged_sidecar, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_prepare_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_remove_rules, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shadow_store_inside_volume, setup, teardown),

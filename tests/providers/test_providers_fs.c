@@ -6,7 +6,8 @@
  * GROUP is one of:
  *   btrfs    snapshot of a subvolume while files are written: held files
  *            equal their state at the snapshot point, a file nobody holds
- *            is a clean prefix; the snapshot is read-only; delete; errors
+ *            is a clean prefix; the snapshot is read-only; delete; errors;
+ *            a sidecar left unsettled is on disk after the presync
  *   reflink  clone on xfs and btrfs equals the source, shares every data
  *            extent, and does not follow later source changes; FICLONE
  *            refused (tmpfs, a btrfs nodatacow file); shadow on another
@@ -308,6 +309,111 @@ static void test_btrfs_errors(void **state)
 	free(vol);
 	free(plain);
 	free(xdir);
+}
+
+static void mnt_source(const char *mnt, char *dev, size_t n);
+
+/*
+ * What a power cut now would leave of file rel (relative to B) on the
+ * btrfs at B: a copy of B's loop image as it is on disk (what btrfs wrote,
+ * not what is only in memory) is mounted apart (btrfs gives a cloned single
+ * device a temporary fsid), the file read, and the copy taken down again.
+ * The copy and its mount point are next to B's image, where with_fs.sh's
+ * cleanup takes them down if the test dies.  Returns the bytes read into
+ * buf, or -1 when the file is not there.
+ */
+static ssize_t btrfs_on_disk(const char *rel, char *buf, size_t n)
+{
+	char dev[512];
+	mnt_source(B, dev, sizeof(dev));
+	const char *out = dup_path(tu_path("/tmp/amber-ondisk.%d", (int)getpid()));
+	int rc = system(tu_path(
+		"back=$(losetup -n -O BACK-FILE '%s') && img=\"${back%%/*}/cut-%d.img\" && "
+		"mnt=\"${back%%/*}/cut-%d.mnt\" && cp --sparse=always \"$back\" \"$img\" && "
+		"mkdir -p \"$mnt\" && l=$(losetup -f --show \"$img\") || exit 3; rc=0; "
+		"if mount \"$l\" \"$mnt\"; then "
+		"  if [ -e \"$mnt/%s\" ]; then cat \"$mnt/%s\" >'%s' || rc=3; else rc=1; fi; "
+		"  umount \"$mnt\" || rc=3; "
+		"else rc=3; fi; losetup -d \"$l\"; rm -f \"$img\"; rmdir \"$mnt\"; exit $rc",
+		dev, (int)getpid(), (int)getpid(), rel, rel, out));
+	ssize_t got = -1;
+	if (rc == 0) {
+		int fd = open(out, O_RDONLY);
+		assert_true(fd >= 0);
+		got = read(fd, buf, n);
+		close(fd);
+	}
+	unlink(out);
+	free((void *)out);
+	if (rc != 0 && !(WIFEXITED(rc) && WEXITSTATUS(rc) == 1))
+		fail_msg("cannot read %s from a copy of %s's image (status %d)", rel, B, rc);
+	return got;
+}
+
+/*
+ * amberd prepares a btrfs shadow with its sidecar unsettled and lets the
+ * presync's syncfs of the volume make it durable (two fsyncs fewer on the
+ * way to the freeze).  Shown on the disk itself: a copy of the loop image
+ * taken after the presync holds the whole sidecar.  (The copy taken before
+ * usually lacks it; only printed: btrfs's own periodic commit may write it
+ * first.)  reflink and copy make their shadow in prepare or precommit, so
+ * they never leave it unsettled.
+ */
+static void test_btrfs_sidecar_settled_by_presync(void **state)
+{
+	(void)state;
+	char *vol = dup_path(tu_path("%s/vol4", B));
+	char *snaps = dup_path(tu_path("%s/snaps4", B));
+	char *s1 = dup_path(tu_path("%s/u1", snaps));
+	make_subvol(vol);
+	mkdir_p(snaps);
+	tu_write_gen(tu_path("%s/f", vol), 5000, 3);
+	int fd = open(B, O_RDONLY | O_DIRECTORY);
+	assert_true(fd >= 0);
+	assert_int_equal(syncfs(fd), 0); /* the directories on disk */
+	close(fd);
+
+	bool unsettled = false;
+	assert_ok(amb_provider_prepare_unsettled(P_BTRFS, vol, s1, &unsettled));
+	assert_true(unsettled);
+	char want[8192], got[8192];
+	fd = open(tu_path("%s.amber-shadow", s1), O_RDONLY);
+	assert_true(fd >= 0);
+	ssize_t wl = read(fd, want, sizeof(want));
+	close(fd);
+	assert_true(wl > 20);
+	assert_non_null(memmem(want, (size_t)wl, "state prepared\n", 15));
+	ssize_t before = btrfs_on_disk("snaps4/u1.amber-shadow", got, sizeof(got));
+	print_message("sidecar on disk before the presync: %s\n",
+	              before < 0 ? "missing" : before == wl && !memcmp(got, want, (size_t)wl) ?
+	                                       "whole (a periodic commit wrote it)" : "partial");
+
+	assert_ok(amb_provider_presync(vol));
+	ssize_t after = btrfs_on_disk("snaps4/u1.amber-shadow", got, sizeof(got));
+	if (after != wl || memcmp(got, want, (size_t)wl) != 0)
+		fail_msg("after the presync the sidecar on disk is %s", after < 0 ? "missing" : "not whole");
+
+	/* the rest of the life of the shadow as usual */
+	assert_ok(amb_provider_commit(P_BTRFS, vol, s1));
+	assert_true(tu_file_is_gen(tu_path("%s/f", s1), 5000, 3));
+	assert_ok(amb_provider_remove(s1));
+	assert_false(tu_exists(tu_path("%s.amber-shadow", s1)));
+
+	/* the other providers never leave it unsettled */
+	char *rv = dup_path(tu_path("%s/rl4", B));
+	mkdir_p(rv);
+	unsettled = true;
+	assert_ok(amb_provider_prepare_unsettled(P_REFLINK, rv, tu_path("%s/r1", snaps), &unsettled));
+	assert_false(unsettled);
+	assert_ok(amb_provider_remove(tu_path("%s/r1", snaps)));
+	/* settling an already settled sidecar is harmless */
+	assert_ok(amb_provider_prepare_unsettled(P_BTRFS, vol, s1, &unsettled));
+	assert_ok(amb_provider_settle(s1));
+	assert_ok(amb_provider_remove(s1));
+	free(rv);
+	free(vol);
+	free(snaps);
+	free(s1);
 }
 
 /* ---- reflink ---- */
@@ -855,6 +961,7 @@ int main(int argc, char **argv)
 			cmocka_unit_test(test_btrfs_snapshot_under_writes),
 			cmocka_unit_test(test_btrfs_nested_and_remove),
 			cmocka_unit_test(test_btrfs_errors),
+			cmocka_unit_test(test_btrfs_sidecar_settled_by_presync),
 		};
 		return cmocka_run_group_tests_name("btrfs", tests, NULL, NULL);
 	}
