@@ -6,7 +6,8 @@
  *   ams_create (recorded too: the test wraps amb_vfs_posix(), see below)
  *   ams_open, 2 threads committing transactions, ams_abandon (a crash with
  *   everything in the page cache), ams_open again (recovery, recorded),
- *   3 threads committing, ams_close.
+ *   a full backup recorded (ams_backup_complete: the headers, then the
+ *   logs below the checkpoint truncated), 3 threads committing, ams_close.
  *
  * Transactions put fresh keys (values 100 B .. 40 KiB, some 46000 B) into
  * four tables spread over two databases and delete keys acknowledged
@@ -553,6 +554,24 @@ static void test_powerloss_every_sync_point(void **state)
 		fail_msg("ams_open after abandon: %s (%s)", ams_strerror(rc), ams_errmsg());
 	faultvfs_mark(fv, "reopened");
 	w.inst = inst;
+	/* a verified full backup recorded (both headers, fdatasynced) and the
+	 * logs below its first generation truncated without a directory fsync
+	 * (backup.c, truncate_below): the phase's own directory fsyncs make the
+	 * unlinks durable later, so the images in between have any prefix of
+	 * them undone; each must still open to the right content with an
+	 * unbroken log chain */
+	ams_info bi;
+	assert_int_equal(ams_info_get(inst, &bi), 0);
+	uint32_t oldest_before = bi.gen_oldest;
+	rc = ams_backup_complete(inst, AMS_BACKUP_FULL, bi.gen_checkpoint, bi.gen_current,
+	                         (uint64_t)time(NULL), 0);
+	if (rc)
+		fail_msg("ams_backup_complete: %s (%s)", ams_strerror(rc), ams_errmsg());
+	faultvfs_mark(fv, "full backup recorded, logs truncated");
+	assert_int_equal(ams_info_get(inst, &bi), 0);
+	printf("powerloss: a full backup truncated generations %u..%u\n", oldest_before,
+	       bi.gen_oldest - 1);
+	assert_true(bi.gen_oldest > oldest_before + 1); /* several generations went */
 	run_phase(&w, 3, ntx, seed + 1);
 	ams_info info;
 	if (ams_info_get(inst, &info) == 0)
