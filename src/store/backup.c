@@ -132,11 +132,14 @@ static int truncate_below(ams_instance *in, uint32_t below)
 		return rc;
 	amb_gate_enter(in);
 	uint32_t g;
-	for (g = from; g && g < below && !rc; g++) {
+	for (g = from; g && g < below; g++) {
 		amb_log_path(path, sizeof(path), in->dir, in->prefix, g);
 		int r = in->vfs->unlink(in->vfs, path);
-		if (r && r != -ENOENT)
+		if (r && r != -ENOENT) {
+			/* g stays: the oldest generation on disk */
 			rc = amb_err(AMS_EIO, "%s: cannot delete: %s", path, strerror(-r));
+			break;
+		}
 	}
 	amb_gate_exit(in);
 	pthread_mutex_lock(&in->mu);

@@ -28,6 +28,9 @@
  *     fully present or fully absent, nothing else exists;
  *  R6 the reopened instance commits and closes normally.
  *
+ * And one case by hand: a log that cannot be deleted by the truncation
+ * after a backup (test_faults_truncation_unlink).
+ *
  * ams_create() has no vfs option: the test links with
  * -Wl,--wrap=amb_vfs_posix to make the fault layer the default vfs while
  * ams_create() runs.
@@ -737,6 +740,70 @@ static void test_faults_full_disk_big_commit(void **state)
 		fail_msg("faults/full-disk: %zu violations (see above)", t.violations);
 }
 
+/* A log that cannot be deleted during the truncation after a backup: the
+ * error is reported, the generations before it are gone, the instance's
+ * oldest generation is that log (it is still on disk), and the next
+ * backup's truncation deletes it. */
+static void test_faults_truncation_unlink(void **state)
+{
+	(void)state;
+	char dir[4096];
+	fresh_dir(dir, sizeof(dir), "truncate-unlink");
+	create_plain(dir);
+	faultvfs *fv = faultvfs_new(NULL, __real_amb_vfs_posix(), 0);
+	assert_non_null(fv);
+	ams_open_opts oo = {.checkpoint_depth = CKPT_DEPTH, .vfs = faultvfs_vfs(fv)};
+	ams_instance *in;
+	int rc = ams_open(dir, &oo, &in);
+	if (rc)
+		fail_msg("ams_open: %s (%s)", ams_strerror(rc), ams_errmsg());
+	static unsigned char val[20000];
+	memset(val, 'v', sizeof(val));
+	ams_info info;
+	/* commit until the checkpoint is at least four generations past the
+	 * oldest log, so that the truncation has several to delete */
+	for (int i = 0; i < 400; i++) {
+		ams_txn *x;
+		assert_int_equal(ams_txn_begin(in, &x), 0);
+		if (i == 0)
+			for (int j = 0; j < 4; j++)
+				assert_int_equal(ams_txn_create_table(x, TABLES[j], j / 2), 0);
+		char key[32];
+		int kl = snprintf(key, sizeof(key), "k%04d", i);
+		assert_int_equal(ams_txn_put(x, TABLES[i % 4], key, (size_t)kl, val, sizeof(val)), 0);
+		rc = ams_txn_commit(x);
+		if (rc)
+			fail_msg("commit %d: %s (%s)", i, ams_strerror(rc), ams_errmsg());
+		assert_int_equal(ams_info_get(in, &info), 0);
+		if (info.gen_checkpoint >= info.gen_oldest + 4)
+			break;
+	}
+	assert_true(info.gen_checkpoint >= info.gen_oldest + 4);
+	uint32_t oldest = info.gen_oldest, ckpt = info.gen_checkpoint;
+	char second[4200];
+	snprintf(second, sizeof(second), "%s/E00%08X.log", dir, oldest + 1);
+	assert_int_equal(access(second, F_OK), 0);
+
+	faultvfs_reset_counts(fv);
+	faultvfs_fail(fv, FV_UNLINK, 2, EIO, 0);
+	rc = ams_backup_complete(in, AMS_BACKUP_FULL, ckpt, info.gen_current, 1, 0);
+	assert_int_equal(rc, AMS_EIO);
+	assert_non_null(strstr(ams_errmsg(), "cannot delete"));
+	assert_int_equal(faultvfs_fired(fv), 1);
+	faultvfs_clear(fv);
+	assert_int_equal(ams_info_get(in, &info), 0);
+	assert_false(info.failed);
+	assert_int_equal(info.gen_oldest, oldest + 1); /* the log that stayed */
+	assert_int_equal(access(second, F_OK), 0);
+	/* the next backup deletes it */
+	assert_int_equal(ams_backup_complete(in, AMS_BACKUP_FULL, ckpt, info.gen_current, 2, 0), 0);
+	assert_int_equal(ams_info_get(in, &info), 0);
+	assert_int_equal(info.gen_oldest, ckpt);
+	assert_int_equal(access(second, F_OK), -1);
+	assert_int_equal(ams_close(in), 0);
+	faultvfs_free(fv);
+}
+
 /* ams_create() under every fault: fails cleanly, and what it leaves can be
  * either opened (an empty instance) or created again. */
 static void test_faults_create(void **state)
@@ -870,6 +937,7 @@ int main(void)
 		cmocka_unit_test(test_faults_allocate),
 		cmocka_unit_test(test_faults_allocate_enospc_persistent),
 		cmocka_unit_test(test_faults_dirops),
+		cmocka_unit_test(test_faults_truncation_unlink),
 		/* last: a hang here ends the program (watchdog) */
 		cmocka_unit_test(test_faults_full_disk_big_commit),
 	};
