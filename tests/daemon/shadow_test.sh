@@ -106,6 +106,20 @@ if [ "$fs" = btrfs ]; then
 	tail -n +"$((mark + 1))" "$DW/amberd.log" | has 'event 3011 ' ||
 		fail "no event 3011 for the removed record"
 	ok "an emptied sidecar of an unfinished btrfs set is removed when amberd starts again"
+
+	# with the presync off amberd fsyncs the sidecar itself (amb_provider_settle)
+	d_stop_amberd
+	AMBERD_ENV="" d_start_amberd "presync = no"
+	d_wait_writer amber-store 10 || fail "serve did not register again"
+	id=$("$AMBER" create shadow "$VOL" --persistent 2>"$DW/nopresync.err") ||
+		fail "a set with presync = no: $(cat "$DW/nopresync.err")"
+	grep -q 'state committed' "$MNT/.amber-shadows/$id.amber-shadow" ||
+		fail "presync = no: the sidecar of $id is not committed"
+	"$AMBER" delete shadows --shadow "$id" >/dev/null || fail "cannot delete $id"
+	d_stop_amberd
+	AMBERD_ENV="" d_start_amberd
+	d_wait_writer amber-store 10 || fail "serve did not register again"
+	ok "with presync = no a btrfs set is made (its sidecar fsynced instead)"
 fi
 
 # session-close is answered before the set's volatile shadows are deleted

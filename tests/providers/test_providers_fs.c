@@ -356,8 +356,9 @@ static ssize_t btrfs_on_disk(const char *rel, char *buf, size_t n)
  * way to the freeze).  Shown on the disk itself: a copy of the loop image
  * taken after the presync holds the whole sidecar.  (The copy taken before
  * usually lacks it; only printed: btrfs's own periodic commit may write it
- * first.)  reflink and copy make their shadow in prepare or precommit, so
- * they never leave it unsettled.
+ * first.)  Without a presync, amb_provider_settle does it (the same check).
+ * reflink and copy make their shadow in prepare or precommit, so they never
+ * leave it unsettled.
  */
 static void test_btrfs_sidecar_settled_by_presync(void **state)
 {
@@ -406,9 +407,15 @@ static void test_btrfs_sidecar_settled_by_presync(void **state)
 	assert_ok(amb_provider_prepare_unsettled(P_REFLINK, rv, tu_path("%s/r1", snaps), &unsettled));
 	assert_false(unsettled);
 	assert_ok(amb_provider_remove(tu_path("%s/r1", snaps)));
-	/* settling an already settled sidecar is harmless */
+	/* without a presync (amberd's presync off or failed) amb_provider_settle
+	 * makes it durable: the copy of the disk holds it whole */
 	assert_ok(amb_provider_prepare_unsettled(P_BTRFS, vol, s1, &unsettled));
+	assert_true(unsettled);
 	assert_ok(amb_provider_settle(s1));
+	after = btrfs_on_disk("snaps4/u1.amber-shadow", got, sizeof(got));
+	if (after != wl || memcmp(got, want, (size_t)wl) != 0)
+		fail_msg("after the settle the sidecar on disk is %s", after < 0 ? "missing" : "not whole");
+	assert_ok(amb_provider_settle(s1)); /* again: harmless */
 	assert_ok(amb_provider_remove(s1));
 	free(rv);
 	free(vol);
