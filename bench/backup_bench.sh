@@ -9,6 +9,7 @@
 # usage: bench/backup_bench.sh [--build DIR] [--dir WORKROOT] [--fill-mb MB]
 #                              [--change-mb MB] [--replay-mb MB] [--rate R]
 #                              [--rounds N] [--settle S] [--loop-buffered]
+#                              [--nocow]
 #
 #   --build DIR     build tree (default build-backupbench next to bench/)
 #   --dir WORKROOT  where the loop images go (default /var/tmp/amber-backupbench;
@@ -30,6 +31,9 @@
 #                   (6 runs each, bench/ANALYSIS.md, "Session 15")
 #   --loop-buffered the loop devices in buffered mode (losetup's default)
 #                   instead of --direct-io=on; see "Loop devices" below
+#   --nocow         the instance made with `amber-store create --nocow`
+#                   (btrfs NOCOW files, overwritten in place: unfragmented
+#                   databases; bench/ANALYSIS.md, "Full backup", session 16)
 #
 # Setup: the source is a btrfs loop filesystem (the instance in a subvolume,
 # so amberd uses its btrfs provider), the destination an xfs loop
@@ -127,6 +131,7 @@ rate=20
 rounds=3
 settle=15
 loopopts=--direct-io=on
+nocow=
 cmdline="bench/backup_bench.sh $*"
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -137,9 +142,10 @@ while [ $# -gt 0 ]; do
 	--replay-mb) replay_mb=$2; shift 2 ;;
 	--rate) rate=$2; shift 2 ;;
 	--loop-buffered) loopopts=; shift ;;
+	--nocow) nocow=--nocow; shift ;;
 	--rounds) rounds=$2; shift 2 ;;
 	--settle) settle=$2; shift 2 ;;
-	*) sed -n '9,32p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+	*) sed -n '9,36p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 	esac
 done
 [ "$(id -u)" = 0 ] || { echo "backup_bench.sh: needs root (loop filesystems)" >&2; exit 2; }
@@ -297,7 +303,7 @@ oracle_check() { # DIR NAME [--acks-before N]
 # values; amber-bench-fill's values are windows of one 68 KiB buffer, which
 # restic's deduplication and compression would shrink to a fraction)
 log "creating a store on btrfs and filling its databases to $fill_mb MiB (serve --load 0)"
-"$STORE" create "$SG" >/dev/null
+"$STORE" create "$SG" $nocow >/dev/null
 "$STORE" serve "$SG" --load 0 --threads 4 --oracle "$ORACLE" --no-writer --quiet \
 	>>"$out/serve.log" 2>&1 &
 SERVE=$!
@@ -334,6 +340,7 @@ sleep 3
 src_bytes=$(du -sb "$SG" | cut -f1)
 db_bytes=$(stat -c %s "$SG"/*.edb | awk '{ s += $1 } END { print s }')
 ls -l "$SG" >"$out/instance.ls"
+db_extents=$(filefrag "$SG"/*.edb | awk '{ n += $(NF - 2) } END { print n }')
 log "instance: $(mib "$src_bytes") MiB ($(ls "$SG" | wc -l) files), databases $(mib "$db_bytes") MiB"
 
 # ---- (a) cp -r, restic, then the full backup of the same instance
@@ -530,7 +537,8 @@ memg=$(awk '/MemTotal/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)
 		echo "in buffered mode (every block also cached by the image's filesystem)")."
 	echo
 	echo "The instance: $(mib "$src_bytes") MiB in $(wc -l <"$out/instance.ls" | awk '{ print $1 - 1 }') files"
-	echo "(databases $(mib "$db_bytes") MiB filled by \`amber-store serve --load 0\`: random values of"
+	echo "(databases $(mib "$db_bytes") MiB in $db_extents extents$([ -n "$nocow" ] && echo ", btrfs NOCOW files: \`amber-store create --nocow\`"),"
+	echo "filled by \`amber-store serve --load 0\`: random values of"
 	echo "1-64 KiB; 1 MiB log files; the fill's logs below the checkpoint deleted, as a previous"
 	echo "full backup's truncation would),"
 	echo "amberd running, \`amber-store serve --load $rate --threads 2\` the registered writer"
