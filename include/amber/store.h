@@ -91,6 +91,11 @@ typedef struct ams_create_opts {
 	uint64_t log_size;            /**< bytes, multiple of 4096, >= 64 KiB; default 1 MiB */
 	const char *const *databases; /**< file names (no directory), each ending ".edb" */
 	int ndatabases;               /**< 1..16; default 1 database "priv1.edb" */
+	int nocow;                    /**< btrfs only: @p dir gets the NOCOW attribute
+	                               *   (chattr +C) before any file is made in it, so
+	                               *   that pages and log sectors are overwritten in
+	                               *   place; #AMS_EINVAL on other filesystems, before
+	                               *   anything is created */
 } ams_create_opts;
 
 /**

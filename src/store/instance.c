@@ -102,8 +102,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <linux/magic.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -2936,6 +2940,41 @@ static int dbname_ok(const char *n)
 	return 1;
 }
 
+/* ams_create_opts.nocow: only on btrfs.  Checked on dir, or on its parent
+ * while dir does not exist yet, so that a refusal creates nothing. */
+static int nocow_supported(const char *dir)
+{
+	char parent[PATH_MAX];
+	const char *at = dir;
+	struct statfs sf;
+	if (access(dir, F_OK) != 0) {
+		amb_path_dir(dir, parent, sizeof(parent));
+		at = parent[0] ? parent : ".";
+	}
+	if (statfs(at, &sf) != 0)
+		return amb_err(amb_errno_code(-errno), "%s: %s", at, strerror(errno));
+	if (sf.f_type != BTRFS_SUPER_MAGIC)
+		return amb_err(AMS_EINVAL, "%s: nocow is for btrfs (a copy-on-write filesystem); "
+		               "this filesystem overwrites in place already", dir);
+	return 0;
+}
+
+/* The NOCOW attribute on dir, inherited by the files made in it afterwards
+ * (bench/ANALYSIS.md, "Full backup", session 16). */
+static int nocow_set(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return amb_err(amb_errno_code(-errno), "%s: %s", dir, strerror(errno));
+	int flags = 0, rc = 0;
+	if (ioctl(fd, FS_IOC_GETFLAGS, &flags) != 0 ||
+	    (flags |= FS_NOCOW_FL, ioctl(fd, FS_IOC_SETFLAGS, &flags) != 0))
+		rc = amb_err(amb_errno_code(-errno), "%s: cannot set the NOCOW attribute: %s", dir,
+		             strerror(errno));
+	close(fd);
+	return rc;
+}
+
 int ams_create(const char *dir, const ams_create_opts *o)
 {
 	ams_create_opts def = {0};
@@ -2972,6 +3011,9 @@ int ams_create(const char *dir, const ams_create_opts *o)
 			if (!strcmp(dbs[i], dbs[j]))
 				return amb_err(AMS_EINVAL, "database %s named twice", dbs[i]);
 	}
+	int nrc;
+	if (o->nocow && (nrc = nocow_supported(dir)) != 0)
+		return nrc;
 	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
 		return amb_err(amb_errno_code(-errno), "%s: cannot create directory: %s", dir,
 		               strerror(errno));
@@ -3011,6 +3053,9 @@ int ams_create(const char *dir, const ams_create_opts *o)
 				return amb_err(AMS_EEXIST, "%s already exists and is not an amber database", path);
 		}
 	}
+	/* no instance here: the attribute now, before any file is made */
+	if (o->nocow && (nrc = nocow_set(dir)) != 0)
+		return nrc;
 
 	amb_sig sign_log;
 	amb_sig_new(&sign_log);

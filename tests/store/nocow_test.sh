@@ -7,7 +7,8 @@
 # the extents of its databases and of a plain instance's under the same
 # load are printed (bench/ANALYSIS.md has the measurement). Refused with
 # exit 2 and a message on xfs (nothing created) and over an existing
-# instance (nothing changed).
+# instance (ams_create's own check, before the attribute is set: nothing
+# changed); refused where DIR is a file.
 set -uo pipefail
 bindir=${1:?usage: nocow_test.sh BINDIR}
 STORE=$bindir/src/store/tool/amber-store
@@ -65,6 +66,13 @@ grep -q "already holds an instance" "$B/again.out" || fail "no reason given: $(c
 lsattr -d "$B/cow" | awk '{ print $1 }' | grep -q C && fail "the existing instance's directory became NOCOW"
 [ "$(ls -l "$B/cow")" = "$before" ] || fail "the existing instance changed"
 ok "create --nocow over an existing instance: exit 2, nothing changed"
+
+# DIR is a file: refused with the reason, the file untouched
+echo data >"$B/afile"
+"$STORE" create "$B/afile" --nocow >"$B/afile.out" 2>&1 && fail "create --nocow on a file succeeded"
+grep -q "Not a directory" "$B/afile.out" || fail "no reason given: $(cat "$B/afile.out")"
+[ "$(cat "$B/afile")" = data ] || fail "the file changed"
+ok "create --nocow where DIR is a file: refused with the reason, the file untouched"
 
 # xfs: refused, nothing created
 "$STORE" create "$X/nocow" --nocow >"$X/nocow.out" 2>&1

@@ -13,14 +13,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <linux/fs.h>
-#include <linux/magic.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "amber/store.h"
 #include "common/checksum.h"
@@ -329,55 +324,6 @@ static void js_bk(js *j, const char *key, const amb_bkinfo *b)
 #define SYN_CREATE \
 	"create DIR [--prefix E00] [--page-size 8192] [--log-size 1M] [--db NAME.edb]... [--nocow]"
 
-/*
- * --nocow: DIR (created if missing) gets the btrfs NOCOW attribute before
- * the instance's files are created in it, so that they inherit it: pages
- * and log sectors are then overwritten in place instead of copied to new
- * extents on every write (bench/ANALYSIS.md, "Full backup", session 16).
- * Only on btrfs, and only while DIR holds no instance yet.  0, or an exit
- * code after the message.
- */
-static int set_nocow(const char *dir)
-{
-	/* the filesystem checked before DIR is made, so that a refusal leaves
-	 * nothing behind */
-	char parent[PATH_MAX];
-	struct statfs pf;
-	amb_path_dir(dir, parent, sizeof(parent));
-	if (access(dir, F_OK) != 0 && statfs(parent[0] ? parent : ".", &pf) == 0 &&
-	    pf.f_type != BTRFS_SUPER_MAGIC) {
-		fprintf(stderr, "amber-store: %s: --nocow is for btrfs (a copy-on-write filesystem); "
-		        "this filesystem overwrites in place already\n", dir);
-		return EXIT_USAGE;
-	}
-	if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
-		fprintf(stderr, "amber-store: %s: cannot create: %s\n", dir, strerror(errno));
-		return EXIT_FAIL;
-	}
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0) {
-		fprintf(stderr, "amber-store: %s: %s\n", dir, strerror(errno));
-		return errno == ENOTDIR ? EXIT_USAGE : EXIT_FAIL;
-	}
-	struct statfs sf;
-	int flags = 0, rc = 0;
-	if (fstatfs(fd, &sf) != 0) {
-		fprintf(stderr, "amber-store: %s: %s\n", dir, strerror(errno));
-		rc = EXIT_FAIL;
-	} else if (sf.f_type != BTRFS_SUPER_MAGIC) {
-		fprintf(stderr, "amber-store: %s: --nocow is for btrfs (a copy-on-write filesystem); "
-		        "this filesystem overwrites in place already\n", dir);
-		rc = EXIT_USAGE;
-	} else if (ioctl(fd, FS_IOC_GETFLAGS, &flags) != 0 ||
-	           (flags |= FS_NOCOW_FL, ioctl(fd, FS_IOC_SETFLAGS, &flags) != 0)) {
-		fprintf(stderr, "amber-store: %s: cannot set the NOCOW attribute: %s\n", dir,
-		        strerror(errno));
-		rc = EXIT_FAIL;
-	}
-	close(fd);
-	return rc;
-}
-
 int cmd_create(int argc, char **argv)
 {
 	const char *dir = NULL, *prefix = "E00";
@@ -442,19 +388,8 @@ int cmd_create(int argc, char **argv)
 		.log_size = log_size,
 		.databases = dbs,
 		.ndatabases = ndbs,
+		.nocow = nocow,
 	};
-	if (nocow) {
-		/* refused before anything is changed when DIR is an instance */
-		char chk[PATH_MAX];
-		snprintf(chk, sizeof(chk), "%s/%s.chk", dir, prefix);
-		if (access(chk, F_OK) == 0) {
-			fprintf(stderr, "amber-store: %s already holds an instance (%s)\n", dir, chk);
-			return EXIT_USAGE;
-		}
-		int r = set_nocow(dir);
-		if (r)
-			return r;
-	}
 	double t0 = mono_now();
 	int rc = ams_create(dir, &o);
 	if (rc) {
