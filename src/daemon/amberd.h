@@ -209,6 +209,8 @@ typedef struct amberd {
 	/* test hook: AMBERD_TEST_STALL=stage:ms */
 	char stall_stage[32];
 	unsigned stall_ms;
+	/* test hook: AMBERD_TEST_FAIL=step */
+	char fail_step[32];
 } amberd;
 
 extern amberd D;
@@ -218,6 +220,10 @@ uint64_t mono_ms(void);          /* CLOCK_MONOTONIC, ms */
 void amberd_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cond_wait_ms(unsigned ms);  /* wait on D.cv (D.mu held) at most ms */
 void test_stall(const char *stage);
+/* test hook AMBERD_TEST_FAIL=STEP: -EIO where STEP is the one named (a
+ * step amberd cannot make fail for real under a test: "settle", a btrfs
+ * sidecar's fsync), else 0 */
+int test_fail(const char *step);
 /* Fill resp as an "error" answer (message copied). */
 void resp_error(amb_msg *resp, uint64_t id, amb_exit_class ex, amb_fail_class cls,
                 const char *fmt, ...) __attribute__((format(printf, 5, 6)));

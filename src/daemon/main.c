@@ -102,6 +102,14 @@ void test_stall(const char *stage)
 	}
 }
 
+int test_fail(const char *step)
+{
+	if (!D.fail_step[0] || strcmp(D.fail_step, step) != 0)
+		return 0;
+	amberd_log("test hook: failing %s with EIO", step);
+	return -EIO;
+}
+
 
 
 
@@ -294,6 +302,9 @@ int main(int argc, char **argv)
 			D.stall_ms = (unsigned)strtoul(colon + 1, NULL, 10);
 		}
 	}
+	const char *failstep = getenv("AMBERD_TEST_FAIL");
+	if (failstep && *failstep)
+		snprintf(D.fail_step, sizeof(D.fail_step), "%s", failstep);
 
 	int ready_pipe[2] = {-1, -1};
 	if (!fg) {

@@ -628,11 +628,14 @@ static int presync_all(dsession *s, char *why, size_t whylen)
 	for (size_t i = 0; i < s->n_shadows; i++) {
 		if (!s->shadows[i].unsettled)
 			continue;
-		int r = amb_provider_settle(s->shadows[i].path);
-		if (r) {
+		int r = test_fail("settle");
+		if (r)
+			snprintf(why, whylen, "%s: its sidecar cannot be made durable: %s",
+				 s->shadows[i].path, strerror(-r));
+		else if ((r = amb_provider_settle(s->shadows[i].path)) != 0)
 			snprintf(why, whylen, "%s", amb_provider_errmsg());
+		if (r)
 			return r;
-		}
 		s->shadows[i].unsettled = false;
 	}
 	return 0;

@@ -120,6 +120,42 @@ if [ "$fs" = btrfs ]; then
 	AMBERD_ENV="" d_start_amberd
 	d_wait_writer amber-store 10 || fail "serve did not register again"
 	ok "with presync = no a btrfs set is made (its sidecar fsynced instead)"
+
+	# a sidecar that cannot be made durable (its fsync fails: amberd's test
+	# hook AMBERD_TEST_FAIL=settle, since a real fsync cannot be made to
+	# fail here) fails the set before any writer is frozen: the requestor
+	# is told why, nothing of the shadow is left, and the next set works
+	d_stop_amberd
+	AMBERD_ENV="AMBERD_TEST_FAIL=settle" d_start_amberd "presync = no"
+	d_wait_writer amber-store 10 || fail "serve did not register again"
+	mark=$(wc -l <"$DW/amberd.log")
+	if "$AMBER" create shadow "$VOL" --persistent >"$DW/settle.out" 2>&1; then
+		fail "a set succeeded although its sidecar could not be made durable"
+	else
+		rc=$?
+	fi
+	[ "$rc" = 1 ] || fail "a failed settle: exit $rc, expected 1: $(cat "$DW/settle.out")"
+	grep -q 'sidecar cannot be made durable: Input/output error' "$DW/settle.out" ||
+		fail "the requestor was not told why: $(cat "$DW/settle.out")"
+	tail -n +"$((mark + 1))" "$DW/amberd.log" | has 'test hook: failing settle' ||
+		fail "the hook did not fire: the set failed for another reason"
+	tail -n +"$((mark + 1))" "$DW/amberd.log" | has 'event 2007 ' &&
+		fail "a writer was frozen although the set failed before the freeze"
+	tail -n +"$((mark + 1))" "$DW/amberd.log" | has 'event 1014 ' ||
+		fail "no event 1014 (set aborted on a failure)"
+	[ -z "$(d_shadow_ids)" ] || fail "a shadow is listed after a failed settle: $(d_shadow_ids)"
+	[ -z "$(ls "$MNT"/.amber-shadows/*.amber-shadow 2>/dev/null)" ] ||
+		fail "a sidecar was left: $(ls "$MNT"/.amber-shadows/)"
+	[ -z "$(d_shadow_dirs "$MNT")" ] || fail "a snapshot was made: $(d_shadow_dirs "$MNT")"
+	grep -q '"shadows": \[\]' "$DW/state/shadows.json" ||
+		fail "the registry still has a record: $(cat "$DW/state/shadows.json")"
+	d_stop_amberd
+	AMBERD_ENV="" d_start_amberd
+	d_wait_writer amber-store 10 || fail "serve did not register again"
+	id=$("$AMBER" create shadow "$VOL" --persistent 2>"$DW/after.err") ||
+		fail "the set after a failed settle: $(cat "$DW/after.err")"
+	"$AMBER" delete shadows --shadow "$id" >/dev/null || fail "cannot delete $id"
+	ok "a sidecar that cannot be made durable fails the set cleanly (exit 1, nothing left)"
 fi
 
 # session-close is answered before the set's volatile shadows are deleted
