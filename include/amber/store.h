@@ -243,6 +243,12 @@ enum ams_backup_type {
 /** OR into the type of ams_backup_complete(): the backup was streamed
  * (recorded as kind 1), otherwise it was a snapshot (kind 2). */
 #define AMS_BACKUP_STREAMED 0x100
+/** OR into the type of ams_backup_complete(): record the backup in the
+ * headers (durable when it returns) but leave the log truncation it allows
+ * to ams_truncate_pending(), so that a writer can answer BackupComplete
+ * before deleting files.  If that is never called, the next truncating
+ * backup deletes those logs as well. */
+#define AMS_BACKUP_DEFER_TRUNCATE 0x200
 
 /**
  * Close the current log generation and start a new one.  *new_gen (may be
@@ -348,6 +354,19 @@ int ams_thaw(ams_instance *inst);
  */
 int ams_backup_complete(ams_instance *inst, int type, uint32_t gen_low, uint32_t gen_high,
                         uint64_t time_sec, uint32_t keep_from);
+
+/**
+ * The truncation left by ams_backup_complete() with
+ * #AMS_BACKUP_DEFER_TRUNCATE: delete the archived logs below the newest
+ * such backup's limit, oldest first (as ams_backup_complete() would have).
+ * Nothing to do, or a streaming backup running (it keeps every log; the
+ * truncation stays pending): #AMS_OK with nothing deleted.  *first and
+ * *end (may be NULL) receive the generations deleted, [*first, *end)
+ * (equal when none).
+ * @return #AMS_OK; #AMS_EIO (a log could not be deleted: it and the newer
+ *   ones stay, and the truncation stays pending); #AMS_EINVAL
+ */
+int ams_truncate_pending(ams_instance *inst, uint32_t *first, uint32_t *end);
 
 /** Streaming (online) backup reader: the NTBackup path. */
 typedef struct ams_stream ams_stream;

@@ -49,6 +49,12 @@ typedef struct amb_writer_result {
 	 * Pointers to the callback's own strings, read before it returns. */
 	const char *unchanged[AMB_MAX_UNCHANGED];
 	size_t n_unchanged;
+	/* optional: called on the serving thread once the reply is sent (or
+	 * could not be), before the next event is read: work the requestor
+	 * need not wait for, such as deleting the logs a backup_complete
+	 * allowed to truncate */
+	void (*after_reply)(void *after_arg);
+	void *after_arg;
 } amb_writer_result;
 
 /* Why the thaw callback runs. */

@@ -474,10 +474,13 @@ static int handle_event(amb_writer *w, const amb_msg *m, int64_t t_recv)
 		rp->status = AMB_REPLY_FAILED;
 		rp->cls = rc == -ENOMEM ? AMB_FAIL_OUT_OF_RESOURCES : AMB_FAIL_NONRETRYABLE;
 		rp->message = res.message;
-		return send_msg(w, &rep);
+		rc = send_msg(w, &rep);
+	} else {
+		rc = send_raw(w, json, len);
+		free(json);
 	}
-	rc = send_raw(w, json, len);
-	free(json);
+	if (res.after_reply)
+		res.after_reply(res.after_arg);
 	return rc;
 }
 

@@ -182,8 +182,9 @@ int ams_backup_complete(ams_instance *in, int type, uint32_t gen_low, uint32_t g
 	if (!in)
 		return amb_err(AMS_EINVAL, "NULL instance");
 	int streamed = (type & AMS_BACKUP_STREAMED) != 0;
+	int defer = (type & AMS_BACKUP_DEFER_TRUNCATE) != 0;
 	uint32_t kind = streamed ? 1 : 2;
-	type &= ~AMS_BACKUP_STREAMED;
+	type &= ~(AMS_BACKUP_STREAMED | AMS_BACKUP_DEFER_TRUNCATE);
 	if (type < AMS_BACKUP_FULL || type > AMS_BACKUP_COPY)
 		return amb_err(AMS_EINVAL, "unknown backup type %d", type);
 	int derive = gen_low == 0 &&
@@ -250,7 +251,49 @@ int ams_backup_complete(ams_instance *in, int type, uint32_t gen_low, uint32_t g
 		below = ckpt;
 	if (keep_from && below > keep_from)
 		below = keep_from;
-	return truncate_below(in, below);
+	if (defer) {
+		pthread_mutex_lock(&in->mu);
+		if (below > in->trunc_below)
+			in->trunc_below = below;
+		pthread_mutex_unlock(&in->mu);
+		return 0;
+	}
+	rc = truncate_below(in, below);
+	/* what an earlier deferred truncation left is done too (below is at
+	 * least as high: the checkpoint only moves forward) */
+	pthread_mutex_lock(&in->mu);
+	if (!rc && in->trunc_below <= in->gen_oldest)
+		in->trunc_below = 0;
+	pthread_mutex_unlock(&in->mu);
+	return rc;
+}
+
+int ams_truncate_pending(ams_instance *in, uint32_t *first, uint32_t *end)
+{
+	if (first)
+		*first = 0;
+	if (end)
+		*end = 0;
+	if (!in)
+		return amb_err(AMS_EINVAL, "NULL instance");
+	pthread_mutex_lock(&in->mu);
+	uint32_t below = in->trunc_below, from = in->gen_oldest;
+	int skip = in->stream_active || in->failed;
+	pthread_mutex_unlock(&in->mu);
+	if (first)
+		*first = from;
+	if (end)
+		*end = from;
+	if (!below || skip)
+		return AMS_OK;
+	int rc = truncate_below(in, below);
+	pthread_mutex_lock(&in->mu);
+	if (end)
+		*end = in->gen_oldest;
+	if (!rc && in->trunc_below == below)
+		in->trunc_below = 0;
+	pthread_mutex_unlock(&in->mu);
+	return rc;
 }
 
 /* ------------------------------------------------------------ stream */

@@ -158,6 +158,8 @@ struct ams_instance {
 	int tmp_fd;            /* prepared next log, -1 if none */
 	int tmp_err;           /* last error preparing it (0, AMS_ENOSPC ...) */
 	uint32_t gen_oldest;
+	uint32_t trunc_below;  /* a recorded backup's truncation not yet done
+	                        * (AMS_BACKUP_DEFER_TRUNCATE), 0 = none (mu) */
 	amb_genmap *genmap;    /* generations since the checkpoint */
 	size_t ngenmap, capgenmap;
 

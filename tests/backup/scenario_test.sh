@@ -64,6 +64,10 @@ INC=$(tail -1 "$DW/inc.out")
 "$AMBER" backups --repo "$REPO" --json >"$DW/list.json" || fail "amber backups"
 jq -e --arg id "$INC" --arg p "$FULL" '.[] | select(.id == $id and .verified == true and .type == "incremental" and .parent == $p)' \
 	"$DW/list.json" >/dev/null || fail "the incremental is not listed verified with parent $FULL: $(cat "$DW/list.json")"
+# (the writer deletes the logs right after its answer to BackupComplete)
+oldest_past() { [[ "$(oldest)" > "$1" ]]; }
+d_wait_for 10000 oldest_past "$before_inc" ||
+	fail "the incremental truncated no log (oldest $before_inc, then $(oldest))"
 after_inc=$(oldest)
 [[ "$after_inc" > "$before_inc" ]] || fail "the incremental truncated no log (oldest $before_inc, then $after_inc)"
 "$AMBER" verify --repo "$REPO" "$INC" >/dev/null 2>"$DW/verify.err" || fail "amber verify: $(cat "$DW/verify.err")"

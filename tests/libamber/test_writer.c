@@ -78,6 +78,11 @@ typedef struct rec {
 	char ev_shadow0[64];
 	amb_fail_class ev_cls;
 	bool thaw_ev_null;
+	/* backup_complete's after_reply: used, released by the test, ran */
+	bool use_after;
+	bool after_release;
+	bool after_ran;
+	bool after_was_released;
 } rec;
 
 static rec R;
@@ -173,9 +178,33 @@ static int cb_post_snapshot(void *arg, const amb_wevent *ev, amb_writer_result *
 	return 0;
 }
 
+/* backup_complete's after_reply: waits (at most 5 s) for the test to
+ * release it, which the test does only once it has the reply */
+static void cb_after(void *arg)
+{
+	(void)arg;
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 5;
+	pthread_mutex_lock(&R.mu);
+	while (!R.after_release &&
+	       pthread_cond_timedwait(&R.cv, &R.mu, &until) == 0)
+		;
+	R.after_was_released = R.after_release;
+	R.after_ran = true;
+	if (R.n_calls < MAX_CALLS)
+		snprintf(R.calls[R.n_calls++], sizeof(R.calls[0]), "after-reply");
+	pthread_cond_broadcast(&R.cv);
+	pthread_mutex_unlock(&R.mu);
+}
+
 static int cb_backup_complete(void *arg, const amb_wevent *ev, amb_writer_result *out)
 {
 	(void)arg;
+	if (R.use_after) {
+		out->after_reply = cb_after;
+		out->after_arg = NULL;
+	}
 	if (R.ret_backup_complete)
 		snprintf(out->message, sizeof(out->message), "log truncation failed: disk full");
 	rec_call("backup-complete", ev);
@@ -529,6 +558,55 @@ static void test_full_sequence(void **state)
 	fake_cleanup(&s);
 }
 
+/* A callback's after_reply runs once the reply is sent, before the next
+ * event is read: the reply arrives while it is still running, and the
+ * next event's reply only after it has finished. */
+static void test_after_reply(void **state)
+{
+	(void)state;
+	fake_srv s;
+	amb_writer *w;
+	int fd;
+	start(&s, &w, &fd);
+	R.use_after = true;
+
+	amb_wcomp done = { .name = "main", .success = true };
+	amb_msg bc = { .kind = AMB_MSG_BACKUP_COMPLETE };
+	memcpy(bc.u.wev.session, SESSION, AMB_UUID_BUF);
+	bc.u.wev.backup_type = AMB_BACKUP_INCREMENTAL;
+	bc.u.wev.components = &done;
+	bc.u.wev.n_components = 1;
+	amb_msg rep;
+	uint64_t id = send_ev(fd, &bc);
+	recv_reply(fd, id, AMB_MSG_BACKUP_COMPLETE, &rep);
+	assert_int_equal(rep.u.reply.status, AMB_REPLY_OK);
+	amb_msg_free(&rep);
+	/* the reply came while after_reply waits for the release */
+	pthread_mutex_lock(&R.mu);
+	bool ran_before = R.after_ran;
+	R.after_release = true;
+	pthread_cond_broadcast(&R.cv);
+	pthread_mutex_unlock(&R.mu);
+	assert_false(ran_before);
+
+	/* the next event is handled after it */
+	R.use_after = false;
+	expect_ok(fd, AMB_MSG_THAW, SESSION, SET, 0);
+	pthread_mutex_lock(&R.mu);
+	assert_true(R.after_ran);
+	assert_true(R.after_was_released);
+	pthread_mutex_unlock(&R.mu);
+	static const char *want[] = { "backup-complete", "after-reply" };
+	assert_int_equal(R.n_calls, 2);
+	for (size_t i = 0; i < 2; i++)
+		assert_string_equal(call((int)i), want[i]);
+
+	amb_writer_stop(w);
+	expect_unregister(fd);
+	close(fd);
+	fake_cleanup(&s);
+}
+
 static void test_deadline(void **state)
 {
 	(void)state;
@@ -766,6 +844,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_register),
 		cmocka_unit_test(test_full_sequence),
+		cmocka_unit_test(test_after_reply),
 		cmocka_unit_test(test_deadline),
 		cmocka_unit_test(test_disconnect_frozen),
 		cmocka_unit_test(test_server_restart),

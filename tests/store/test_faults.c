@@ -28,8 +28,10 @@
  *     fully present or fully absent, nothing else exists;
  *  R6 the reopened instance commits and closes normally.
  *
- * And one case by hand: a log that cannot be deleted by the truncation
- * after a backup (test_faults_truncation_unlink).
+ * And two cases by hand: a log that cannot be deleted by the truncation
+ * after a backup (test_faults_truncation_unlink), and the same with the
+ * truncation deferred to ams_truncate_pending()
+ * (test_faults_truncation_deferred).
  *
  * ams_create() has no vfs option: the test links with
  * -Wl,--wrap=amb_vfs_posix to make the fault layer the default vfs while
@@ -804,6 +806,101 @@ static void test_faults_truncation_unlink(void **state)
 	faultvfs_free(fv);
 }
 
+/* A backup recorded with AMS_BACKUP_DEFER_TRUNCATE (a writer answers
+ * BackupComplete before deleting): the headers are recorded, no log is
+ * deleted until ams_truncate_pending(); that call keeps every log while a
+ * streaming backup runs, stops at a log it cannot delete (the truncation
+ * stays pending) and finishes on the next call. */
+static void test_faults_truncation_deferred(void **state)
+{
+	(void)state;
+	char dir[4096];
+	fresh_dir(dir, sizeof(dir), "truncate-deferred");
+	create_plain(dir);
+	faultvfs *fv = faultvfs_new(NULL, __real_amb_vfs_posix(), 0);
+	assert_non_null(fv);
+	ams_open_opts oo = {.checkpoint_depth = CKPT_DEPTH, .vfs = faultvfs_vfs(fv)};
+	ams_instance *in;
+	int rc = ams_open(dir, &oo, &in);
+	if (rc)
+		fail_msg("ams_open: %s (%s)", ams_strerror(rc), ams_errmsg());
+	static unsigned char val[20000];
+	memset(val, 'v', sizeof(val));
+	ams_info info;
+	for (int i = 0; i < 400; i++) {
+		ams_txn *x;
+		assert_int_equal(ams_txn_begin(in, &x), 0);
+		if (i == 0)
+			for (int j = 0; j < 4; j++)
+				assert_int_equal(ams_txn_create_table(x, TABLES[j], j / 2), 0);
+		char key[32];
+		int kl = snprintf(key, sizeof(key), "k%04d", i);
+		assert_int_equal(ams_txn_put(x, TABLES[i % 4], key, (size_t)kl, val, sizeof(val)), 0);
+		rc = ams_txn_commit(x);
+		if (rc)
+			fail_msg("commit %d: %s (%s)", i, ams_strerror(rc), ams_errmsg());
+		assert_int_equal(ams_info_get(in, &info), 0);
+		if (info.gen_checkpoint >= info.gen_oldest + 4)
+			break;
+	}
+	assert_true(info.gen_checkpoint >= info.gen_oldest + 4);
+	uint32_t oldest = info.gen_oldest, ckpt = info.gen_checkpoint, first, end;
+	char path0[4200], path1[4200];
+	snprintf(path0, sizeof(path0), "%s/E00%08X.log", dir, oldest);
+	snprintf(path1, sizeof(path1), "%s/E00%08X.log", dir, oldest + 1);
+
+	/* nothing pending yet: nothing to do */
+	assert_int_equal(ams_truncate_pending(in, &first, &end), 0);
+	assert_int_equal(first, end);
+
+	/* recorded, nothing deleted */
+	rc = ams_backup_complete(in, AMS_BACKUP_FULL | AMS_BACKUP_DEFER_TRUNCATE, ckpt,
+	                         info.gen_current, 1, 0);
+	assert_int_equal(rc, 0);
+	assert_int_equal(ams_info_get(in, &info), 0);
+	assert_int_equal(info.gen_oldest, oldest);
+	assert_int_equal(access(path0, F_OK), 0);
+	/* the full is in the headers: a differential finds its start there */
+	assert_int_equal(ams_backup_complete(in, AMS_BACKUP_DIFFERENTIAL, 0, info.gen_current, 2, 0),
+	                 0);
+
+	/* a streaming backup keeps every log: the truncation waits */
+	ams_stream *st;
+	assert_int_equal(ams_stream_begin(in, AMS_BACKUP_COPY, &st), 0);
+	assert_int_equal(ams_truncate_pending(in, &first, &end), 0);
+	assert_int_equal(first, end);
+	assert_int_equal(access(path0, F_OK), 0);
+	ams_stream_end(st);
+
+	/* the second unlink fails: the first log is gone, the rest stay */
+	faultvfs_reset_counts(fv);
+	faultvfs_fail(fv, FV_UNLINK, 2, EIO, 0);
+	rc = ams_truncate_pending(in, &first, &end);
+	assert_int_equal(rc, AMS_EIO);
+	assert_non_null(strstr(ams_errmsg(), "cannot delete"));
+	assert_int_equal(faultvfs_fired(fv), 1);
+	faultvfs_clear(fv);
+	assert_int_equal(first, oldest);
+	assert_int_equal(end, oldest + 1);
+	assert_int_equal(access(path0, F_OK), -1);
+	assert_int_equal(access(path1, F_OK), 0);
+	assert_int_equal(ams_info_get(in, &info), 0);
+	assert_false(info.failed);
+	assert_int_equal(info.gen_oldest, oldest + 1);
+
+	/* still pending: the next call finishes it, the one after has nothing */
+	assert_int_equal(ams_truncate_pending(in, &first, &end), 0);
+	assert_int_equal(first, oldest + 1);
+	assert_int_equal(end, ckpt);
+	assert_int_equal(access(path1, F_OK), -1);
+	assert_int_equal(ams_truncate_pending(in, &first, &end), 0);
+	assert_int_equal(first, end);
+	assert_int_equal(ams_info_get(in, &info), 0);
+	assert_int_equal(info.gen_oldest, ckpt);
+	assert_int_equal(ams_close(in), 0);
+	faultvfs_free(fv);
+}
+
 /* ams_create() under every fault: fails cleanly, and what it leaves can be
  * either opened (an empty instance) or created again. */
 static void test_faults_create(void **state)
@@ -938,6 +1035,7 @@ int main(void)
 		cmocka_unit_test(test_faults_allocate_enospc_persistent),
 		cmocka_unit_test(test_faults_dirops),
 		cmocka_unit_test(test_faults_truncation_unlink),
+		cmocka_unit_test(test_faults_truncation_deferred),
 		/* last: a hang here ends the program (watchdog) */
 		cmocka_unit_test(test_faults_full_disk_big_commit),
 	};

@@ -47,13 +47,17 @@
  *                        truncation);
  *                      - copy: nothing either (copy leaves header and logs);
  *                      - full: ams_backup_complete(FULL, K, C): deletes the
- *                        logs below K (and below the checkpoint);
+ *                        logs below K (and below the checkpoint) after the
+ *                        answer (AMS_BACKUP_DEFER_TRUNCATE, then
+ *                        ams_truncate_pending(): the requestor does not
+ *                        wait for the unlinks; a failure is logged);
  *                      - incremental / differential:
  *                        ams_backup_complete(type, 0, C): the engine derives
  *                        the first generation from the previous backups (the
  *                        chain rule); an incremental deletes the logs below
- *                        C (C itself stays whole for the next one and for
- *                        roll-forward), a differential deletes nothing.
+ *                        C after the answer, as a full does (C itself stays
+ *                        whole for the next one and for roll-forward), a
+ *                        differential deletes nothing.
  *                     A failure of ams_backup_complete (no full backup
  *                     recorded yet, an I/O error) is answered failed, non-
  *                     retryable, with the engine's message.
@@ -435,6 +439,28 @@ static const char *sw_failed_component(const amb_wevent *ev)
 	return NULL;
 }
 
+/* After the answer to backup-complete: the log truncation the recorded
+ * backup allows (ams_truncate_pending), on the serving thread before the
+ * next event.  A failure is logged; the logs stay, and the next full or
+ * incremental backup deletes them. */
+static void sw_truncate(void *arg)
+{
+	serve_writer *sw = arg;
+	uint32_t first, end;
+	if (!sw->inst)
+		return;
+	int rc = ams_truncate_pending(sw->inst, &first, &end);
+	if (rc != AMS_OK)
+		sw_log(sw, "log truncation after backup-complete failed: %s: %s (the logs stay; "
+		       "the next full or incremental backup deletes them)", ams_strerror(rc),
+		       ams_errmsg());
+	if (end > first)
+		sw_log(sw, "log truncation after backup-complete: deleted generations 0x%08" PRIX32
+		       "-0x%08" PRIX32, first, end - 1);
+	else if (rc == AMS_OK)
+		sw_log(sw, "log truncation after backup-complete: no log deleted");
+}
+
 static int sw_backup_complete(void *arg, const amb_wevent *ev, amb_writer_result *out)
 {
 	serve_writer *sw = arg;
@@ -495,20 +521,16 @@ static int sw_backup_complete(void *arg, const amb_wevent *ev, amb_writer_result
 		sw_log(sw, "backup-complete (%s) refused: %s", tname, out->message);
 		return AMB_FAIL_NONRETRYABLE;
 	}
-	ams_info before, after;
-	memset(&before, 0, sizeof(before));
-	memset(&after, 0, sizeof(after));
-	ams_info_get(sw->inst, &before);
 	uint32_t low = type == AMS_BACKUP_FULL ? range.gen_checkpoint : 0;
-	int rc = ams_backup_complete(sw->inst, type, low, range.gen_current, (uint64_t)time(NULL), 0);
+	int rc = ams_backup_complete(sw->inst, type | AMS_BACKUP_DEFER_TRUNCATE, low,
+	                             range.gen_current, (uint64_t)time(NULL), 0);
 	if (rc != AMS_OK) {
 		snprintf(out->message, sizeof(out->message), "recording the %s backup failed: %s: %s",
 		         tname, ams_strerror(rc), ams_errmsg());
 		sw_log(sw, "backup-complete of session %s: %s", ev->session, out->message);
 		return AMB_FAIL_NONRETRYABLE;
 	}
-	ams_info_get(sw->inst, &after);
-	char range_txt[96], del_txt[96];
+	char range_txt[96];
 	if (low)
 		snprintf(range_txt, sizeof(range_txt), "log generations 0x%08" PRIX32 "-0x%08" PRIX32,
 		         low, range.gen_current);
@@ -516,14 +538,14 @@ static int sw_backup_complete(void *arg, const amb_wevent *ev, amb_writer_result
 		snprintf(range_txt, sizeof(range_txt),
 		         "log generations up to 0x%08" PRIX32 " (from the end of the previous backup)",
 		         range.gen_current);
-	if (after.gen_oldest > before.gen_oldest)
-		snprintf(del_txt, sizeof(del_txt), "deleted generations 0x%08" PRIX32 "-0x%08" PRIX32,
-		         before.gen_oldest, after.gen_oldest - 1);
-	else
-		snprintf(del_txt, sizeof(del_txt), "no log deleted");
 	snprintf(out->message, sizeof(out->message), "recorded the %s backup of %s; %s", tname,
-	         range_txt, del_txt);
+	         range_txt, type == AMS_BACKUP_DIFFERENTIAL ? "no log deleted" :
+	         "the logs it no longer needs are deleted after this answer");
 	sw_log(sw, "backup-complete of session %s: %s", ev->session, out->message);
+	if (type != AMS_BACKUP_DIFFERENTIAL) {
+		out->after_reply = sw_truncate;
+		out->after_arg = sw;
+	}
 	return 0;
 }
 
