@@ -746,6 +746,32 @@ static void test_faults_full_disk_big_commit(void **state)
  * error is reported, the generations before it are gone, the instance's
  * oldest generation is that log (it is still on disk), and the next
  * backup's truncation deletes it. */
+/* Commit to @p in until its checkpoint is at least four generations past
+ * the oldest log, so that a truncation has several to delete; *info is
+ * the instance's state then. */
+static void commit_past_oldest(ams_instance *in, ams_info *info)
+{
+	static unsigned char val[20000];
+	memset(val, 'v', sizeof(val));
+	for (int i = 0; i < 400; i++) {
+		ams_txn *x;
+		assert_int_equal(ams_txn_begin(in, &x), 0);
+		if (i == 0)
+			for (int j = 0; j < 4; j++)
+				assert_int_equal(ams_txn_create_table(x, TABLES[j], j / 2), 0);
+		char key[32];
+		int kl = snprintf(key, sizeof(key), "k%04d", i);
+		assert_int_equal(ams_txn_put(x, TABLES[i % 4], key, (size_t)kl, val, sizeof(val)), 0);
+		int rc = ams_txn_commit(x);
+		if (rc)
+			fail_msg("commit %d: %s (%s)", i, ams_strerror(rc), ams_errmsg());
+		assert_int_equal(ams_info_get(in, info), 0);
+		if (info->gen_checkpoint >= info->gen_oldest + 4)
+			break;
+	}
+	assert_true(info->gen_checkpoint >= info->gen_oldest + 4);
+}
+
 static void test_faults_truncation_unlink(void **state)
 {
 	(void)state;
@@ -759,28 +785,8 @@ static void test_faults_truncation_unlink(void **state)
 	int rc = ams_open(dir, &oo, &in);
 	if (rc)
 		fail_msg("ams_open: %s (%s)", ams_strerror(rc), ams_errmsg());
-	static unsigned char val[20000];
-	memset(val, 'v', sizeof(val));
 	ams_info info;
-	/* commit until the checkpoint is at least four generations past the
-	 * oldest log, so that the truncation has several to delete */
-	for (int i = 0; i < 400; i++) {
-		ams_txn *x;
-		assert_int_equal(ams_txn_begin(in, &x), 0);
-		if (i == 0)
-			for (int j = 0; j < 4; j++)
-				assert_int_equal(ams_txn_create_table(x, TABLES[j], j / 2), 0);
-		char key[32];
-		int kl = snprintf(key, sizeof(key), "k%04d", i);
-		assert_int_equal(ams_txn_put(x, TABLES[i % 4], key, (size_t)kl, val, sizeof(val)), 0);
-		rc = ams_txn_commit(x);
-		if (rc)
-			fail_msg("commit %d: %s (%s)", i, ams_strerror(rc), ams_errmsg());
-		assert_int_equal(ams_info_get(in, &info), 0);
-		if (info.gen_checkpoint >= info.gen_oldest + 4)
-			break;
-	}
-	assert_true(info.gen_checkpoint >= info.gen_oldest + 4);
+	commit_past_oldest(in, &info);
 	uint32_t oldest = info.gen_oldest, ckpt = info.gen_checkpoint;
 	char second[4200];
 	snprintf(second, sizeof(second), "%s/E00%08X.log", dir, oldest + 1);
@@ -824,26 +830,8 @@ static void test_faults_truncation_deferred(void **state)
 	int rc = ams_open(dir, &oo, &in);
 	if (rc)
 		fail_msg("ams_open: %s (%s)", ams_strerror(rc), ams_errmsg());
-	static unsigned char val[20000];
-	memset(val, 'v', sizeof(val));
 	ams_info info;
-	for (int i = 0; i < 400; i++) {
-		ams_txn *x;
-		assert_int_equal(ams_txn_begin(in, &x), 0);
-		if (i == 0)
-			for (int j = 0; j < 4; j++)
-				assert_int_equal(ams_txn_create_table(x, TABLES[j], j / 2), 0);
-		char key[32];
-		int kl = snprintf(key, sizeof(key), "k%04d", i);
-		assert_int_equal(ams_txn_put(x, TABLES[i % 4], key, (size_t)kl, val, sizeof(val)), 0);
-		rc = ams_txn_commit(x);
-		if (rc)
-			fail_msg("commit %d: %s (%s)", i, ams_strerror(rc), ams_errmsg());
-		assert_int_equal(ams_info_get(in, &info), 0);
-		if (info.gen_checkpoint >= info.gen_oldest + 4)
-			break;
-	}
-	assert_true(info.gen_checkpoint >= info.gen_oldest + 4);
+	commit_past_oldest(in, &info);
 	uint32_t oldest = info.gen_oldest, ckpt = info.gen_checkpoint, first, end;
 	char path0[4200], path1[4200];
 	snprintf(path0, sizeof(path0), "%s/E00%08X.log", dir, oldest);
