@@ -746,11 +746,22 @@ static void test_faults_full_disk_big_commit(void **state)
  * error is reported, the generations before it are gone, the instance's
  * oldest generation is that log (it is still on disk), and the next
  * backup's truncation deletes it. */
-/* Commit to @p in until its checkpoint is at least four generations past
- * the oldest log, so that a truncation has several to delete; *info is
- * the instance's state then. */
-static void commit_past_oldest(ams_instance *in, ams_info *info)
+/* A fresh instance NAME (its directory into dir) opened through a fault
+ * layer (*fv), committed to until its checkpoint is at least four
+ * generations past the oldest log, so that a truncation has several to
+ * delete; *info is the instance's state then. */
+static ams_instance *open_past_oldest(const char *name, char *dir, size_t dirlen, faultvfs **fv,
+                                      ams_info *info)
 {
+	fresh_dir(dir, dirlen, name);
+	create_plain(dir);
+	*fv = faultvfs_new(NULL, __real_amb_vfs_posix(), 0);
+	assert_non_null(*fv);
+	ams_open_opts oo = {.checkpoint_depth = CKPT_DEPTH, .vfs = faultvfs_vfs(*fv)};
+	ams_instance *in;
+	int rc = ams_open(dir, &oo, &in);
+	if (rc)
+		fail_msg("ams_open: %s (%s)", ams_strerror(rc), ams_errmsg());
 	static unsigned char val[20000];
 	memset(val, 'v', sizeof(val));
 	for (int i = 0; i < 400; i++) {
@@ -762,7 +773,7 @@ static void commit_past_oldest(ams_instance *in, ams_info *info)
 		char key[32];
 		int kl = snprintf(key, sizeof(key), "k%04d", i);
 		assert_int_equal(ams_txn_put(x, TABLES[i % 4], key, (size_t)kl, val, sizeof(val)), 0);
-		int rc = ams_txn_commit(x);
+		rc = ams_txn_commit(x);
 		if (rc)
 			fail_msg("commit %d: %s (%s)", i, ams_strerror(rc), ams_errmsg());
 		assert_int_equal(ams_info_get(in, info), 0);
@@ -770,23 +781,17 @@ static void commit_past_oldest(ams_instance *in, ams_info *info)
 			break;
 	}
 	assert_true(info->gen_checkpoint >= info->gen_oldest + 4);
+	return in;
 }
 
 static void test_faults_truncation_unlink(void **state)
 {
 	(void)state;
 	char dir[4096];
-	fresh_dir(dir, sizeof(dir), "truncate-unlink");
-	create_plain(dir);
-	faultvfs *fv = faultvfs_new(NULL, __real_amb_vfs_posix(), 0);
-	assert_non_null(fv);
-	ams_open_opts oo = {.checkpoint_depth = CKPT_DEPTH, .vfs = faultvfs_vfs(fv)};
-	ams_instance *in;
-	int rc = ams_open(dir, &oo, &in);
-	if (rc)
-		fail_msg("ams_open: %s (%s)", ams_strerror(rc), ams_errmsg());
+	faultvfs *fv;
 	ams_info info;
-	commit_past_oldest(in, &info);
+	ams_instance *in = open_past_oldest("truncate-unlink", dir, sizeof(dir), &fv, &info);
+	int rc;
 	uint32_t oldest = info.gen_oldest, ckpt = info.gen_checkpoint;
 	char second[4200];
 	snprintf(second, sizeof(second), "%s/E00%08X.log", dir, oldest + 1);
@@ -821,17 +826,10 @@ static void test_faults_truncation_deferred(void **state)
 {
 	(void)state;
 	char dir[4096];
-	fresh_dir(dir, sizeof(dir), "truncate-deferred");
-	create_plain(dir);
-	faultvfs *fv = faultvfs_new(NULL, __real_amb_vfs_posix(), 0);
-	assert_non_null(fv);
-	ams_open_opts oo = {.checkpoint_depth = CKPT_DEPTH, .vfs = faultvfs_vfs(fv)};
-	ams_instance *in;
-	int rc = ams_open(dir, &oo, &in);
-	if (rc)
-		fail_msg("ams_open: %s (%s)", ams_strerror(rc), ams_errmsg());
+	faultvfs *fv;
 	ams_info info;
-	commit_past_oldest(in, &info);
+	ams_instance *in = open_past_oldest("truncate-deferred", dir, sizeof(dir), &fv, &info);
+	int rc;
 	uint32_t oldest = info.gen_oldest, ckpt = info.gen_checkpoint, first, end;
 	char path0[4200], path1[4200];
 	snprintf(path0, sizeof(path0), "%s/E00%08X.log", dir, oldest);
