@@ -21,7 +21,7 @@ DEB_PACKAGES := \
 	libxxhash-dev nettle-dev libssl-dev libcmocka-dev libsqlite3-dev sqlite3 \
 	libjansson-dev libzstd-dev libinih-dev libsystemd-dev libedit2 \
 	libbtrfsutil-dev btrfs-progs xfsprogs restic \
-	clang libclang-rt-14-dev util-linux jq
+	clang libclang-rt-14-dev util-linux e2fsprogs jq
 
 BUILD_DIR := build
 ASAN_DIR := build-asan

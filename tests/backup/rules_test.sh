@@ -8,6 +8,9 @@
 #   - a writer that does not support a type is told so by name
 #   - copy and differential truncate nothing; copy leaves the header alone;
 #     full and incremental record themselves
+#   - a log truncation that fails after the answer to BackupComplete (an
+#     immutable log): logged by serve, the backup verified, nothing deleted;
+#     the next full deletes the logs
 #   - a second backup of the same repository at once: busy (exit 3)
 #   - a page damaged before the backup: verification fails (exit 1), the
 #     backup is not verified, no log is removed, the previous verified
@@ -87,6 +90,29 @@ backup differential
 hdr_mark Differential | has -v "none" || fail "differential not recorded"
 d_wait_for 2000 oldest_past "$after_full" && fail "differential truncated logs"
 ok "differential $BID recorded; nothing truncated"
+
+# --- a truncation that fails after the answer (the oldest log immutable:
+# its unlink fails with EPERM): the backup stays verified, serve logs the
+# failure, no log is deleted (oldest first); the next full deletes them
+more_load 200
+oldest=$(logs | head -1)
+chattr +i "$SG/$oldest" || fail "chattr +i $oldest"
+backup full
+# the truncation runs after the answer: wait for it before the log is mutable again
+d_wait_for 10000 grep -q "log truncation after backup-complete failed" "$DW/serve.log"
+logged=$?
+chattr -i "$SG/$oldest"
+[ "$BRC" = 0 ] || fail "full with an immutable log: exit $BRC: $(cat "$DW/b.err")"
+[ "$logged" = 0 ] || fail "serve did not log the failed truncation: $(tail -5 "$DW/serve.log")"
+[ "$(logs | head -1)" = "$oldest" ] || fail "a log was deleted past the one that failed"
+"$AMBER" backups --repo "$REPO" --json | jq -e --arg id "$BID" \
+	'.[] | select(.id == $id) | .verified == true' >/dev/null ||
+	fail "the full with a failed truncation is not verified"
+more_load 100
+backup full
+[ "$BRC" = 0 ] || fail "the full after a failed truncation: exit $BRC: $(cat "$DW/b.err")"
+d_wait_for 10000 oldest_past "$oldest" || fail "the next full did not delete the logs ($oldest)"
+ok "a failed truncation after the answer: logged, the backup verified, no log lost; the next full deletes them"
 
 # --- busy: a second backup while one runs (amberd stalls the first after
 # prepare-snapshot, before any writes are held, so that the stall can be
