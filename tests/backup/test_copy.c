@@ -441,12 +441,14 @@ static void test_add_files(void **state)
  * and a name never precopied are not.  bk_precopy_discard() removes the
  * unmatched copies, so that bk_add_files() copies them from the shadow
  * (no EEXIST), and the document marks only the matched ones as read
- * before the snapshot, with the live path as their source.
+ * before the snapshot, with the live path as their source.  A precopied
+ * file that bk_precopy_match() cannot make durable (here: gone from the
+ * backup before the match) is not matched and is copied from the shadow.
  */
 static void test_precopy(void **state)
 {
 	(void)state;
-	enum { NF = 5 };
+	enum { NF = 6 };
 	unsigned char *data = malloc(1 << 20);
 	assert_non_null(data);
 	char live[NF][128], shadow[NF][128], name[NF][32], want[NF][65];
@@ -462,18 +464,22 @@ static void test_precopy(void **state)
 		if (i != 3) /* the 4th cannot be read by the precopy */
 			write_file(live[i], data, 1 << 20);
 		sha_hex(data, 1 << 20, want[i]);
-		pre[i] = (bk_file_req){.src_path = live[i], .store_name = name[i]};
 	}
-	/* the shadow's 1st and 3rd are the live files (hard links made now:
-	 * a link changes the inode's change time) */
+	/* the 5th is not precopied */
+	int npre = 0;
+	for (int i = 0; i < NF; i++)
+		if (i != 4)
+			pre[npre++] = (bk_file_req){.src_path = live[i], .store_name = name[i]};
+	/* the shadow's 1st, 3rd and 6th are the live files (hard links made
+	 * now: a link changes the inode's change time) */
 	assert_int_equal(link(live[0], shadow[0]), 0);
 	assert_int_equal(link(live[2], shadow[2]), 0);
+	assert_int_equal(link(live[5], shadow[5]), 0);
 	bk_repo repo;
 	bk_job j;
 	job_open(&j, &repo, "20261122T000000Z-000003");
 	bk_precopy *p = NULL;
-	/* the 5th is not precopied */
-	assert_int_equal(bk_precopy_start(&j, "w.00000000", pre, NF - 1, &p), 0);
+	assert_int_equal(bk_precopy_start(&j, "w.00000000", pre, (size_t)npre, &p), 0);
 	assert_non_null(p);
 	bk_precopy_stop(p, true);
 	/* the shadow: 2nd a copy of the same bytes; 3rd written to after the
@@ -486,10 +492,15 @@ static void test_precopy(void **state)
 	fill(data, 1 << 20, SEED + 502);
 	assert_int_equal(pwrite(fd, data, 1, 0), 1); /* the same byte again */
 	close(fd);
-	for (int i = 3; i < NF; i++) {
+	for (int i = 3; i < 5; i++) {
 		fill(data, 1 << 20, SEED + 500 + (uint64_t)i);
 		write_file(shadow[i], data, 1 << 20);
 	}
+	/* the 6th lost from the backup before its match: the match's fsync
+	 * cannot make it durable */
+	char lost[PATH_MAX];
+	snprintf(lost, sizeof(lost), "%s/backups/%s/data/w.00000000/%s", repo.root, j.id, name[5]);
+	assert_int_equal(unlink(lost), 0);
 	const bk_precopied *m[NF];
 	for (int i = 0; i < NF; i++) {
 		m[i] = bk_precopy_match(p, name[i], shadow[i]);
@@ -501,6 +512,7 @@ static void test_precopy(void **state)
 	assert_null(m[2]);
 	assert_null(m[3]);
 	assert_null(m[4]);
+	assert_null(m[5]);
 	assert_null(bk_precopy_match(p, name[0], shadow[0])); /* taken once */
 	assert_int_equal(m[0]->bytes, 1 << 20);
 	assert_string_equal(m[0]->hex, want[0]);
