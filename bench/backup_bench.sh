@@ -25,10 +25,13 @@
 #                   of its rounds; the cp and restic ratios and those to the
 #                   floors are the median of the rounds' ratios, the
 #                   incremental's is its median over the full's
-#   --settle S      seconds of quiet before each timed run (default 15): on
+#   --settle S      seconds of quiet before each timed run (default 40): on
 #                   the bench VM a full backup started right after 1 GiB had
 #                   been written took a median 3.35 s, 15 s later 2.52 s
-#                   (6 runs each, bench/ANALYSIS.md, "Session 15")
+#                   (6 runs each, bench/ANALYSIS.md, "Session 15"); 15 s after
+#                   restic 1.72 / 1.80 s, 45 s after it 1.32 / 1.50 s (session
+#                   18): the VM's disk stays slow for tens of seconds after
+#                   a large write although the guest shows no I/O left
 #   --loop-buffered the loop devices in buffered mode (losetup's default)
 #                   instead of --direct-io=on; see "Loop devices" below
 #   --nocow         the instance made with `amber-store create --nocow`
@@ -129,7 +132,7 @@ change_mb=10
 replay_mb=256
 rate=20
 rounds=3
-settle=15
+settle=40
 loopopts=--direct-io=on
 nocow=
 cmdline="bench/backup_bench.sh $*"
@@ -145,7 +148,7 @@ while [ $# -gt 0 ]; do
 	--nocow) nocow=--nocow; shift ;;
 	--rounds) rounds=$2; shift 2 ;;
 	--settle) settle=$2; shift 2 ;;
-	*) sed -n '9,36p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+	*) sed -n '9,39p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 	esac
 done
 [ "$(id -u)" = 0 ] || { echo "backup_bench.sh: needs root (loop filesystems)" >&2; exit 2; }
