@@ -11,7 +11,7 @@
 #                              as arguments; env AMBERD_ENV for the process
 #   d_stop_amberd              SIGTERM and wait
 #   d_start_serve DIR RATE ORACLE [ARGS]  amber-store serve, waits until it
-#                              is registered with amberd
+#                              is registered with amberd; RATE - for no load
 #   d_wait_writer NAME [SEC]   until `amber list writers` shows NAME
 #   d_acks ORACLE              number of acknowledged transactions
 #   d_wait_acks ORACLE N MS    until more than N acks exist; prints the ms
@@ -155,9 +155,11 @@ d_wait_writer() {
 }
 
 d_start_serve() {
-	local dir=$1 rate=$2 oracle=$3
+	local dir=$1 rate=$2 oracle=$3 load
 	shift 3
-	"$STORE" serve "$dir" --load "$rate" --oracle "$oracle" --threads 4 \
+	load=(--load "$rate")
+	[ "$rate" = - ] && load=()
+	"$STORE" serve "$dir" "${load[@]}" --oracle "$oracle" --threads 4 \
 		--socket "$AMBER_SOCKET" "$@" >>"$DW/serve.log" 2>&1 &
 	SERVE_PID=$!
 	D_PIDS+=("$SERVE_PID")
