@@ -244,10 +244,17 @@ enum ams_backup_type {
  * (recorded as kind 1), otherwise it was a snapshot (kind 2). */
 #define AMS_BACKUP_STREAMED 0x100
 /** OR into the type of ams_backup_complete(): record the backup in the
- * headers (durable when it returns) but leave the log truncation it allows
- * to ams_truncate_pending(), so that a writer can answer BackupComplete
- * before deleting files.  If that is never called, the next truncating
- * backup deletes those logs as well. */
+ * headers but leave what need not precede a writer's answer to
+ * BackupComplete to ams_backup_settle() or ams_truncate_pending():
+ *  - the record is durable when ams_backup_complete() returns, but only in
+ *    the first of each database header's two copies (one fdatasync per
+ *    database, not two); the newer copy is the one in force after a
+ *    crash.  The second copy is written by ams_backup_settle(),
+ *    ams_truncate_pending(), or else the instance's next header write of
+ *    any kind, before anything else it writes;
+ *  - the log truncation the backup allows is left to ams_truncate_pending().
+ *    If that is never called, the next truncating backup deletes those logs
+ *    as well. */
 #define AMS_BACKUP_DEFER_TRUNCATE 0x200
 
 /**
@@ -322,6 +329,20 @@ int ams_freeze(ams_instance *inst, unsigned timeout_ms);
 int ams_thaw(ams_instance *inst);
 
 /**
+ * ams_thaw(), except that the quiet of an earlier ams_quiesce() goes on for
+ * at most @p quiet_ms more (0: it ends, as with ams_thaw()), or until
+ * ams_quiesce(inst, 0): a writer whose snapshot is still being copied and
+ * verified keeps the checkpoint's page writes, the header refresh and the
+ * preparation of the next log file off the disk until BackupComplete, so
+ * that they neither slow the copy nor delay the header write recording the
+ * backup.  Writes are released as by ams_thaw(); commits go on, and one
+ * that needs the next log file has it prepared at once.  The engine ends
+ * the quiet by itself at the deadline, whoever dies.
+ * @return as ams_thaw()
+ */
+int ams_thaw_quiet(ams_instance *inst, unsigned quiet_ms);
+
+/**
  * Record a verified backup in every database header and, for full and
  * incremental backups, delete log generations that neither recovery nor the
  * backup chain needs.
@@ -356,15 +377,27 @@ int ams_backup_complete(ams_instance *inst, int type, uint32_t gen_low, uint32_t
                         uint64_t time_sec, uint32_t keep_from);
 
 /**
- * The truncation left by ams_backup_complete() with
- * #AMS_BACKUP_DEFER_TRUNCATE: delete the archived logs below the newest
+ * The second header copies left by ams_backup_complete() with
+ * #AMS_BACKUP_DEFER_TRUNCATE: written and fdatasynced (nothing to do when
+ * none is left).  A failure fails the instance, as any failed header write
+ * does.
+ * @return #AMS_OK; #AMS_EIO; #AMS_EINVAL
+ */
+int ams_backup_settle(ams_instance *inst);
+
+/**
+ * What ams_backup_complete() with #AMS_BACKUP_DEFER_TRUNCATE left: first
+ * the second header copies (ams_backup_settle()), then the truncation:
+ * delete the archived logs below the newest
  * such backup's limit, oldest first (as ams_backup_complete() would have).
  * Nothing to do, or a streaming backup running (it keeps every log; the
  * truncation stays pending): #AMS_OK with nothing deleted.  *first and
  * *end (may be NULL) receive the generations deleted, [*first, *end)
  * (equal when none).
- * @return #AMS_OK; #AMS_EIO (a log could not be deleted: it and the newer
- *   ones stay, and the truncation stays pending); #AMS_EINVAL
+ * @return #AMS_OK; #AMS_EIO (the header copies could not be written: the
+ *   instance is failed and nothing is deleted; or a log could not be
+ *   deleted: it and the newer ones stay, and the truncation stays pending);
+ *   #AMS_EINVAL
  */
 int ams_truncate_pending(ams_instance *inst, uint32_t *first, uint32_t *end);
 

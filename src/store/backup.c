@@ -235,7 +235,7 @@ int ams_backup_complete(ams_instance *in, int type, uint32_t gen_low, uint32_t g
 			h->diff_prev = bk;
 		}
 	}
-	int rc = amb_headers_store_gated(in);
+	int rc = defer ? amb_headers_store_first(in) : amb_headers_store_gated(in);
 	pthread_mutex_unlock(&in->hdr_mu);
 	if (rc) {
 		pthread_mutex_lock(&in->mu);
@@ -268,6 +268,21 @@ int ams_backup_complete(ams_instance *in, int type, uint32_t gen_low, uint32_t g
 	return rc;
 }
 
+int ams_backup_settle(ams_instance *in)
+{
+	if (!in)
+		return amb_err(AMS_EINVAL, "NULL instance");
+	pthread_mutex_lock(&in->hdr_mu);
+	int rc = amb_headers_finish(in);
+	pthread_mutex_unlock(&in->hdr_mu);
+	if (rc) {
+		pthread_mutex_lock(&in->mu);
+		amb_fail_locked(in, rc, ams_errmsg());
+		pthread_mutex_unlock(&in->mu);
+	}
+	return rc;
+}
+
 int ams_truncate_pending(ams_instance *in, uint32_t *first, uint32_t *end)
 {
 	if (first)
@@ -276,6 +291,10 @@ int ams_truncate_pending(ams_instance *in, uint32_t *first, uint32_t *end)
 		*end = 0;
 	if (!in)
 		return amb_err(AMS_EINVAL, "NULL instance");
+	/* both copies of the headers recording the backup before any unlink */
+	int rc = ams_backup_settle(in);
+	if (rc)
+		return rc;
 	pthread_mutex_lock(&in->mu);
 	uint32_t below = in->trunc_below, from = in->gen_oldest;
 	int skip = in->stream_active || in->failed;
@@ -286,7 +305,7 @@ int ams_truncate_pending(ams_instance *in, uint32_t *first, uint32_t *end)
 		*end = from;
 	if (!below || skip)
 		return AMS_OK;
-	int rc = truncate_below(in, below);
+	rc = truncate_below(in, below);
 	pthread_mutex_lock(&in->mu);
 	if (end)
 		*end = in->gen_oldest;

@@ -223,32 +223,42 @@ out:
 	return rc;
 }
 
+int amb_dbhdr_store_copy(amb_vfs *v, int fd, const char *path, const amb_dbhdr *hdr,
+                         uint32_t no)
+{
+	if (!amb_page_size_ok(hdr->page_size))
+		return amb_err(AMS_EINVAL, "%s: bad page size %u in the header to write", path,
+		               hdr->page_size);
+	if (no > 1)
+		return amb_err(AMS_EINVAL, "%s: no header copy %u", path, no);
+	unsigned char *page = amb_io_alloc(hdr->page_size);
+	if (!page)
+		return amb_err(AMS_ENOMEM, "%s: out of memory writing the header", path);
+	int rc = 0;
+	amb_dbhdr_to_page(hdr, page, no);
+	ssize_t w = v->pwrite(v, fd, page, hdr->page_size, (off_t)no * hdr->page_size);
+	if (w < 0) {
+		rc = amb_err(amb_errno_code((int)w), "%s: cannot write header copy %u (page %u): %s",
+		             path, no, no, strerror((int)-w));
+	} else {
+		int r = v->sync(v, fd, 1);
+		if (r < 0)
+			rc = amb_err(AMS_EIO, "%s: fdatasync after header copy %u failed: %s", path, no,
+			             strerror(-r));
+	}
+	free(page);
+	return rc;
+}
+
 int amb_dbhdr_store(amb_vfs *v, int fd, const char *path, amb_dbhdr *hdr)
 {
 	if (!amb_page_size_ok(hdr->page_size))
 		return amb_err(AMS_EINVAL, "%s: bad page size %u in the header to write", path,
 		               hdr->page_size);
-	unsigned char *page = amb_io_alloc(hdr->page_size);
-	if (!page)
-		return amb_err(AMS_ENOMEM, "%s: out of memory writing the header", path);
 	hdr->seq++;
-	int rc = 0;
-	for (uint32_t no = 0; no < 2; no++) {
-		amb_dbhdr_to_page(hdr, page, no);
-		ssize_t w = v->pwrite(v, fd, page, hdr->page_size, (off_t)no * hdr->page_size);
-		if (w < 0) {
-			rc = amb_err(amb_errno_code((int)w), "%s: cannot write header copy %u (page %u): %s", path, no,
-			             no, strerror((int)-w));
-			break;
-		}
-		int r = v->sync(v, fd, 1);
-		if (r < 0) {
-			rc = amb_err(AMS_EIO, "%s: fdatasync after header copy %u failed: %s", path, no,
-			             strerror(-r));
-			break;
-		}
-	}
-	free(page);
+	int rc = amb_dbhdr_store_copy(v, fd, path, hdr, 0);
+	if (!rc)
+		rc = amb_dbhdr_store_copy(v, fd, path, hdr, 1);
 	return rc;
 }
 

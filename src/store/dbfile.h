@@ -35,6 +35,18 @@ int amb_dbhdr_load(amb_vfs *v, int fd, const char *path, amb_dbhdr *out, int *st
  */
 int amb_dbhdr_store(amb_vfs *v, int fd, const char *path, amb_dbhdr *hdr);
 
+/*
+ * Write one header copy (no = 0: page 0, 1: page 1) of hdr as it is (seq
+ * not incremented), then fdatasync.  amb_dbhdr_store() is seq++, copy 0,
+ * copy 1.  A caller that returns after copy 0 alone has the new header in
+ * force (amb_dbhdr_load() takes the valid copy with the higher seq) but
+ * write copy 1 before it writes copy 0 again: otherwise a torn write of
+ * copy 0 would leave only copy 1's older header, not the one in force.
+ * Returns 0, AMS_EINVAL, AMS_ENOMEM or AMS_EIO (message set).
+ */
+int amb_dbhdr_store_copy(amb_vfs *v, int fd, const char *path, const amb_dbhdr *hdr,
+                         uint32_t no);
+
 /* Build a sealed header page (pgno 0 or 1) from hdr into page. */
 void amb_dbhdr_to_page(const amb_dbhdr *hdr, void *page, uint32_t pgno);
 

@@ -30,7 +30,11 @@
  *
  *   Header copies are written one at a time, each followed by fdatasync, and
  *   carry an update count (amb_dbhdr.seq); a reader takes the valid copy with
- *   the higher count, so a crash while writing one copy loses nothing.
+ *   the higher count, so a crash while writing one copy loses nothing.  A
+ *   writer may return once copy 0 is synced (a backup's record, see
+ *   amb_dbhdr_store_copy()) if copy 1 is written before copy 0 is written
+ *   again: a copy is rewritten only while the other holds the header in
+ *   force.
  *
  *   DATA PAGE body (from byte 32): u16 used (bytes of cells), u16 reserved,
  *   then `aux` cells packed from byte 36.  A cell:

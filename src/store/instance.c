@@ -496,57 +496,92 @@ static void gvfs_init(ams_instance *in)
  * gate (in->gvfs); never the other way round, or a freeze being set up
  * could wait for a gated section that waits for hdr_mu held by a thread
  * that waits at the gate. */
+enum { HDR_BOTH, HDR_FIRST, HDR_FINISH };
+
 typedef struct hdr_job {
 	ams_instance *in;
 	amb_vfs *v;
-	int d, rc;
+	int d, mode, rc;
 	char msg[512];
 } hdr_job;
 
+/* One database: first the copy 1 an earlier HDR_FIRST left (hdr_half),
+ * then what mode asks.  hdr_half_pending is read here and changed only by
+ * headers_store_via after every job has ended, all under hdr_mu. */
 static void *hdr_store_thread(void *arg)
 {
 	hdr_job *j = arg;
-	amb_db *db = &j->in->db[j->d];
-	j->rc = amb_dbhdr_store(j->v, db->fd, db->path, &db->hdr);
-	if (j->rc)
+	ams_instance *in = j->in;
+	amb_db *db = &in->db[j->d];
+	int rc = 0;
+	if (in->hdr_half_pending)
+		rc = amb_dbhdr_store_copy(j->v, db->fd, db->path, &in->hdr_half[j->d], 1);
+	if (!rc && j->mode == HDR_BOTH) {
+		rc = amb_dbhdr_store(j->v, db->fd, db->path, &db->hdr);
+	} else if (!rc && j->mode == HDR_FIRST) {
+		db->hdr.seq++;
+		rc = amb_dbhdr_store_copy(j->v, db->fd, db->path, &db->hdr, 0);
+		in->hdr_half[j->d] = db->hdr;
+	}
+	j->rc = rc;
+	if (rc)
 		snprintf(j->msg, sizeof(j->msg), "%s", ams_errmsg());
 	return NULL;
 }
 
-/* Each database's two copies are written one after the other, each
+/* Each database's copies are written one after the other, each
  * fdatasynced (dbfile.c); the databases are independent, so each one
  * after the first is stored on a thread of its own meanwhile: a backup's
- * record or a checkpoint waits for two fdatasyncs, not two per database.
- * A thread that cannot be started leaves its database to this one. */
-static int headers_store_via(ams_instance *in, amb_vfs *v)
+ * record or a checkpoint waits for two fdatasyncs (one with HDR_FIRST),
+ * not two per database.  A thread that cannot be started leaves its
+ * database to this one. */
+static int headers_store_via(ams_instance *in, amb_vfs *v, int mode)
 {
+	if (mode == HDR_FINISH && !in->hdr_half_pending)
+		return 0;
 	hdr_job job[AMB_MAX_DBS];
 	pthread_t th[AMB_MAX_DBS];
 	int started[AMB_MAX_DBS] = {0};
 	for (int d = 1; d < in->ndb; d++) {
-		job[d] = (hdr_job){.in = in, .v = v, .d = d};
+		job[d] = (hdr_job){.in = in, .v = v, .d = d, .mode = mode};
 		started[d] = pthread_create(&th[d], NULL, hdr_store_thread, &job[d]) == 0;
 	}
-	int rc = amb_dbhdr_store(v, in->db[0].fd, in->db[0].path, &in->db[0].hdr);
-	for (int d = 1; d < in->ndb; d++) {
-		if (started[d])
+	job[0] = (hdr_job){.in = in, .v = v, .d = 0, .mode = mode};
+	hdr_store_thread(&job[0]);
+	int rc = 0;
+	for (int d = 0; d < in->ndb; d++) {
+		if (d && started[d])
 			pthread_join(th[d], NULL);
-		else
+		else if (d)
 			hdr_store_thread(&job[d]);
 		if (job[d].rc && !rc)
 			rc = amb_err(job[d].rc, "%s", job[d].msg);
 	}
+	/* on failure the pending copy 1 stays pending: whoever writes next
+	 * writes it first (the instance is failed by the caller anyway) */
+	if (!rc)
+		in->hdr_half_pending = mode == HDR_FIRST;
 	return rc;
 }
 
 int amb_headers_store(ams_instance *in)
 {
-	return headers_store_via(in, in->vfs);
+	return headers_store_via(in, in->vfs, HDR_BOTH);
 }
 
 int amb_headers_store_gated(ams_instance *in)
 {
-	return headers_store_via(in, &in->gvfs);
+	return headers_store_via(in, &in->gvfs, HDR_BOTH);
+}
+
+int amb_headers_store_first(ams_instance *in)
+{
+	return headers_store_via(in, &in->gvfs, HDR_FIRST);
+}
+
+int amb_headers_finish(ams_instance *in)
+{
+	return headers_store_via(in, &in->gvfs, HDR_FINISH);
 }
 
 /* --------------------------------------------------------- log writing */
@@ -629,6 +664,7 @@ static int ensure_tmp(ams_instance *in, int gate)
 	pthread_mutex_lock(&in->mu);
 	in->prep_busy = 0;
 	in->prep_syncing = 0;
+	in->prep_urgent = 0;
 	in->tmp_err = fd < 0 ? fd : 0;
 	if (fd >= 0)
 		in->tmp_fd = fd;
@@ -1174,7 +1210,7 @@ static void *flusher_main(void *arg)
 		 * this thread): it would write and sync a whole log file between
 		 * a snapshot's prepare and its freeze, or inside the hold */
 		int prep_wanted = in->prep_req && in->tmp_fd < 0 && !in->prep_busy;
-		int quiet = amb_quiet_locked(in);
+		int quiet = amb_quiet_locked(in) && !(in->quiet_thawed && in->prep_urgent);
 		int prep = prep_wanted && !in->freezing && !is_frozen(in) && !quiet;
 		if (in->failed || (in->stop && !in->lbuf_len && !roll && !in->flushing))
 			break;
@@ -2424,6 +2460,12 @@ static int admit(ams_instance *in, uint32_t need)
 				return 0;
 			}
 			if (in->tmp_fd < 0) {
+				if (!in->prep_urgent) {
+					/* a preparation a roll asked for may wait for a
+					 * quiet after a thaw; not once a commit needs it */
+					in->prep_urgent = 1;
+					wake_bg(in);
+				}
 				if (!in->prep_busy && !in->prep_req) {
 					/* one attempt per commit: the first commit after space
 					 * came back succeeds */
@@ -2773,6 +2815,7 @@ int ams_quiesce(ams_instance *in, unsigned timeout_ms)
 	pthread_mutex_lock(&in->mu);
 	uint64_t now = amb_mono_us();
 	in->quiet_until = timeout_ms ? now + (uint64_t)timeout_ms * 1000u : 0;
+	in->quiet_thawed = 0;
 	if (!timeout_ms)
 		wake_bg(in); /* a log file preparation may have waited for the quiet's end */
 	/* what the checkpointer thread is doing is let through first, at most
@@ -2898,11 +2941,27 @@ int ams_freeze(ams_instance *in, unsigned timeout_ms)
 
 int ams_thaw(ams_instance *in)
 {
+	return ams_thaw_quiet(in, 0);
+}
+
+int ams_thaw_quiet(ams_instance *in, unsigned quiet_ms)
+{
+	if (!in)
+		return amb_err(AMS_EINVAL, "NULL instance");
 	pthread_mutex_lock(&in->mu);
-	if (in->quiet_until) {
+	if (in->quiet_until && quiet_ms) {
+		/* the snapshot is made, its copy not yet: the quiet goes on for
+		 * at most quiet_ms, but a commit that needs the next log file
+		 * has it prepared (flusher_main, prep_urgent) */
+		in->quiet_until = amb_mono_us() + (uint64_t)quiet_ms * 1000u;
+		in->quiet_thawed = 1;
+		pthread_cond_broadcast(&in->cond); /* waiters take the new deadline */
+		wake_bg(in); /* and a preparation a commit waits for goes ahead */
+	} else if (in->quiet_until) {
 		/* the snapshot is made (or given up): checkpoints and the next
 		 * log file's preparation go on */
 		in->quiet_until = 0;
+		in->quiet_thawed = 0;
 		pthread_cond_broadcast(&in->cond);
 		wake_bg(in);
 	}

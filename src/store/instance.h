@@ -136,6 +136,11 @@ struct ams_instance {
 	pthread_cond_t bg_cond;  /* the flusher and checkpointer threads wait here */
 	struct amb_durwait *durwait; /* threads waiting for lsn_durable (mu) */
 	pthread_mutex_t hdr_mu;
+	/* amb_headers_store_first() wrote copy 0 of every database's header
+	 * and left copy 1 to the next header write (hdr_mu): hdr_half holds
+	 * what copy 1 must receive, whatever db[].hdr has become since */
+	int hdr_half_pending;
+	amb_dbhdr hdr_half[AMB_MAX_DBS];
 
 	/* log buffer: records appended, not yet taken by the flusher */
 	unsigned char *lbuf;
@@ -198,6 +203,10 @@ struct ams_instance {
 	int ckpt_parked;          /* ... which waits for the quiet to end */
 	uint64_t quiet_until;     /* CLOCK_MONOTONIC µs: no checkpoint page
 	                             writes start before (ams_quiesce); 0 none */
+	int quiet_thawed;         /* the quiet goes on after a thaw
+	                             (ams_thaw_quiet): a preparation a commit
+	                             waits for (prep_urgent) is not held */
+	int prep_urgent;          /* a commit asked for the next log file */
 	int appliers;             /* commits between admission and append */
 	uint64_t n_appended;      /* records appended to the log buffer */
 	int io_active;            /* gated writes in progress */
@@ -304,6 +313,16 @@ int amb_headers_store(ams_instance *in);
  * the syncs outside it (in->gvfs).  Call with hdr_mu held and outside any
  * gated section. */
 int amb_headers_store_gated(ams_instance *in);
+/* Like amb_headers_store_gated(), but only copy 0 of each header: the new
+ * headers are in force and durable when it returns (amb_dbhdr_load takes
+ * the newer copy), and copy 1 is written by the next header write of any
+ * kind, first of all (amb_headers_finish, or any amb_headers_store*), so
+ * that copy 0 is never rewritten before copy 1 holds the header in force.
+ * Call with hdr_mu held and outside any gated section. */
+int amb_headers_store_first(ams_instance *in);
+/* Write the copy 1 that amb_headers_store_first() left, if any (gated).
+ * Call with hdr_mu held and outside any gated section.  0 or an AMS code. */
+int amb_headers_finish(ams_instance *in);
 
 /* ---- recovery.c ---- */
 

@@ -644,6 +644,64 @@ static void test_quiesce(void **state)
 	assert_int_equal(ams_close(in), 0);
 }
 
+/*
+ * ams_thaw_quiet(): the quiet goes on after the thaw.  Commits worth several
+ * checkpoints and several log generations go through meanwhile: each new
+ * generation's file is prepared for the commit that needs it, although
+ * the quiet holds back a preparation that only a roll asked for (were it
+ * held, the commits would wait for the quiet's 60 s deadline, which would
+ * then let the pages through).  No database page is written until
+ * ams_quiesce(in, 0) ends the quiet; a shorter deadline ends it with nobody
+ * calling anything.
+ */
+static void test_thaw_quiet(void **state)
+{
+	(void)state;
+	char dir[512], key[32];
+	mkinst("thaw-quiet", 64 * 1024, 1, dir);
+	amb_vfs vfs = *amb_vfs_posix();
+	vfs.pwrite = qc_pwrite;
+	ams_open_opts oo = {.vfs = &vfs, .checkpoint_depth = 64 * 1024};
+	ams_instance *in;
+	open_ok(dir, &oo, &in);
+	int k = 0;
+	ams_info info;
+
+	assert_int_equal(ams_quiesce(in, 60000), 0);
+	assert_int_equal(ams_freeze(in, 10000), 0);
+	assert_int_equal(ams_thaw_quiet(in, 60000), 0);
+	int p0 = settle(&qc_pages);
+	assert_int_equal(ams_info_get(in, &info), 0);
+	uint32_t g0 = info.gen_current;
+	for (; k < 120; k++) {
+		snprintf(key, sizeof(key), "k%d", k);
+		put1(in, "t", key, 4000, (unsigned)k);
+	}
+	assert_int_equal(ams_info_get(in, &info), 0);
+	if (info.gen_current < g0 + 3)
+		fail_msg("the commits filled generations %u to %u only", g0, info.gen_current);
+	usleep(300000);
+	assert_int_equal(__atomic_load_n(&qc_pages, __ATOMIC_SEQ_CST), p0);
+	assert_int_equal(ams_quiesce(in, 0), 0);
+	assert_true(wait_above(&qc_pages, p0, 20000) > p0);
+
+	/* the deadline ends it */
+	assert_int_equal(ams_quiesce(in, 60000), 0);
+	assert_int_equal(ams_freeze(in, 10000), 0);
+	assert_int_equal(ams_thaw_quiet(in, 1500), 0);
+	p0 = settle(&qc_pages);
+	for (; k < 160; k++) {
+		snprintf(key, sizeof(key), "k%d", k);
+		put1(in, "t", key, 4000, (unsigned)k);
+	}
+	assert_true(wait_above(&qc_pages, p0, 20000) > p0);
+	for (int i = 0; i < k; i += 13) {
+		snprintf(key, sizeof(key), "k%d", i);
+		expect(in, "t", key, 4000, (unsigned)i);
+	}
+	assert_int_equal(ams_close(in), 0);
+}
+
 /* Header writes to database files (the first two pages), counted by a vfs
  * (test_unchanged_files). */
 static int uc_hdr;
@@ -1299,6 +1357,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_freeze, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_freeze_during_fsync, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_quiesce, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_thaw_quiet, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unchanged_files, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_freeze_waits_for_roll, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_freeze_skips_applying, setup, teardown),

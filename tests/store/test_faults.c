@@ -53,6 +53,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -66,6 +67,7 @@
 #include "amber/store.h"
 #include "common/vfs.h"
 #include "faultvfs.h"
+#include "store/dbfile.h"
 
 amb_vfs *__real_amb_vfs_posix(void);
 amb_vfs *__wrap_amb_vfs_posix(void);
@@ -887,6 +889,123 @@ static void test_faults_truncation_deferred(void **state)
 	faultvfs_free(fv);
 }
 
+/* The header in force in database file PATH of an image (amb_dbhdr_load:
+ * the valid copy with the higher seq); fails the test if there is none. */
+static amb_dbhdr image_header(const char *path)
+{
+	amb_vfs *v = __real_amb_vfs_posix();
+	int fd = v->open(v, path, O_RDONLY, 0);
+	if (fd < 0)
+		fail_msg("%s: cannot open: %s", path, strerror(-fd));
+	amb_dbhdr h;
+	int st, rc = amb_dbhdr_load(v, fd, path, &h, &st);
+	v->close(v, fd);
+	if (rc)
+		fail_msg("%s: no header in force: %s (%s)", path, ams_strerror(rc), ams_errmsg());
+	return h;
+}
+
+/* A backup recorded with AMS_BACKUP_DEFER_TRUNCATE writes copy 0 of each
+ * database header and leaves copy 1 to ams_backup_settle() (or
+ * ams_truncate_pending(), or the next header write): a power loss at every
+ * sync point from the call on, under every crash variant (torn and
+ * half-garbage sectors too), leaves headers that hold every backup whose
+ * ams_backup_complete() had returned.  The second backup's header write
+ * comes while copy 1 of the first is still pending: it must write that
+ * copy 1 before its own copy 0, or a torn copy 0 would leave only a copy 1
+ * from before the first backup (the mutation of headers_store_via that
+ * skips the pending copy fails here, as does one that returns before copy
+ * 0's fdatasync). */
+static void test_faults_backup_first_copy(void **state)
+{
+	(void)state;
+	char dir[4096];
+	faultvfs *fv;
+	ams_info info;
+	fresh_dir(dir, sizeof(dir), "backup-first-copy");
+	create_plain(dir);
+	fv = faultvfs_new(dir, __real_amb_vfs_posix(), 0);
+	assert_non_null(fv);
+	assert_int_equal(faultvfs_trace_start(fv), 0); /* before the files are opened */
+	ams_open_opts oo = {.checkpoint_depth = CKPT_DEPTH, .vfs = faultvfs_vfs(fv)};
+	ams_instance *in;
+	int rc = ams_open(dir, &oo, &in);
+	if (rc)
+		fail_msg("ams_open: %s (%s)", ams_strerror(rc), ams_errmsg());
+	static unsigned char val[20000];
+	memset(val, 'v', sizeof(val));
+	for (int i = 0; i < 12; i++) {
+		ams_txn *x;
+		assert_int_equal(ams_txn_begin(in, &x), 0);
+		if (i == 0)
+			for (int j = 0; j < 4; j++)
+				assert_int_equal(ams_txn_create_table(x, TABLES[j], j / 2), 0);
+		char key[32];
+		int kl = snprintf(key, sizeof(key), "k%04d", i);
+		assert_int_equal(ams_txn_put(x, TABLES[i % 4], key, (size_t)kl, val, sizeof(val)), 0);
+		assert_int_equal(ams_txn_commit(x), 0);
+	}
+	assert_int_equal(ams_info_get(in, &info), 0);
+	uint32_t ckpt = info.gen_checkpoint, cur = info.gen_current;
+	size_t before = faultvfs_mark(fv, "full backup to record");
+	assert_int_equal(ams_backup_complete(in, AMS_BACKUP_FULL | AMS_BACKUP_DEFER_TRUNCATE, ckpt,
+	                                     cur, 7, 0),
+	                 0);
+	size_t full = faultvfs_mark(fv, "full backup recorded");
+	assert_int_equal(ams_backup_complete(in, AMS_BACKUP_DIFFERENTIAL | AMS_BACKUP_DEFER_TRUNCATE,
+	                                     0, cur, 8, 0),
+	                 0);
+	size_t diff = faultvfs_mark(fv, "differential recorded");
+	assert_int_equal(ams_backup_settle(in), 0);
+	assert_int_equal(ams_backup_settle(in), 0); /* nothing left: nothing to do */
+	faultvfs_mark(fv, "settled");
+	faultvfs_trace_stop(fv);
+	if (!(diff > full && full > before))
+		fail_msg("sync points: before %zu, full %zu, diff %zu", before, full, diff);
+
+	static const enum fv_crash variants[] = {FV_CRASH_NONE, FV_CRASH_ALL, FV_CRASH_RANDOM,
+	                                         FV_CRASH_RANDOM, FV_CRASH_GARBAGE,
+	                                         FV_CRASH_GARBAGE};
+	size_t n = faultvfs_nsyncs(fv), images = 0;
+	char img[4200], path[4300];
+	for (size_t k = before; k <= n; k++) {
+		for (size_t i = 0; i < sizeof(variants) / sizeof(variants[0]); i++) {
+			snprintf(img, sizeof(img), "%s-image", dir);
+			faultvfs_rmtree(img);
+			assert_int_equal(faultvfs_materialise(fv, k, variants[i], 1000 * k + i, img), 0);
+			for (int d = 0; d < 2; d++) {
+				snprintf(path, sizeof(path), "%s/%s", img, DBS[d]);
+				amb_dbhdr h = image_header(path);
+				int has_full = h.full_prev.time == 7000000u && h.full_prev.gen_low == ckpt &&
+				               h.full_prev.gen_high == cur;
+				int has_diff = h.diff_prev.time == 8000000u;
+				char desc[128];
+				faultvfs_sync_desc(fv, k, desc, sizeof(desc));
+				if (k >= full && !has_full)
+					fail_msg("power loss before sync point %zu (%s), variant %zu: %s has "
+					         "lost the full backup recorded before it (seq %" PRIu64 ")",
+					         k, desc, i, DBS[d], (uint64_t)h.seq);
+				if (k >= diff && !has_diff)
+					fail_msg("power loss before sync point %zu (%s), variant %zu: %s has "
+					         "lost the differential recorded before it", k, desc, i, DBS[d]);
+				if (k < full && has_diff)
+					fail_msg("sync point %zu: a differential recorded before its call", k);
+			}
+			images++;
+		}
+	}
+	faultvfs_rmtree(img);
+	printf("backup-first-copy: %zu sync points, %zu images checked\n", n - before + 1, images);
+
+	/* and the instance's own files hold it in force */
+	for (int d = 0; d < 2; d++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, DBS[d]);
+		assert_true(image_header(path).diff_prev.time == 8000000u);
+	}
+	assert_int_equal(ams_close(in), 0);
+	faultvfs_free(fv);
+}
+
 /* ams_create() under every fault: fails cleanly, and what it leaves can be
  * either opened (an empty instance) or created again. */
 static void test_faults_create(void **state)
@@ -1022,6 +1141,7 @@ int main(void)
 		cmocka_unit_test(test_faults_dirops),
 		cmocka_unit_test(test_faults_truncation_unlink),
 		cmocka_unit_test(test_faults_truncation_deferred),
+		cmocka_unit_test(test_faults_backup_first_copy),
 		/* last: a hang here ends the program (watchdog) */
 		cmocka_unit_test(test_faults_full_disk_big_commit),
 	};

@@ -467,7 +467,8 @@ static int check_db(const char *path, int quiet)
 		       (unsigned long long)rep.data_pages, (unsigned long long)rep.overflow_pages);
 		if (rep.hdr_ok && (rep.hdr_status & AMB_HDR_COPIES_DIFFER))
 			printf("Note:      the two header copies hold different updates (a header "
-			       "write was interrupted); the newer one is in force\n");
+			       "write was interrupted, or is still under way); the newer one is in "
+			       "force\n");
 		if (rep.missing_pages && rep.hdr.state == AMB_DBSTATE_DIRTY)
 			printf("Note:      the header counts %u pages, %llu more than the file holds; "
 			       "recovery extends the file\n",
@@ -983,8 +984,8 @@ int cmd_header(int argc, char **argv)
 	copy_text(&ci[1], buf, sizeof(buf));
 	printf("%25s  copy 1 (page 1): %s\n", "", buf);
 	if (st & AMB_HDR_COPIES_DIFFER)
-		printf("%25s  (the copies differ: a header write was interrupted; the newer is "
-		       "in force)\n",
+		printf("%25s  (the copies differ: a header write was interrupted, or is still "
+		       "under way; the newer is in force)\n",
 		       "");
 	printf("%25s: 0x%08x\n", "Format ulMagic", h.magic);
 	printf("%25s: %u\n", "Format ulVersion", h.version);

@@ -32,7 +32,10 @@
  *                     generation C holds later (store/backup.c).
  *   thaw (any reason) ams_thaw(); AMS_OK means writes were held throughout;
  *                     the session's range counts as consistent only if so
- *                     and the thaw came from amberd
+ *                     and the thaw came from amberd.  A thaw from amberd
+ *                     that held is ams_thaw_quiet(SW_AFTER_THAW_MS): the
+ *                     quiet goes on while the requestor copies and
+ *                     verifies, until backup-complete (or that deadline)
  *   post-snapshot     held_writes = what the last thaw said
  *   abort             drop the session's state (libamber has already
  *                     called thaw); if the instance was closed by a
@@ -46,18 +49,22 @@
  *                        answer ok saying so (the requestor asked for no
  *                        truncation);
  *                      - copy: nothing either (copy leaves header and logs);
- *                      - full: ams_backup_complete(FULL, K, C): deletes the
- *                        logs below K (and below the checkpoint) after the
- *                        answer (AMS_BACKUP_DEFER_TRUNCATE, then
- *                        ams_truncate_pending(): the requestor does not
- *                        wait for the unlinks; a failure is logged);
+ *                      - full: ams_backup_complete(FULL, K, C): the first
+ *                        copy of each database header before the answer,
+ *                        the second copy and the deletion of the logs below
+ *                        K (and below the checkpoint) after it
+ *                        (AMS_BACKUP_DEFER_TRUNCATE, then
+ *                        ams_truncate_pending(): the requestor waits for
+ *                        neither; a failure is logged);
  *                      - incremental / differential:
  *                        ams_backup_complete(type, 0, C): the engine derives
  *                        the first generation from the previous backups (the
  *                        chain rule); an incremental deletes the logs below
  *                        C after the answer, as a full does (C itself stays
  *                        whole for the next one and for roll-forward), a
- *                        differential deletes nothing.
+ *                        differential deletes nothing (its second header
+ *                        copies: ams_backup_settle() after the answer).
+ *                      Every backup-complete ends the quiet the thaw kept.
  *                     A failure of ams_backup_complete (no full backup
  *                     recorded yet, an I/O error) is answered failed, non-
  *                     retryable, with the engine's message.
@@ -248,6 +255,12 @@ static void sw_lib_log(void *arg, const char *line)
  * whoever dies): PrepareForSnapshot to Thaw is amberd's presync, its
  * provider's preparation and the hold. */
 #define SW_QUIET_MS 30000u
+/* How long the quiet goes on after a thaw from amberd at most
+ * (ams_thaw_quiet): the requestor copies and verifies the shadow, then
+ * sends backup-complete, which ends it (after the answer) whatever it
+ * says.  An incremental takes well under it; a large full takes longer,
+ * and the checkpoints it held back then run during the rest of its copy. */
+#define SW_AFTER_THAW_MS 2000u
 
 #define SW_DISMOUNTED_MSG \
 	"the instance is closed for a restore (pre-restore); it opens again at post-restore"
@@ -350,7 +363,13 @@ static int sw_thaw(void *arg, amb_thaw_reason why, const amb_wevent *ev, amb_wri
 		sw->frozen_ss = NULL;
 		return 0;
 	}
-	int rc = ams_thaw(sw->inst);
+	/* a thaw from amberd keeps the quiet until backup-complete; any other
+	 * (a deadline, a lost connection) ends it, and so does a hold that
+	 * did not last (post-snapshot then fails the set) */
+	int rc = why == AMB_THAW_EVENT ? ams_thaw_quiet(sw->inst, SW_AFTER_THAW_MS)
+	                               : ams_thaw(sw->inst);
+	if (rc != AMS_OK)
+		ams_quiesce(sw->inst, 0);
 	uint64_t t = sw_now_ns();
 	sw->held = rc == AMS_OK;
 	sw_latency_mark(sw, "thaw", t);
@@ -439,7 +458,8 @@ static const char *sw_failed_component(const amb_wevent *ev)
 	return NULL;
 }
 
-/* After the answer to backup-complete: the log truncation the recorded
+/* After the answer to backup-complete: the end of the quiet kept after the
+ * thaw, then the second header copies and the log truncation the recorded
  * backup allows (ams_truncate_pending), on the serving thread before the
  * next event.  A failure is logged; the logs stay, and the next full or
  * incremental backup deletes them. */
@@ -449,6 +469,7 @@ static void sw_truncate(void *arg)
 	uint32_t first, end;
 	if (!sw->inst)
 		return;
+	ams_quiesce(sw->inst, 0); /* the quiet kept after the thaw ends */
 	int rc = ams_truncate_pending(sw->inst, &first, &end);
 	if (rc != AMS_OK)
 		sw_log(sw, "log truncation after backup-complete failed: %s: %s (the logs stay; "
@@ -461,9 +482,24 @@ static void sw_truncate(void *arg)
 		sw_log(sw, "log truncation after backup-complete: no log deleted");
 }
 
-static int sw_backup_complete(void *arg, const amb_wevent *ev, amb_writer_result *out)
+/* After the answer to a differential's backup-complete: the second header
+ * copies (ams_backup_settle; a differential truncates nothing).  A failure
+ * is logged; the instance is failed. */
+static void sw_settle(void *arg)
 {
 	serve_writer *sw = arg;
+	if (!sw->inst)
+		return;
+	ams_quiesce(sw->inst, 0); /* the quiet kept after the thaw ends */
+	int rc = ams_backup_settle(sw->inst);
+	if (rc != AMS_OK)
+		sw_log(sw, "writing the second header copies after backup-complete failed: %s: %s",
+		       ams_strerror(rc), ams_errmsg());
+}
+
+static int sw_backup_complete_do(serve_writer *sw, const amb_wevent *ev,
+                                 amb_writer_result *out)
+{
 	const char *tname = amb_backup_type_name(ev->backup_type);
 	tname = tname ? tname : "?";
 	sw_session *ss = sw_session_find(sw, ev->session);
@@ -542,11 +578,22 @@ static int sw_backup_complete(void *arg, const amb_wevent *ev, amb_writer_result
 	         range_txt, type == AMS_BACKUP_DIFFERENTIAL ? "no log deleted" :
 	         "the logs it no longer needs are deleted after this answer");
 	sw_log(sw, "backup-complete of session %s: %s", ev->session, out->message);
-	if (type != AMS_BACKUP_DIFFERENTIAL) {
-		out->after_reply = sw_truncate;
-		out->after_arg = sw;
-	}
+	out->after_reply = type == AMS_BACKUP_DIFFERENTIAL ? sw_settle : sw_truncate;
+	out->after_arg = sw;
 	return 0;
+}
+
+/* backup-complete ends the quiet kept after the thaw: after the answer
+ * when it writes the header (after_reply: sw_truncate, sw_settle), so that
+ * neither a checkpoint nor a header refresh comes before that write; at
+ * once otherwise. */
+static int sw_backup_complete(void *arg, const amb_wevent *ev, amb_writer_result *out)
+{
+	serve_writer *sw = arg;
+	int rc = sw_backup_complete_do(sw, ev, out);
+	if (!out->after_reply && sw->inst)
+		ams_quiesce(sw->inst, 0);
+	return rc;
 }
 
 /* Is @p path the instance directory (the same inode)? */
