@@ -274,9 +274,9 @@ int ams_log_roll(ams_instance *inst, uint32_t *new_gen);
 /**
  * Quiesce: no checkpoint starts writing database pages, no header refresh
  * starts, and no preparation of the next log file (its zeros and syncs)
- * starts, for at most @p timeout_ms, or until ams_thaw() or
- * ams_quiesce(inst, 0); what the checkpointer thread is writing is let
- * finish first (at most 1 s).  A snapshot prepared meanwhile (after
+ * starts unless a commit waits for it, for at most @p timeout_ms, or until
+ * ams_thaw() or ams_quiesce(inst, 0); what the checkpointer thread is
+ * writing is let finish first (at most 1 s).  A snapshot prepared meanwhile (after
  * its volumes were synced) then has no database pages to write back while
  * writes are held.  Commits go on: the log holds every change, and only the
  * checkpoint waits.  The engine ends the quiet by itself at the timeout,
@@ -336,8 +336,11 @@ int ams_thaw(ams_instance *inst);
  * preparation of the next log file off the disk until BackupComplete, so
  * that they neither slow the copy nor delay the header write recording the
  * backup.  Writes are released as by ams_thaw(); commits go on, and one
- * that needs the next log file has it prepared at once.  The engine ends
- * the quiet by itself at the deadline, whoever dies.
+ * that needs the next log file has it prepared at once (as during any
+ * quiet).  The engine ends
+ * the quiet by itself at the deadline, whoever dies; and a thaw ends it
+ * anyway once the checkpointer has waited 5 s for quiets one after the
+ * other (shadows made back to back, none followed by BackupComplete).
  * @return as ams_thaw()
  */
 int ams_thaw_quiet(ams_instance *inst, unsigned quiet_ms);

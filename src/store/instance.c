@@ -87,9 +87,12 @@
  * section with that sync.
  * ams_quiesce() before a freeze keeps checkpoint page writes, header
  * refreshes and the next log file's preparation back until the thaw (or
- * its deadline), so that a snapshot's own write-back of the databases,
- * inside the hold, finds nothing to write, and ams_unchanged_files() can
- * tell a provider which databases it need not look at again.  A roll
+ * its deadline; ams_thaw_quiet() lets it go on after the thaw, until the
+ * writer's BackupComplete), so that a snapshot's own write-back of the
+ * databases, inside the hold, finds nothing to write, and
+ * ams_unchanged_files() can tell a provider which databases it need not
+ * look at again.  A preparation that a commit waits for (the current log
+ * file is full: prep_urgent) is not held: commits never wait for a quiet.  A roll
  * asked for during the quiet (ams_log_roll, a writer's prepare-snapshot)
  * therefore waits neither for the header refresh nor for the next log
  * file; it still waits for a preparation already under way.
@@ -123,6 +126,9 @@
 
 #define DEFAULT_LOG_SIZE (1u << 20)
 #define DEFAULT_CKPT_DEPTH (8u << 20)
+/* ams_thaw_quiet() keeps the quiet only while the checkpointer thread has
+ * waited for quiets (one after the other) less than this */
+#define QUIET_PARK_MAX_US 5000000u
 #define CKPT_GATE_PAGES 32  /* checkpoint page writes per pass of the freeze gate */
 
 /* ---------------------------------------------------------------- utils */
@@ -239,6 +245,7 @@ static void wait_quiet(ams_instance *in)
 	while (!in->stop && !in->failed && in->quiet_until && amb_mono_us() < in->quiet_until) {
 		if (!in->ckpt_parked) {
 			in->ckpt_parked = 1; /* ams_quiesce() waits for no more */
+			in->parked_since = amb_mono_us();
 			pthread_cond_broadcast(&in->cond);
 		}
 		struct timespec ts;
@@ -1210,7 +1217,7 @@ static void *flusher_main(void *arg)
 		 * this thread): it would write and sync a whole log file between
 		 * a snapshot's prepare and its freeze, or inside the hold */
 		int prep_wanted = in->prep_req && in->tmp_fd < 0 && !in->prep_busy;
-		int quiet = amb_quiet_locked(in) && !(in->quiet_thawed && in->prep_urgent);
+		int quiet = amb_quiet_locked(in) && !in->prep_urgent;
 		int prep = prep_wanted && !in->freezing && !is_frozen(in) && !quiet;
 		if (in->failed || (in->stop && !in->lbuf_len && !roll && !in->flushing))
 			break;
@@ -2461,8 +2468,8 @@ static int admit(ams_instance *in, uint32_t need)
 			}
 			if (in->tmp_fd < 0) {
 				if (!in->prep_urgent) {
-					/* a preparation a roll asked for may wait for a
-					 * quiet after a thaw; not once a commit needs it */
+					/* a preparation a roll asked for may wait for the
+					 * quiet's end; not once a commit needs it */
 					in->prep_urgent = 1;
 					wake_bg(in);
 				}
@@ -2815,7 +2822,6 @@ int ams_quiesce(ams_instance *in, unsigned timeout_ms)
 	pthread_mutex_lock(&in->mu);
 	uint64_t now = amb_mono_us();
 	in->quiet_until = timeout_ms ? now + (uint64_t)timeout_ms * 1000u : 0;
-	in->quiet_thawed = 0;
 	if (!timeout_ms)
 		wake_bg(in); /* a log file preparation may have waited for the quiet's end */
 	/* what the checkpointer thread is doing is let through first, at most
@@ -2949,19 +2955,19 @@ int ams_thaw_quiet(ams_instance *in, unsigned quiet_ms)
 	if (!in)
 		return amb_err(AMS_EINVAL, "NULL instance");
 	pthread_mutex_lock(&in->mu);
-	if (in->quiet_until && quiet_ms) {
+	/* shadows made one after the other with no backup-complete between
+	 * them must not keep the checkpointer waiting for ever: once it has
+	 * waited QUIET_PARK_MAX_US, a thaw ends the quiet */
+	int starved = in->ckpt_parked && amb_mono_us() - in->parked_since > QUIET_PARK_MAX_US;
+	if (in->quiet_until && quiet_ms && !starved) {
 		/* the snapshot is made, its copy not yet: the quiet goes on for
-		 * at most quiet_ms, but a commit that needs the next log file
-		 * has it prepared (flusher_main, prep_urgent) */
+		 * at most quiet_ms */
 		in->quiet_until = amb_mono_us() + (uint64_t)quiet_ms * 1000u;
-		in->quiet_thawed = 1;
 		pthread_cond_broadcast(&in->cond); /* waiters take the new deadline */
-		wake_bg(in); /* and a preparation a commit waits for goes ahead */
 	} else if (in->quiet_until) {
 		/* the snapshot is made (or given up): checkpoints and the next
 		 * log file's preparation go on */
 		in->quiet_until = 0;
-		in->quiet_thawed = 0;
 		pthread_cond_broadcast(&in->cond);
 		wake_bg(in);
 	}

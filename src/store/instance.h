@@ -201,12 +201,11 @@ struct ams_instance {
 	int hdr_busy;             /* the checkpointer thread refreshes headers */
 	int ckpt_busy;            /* ... runs a checkpoint */
 	int ckpt_parked;          /* ... which waits for the quiet to end */
+	uint64_t parked_since;    /* CLOCK_MONOTONIC µs: since when */
 	uint64_t quiet_until;     /* CLOCK_MONOTONIC µs: no checkpoint page
 	                             writes start before (ams_quiesce); 0 none */
-	int quiet_thawed;         /* the quiet goes on after a thaw
-	                             (ams_thaw_quiet): a preparation a commit
-	                             waits for (prep_urgent) is not held */
-	int prep_urgent;          /* a commit asked for the next log file */
+	int prep_urgent;          /* a commit waits for the next log file:
+	                             its preparation is not held by a quiet */
 	int appliers;             /* commits between admission and append */
 	uint64_t n_appended;      /* records appended to the log buffer */
 	int io_active;            /* gated writes in progress */

@@ -652,7 +652,8 @@ static void test_quiesce(void **state)
  * held, the commits would wait for the quiet's 60 s deadline, which would
  * then let the pages through).  No database page is written until
  * ams_quiesce(in, 0) ends the quiet; a shorter deadline ends it with nobody
- * calling anything.
+ * calling anything; and a thaw does not keep it once the checkpointer has
+ * waited for quiets for over 5 s.
  */
 static void test_thaw_quiet(void **state)
 {
@@ -694,6 +695,26 @@ static void test_thaw_quiet(void **state)
 		snprintf(key, sizeof(key), "k%d", k);
 		put1(in, "t", key, 4000, (unsigned)k);
 	}
+	assert_true(wait_above(&qc_pages, p0, 20000) > p0);
+
+	/* a checkpointer kept waiting for over 5 s (shadows one after the other,
+	 * none followed by backup-complete): the next thaw ends the quiet.  The
+	 * commits before it cross generations in a quiet before any thaw, too */
+	assert_int_equal(ams_quiesce(in, 60000), 0);
+	p0 = settle(&qc_pages);
+	assert_int_equal(ams_info_get(in, &info), 0);
+	g0 = info.gen_current;
+	for (; k < 240; k++) {
+		snprintf(key, sizeof(key), "k%d", k);
+		put1(in, "t", key, 4000, (unsigned)k);
+	}
+	assert_int_equal(ams_info_get(in, &info), 0);
+	if (info.gen_current < g0 + 3)
+		fail_msg("the commits filled generations %u to %u only", g0, info.gen_current);
+	usleep(5500000);
+	assert_int_equal(__atomic_load_n(&qc_pages, __ATOMIC_SEQ_CST), p0);
+	assert_int_equal(ams_freeze(in, 10000), 0);
+	assert_int_equal(ams_thaw_quiet(in, 60000), 0);
 	assert_true(wait_above(&qc_pages, p0, 20000) > p0);
 	for (int i = 0; i < k; i += 13) {
 		snprintf(key, sizeof(key), "k%d", i);

@@ -15,8 +15,8 @@
  *   prepare-snapshot  ams_quiesce(SW_QUIET_MS), then ams_log_roll(); a
  *                     failed roll ends the quiet and is retryable.  The
  *                     quiet: no checkpoint page writes, no header refresh
- *                     and no preparation of the next log file until the
- *                     thaw, so the snapshot made while writes are held has
+ *                     and no preparation of the next log file (unless a
+ *                     commit waits for it) until the thaw, so the snapshot made while writes are held has
  *                     no database pages to write back, and neither the
  *                     roll nor the freeze waits for the header refresh and
  *                     the next log file that a roll asks for
