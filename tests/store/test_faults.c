@@ -28,10 +28,12 @@
  *     fully present or fully absent, nothing else exists;
  *  R6 the reopened instance commits and closes normally.
  *
- * And two cases by hand: a log that cannot be deleted by the truncation
- * after a backup (test_faults_truncation_unlink), and the same with the
+ * And three cases by hand: a log that cannot be deleted by the truncation
+ * after a backup (test_faults_truncation_unlink), the same with the
  * truncation deferred to ams_truncate_pending()
- * (test_faults_truncation_deferred).
+ * (test_faults_truncation_deferred), and a backup recorded in the first
+ * header copy alone, under power loss at every sync point
+ * (test_faults_backup_first_copy).
  *
  * ams_create() has no vfs option: the test links with
  * -Wl,--wrap=amb_vfs_posix to make the fault layer the default vfs while
