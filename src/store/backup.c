@@ -176,6 +176,16 @@ static const char *type_name(int type)
 	}
 }
 
+/* A header write that failed fails the instance, as any failed write of a
+ * database does; returns rc. */
+static int header_failed(ams_instance *in, int rc)
+{
+	pthread_mutex_lock(&in->mu);
+	amb_fail_locked(in, rc, ams_errmsg());
+	pthread_mutex_unlock(&in->mu);
+	return rc;
+}
+
 int ams_backup_complete(ams_instance *in, int type, uint32_t gen_low, uint32_t gen_high,
                         uint64_t time_sec, uint32_t keep_from)
 {
@@ -237,12 +247,8 @@ int ams_backup_complete(ams_instance *in, int type, uint32_t gen_low, uint32_t g
 	}
 	int rc = defer ? amb_headers_store_first(in) : amb_headers_store_gated(in);
 	pthread_mutex_unlock(&in->hdr_mu);
-	if (rc) {
-		pthread_mutex_lock(&in->mu);
-		amb_fail_locked(in, rc, ams_errmsg());
-		pthread_mutex_unlock(&in->mu);
-		return rc;
-	}
+	if (rc)
+		return header_failed(in, rc);
 	if (type == AMS_BACKUP_DIFFERENTIAL || streaming)
 		return 0;
 	/* a snapshot's gen_high is a prefix: keep the complete version */
@@ -275,12 +281,7 @@ int ams_backup_settle(ams_instance *in)
 	pthread_mutex_lock(&in->hdr_mu);
 	int rc = amb_headers_finish(in);
 	pthread_mutex_unlock(&in->hdr_mu);
-	if (rc) {
-		pthread_mutex_lock(&in->mu);
-		amb_fail_locked(in, rc, ams_errmsg());
-		pthread_mutex_unlock(&in->mu);
-	}
-	return rc;
+	return rc ? header_failed(in, rc) : 0;
 }
 
 int ams_truncate_pending(ams_instance *in, uint32_t *first, uint32_t *end)

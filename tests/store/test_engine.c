@@ -644,6 +644,23 @@ static void test_quiesce(void **state)
 	assert_int_equal(ams_close(in), 0);
 }
 
+/* Commits keys k<*k>.. k<to - 1> of 4000 bytes into table "t"; fails the
+ * test if they did not fill at least @p gens new log generations. */
+static void put_upto(ams_instance *in, int *k, int to, uint32_t gens)
+{
+	char key[32];
+	ams_info info;
+	assert_int_equal(ams_info_get(in, &info), 0);
+	uint32_t g0 = info.gen_current;
+	for (; *k < to; (*k)++) {
+		snprintf(key, sizeof(key), "k%d", *k);
+		put1(in, "t", key, 4000, (unsigned)*k);
+	}
+	assert_int_equal(ams_info_get(in, &info), 0);
+	if (info.gen_current < g0 + gens)
+		fail_msg("the commits filled generations %u to %u only", g0, info.gen_current);
+}
+
 /*
  * ams_thaw_quiet(): the quiet goes on after the thaw.  Commits worth several
  * checkpoints and several log generations go through meanwhile: each new
@@ -666,21 +683,12 @@ static void test_thaw_quiet(void **state)
 	ams_instance *in;
 	open_ok(dir, &oo, &in);
 	int k = 0;
-	ams_info info;
 
 	assert_int_equal(ams_quiesce(in, 60000), 0);
 	assert_int_equal(ams_freeze(in, 10000), 0);
 	assert_int_equal(ams_thaw_quiet(in, 60000), 0);
 	int p0 = settle(&qc_pages);
-	assert_int_equal(ams_info_get(in, &info), 0);
-	uint32_t g0 = info.gen_current;
-	for (; k < 120; k++) {
-		snprintf(key, sizeof(key), "k%d", k);
-		put1(in, "t", key, 4000, (unsigned)k);
-	}
-	assert_int_equal(ams_info_get(in, &info), 0);
-	if (info.gen_current < g0 + 3)
-		fail_msg("the commits filled generations %u to %u only", g0, info.gen_current);
+	put_upto(in, &k, 120, 3);
 	usleep(300000);
 	assert_int_equal(__atomic_load_n(&qc_pages, __ATOMIC_SEQ_CST), p0);
 	assert_int_equal(ams_quiesce(in, 0), 0);
@@ -691,10 +699,7 @@ static void test_thaw_quiet(void **state)
 	assert_int_equal(ams_freeze(in, 10000), 0);
 	assert_int_equal(ams_thaw_quiet(in, 1500), 0);
 	p0 = settle(&qc_pages);
-	for (; k < 160; k++) {
-		snprintf(key, sizeof(key), "k%d", k);
-		put1(in, "t", key, 4000, (unsigned)k);
-	}
+	put_upto(in, &k, 160, 0);
 	assert_true(wait_above(&qc_pages, p0, 20000) > p0);
 
 	/* a checkpointer kept waiting for over 5 s (shadows one after the other,
@@ -702,15 +707,7 @@ static void test_thaw_quiet(void **state)
 	 * commits before it cross generations in a quiet before any thaw, too */
 	assert_int_equal(ams_quiesce(in, 60000), 0);
 	p0 = settle(&qc_pages);
-	assert_int_equal(ams_info_get(in, &info), 0);
-	g0 = info.gen_current;
-	for (; k < 240; k++) {
-		snprintf(key, sizeof(key), "k%d", k);
-		put1(in, "t", key, 4000, (unsigned)k);
-	}
-	assert_int_equal(ams_info_get(in, &info), 0);
-	if (info.gen_current < g0 + 3)
-		fail_msg("the commits filled generations %u to %u only", g0, info.gen_current);
+	put_upto(in, &k, 240, 3);
 	usleep(5500000);
 	assert_int_equal(__atomic_load_n(&qc_pages, __ATOMIC_SEQ_CST), p0);
 	assert_int_equal(ams_freeze(in, 10000), 0);

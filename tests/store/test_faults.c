@@ -755,12 +755,14 @@ static void test_faults_full_disk_big_commit(void **state)
  * generations past the oldest log, so that a truncation has several to
  * delete; *info is the instance's state then. */
 static ams_instance *open_past_oldest(const char *name, char *dir, size_t dirlen, faultvfs **fv,
-                                      ams_info *info)
+                                      ams_info *info, int traced)
 {
 	fresh_dir(dir, dirlen, name);
 	create_plain(dir);
-	*fv = faultvfs_new(NULL, __real_amb_vfs_posix(), 0);
+	*fv = faultvfs_new(traced ? dir : NULL, __real_amb_vfs_posix(), 0);
 	assert_non_null(*fv);
+	if (traced) /* before the files are opened: every write of theirs is traced */
+		assert_int_equal(faultvfs_trace_start(*fv), 0);
 	ams_open_opts oo = {.checkpoint_depth = CKPT_DEPTH, .vfs = faultvfs_vfs(*fv)};
 	ams_instance *in;
 	int rc = ams_open(dir, &oo, &in);
@@ -794,7 +796,7 @@ static void test_faults_truncation_unlink(void **state)
 	char dir[4096];
 	faultvfs *fv;
 	ams_info info;
-	ams_instance *in = open_past_oldest("truncate-unlink", dir, sizeof(dir), &fv, &info);
+	ams_instance *in = open_past_oldest("truncate-unlink", dir, sizeof(dir), &fv, &info, 0);
 	int rc;
 	uint32_t oldest = info.gen_oldest, ckpt = info.gen_checkpoint;
 	char second[4200];
@@ -832,7 +834,7 @@ static void test_faults_truncation_deferred(void **state)
 	char dir[4096];
 	faultvfs *fv;
 	ams_info info;
-	ams_instance *in = open_past_oldest("truncate-deferred", dir, sizeof(dir), &fv, &info);
+	ams_instance *in = open_past_oldest("truncate-deferred", dir, sizeof(dir), &fv, &info, 0);
 	int rc;
 	uint32_t oldest = info.gen_oldest, ckpt = info.gen_checkpoint, first, end;
 	char path0[4200], path1[4200];
@@ -924,30 +926,7 @@ static void test_faults_backup_first_copy(void **state)
 	char dir[4096];
 	faultvfs *fv;
 	ams_info info;
-	fresh_dir(dir, sizeof(dir), "backup-first-copy");
-	create_plain(dir);
-	fv = faultvfs_new(dir, __real_amb_vfs_posix(), 0);
-	assert_non_null(fv);
-	assert_int_equal(faultvfs_trace_start(fv), 0); /* before the files are opened */
-	ams_open_opts oo = {.checkpoint_depth = CKPT_DEPTH, .vfs = faultvfs_vfs(fv)};
-	ams_instance *in;
-	int rc = ams_open(dir, &oo, &in);
-	if (rc)
-		fail_msg("ams_open: %s (%s)", ams_strerror(rc), ams_errmsg());
-	static unsigned char val[20000];
-	memset(val, 'v', sizeof(val));
-	for (int i = 0; i < 12; i++) {
-		ams_txn *x;
-		assert_int_equal(ams_txn_begin(in, &x), 0);
-		if (i == 0)
-			for (int j = 0; j < 4; j++)
-				assert_int_equal(ams_txn_create_table(x, TABLES[j], j / 2), 0);
-		char key[32];
-		int kl = snprintf(key, sizeof(key), "k%04d", i);
-		assert_int_equal(ams_txn_put(x, TABLES[i % 4], key, (size_t)kl, val, sizeof(val)), 0);
-		assert_int_equal(ams_txn_commit(x), 0);
-	}
-	assert_int_equal(ams_info_get(in, &info), 0);
+	ams_instance *in = open_past_oldest("backup-first-copy", dir, sizeof(dir), &fv, &info, 1);
 	uint32_t ckpt = info.gen_checkpoint, cur = info.gen_current;
 	size_t before = faultvfs_mark(fv, "full backup to record");
 	assert_int_equal(ams_backup_complete(in, AMS_BACKUP_FULL | AMS_BACKUP_DEFER_TRUNCATE, ckpt,
