@@ -578,6 +578,21 @@ static ssize_t qc_pwrite(amb_vfs *v, int fd, const void *buf, size_t n, off_t of
 	return amb_vfs_posix()->pwrite(amb_vfs_posix(), fd, buf, n, off);
 }
 
+/* A new one-database instance SUB (log files of LOG_SIZE, 0: the default)
+ * opened through a vfs that counts its page writes in qc_pages, with a
+ * 64 KiB checkpoint depth (the quiet tests). */
+static ams_instance *open_counted(const char *sub, uint64_t log_size, char *dir)
+{
+	static amb_vfs vfs; /* the instance keeps a pointer to it */
+	vfs = *amb_vfs_posix();
+	vfs.pwrite = qc_pwrite;
+	mkinst(sub, log_size, 1, dir);
+	ams_open_opts oo = {.vfs = &vfs, .checkpoint_depth = 64 * 1024};
+	ams_instance *in;
+	open_ok(dir, &oo, &in);
+	return in;
+}
+
 /*
  * ams_quiesce() keeps checkpoint page writes back while commits go on; a
  * thaw ends it, and so does its deadline, with nobody calling anything.
@@ -586,12 +601,7 @@ static void test_quiesce(void **state)
 {
 	(void)state;
 	char dir[512], key[32];
-	mkinst("quiesce", 0, 1, dir);
-	amb_vfs vfs = *amb_vfs_posix();
-	vfs.pwrite = qc_pwrite;
-	ams_open_opts oo = {.vfs = &vfs, .checkpoint_depth = 64 * 1024};
-	ams_instance *in;
-	open_ok(dir, &oo, &in);
+	ams_instance *in = open_counted("quiesce", 0, dir);
 	int k = 0;
 	/* commits until a checkpoint has written pages */
 	ams_info info;
@@ -676,12 +686,7 @@ static void test_thaw_quiet(void **state)
 {
 	(void)state;
 	char dir[512], key[32];
-	mkinst("thaw-quiet", 64 * 1024, 1, dir);
-	amb_vfs vfs = *amb_vfs_posix();
-	vfs.pwrite = qc_pwrite;
-	ams_open_opts oo = {.vfs = &vfs, .checkpoint_depth = 64 * 1024};
-	ams_instance *in;
-	open_ok(dir, &oo, &in);
+	ams_instance *in = open_counted("thaw-quiet", 64 * 1024, dir);
 	int k = 0;
 
 	assert_int_equal(ams_quiesce(in, 60000), 0);

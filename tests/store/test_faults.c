@@ -28,12 +28,13 @@
  *     fully present or fully absent, nothing else exists;
  *  R6 the reopened instance commits and closes normally.
  *
- * And three cases by hand: a log that cannot be deleted by the truncation
+ * And four cases by hand: a log that cannot be deleted by the truncation
  * after a backup (test_faults_truncation_unlink), the same with the
  * truncation deferred to ams_truncate_pending()
  * (test_faults_truncation_deferred), and a backup recorded in the first
  * header copy alone, under power loss at every sync point
- * (test_faults_backup_first_copy).
+ * (test_faults_backup_first_copy), whose second copy then cannot be
+ * written (test_faults_settle_failure).
  *
  * ams_create() has no vfs option: the test links with
  * -Wl,--wrap=amb_vfs_posix to make the fault layer the default vfs while
@@ -987,6 +988,46 @@ static void test_faults_backup_first_copy(void **state)
 	faultvfs_free(fv);
 }
 
+/* The second header copies cannot be written after a backup recorded with
+ * AMS_BACKUP_DEFER_TRUNCATE (an fdatasync fails): ams_truncate_pending()
+ * returns AMS_EIO, fails the instance and deletes no log; the header in
+ * force on disk (copy 0) still holds the backup. */
+static void test_faults_settle_failure(void **state)
+{
+	(void)state;
+	char dir[4096], path[4200];
+	faultvfs *fv;
+	ams_info info;
+	ams_instance *in = open_past_oldest("settle-failure", dir, sizeof(dir), &fv, &info, 0);
+	uint32_t oldest = info.gen_oldest, ckpt = info.gen_checkpoint, first, end;
+	/* no checkpoint or header refresh of its own meanwhile: only the
+	 * settle syncs the database files */
+	assert_int_equal(ams_quiesce(in, 60000), 0);
+	assert_int_equal(ams_backup_complete(in, AMS_BACKUP_FULL | AMS_BACKUP_DEFER_TRUNCATE, ckpt,
+	                                     info.gen_current, 9, 0),
+	                 0);
+	faultvfs_fail_filter(fv, DBS[1]);
+	faultvfs_reset_counts(fv);
+	faultvfs_fail(fv, FV_SYNC, 1, EIO, 0);
+	int rc = ams_truncate_pending(in, &first, &end);
+	assert_int_equal(rc, AMS_EIO);
+	assert_non_null(strstr(ams_errmsg(), "header copy 1"));
+	assert_int_equal(faultvfs_fired(fv), 1);
+	faultvfs_clear(fv);
+	faultvfs_fail_filter(fv, NULL);
+	assert_int_equal(first, end);
+	assert_int_equal(ams_info_get(in, &info), 0);
+	assert_true(info.failed);
+	snprintf(path, sizeof(path), "%s/E00%08X.log", dir, oldest);
+	assert_int_equal(access(path, F_OK), 0);
+	for (int d = 0; d < 2; d++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, DBS[d]);
+		assert_true(image_header(path).full_prev.time == 9000000u);
+	}
+	assert_int_not_equal(ams_close(in), 0);
+	faultvfs_free(fv);
+}
+
 /* ams_create() under every fault: fails cleanly, and what it leaves can be
  * either opened (an empty instance) or created again. */
 static void test_faults_create(void **state)
@@ -1123,6 +1164,7 @@ int main(void)
 		cmocka_unit_test(test_faults_truncation_unlink),
 		cmocka_unit_test(test_faults_truncation_deferred),
 		cmocka_unit_test(test_faults_backup_first_copy),
+		cmocka_unit_test(test_faults_settle_failure),
 		/* last: a hang here ends the program (watchdog) */
 		cmocka_unit_test(test_faults_full_disk_big_commit),
 	};
