@@ -560,7 +560,7 @@ have_writers:;
 		json_array_append_new(json_object_get(j.doc, "writers"), w);
 		sel[i].wdoc = w;
 	}
-	if (j.bdirfd < 0 || (rc = bk_doc_save(&repo, j.id, j.doc, err, sizeof(err))) != 0) {
+	if (j.bdirfd < 0 || (rc = bk_doc_create(&repo, j.id, j.doc, err, sizeof(err))) != 0) {
 		rc = 1;
 		free(parent_w);
 		goto out;

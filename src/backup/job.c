@@ -671,6 +671,9 @@ int bk_sync_dirs(bk_job *j, char *err, size_t errlen)
 		rc = sync_dir_at(j->bdirfd, rel);
 	if (!rc)
 		rc = sync_dir_at(j->bdirfd, "");
+	/* and the folder's own name: bk_dir_create() did not sync it */
+	if (!rc)
+		rc = sync_dir_at(j->repo->dirfd, "backups");
 	if (rc)
 		snprintf(err, errlen, "%s/backups/%s: fsync of its folders: %s", j->repo->root, j->id,
 		         strerror(-rc));

@@ -189,9 +189,10 @@ int bk_check_file(bk_job *j, json_t *manifest, json_t *file, bool hash, char *er
  * those files); the first problem in err.  0 or 1. */
 int bk_verify_files(bk_job *j, bool hash, char *err, size_t errlen);
 
-/* fsync the backup's folders (each writer's, data/, the backup's own), so
- * the names of the copied files are durable before the manifest that lists
- * them is written.  0, or 1 with err set. */
+/* fsync the backup's folders (each writer's, data/, the backup's own, and
+ * REPO/backups), so the names of the copied files and of the backup's
+ * folder are durable before the manifest that lists them is written and
+ * before the verdict.  0, or 1 with err set. */
 int bk_sync_dirs(bk_job *j, char *err, size_t errlen);
 
 /* Backup types by name. */

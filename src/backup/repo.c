@@ -186,7 +186,7 @@ int bk_mkdirs_beneath(int dirfd, const char *rel)
 
 /* ------------------------------------------------------------- open */
 
-static int write_json_at(const char *path, json_t *j)
+static int write_json_mode(const char *path, json_t *j, bool settle)
 {
 	char *s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
 	if (!s)
@@ -199,9 +199,15 @@ static int write_json_at(const char *path, json_t *j)
 	}
 	t[n] = '\n';
 	t[n + 1] = '\0';
-	int rc = amb_durable_write(amb_vfs_posix(), path, t, n + 1);
+	int rc = settle ? amb_durable_write(amb_vfs_posix(), path, t, n + 1) :
+	                  amb_durable_write_unsettled(amb_vfs_posix(), path, t, n + 1);
 	free(t);
 	return rc;
+}
+
+static int write_json_at(const char *path, json_t *j)
+{
+	return write_json_mode(path, j, true);
 }
 
 int bk_repo_open(const char *path, bool create, bk_repo *r, char *err, size_t errlen)
@@ -345,13 +351,8 @@ int bk_dir_create(bk_repo *r, const char *id, char *err, size_t errlen)
 		snprintf(err, errlen, "%s/%s: %s", r->root, rel, strerror(errno));
 		return 1;
 	}
-	char dir[4200];
-	snprintf(dir, sizeof(dir), "%s/backups", r->root);
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0) {
-		fsync(fd);
-		close(fd);
-	}
+	/* no fsync of backups/ here: bk_sync_dirs() makes the folder's name
+	 * durable with the rest before the verdict (docs/repository.md) */
 	return 0;
 }
 
@@ -370,16 +371,27 @@ int bk_dir_open(bk_repo *r, const char *id, char *err, size_t errlen)
 	return fd;
 }
 
-int bk_doc_save(bk_repo *r, const char *id, json_t *doc, char *err, size_t errlen)
+static int doc_write(bk_repo *r, const char *id, json_t *doc, bool settle, char *err,
+                     size_t errlen)
 {
 	char path[4300];
 	snprintf(path, sizeof(path), "%s/backups/%s/backup.json", r->root, id);
-	int rc = write_json_at(path, doc);
+	int rc = write_json_mode(path, doc, settle);
 	if (rc) {
 		snprintf(err, errlen, "%s: cannot write: %s", path, strerror(-rc));
 		return 1;
 	}
 	return 0;
+}
+
+int bk_doc_create(bk_repo *r, const char *id, json_t *doc, char *err, size_t errlen)
+{
+	return doc_write(r, id, doc, false, err, errlen);
+}
+
+int bk_doc_save(bk_repo *r, const char *id, json_t *doc, char *err, size_t errlen)
+{
+	return doc_write(r, id, doc, true, err, errlen);
 }
 
 /* Read a small file below dirfd into a NUL-terminated buffer. */

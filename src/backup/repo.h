@@ -62,11 +62,18 @@ int bk_repo_lock(bk_repo *r, bool wait, char *err, size_t errlen);
 void bk_new_id(char out[BK_ID_BUF]);
 bool bk_id_ok(const char *id);
 
-/* Create REPO/backups/ID and ID/data; 0 or 1. */
+/* Create REPO/backups/ID and ID/data, without an fsync (bk_sync_dirs()
+ * makes the names durable); 0 or 1. */
 int bk_dir_create(bk_repo *r, const char *id, char *err, size_t errlen);
 /* Open REPO/backups/ID as a directory fd (O_PATH not used: readable). */
 int bk_dir_open(bk_repo *r, const char *id, char *err, size_t errlen);
 
+/* Write a new backup's first document ("incomplete") as
+ * REPO/backups/ID/backup.json: temp and rename, no fsync.  A power loss may
+ * take it away or leave it damaged; the folder is then listed as
+ * unreadable, which nothing trusts either.  The verdict's bk_doc_save()
+ * replaces it durably before anything depends on the backup. */
+int bk_doc_create(bk_repo *r, const char *id, json_t *doc, char *err, size_t errlen);
 /* Write the document durably as REPO/backups/ID/backup.json. */
 int bk_doc_save(bk_repo *r, const char *id, json_t *doc, char *err, size_t errlen);
 /* Load and check one document; *doc is yours (json_decref). 0, 1, 2. */

@@ -16,7 +16,54 @@
 #include <cmocka.h>
 
 #include "backup/chain.h"
+#include "backup/job.h"
 #include "backup/repo.h"
+
+/*
+ * -Wl,--wrap=fsync,--wrap=fdatasync (CMakeLists.txt): the paths synced, in
+ * order, so that a test can check which names a step makes durable.
+ */
+#define MAX_SYNCED 64
+static char synced[MAX_SYNCED][768];
+static int nsynced;
+int __real_fsync(int fd);
+int __real_fdatasync(int fd);
+int __wrap_fsync(int fd);
+int __wrap_fdatasync(int fd);
+
+static void note_sync(int fd)
+{
+	char l[64];
+	snprintf(l, sizeof(l), "/proc/self/fd/%d", fd);
+	if (nsynced == MAX_SYNCED)
+		return;
+	ssize_t n = readlink(l, synced[nsynced], sizeof(synced[0]) - 1);
+	if (n >= 0) {
+		synced[nsynced][n] = '\0';
+		nsynced++;
+	}
+}
+
+int __wrap_fsync(int fd)
+{
+	note_sync(fd);
+	return __real_fsync(fd);
+}
+
+int __wrap_fdatasync(int fd)
+{
+	note_sync(fd);
+	return __real_fdatasync(fd);
+}
+
+/* Was path synced since nsynced was last reset? */
+static bool was_synced(const char *path)
+{
+	for (int i = 0; i < nsynced; i++)
+		if (!strcmp(synced[i], path))
+			return true;
+	return false;
+}
 
 static void test_ids(void **state)
 {
@@ -199,6 +246,83 @@ static void test_repo_and_manifest(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/*
+ * A new backup's folder and first document cost no fsync; bk_sync_dirs()
+ * makes the names durable (the writer's folder, data/, the backup's and its
+ * own name in REPO/backups) before the verdict; a folder whose first
+ * document a power loss took away is listed as unreadable, which nothing
+ * trusts and --prune-incomplete removes.
+ */
+static void test_folder_durability(void **state)
+{
+	(void)state;
+	char tmp[] = "/tmp/amber-test-repo.XXXXXX";
+	assert_non_null(mkdtemp(tmp));
+	char root[600], err[1024], p[900];
+	snprintf(root, sizeof(root), "%s/repo", tmp);
+	bk_repo r;
+	assert_int_equal(bk_repo_open(root, true, &r, err, sizeof(err)), 0);
+	const char *id = "20261122T100000Z-0a1b2c";
+	json_t *d = json_pack("{s:s, s:i, s:s, s:s, s:s, s:b, s:n, s:[], s:[{s:s, s:s}]}", "format",
+	                      "amber-backup", "version", 1, "id", id, "type", "full", "status",
+	                      "incomplete", "verified", 0, "parent", "files", "writers", "name",
+	                      "amber-store", "instance", "0a1b2c3d4e5f");
+	assert_non_null(d);
+
+	nsynced = 0;
+	assert_int_equal(bk_dir_create(&r, id, err, sizeof(err)), 0);
+	assert_int_equal(bk_doc_create(&r, id, d, err, sizeof(err)), 0);
+	assert_int_equal(nsynced, 0);
+	json_t *back;
+	assert_int_equal(bk_doc_load(&r, id, &back, err, sizeof(err)), 0);
+	assert_string_equal(bk_str(back, "status"), "incomplete");
+	json_decref(back);
+
+	bk_job j;
+	bk_job_init(&j, &r, stderr, true);
+	snprintf(j.id, sizeof(j.id), "%s", id);
+	j.bdirfd = bk_dir_open(&r, id, err, sizeof(err));
+	assert_true(j.bdirfd >= 0);
+	j.doc = d;
+	snprintf(p, sizeof(p), "%s/backups/%s/data/amber-store.0a1b2c3d", r.root, id);
+	assert_int_equal(mkdir(p, 0750), 0);
+	nsynced = 0;
+	assert_int_equal(bk_sync_dirs(&j, err, sizeof(err)), 0);
+	assert_true(was_synced(p));
+	snprintf(p, sizeof(p), "%s/backups/%s/data", r.root, id);
+	assert_true(was_synced(p));
+	snprintf(p, sizeof(p), "%s/backups/%s", r.root, id);
+	assert_true(was_synced(p));
+	snprintf(p, sizeof(p), "%s/backups", r.root);
+	assert_true(was_synced(p));
+
+	/* the verdict: its file and the folder that names it */
+	nsynced = 0;
+	json_object_set_new(d, "status", json_string("failed"));
+	assert_int_equal(bk_doc_save(&r, id, d, err, sizeof(err)), 0);
+	snprintf(p, sizeof(p), "%s/backups/%s", r.root, id);
+	assert_true(was_synced(p));
+	assert_true(nsynced >= 2);
+
+	/* the first document lost to a power loss: unreadable, untrusted */
+	snprintf(p, sizeof(p), "%s/backups/%s/backup.json", r.root, id);
+	assert_int_equal(unlink(p), 0);
+	json_t *list;
+	assert_int_equal(bk_list(&r, &list, err, sizeof(err)), 0);
+	assert_int_equal(json_array_size(list), 1);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "status")),
+	                    "unreadable");
+	assert_null(bk_latest(list));
+	json_decref(list);
+
+	close(j.bdirfd);
+	json_decref(d);
+	bk_repo_close(&r);
+	char cmd[700];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmp);
+	assert_int_equal(system(cmd), 0);
+}
+
 static json_t *mini(const char *id, const char *type, const char *parent, int verified)
 {
 	return json_pack("{s:s, s:s, s:s, s:b, s:s*}", "id", id, "type", type, "status", "complete",
@@ -243,6 +367,7 @@ int main(void)
 		cmocka_unit_test(test_relpath),
 		cmocka_unit_test(test_doc_check),
 		cmocka_unit_test(test_repo_and_manifest),
+		cmocka_unit_test(test_folder_durability),
 		cmocka_unit_test(test_chain),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
