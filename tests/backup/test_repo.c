@@ -175,6 +175,19 @@ static void test_doc_check(void **state)
 /* a repository in a fresh directory */
 static char tmpdir[] = "/tmp/amber-test-repo.XXXXXX";
 
+/* The repository lists one backup, unreadable, which is never the latest. */
+static void assert_only_unreadable(bk_repo *r)
+{
+	char err[1024];
+	json_t *list;
+	assert_int_equal(bk_list(r, &list, err, sizeof(err)), 0);
+	assert_int_equal(json_array_size(list), 1);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "status")),
+	                    "unreadable");
+	assert_null(bk_latest(list));
+	json_decref(list);
+}
+
 static void test_repo_and_manifest(void **state)
 {
 	(void)state;
@@ -231,13 +244,7 @@ static void test_repo_and_manifest(void **state)
 	FILE *f = fopen(dpath, "w");
 	fputs("{\"format\": \"amber-backup\", ", f);
 	fclose(f);
-	json_t *list;
-	assert_int_equal(bk_list(&r, &list, err, sizeof(err)), 0);
-	assert_int_equal(json_array_size(list), 1);
-	assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "status")),
-	                    "unreadable");
-	assert_null(bk_latest(list));
-	json_decref(list);
+	assert_only_unreadable(&r);
 	assert_int_equal(bk_dir_remove(&r, id, err, sizeof(err)), 0);
 	json_decref(d);
 	bk_repo_close(&r);
@@ -307,13 +314,7 @@ static void test_folder_durability(void **state)
 	/* the first document lost to a power loss: unreadable, untrusted */
 	snprintf(p, sizeof(p), "%s/backups/%s/backup.json", r.root, id);
 	assert_int_equal(unlink(p), 0);
-	json_t *list;
-	assert_int_equal(bk_list(&r, &list, err, sizeof(err)), 0);
-	assert_int_equal(json_array_size(list), 1);
-	assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "status")),
-	                    "unreadable");
-	assert_null(bk_latest(list));
-	json_decref(list);
+	assert_only_unreadable(&r);
 
 	close(j.bdirfd);
 	json_decref(d);
