@@ -3,6 +3,7 @@
  * bad and hostile input: ids, relative paths, backup documents,
  * manifests, chains.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,39 +22,45 @@
 
 /*
  * -Wl,--wrap=fsync,--wrap=fdatasync (CMakeLists.txt): the paths synced, in
- * order, so that a test can check which names a step makes durable.
+ * order, so that a test can check which names a step makes durable; and a
+ * sync of fail_sync's path fails with EIO (a failure a test cannot cause
+ * for real).
  */
 #define MAX_SYNCED 64
 static char synced[MAX_SYNCED][768];
 static int nsynced;
+static char fail_sync[768];
 int __real_fsync(int fd);
 int __real_fdatasync(int fd);
 int __wrap_fsync(int fd);
 int __wrap_fdatasync(int fd);
 
-static void note_sync(int fd)
+/* Note fd's path; false (errno EIO) if its sync is to fail. */
+static bool note_sync(int fd)
 {
-	char l[64];
+	char l[64], path[768];
 	snprintf(l, sizeof(l), "/proc/self/fd/%d", fd);
-	if (nsynced == MAX_SYNCED)
-		return;
-	ssize_t n = readlink(l, synced[nsynced], sizeof(synced[0]) - 1);
-	if (n >= 0) {
-		synced[nsynced][n] = '\0';
-		nsynced++;
+	ssize_t n = readlink(l, path, sizeof(path) - 1);
+	if (n < 0)
+		return true;
+	path[n] = '\0';
+	if (nsynced < MAX_SYNCED)
+		memcpy(synced[nsynced++], path, (size_t)n + 1);
+	if (fail_sync[0] && !strcmp(path, fail_sync)) {
+		errno = EIO;
+		return false;
 	}
+	return true;
 }
 
 int __wrap_fsync(int fd)
 {
-	note_sync(fd);
-	return __real_fsync(fd);
+	return note_sync(fd) ? __real_fsync(fd) : -1;
 }
 
 int __wrap_fdatasync(int fd)
 {
-	note_sync(fd);
-	return __real_fdatasync(fd);
+	return note_sync(fd) ? __real_fdatasync(fd) : -1;
 }
 
 /* Was path synced since nsynced was last reset? */
@@ -302,6 +309,13 @@ static void test_folder_durability(void **state)
 	assert_true(was_synced(p));
 	snprintf(p, sizeof(p), "%s/backups", r.root);
 	assert_true(was_synced(p));
+	/* that fsync failing fails the step, naming the backup's folders */
+	snprintf(fail_sync, sizeof(fail_sync), "%s", p);
+	assert_int_equal(bk_sync_dirs(&j, err, sizeof(err)), 1);
+	fail_sync[0] = '\0';
+	assert_non_null(strstr(err, "fsync of its folders"));
+	assert_non_null(strstr(err, strerror(EIO)));
+	assert_non_null(strstr(err, id));
 
 	/* the verdict: its file and the folder that names it */
 	nsynced = 0;
@@ -314,6 +328,13 @@ static void test_folder_durability(void **state)
 	/* the first document lost to a power loss: unreadable, untrusted */
 	snprintf(p, sizeof(p), "%s/backups/%s/backup.json", r.root, id);
 	assert_int_equal(unlink(p), 0);
+	assert_only_unreadable(&r);
+	/* a first document that cannot be written: the step fails, naming it */
+	snprintf(p, sizeof(p), "%s/backups/%s/backup.json.tmp", r.root, id);
+	assert_int_equal(mkdir(p, 0750), 0);
+	assert_int_equal(bk_doc_create(&r, id, d, err, sizeof(err)), 1);
+	assert_non_null(strstr(err, "backup.json: cannot write"));
+	assert_int_equal(rmdir(p), 0);
 	assert_only_unreadable(&r);
 
 	close(j.bdirfd);
