@@ -618,8 +618,11 @@ have_writers:;
 				snprintf(err, sizeof(err), "amberd: the shadow copy failed: %s",
 				         amb_client_errmsg(c));
 		}
-		for (size_t i = 0; i < nsel; i++)
+		for (size_t i = 0; i < nsel; i++) {
 			bk_precopy_stop(sel[i].pre, false);
+			if (!rc)
+				bk_precopy_sync_start(sel[i].pre);
+		}
 		if (rc) {
 			rc = rc < 0 ? 1 : rc;
 			free(parent_w);

@@ -252,9 +252,9 @@ static void add_one(add_batch *b, add_slot *s)
 		return;
 	}
 	s->created = true;
-	/* a precopy's file is fsynced once it is matched, after the snapshot
-	 * (bk_precopy_match): its flushes then do not queue with those of the
-	 * sequence (the writer's log roll, the presync) on the same disk */
+	/* a precopy's file is fsynced after the snapshot (bk_precopy_sync_start):
+	 * its flushes then do not queue with those of the sequence (the
+	 * writer's log roll, the presync) on the same disk */
 	bk_copy_hooks hooks = {.progress = add_progress, .progress_arg = b, .uncached = true,
 	                       .no_fsync = b->pre};
 	s->pc = (bk_pagecheck){.page_size = r->page_size, .first_damaged = UINT64_MAX};
@@ -410,6 +410,14 @@ int bk_add_files(bk_job *j, const char *writer_dir, const char *writer,
 
 /* ---- precopy (job.h, PRECOPY) */
 
+/* How many precopied files bk_precopy_sync_start() fsyncs at once.  Every
+ * fsync ends in a flush of the repository's device (on xfs one is issued
+ * even when the log has nothing to force); flushes requested while one is
+ * in flight are merged by the block layer into the next, so fsyncs issued
+ * together cost about as much as one. */
+#define PRECOPY_SYNC_PARALLEL 8
+#define SYNC_NOT_TRIED 1
+
 struct bk_precopy {
 	add_batch b;
 	add_slot *slots;
@@ -421,6 +429,13 @@ struct bk_precopy {
 	pthread_t th[BK_ADD_FILES_PARALLEL];
 	int nth;
 	bool stopped;
+	/* bk_precopy_sync_start(): the fsyncs, several at once */
+	int *sync_rc;          /* per file: 0 synced, -errno, or SYNC_NOT_TRIED */
+	pthread_mutex_t smu;   /* snext */
+	size_t snext;
+	pthread_t sth[PRECOPY_SYNC_PARALLEL];
+	int nsth;
+	bool synced;           /* sync_rc holds every result */
 };
 
 int bk_precopy_start(bk_job *j, const char *writer_dir, const bk_file_req *reqs, size_t n,
@@ -438,7 +453,8 @@ int bk_precopy_start(bk_job *j, const char *writer_dir, const bk_file_req *reqs,
 	p->reqs = calloc(n, sizeof(*p->reqs));
 	p->res = calloc(n, sizeof(*p->res));
 	p->matched = calloc(n, sizeof(*p->matched));
-	int rc = p->slots && p->reqs && p->res && p->matched ? 0 : -ENOMEM;
+	p->sync_rc = calloc(n, sizeof(*p->sync_rc));
+	int rc = p->slots && p->reqs && p->res && p->matched && p->sync_rc ? 0 : -ENOMEM;
 	for (size_t i = 0; i < n && !rc; i++) {
 		char *src = strdup(reqs[i].src_path), *name = strdup(reqs[i].store_name);
 		p->reqs[i] = (bk_file_req){.component = "", .role = "log", .src_path = src,
@@ -487,11 +503,70 @@ void bk_precopy_stop(bk_precopy *p, bool finish)
 	p->stopped = true;
 }
 
+/* fsync a precopied file (by its path below the backup's folder) */
+static int precopy_fsync(bk_precopy *p, size_t i)
+{
+	int fd = bk_openat_beneath(p->b.j->bdirfd, p->slots[i].rel, O_RDONLY, 0);
+	int r = fd < 0 ? fd : fsync(fd) == 0 ? 0 : -errno;
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
+static void *sync_worker(void *arg)
+{
+	bk_precopy *p = arg;
+	for (;;) {
+		pthread_mutex_lock(&p->smu);
+		size_t i = p->snext;
+		while (i < p->n && p->sync_rc[i] != SYNC_NOT_TRIED)
+			i++;
+		p->snext = i + 1;
+		pthread_mutex_unlock(&p->smu);
+		if (i >= p->n)
+			return NULL;
+		p->sync_rc[i] = precopy_fsync(p, i);
+	}
+}
+
+void bk_precopy_sync_start(bk_precopy *p)
+{
+	if (!p || !p->stopped || p->nsth)
+		return;
+	/* only the files copied whole from an unchanged source can match */
+	size_t todo = 0;
+	for (size_t i = 0; i < p->n; i++) {
+		add_slot *s = &p->slots[i];
+		p->sync_rc[i] = s->done && !s->rc && !s->src_changed ? SYNC_NOT_TRIED : -EAGAIN;
+		todo += p->sync_rc[i] == SYNC_NOT_TRIED;
+	}
+	pthread_mutex_init(&p->smu, NULL);
+	while (p->nsth < PRECOPY_SYNC_PARALLEL && (size_t)p->nsth < todo &&
+	       pthread_create(&p->sth[p->nsth], NULL, sync_worker, p) == 0)
+		p->nsth++;
+	/* no thread: bk_precopy_match() fsyncs each file itself */
+	if (!p->nsth)
+		pthread_mutex_destroy(&p->smu);
+}
+
+/* wait for bk_precopy_sync_start()'s threads */
+static void precopy_sync_wait(bk_precopy *p)
+{
+	if (!p->nsth)
+		return;
+	for (int i = 0; i < p->nsth; i++)
+		pthread_join(p->sth[i], NULL);
+	pthread_mutex_destroy(&p->smu);
+	p->nsth = 0;
+	p->synced = true;
+}
+
 const bk_precopied *bk_precopy_match(bk_precopy *p, const char *store_name,
                                      const char *shadow_path)
 {
 	if (!p || !p->stopped)
 		return NULL;
+	precopy_sync_wait(p);
 	for (size_t i = 0; i < p->n; i++) {
 		add_slot *s = &p->slots[i];
 		if (strcmp(p->reqs[i].store_name, store_name) != 0)
@@ -507,11 +582,7 @@ const bk_precopied *bk_precopy_match(bk_precopy *p, const char *store_name,
 		/* durable before a document lists it (its copy only started the
 		 * writeback); a failed fsync leaves it to the copy from the shadow,
 		 * which meets the error again and reports it */
-		int fd = bk_openat_beneath(p->b.j->bdirfd, s->rel, O_RDONLY, 0);
-		int r = fd < 0 ? fd : fsync(fd) == 0 ? 0 : -errno;
-		if (fd >= 0)
-			close(fd);
-		if (r)
+		if ((p->synced ? p->sync_rc[i] : precopy_fsync(p, i)) != 0)
 			return NULL;
 		p->matched[i] = true;
 		p->res[i].bytes = s->bytes;
@@ -528,6 +599,7 @@ size_t bk_precopy_discard(bk_precopy *p)
 	if (!p)
 		return 0;
 	bk_precopy_stop(p, false);
+	precopy_sync_wait(p);
 	int dfd = -1;
 	for (size_t i = 0; i < p->n; i++) {
 		if (p->matched[i]) {
@@ -552,12 +624,14 @@ void bk_precopy_free(bk_precopy *p)
 	if (!p)
 		return;
 	bk_precopy_stop(p, false);
+	precopy_sync_wait(p);
 	for (size_t i = 0; p->reqs && i < p->n; i++) {
 		free((char *)p->reqs[i].src_path);
 		free((char *)p->reqs[i].store_name);
 	}
 	free(p->slots);
 	free(p->reqs);
+	free(p->sync_rc);
 	free(p->res);
 	free(p->matched);
 	free(p);

@@ -150,9 +150,10 @@ int bk_add_files(bk_job *j, const char *writer_dir, const char *writer,
  * it.  bk_precopy_start() starts copying them in the background
  * (BK_ADD_FILES_PARALLEL at a time, hashed as bk_add_files() does; the
  * fstat of each source is kept; each copy's writeback is started, its
- * fsync waits for the match).  Once the shadow is made,
+ * fsync waits until the shadow is made).  Once the shadow is made,
  * bk_precopy_stop() lets no further copy start and waits for those in
- * progress.  bk_precopy_match() then accepts (and fsyncs) a precopied
+ * progress, and bk_precopy_sync_start() fsyncs the copies, several at
+ * once.  bk_precopy_match() then accepts (once fsynced) a precopied
  * file only when the shadow's file is the same file, untouched: same inode
  * number, size, modification and change times (a btrfs snapshot keeps
  * inode numbers; with another provider nothing matches and every file is
@@ -170,6 +171,11 @@ int bk_precopy_start(bk_job *j, const char *writer_dir, const bk_file_req *reqs,
                      bk_precopy **out);
 /* finish: wait until every file was copied, not only those in progress */
 void bk_precopy_stop(bk_precopy *p, bool finish);
+/* After bk_precopy_stop(): start fsyncing every file copied whole, several
+ * at once on threads of its own, while the caller reads the shadow; the
+ * first bk_precopy_match() waits for them.  Without it (or when no thread
+ * starts) bk_precopy_match() fsyncs the file it matches. */
+void bk_precopy_sync_start(bk_precopy *p);
 /* The precopied file that is stored as store_name, when shadow_path is the
  * same untouched file; NULL otherwise.  After bk_precopy_stop(). */
 const bk_precopied *bk_precopy_match(bk_precopy *p, const char *store_name,

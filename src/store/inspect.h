@@ -91,8 +91,9 @@ typedef struct amb_logdir_entry {
 /*
  * List the log files of dir: <prefix>XXXXXXXX.log and <prefix>.log
  * (<prefix>tmp.log is skipped), skipping generations below from_gen (0 =
- * all), scan each with amb_log_scan(), and sort by generation (the
- * current log last among equals).  *out is malloc'd (free it); *n may be
+ * all), scan each with amb_log_scan() (several at once, on threads of
+ * its own: v must allow calls from any thread), and sort by generation
+ * (the current log last among equals).  *out is malloc'd (free it); *n may be
  * 0.  Returns 0, AMS_ENOTFOUND (no such directory), AMS_EIO, AMS_ENOMEM;
  * a log that fails to scan is an entry with rc set, not an error.
  */

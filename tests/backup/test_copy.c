@@ -12,6 +12,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -33,11 +35,25 @@
 
 #define SEED 0x5eed0c0fu
 
+/* Every fsync of the code under test (-Wl,--wrap=fsync): counted by
+ * whether the test's own thread or another made it. */
+int __real_fsync(int fd);
+int __wrap_fsync(int fd);
+static pthread_t caller;
+static atomic_int fsyncs_caller, fsyncs_other;
+
+int __wrap_fsync(int fd)
+{
+	atomic_fetch_add(pthread_equal(pthread_self(), caller) ? &fsyncs_caller : &fsyncs_other, 1);
+	return __real_fsync(fd);
+}
+
 static char tmpdir[64];
 
 static int setup(void **state)
 {
 	(void)state;
+	caller = pthread_self();
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/amber-test-copy.XXXXXX");
 	return mkdtemp(tmpdir) ? 0 : -1;
 }
@@ -444,22 +460,26 @@ static void test_add_files(void **state)
  * before the snapshot, with the live path as their source.  A precopied
  * file that bk_precopy_match() cannot make durable (here: gone from the
  * backup before the match) is not matched and is copied from the shadow.
+ * Run twice: with bk_precopy_sync_start() (the fsyncs on its threads,
+ * none on the caller's during the matches) and without (the match
+ * fsyncs the one file it takes).
  */
-static void test_precopy(void **state)
+static void precopy_case(bool sync_first, const char *id)
 {
-	(void)state;
 	enum { NF = 6 };
 	unsigned char *data = malloc(1 << 20);
 	assert_non_null(data);
 	char live[NF][128], shadow[NF][128], name[NF][32], want[NF][65];
-	char sdir[128];
-	snprintf(sdir, sizeof(sdir), "%s/shadow", tmpdir);
+	char ldir[128], sdir[128];
+	snprintf(ldir, sizeof(ldir), "%s/live-%s", tmpdir, id);
+	snprintf(sdir, sizeof(sdir), "%s/shadow-%s", tmpdir, id);
+	assert_int_equal(mkdir(ldir, 0755), 0);
 	assert_int_equal(mkdir(sdir, 0755), 0);
 	bk_file_req pre[NF], reqs[NF];
 	for (int i = 0; i < NF; i++) {
 		fill(data, 1 << 20, SEED + 500 + (uint64_t)i);
 		snprintf(name[i], sizeof(name[i]), "E000000000%d.log", i + 1);
-		snprintf(live[i], sizeof(live[i]), "%s/%s", tmpdir, name[i]);
+		snprintf(live[i], sizeof(live[i]), "%s/%s", ldir, name[i]);
 		snprintf(shadow[i], sizeof(shadow[i]), "%s/%s", sdir, name[i]);
 		if (i != 3) /* the 4th cannot be read by the precopy */
 			write_file(live[i], data, 1 << 20);
@@ -477,7 +497,7 @@ static void test_precopy(void **state)
 	assert_int_equal(link(live[5], shadow[5]), 0);
 	bk_repo repo;
 	bk_job j;
-	job_open(&j, &repo, "20261122T000000Z-000003");
+	job_open(&j, &repo, id);
 	bk_precopy *p = NULL;
 	assert_int_equal(bk_precopy_start(&j, "w.00000000", pre, (size_t)npre, &p), 0);
 	assert_non_null(p);
@@ -501,12 +521,20 @@ static void test_precopy(void **state)
 	char lost[PATH_MAX];
 	snprintf(lost, sizeof(lost), "%s/backups/%s/data/w.00000000/%s", repo.root, j.id, name[5]);
 	assert_int_equal(unlink(lost), 0);
+	atomic_store(&fsyncs_caller, 0);
+	atomic_store(&fsyncs_other, 0);
+	if (sync_first)
+		bk_precopy_sync_start(p);
 	const bk_precopied *m[NF];
 	for (int i = 0; i < NF; i++) {
 		m[i] = bk_precopy_match(p, name[i], shadow[i]);
 		reqs[i] = (bk_file_req){.component = "", .role = "log", .src_path = shadow[i],
 		                        .store_name = name[i], .target = name[i], .pre = m[i]};
 	}
+	/* the 1st, 2nd and 3rd were copied whole and are still in the backup:
+	 * synced on the threads; without them only the match of the 1st syncs */
+	assert_int_equal(atomic_load(&fsyncs_caller), sync_first ? 0 : 1);
+	assert_int_equal(atomic_load(&fsyncs_other), sync_first ? 3 : 0);
 	assert_non_null(m[0]);
 	assert_null(m[1]);
 	assert_null(m[2]);
@@ -547,6 +575,18 @@ static void test_precopy(void **state)
 	free(data);
 }
 
+static void test_precopy(void **state)
+{
+	(void)state;
+	precopy_case(false, "20261122T000000Z-000003");
+}
+
+static void test_precopy_sync(void **state)
+{
+	(void)state;
+	precopy_case(true, "20261122T000000Z-000004");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -555,6 +595,7 @@ int main(void)
 		cmocka_unit_test(test_pagecheck),
 		cmocka_unit_test(test_add_files),
 		cmocka_unit_test(test_precopy),
+		cmocka_unit_test(test_precopy_sync),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

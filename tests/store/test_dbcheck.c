@@ -747,6 +747,44 @@ static void test_logs_intact(void **state)
 	free(list);
 }
 
+/* amb_logdir_list() scans several logs at once: each entry keeps its own
+ * result and message (the messages are per thread, err.c), whichever
+ * thread scanned it. */
+static void test_logs_list_errors(void **state)
+{
+	(void)state;
+	loginfo li[4];
+	make_logs(li);
+	char path[400];
+	log_path(path, sizeof(path), "E0000000002.log");
+	assert_int_equal(truncate(path, 100), 0);
+	log_path(path, sizeof(path), "E0000000003.log");
+	int fd = open(path, O_WRONLY);
+	assert_true(fd >= 0);
+	static unsigned char junk[4096];
+	memset(junk, 0xA5, sizeof(junk));
+	assert_int_equal(pwrite(fd, junk, sizeof(junk), 0), (ssize_t)sizeof(junk));
+	close(fd);
+	amb_logdir_entry *list;
+	size_t n;
+	char dir[400];
+	snprintf(dir, sizeof(dir), "%s/logs", tmpdir);
+	assert_int_equal(amb_logdir_list(amb_vfs_posix(), dir, "E00", 0, &list, &n), 0);
+	assert_int_equal(n, 4);
+	assert_int_equal(list[0].rc, 0);
+	assert_int_equal(list[0].gen, 1);
+	assert_int_equal(list[1].rc, AMS_ENOTDB);
+	assert_non_null(strstr(list[1].err, "E0000000002.log: too short"));
+	assert_int_not_equal(list[2].rc, 0);
+	assert_non_null(strstr(list[2].err, "E0000000003.log"));
+	assert_null(strstr(list[2].err, "too short"));
+	/* the current log, generation 4 read from its header */
+	assert_int_equal(list[3].rc, 0);
+	assert_int_equal(list[3].gen, 4);
+	assert_true(list[3].current);
+	free(list);
+}
+
 static void test_logs_missing(void **state)
 {
 	(void)state;
@@ -885,6 +923,7 @@ int main(void)
 		cmocka_unit_test(test_not_db),
 		cmocka_unit_test(test_many_pages),
 		cmocka_unit_test(test_logs_intact),
+		cmocka_unit_test(test_logs_list_errors),
 		cmocka_unit_test(test_logs_missing),
 		cmocka_unit_test(test_logs_signature_and_sequence),
 		cmocka_unit_test(test_logs_damage),
