@@ -8,7 +8,9 @@
  * come back as clean error codes.  bk_add_files (job.c), which copies
  * several files at once: every file exact, the document in the order
  * asked whatever copy ends first, the first failure in that order
- * reported and no file after a failure recorded.
+ * reported and no file after a failure recorded.  The precopy
+ * (bk_precopy_*): what it takes and what it leaves to the shadow's copy,
+ * and its fsyncs, made on its own threads or by the match.
  */
 #include <errno.h>
 #include <fcntl.h>
