@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/checksum.h"
+#include "common/parallel.h"
 #include "store/inspect.h"
 
 void bk_progress_begin(bk_progress *p, bool on, const char *label, uint64_t total)
@@ -431,10 +432,8 @@ struct bk_precopy {
 	bool stopped;
 	/* bk_precopy_sync_start(): the fsyncs, several at once */
 	int *sync_rc;          /* per file: 0 synced, -errno, or SYNC_NOT_TRIED */
-	pthread_mutex_t smu;   /* snext */
-	size_t snext;
-	pthread_t sth[PRECOPY_SYNC_PARALLEL];
-	int nsth;
+	amb_par par;
+	bool syncing;          /* par's threads run */
 	bool synced;           /* sync_rc holds every result */
 };
 
@@ -513,51 +512,36 @@ static int precopy_fsync(bk_precopy *p, size_t i)
 	return r;
 }
 
-static void *sync_worker(void *arg)
+static void sync_one(void *arg, size_t i)
 {
 	bk_precopy *p = arg;
-	for (;;) {
-		pthread_mutex_lock(&p->smu);
-		size_t i = p->snext;
-		while (i < p->n && p->sync_rc[i] != SYNC_NOT_TRIED)
-			i++;
-		p->snext = i + 1;
-		pthread_mutex_unlock(&p->smu);
-		if (i >= p->n)
-			return NULL;
+	if (p->sync_rc[i] == SYNC_NOT_TRIED)
 		p->sync_rc[i] = precopy_fsync(p, i);
-	}
 }
 
 void bk_precopy_sync_start(bk_precopy *p)
 {
-	if (!p || !p->stopped || p->nsth)
+	if (!p || !p->stopped || p->syncing || p->synced)
 		return;
 	/* only the files copied whole from an unchanged source can match */
-	size_t todo = 0;
+	size_t pending = 0;
 	for (size_t i = 0; i < p->n; i++) {
 		add_slot *s = &p->slots[i];
 		p->sync_rc[i] = s->done && !s->rc && !s->src_changed ? SYNC_NOT_TRIED : -EAGAIN;
-		todo += p->sync_rc[i] == SYNC_NOT_TRIED;
+		pending += p->sync_rc[i] == SYNC_NOT_TRIED;
 	}
-	pthread_mutex_init(&p->smu, NULL);
-	while (p->nsth < PRECOPY_SYNC_PARALLEL && (size_t)p->nsth < todo &&
-	       pthread_create(&p->sth[p->nsth], NULL, sync_worker, p) == 0)
-		p->nsth++;
 	/* no thread: bk_precopy_match() fsyncs each file itself */
-	if (!p->nsth)
-		pthread_mutex_destroy(&p->smu);
+	int want = pending < PRECOPY_SYNC_PARALLEL ? (int)pending : PRECOPY_SYNC_PARALLEL;
+	p->syncing = want > 0 && amb_par_start(&p->par, p->n, want, sync_one, p) > 0;
 }
 
 /* wait for bk_precopy_sync_start()'s threads */
 static void precopy_sync_wait(bk_precopy *p)
 {
-	if (!p->nsth)
+	if (!p->syncing)
 		return;
-	for (int i = 0; i < p->nsth; i++)
-		pthread_join(p->sth[i], NULL);
-	pthread_mutex_destroy(&p->smu);
-	p->nsth = 0;
+	amb_par_wait(&p->par);
+	p->syncing = false;
 	p->synced = true;
 }
 

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "common/checksum.h"
+#include "common/parallel.h"
 #include "store/dbfile.h"
 #include "store/err.h"
 
@@ -653,43 +654,16 @@ static void scan_entry(amb_vfs *v, const char *dir, amb_logdir_entry *e)
  * verification of a few dozen logs is shorter on several cores. */
 #define SCAN_PARALLEL 4
 
-typedef struct scan_batch {
+typedef struct scan_ctx {
 	amb_vfs *v;
 	const char *dir;
 	amb_logdir_entry *list;
-	size_t cnt;
-	pthread_mutex_t mu;
-	size_t next;
-} scan_batch;
+} scan_ctx;
 
-static void *scan_worker(void *arg)
+static void scan_one(void *arg, size_t i)
 {
-	scan_batch *b = arg;
-	for (;;) {
-		pthread_mutex_lock(&b->mu);
-		size_t i = b->next++;
-		pthread_mutex_unlock(&b->mu);
-		if (i >= b->cnt)
-			return NULL;
-		scan_entry(b->v, b->dir, &b->list[i]);
-	}
-}
-
-/* Scan every entry, up to SCAN_PARALLEL at a time (the caller's thread is
- * one of them; with no thread started it scans them all). */
-static void scan_all(amb_vfs *v, const char *dir, amb_logdir_entry *list, size_t cnt)
-{
-	scan_batch b = {.v = v, .dir = dir, .list = list, .cnt = cnt};
-	pthread_mutex_init(&b.mu, NULL);
-	pthread_t th[SCAN_PARALLEL - 1];
-	int nth = 0;
-	while (nth < SCAN_PARALLEL - 1 && (size_t)nth + 1 < cnt &&
-	       pthread_create(&th[nth], NULL, scan_worker, &b) == 0)
-		nth++;
-	scan_worker(&b);
-	for (int i = 0; i < nth; i++)
-		pthread_join(th[i], NULL);
-	pthread_mutex_destroy(&b.mu);
+	scan_ctx *c = arg;
+	scan_entry(c->v, c->dir, &c->list[i]);
 }
 
 int amb_logdir_list(amb_vfs *v, const char *dir, const char *prefix, uint32_t from_gen,
@@ -740,7 +714,8 @@ int amb_logdir_list(amb_vfs *v, const char *dir, const char *prefix, uint32_t fr
 		free(list);
 		return rc;
 	}
-	scan_all(v, dir, list, cnt);
+	scan_ctx sc = {.v = v, .dir = dir, .list = list};
+	amb_par_run(cnt, SCAN_PARALLEL, scan_one, &sc);
 	if (cnt > 1)
 		qsort(list, cnt, sizeof(*list), entry_cmp);
 	*out = list;
