@@ -3,7 +3,8 @@
  *
  * Several parts do independent work per item where each item waits on the
  * kernel or a core: a scan per log file (amb_logdir_list), an fsync per
- * precopied file (bk_precopy_sync_start).  The workers claim the next index
+ * precopied file (bk_precopy_sync_start), a database's header copies
+ * (instance.c, headers_store_via).  The workers claim the next index
  * under a mutex until none is left, so a slow item holds up one worker, not
  * the rest.
  *

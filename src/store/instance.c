@@ -120,6 +120,7 @@
 #include "common/array.h"
 #include "common/checksum.h"
 #include "common/durable.h"
+#include "common/parallel.h"
 #include "store/dbfile.h"
 #include "store/err.h"
 #include "store/log.h"
@@ -515,9 +516,9 @@ typedef struct hdr_job {
 /* One database: first the copy 1 an earlier HDR_FIRST left (hdr_half),
  * then what mode asks.  hdr_half_pending is read here and changed only by
  * headers_store_via after every job has ended, all under hdr_mu. */
-static void *hdr_store_thread(void *arg)
+static void hdr_store_one(void *arg, size_t d)
 {
-	hdr_job *j = arg;
+	hdr_job *j = (hdr_job *)arg + d;
 	ams_instance *in = j->in;
 	amb_db *db = &in->db[j->d];
 	int rc = 0;
@@ -533,37 +534,26 @@ static void *hdr_store_thread(void *arg)
 	j->rc = rc;
 	if (rc)
 		snprintf(j->msg, sizeof(j->msg), "%s", ams_errmsg());
-	return NULL;
 }
 
 /* Each database's copies are written one after the other, each
- * fdatasynced (dbfile.c); the databases are independent, so each one
- * after the first is stored on a thread of its own meanwhile: a backup's
- * record or a checkpoint waits for two fdatasyncs (one with HDR_FIRST),
- * not two per database.  A thread that cannot be started leaves its
- * database to this one. */
+ * fdatasynced (dbfile.c); the databases are independent, so they are
+ * stored at once, one per thread (amb_par_run: the caller's is one of
+ * them): a backup's record or a checkpoint waits for two fdatasyncs (one
+ * with HDR_FIRST), not two per database.  A thread that cannot be started
+ * leaves its database to the others. */
 static int headers_store_via(ams_instance *in, amb_vfs *v, int mode)
 {
 	if (mode == HDR_FINISH && !in->hdr_half_pending)
 		return 0;
 	hdr_job job[AMB_MAX_DBS];
-	pthread_t th[AMB_MAX_DBS];
-	int started[AMB_MAX_DBS] = {0};
-	for (int d = 1; d < in->ndb; d++) {
+	for (int d = 0; d < in->ndb; d++)
 		job[d] = (hdr_job){.in = in, .v = v, .d = d, .mode = mode};
-		started[d] = pthread_create(&th[d], NULL, hdr_store_thread, &job[d]) == 0;
-	}
-	job[0] = (hdr_job){.in = in, .v = v, .d = 0, .mode = mode};
-	hdr_store_thread(&job[0]);
+	amb_par_run((size_t)in->ndb, in->ndb, hdr_store_one, job);
 	int rc = 0;
-	for (int d = 0; d < in->ndb; d++) {
-		if (d && started[d])
-			pthread_join(th[d], NULL);
-		else if (d)
-			hdr_store_thread(&job[d]);
-		if (job[d].rc && !rc)
+	for (int d = 0; d < in->ndb && !rc; d++)
+		if (job[d].rc)
 			rc = amb_err(job[d].rc, "%s", job[d].msg);
-	}
 	/* on failure the pending copy 1 stays pending: whoever writes next
 	 * writes it first (the instance is failed by the caller anyway) */
 	if (!rc)
