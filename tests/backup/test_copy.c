@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -44,9 +45,30 @@ int __wrap_fsync(int fd);
 static pthread_t caller;
 static atomic_int fsyncs_caller, fsyncs_other;
 
+/* a path whose next fsync fails with EIO (once), "" for none */
+static char fail_once[PATH_MAX];
+static pthread_mutex_t fail_mu = PTHREAD_MUTEX_INITIALIZER;
+
 int __wrap_fsync(int fd)
 {
 	atomic_fetch_add(pthread_equal(pthread_self(), caller) ? &fsyncs_caller : &fsyncs_other, 1);
+	char l[64], path[PATH_MAX];
+	snprintf(l, sizeof(l), "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(l, path, sizeof(path) - 1);
+	bool fail = false;
+	if (n > 0) {
+		path[n] = '\0';
+		pthread_mutex_lock(&fail_mu);
+		if (fail_once[0] && !strcmp(path, fail_once)) {
+			fail_once[0] = '\0';
+			fail = true;
+		}
+		pthread_mutex_unlock(&fail_mu);
+	}
+	if (fail) {
+		errno = EIO;
+		return -1;
+	}
 	return __real_fsync(fd);
 }
 
@@ -589,6 +611,55 @@ static void test_precopy_sync(void **state)
 	precopy_case(true, "20261122T000000Z-000004");
 }
 
+/*
+ * A precopied file whose fsync fails (EIO, injected once) on
+ * bk_precopy_sync_start()'s threads is not matched, although the shadow's
+ * file is the same file, and bk_precopy_discard() removes it; the same
+ * file is matched when its fsync succeeds.
+ */
+static void test_precopy_sync_eio(void **state)
+{
+	(void)state;
+	unsigned char *data = malloc(1 << 20);
+	assert_non_null(data);
+	fill(data, 1 << 20, SEED + 600);
+	char ldir[128], sdir[128], live[160], shadow[160];
+	snprintf(ldir, sizeof(ldir), "%s/live-eio", tmpdir);
+	snprintf(sdir, sizeof(sdir), "%s/shadow-eio", tmpdir);
+	assert_int_equal(mkdir(ldir, 0755), 0);
+	assert_int_equal(mkdir(sdir, 0755), 0);
+	snprintf(live, sizeof(live), "%s/E0000000001.log", ldir);
+	snprintf(shadow, sizeof(shadow), "%s/E0000000001.log", sdir);
+	write_file(live, data, 1 << 20);
+	assert_int_equal(link(live, shadow), 0);
+	bk_file_req pre = {.src_path = live, .store_name = "E0000000001.log"};
+	static const char *const ids[] = {"20261122T000000Z-000005", "20261122T000000Z-000006"};
+	for (int fail = 1; fail >= 0; fail--) {
+		bk_repo repo;
+		bk_job j;
+		job_open(&j, &repo, ids[fail]);
+		bk_precopy *p = NULL;
+		assert_int_equal(bk_precopy_start(&j, "w.00000000", &pre, 1, &p), 0);
+		bk_precopy_stop(p, true);
+		char copy[PATH_MAX];
+		snprintf(copy, sizeof(copy), "%s/backups/%s/data/w.00000000/E0000000001.log",
+		         repo.root, j.id);
+		pthread_mutex_lock(&fail_mu);
+		snprintf(fail_once, sizeof(fail_once), "%s", fail ? copy : "");
+		pthread_mutex_unlock(&fail_mu);
+		bk_precopy_sync_start(p);
+		const bk_precopied *m = bk_precopy_match(p, "E0000000001.log", shadow);
+		assert_true(fail ? m == NULL : m != NULL);
+		assert_int_equal(fail_once[0], '\0'); /* the injected failure was met */
+		assert_int_equal(bk_precopy_discard(p), fail ? 0 : 1);
+		struct stat st;
+		assert_int_equal(stat(copy, &st) == 0, !fail);
+		bk_precopy_free(p);
+		job_close(&j, &repo);
+	}
+	free(data);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -598,6 +669,7 @@ int main(void)
 		cmocka_unit_test(test_add_files),
 		cmocka_unit_test(test_precopy),
 		cmocka_unit_test(test_precopy_sync),
+		cmocka_unit_test(test_precopy_sync_eio),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
