@@ -506,34 +506,36 @@ static void gvfs_init(ams_instance *in)
  * that waits at the gate. */
 enum { HDR_BOTH, HDR_FIRST, HDR_FINISH };
 
-typedef struct hdr_job {
+/* headers_store_via's databases: one mode for all, a result per database */
+typedef struct hdr_batch {
 	ams_instance *in;
 	amb_vfs *v;
-	int d, mode, rc;
-	char msg[512];
-} hdr_job;
+	int mode;
+	int rc[AMB_MAX_DBS];
+	char msg[AMB_MAX_DBS][512];
+} hdr_batch;
 
 /* One database: first the copy 1 an earlier HDR_FIRST left (hdr_half),
  * then what mode asks.  hdr_half_pending is read here and changed only by
  * headers_store_via after every job has ended, all under hdr_mu. */
 static void hdr_store_one(void *arg, size_t d)
 {
-	hdr_job *j = (hdr_job *)arg + d;
-	ams_instance *in = j->in;
-	amb_db *db = &in->db[j->d];
+	hdr_batch *b = arg;
+	ams_instance *in = b->in;
+	amb_db *db = &in->db[d];
 	int rc = 0;
 	if (in->hdr_half_pending)
-		rc = amb_dbhdr_store_copy(j->v, db->fd, db->path, &in->hdr_half[j->d], 1);
-	if (!rc && j->mode == HDR_BOTH) {
-		rc = amb_dbhdr_store(j->v, db->fd, db->path, &db->hdr);
-	} else if (!rc && j->mode == HDR_FIRST) {
+		rc = amb_dbhdr_store_copy(b->v, db->fd, db->path, &in->hdr_half[d], 1);
+	if (!rc && b->mode == HDR_BOTH) {
+		rc = amb_dbhdr_store(b->v, db->fd, db->path, &db->hdr);
+	} else if (!rc && b->mode == HDR_FIRST) {
 		db->hdr.seq++;
-		rc = amb_dbhdr_store_copy(j->v, db->fd, db->path, &db->hdr, 0);
-		in->hdr_half[j->d] = db->hdr;
+		rc = amb_dbhdr_store_copy(b->v, db->fd, db->path, &db->hdr, 0);
+		in->hdr_half[d] = db->hdr;
 	}
-	j->rc = rc;
+	b->rc[d] = rc;
 	if (rc)
-		snprintf(j->msg, sizeof(j->msg), "%s", ams_errmsg());
+		snprintf(b->msg[d], sizeof(b->msg[d]), "%s", ams_errmsg());
 }
 
 /* Each database's copies are written one after the other, each
@@ -546,14 +548,12 @@ static int headers_store_via(ams_instance *in, amb_vfs *v, int mode)
 {
 	if (mode == HDR_FINISH && !in->hdr_half_pending)
 		return 0;
-	hdr_job job[AMB_MAX_DBS];
-	for (int d = 0; d < in->ndb; d++)
-		job[d] = (hdr_job){.in = in, .v = v, .d = d, .mode = mode};
-	amb_par_run((size_t)in->ndb, in->ndb, hdr_store_one, job);
+	hdr_batch b = {.in = in, .v = v, .mode = mode};
+	amb_par_run((size_t)in->ndb, in->ndb, hdr_store_one, &b);
 	int rc = 0;
 	for (int d = 0; d < in->ndb && !rc; d++)
-		if (job[d].rc)
-			rc = amb_err(job[d].rc, "%s", job[d].msg);
+		if (b.rc[d])
+			rc = amb_err(b.rc[d], "%s", b.msg[d]);
 	/* on failure the pending copy 1 stays pending: whoever writes next
 	 * writes it first (the instance is failed by the caller anyway) */
 	if (!rc)
