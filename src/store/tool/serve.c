@@ -2,14 +2,19 @@
  * serve.c - `amber-store serve DIR [--load RATE] [--oracle FILE]
  *            [--threads N] [--duration SEC] [--seed N] [--quiet]
  *            [--socket PATH] [--no-writer] [--max-hold-ms N]
- *            [--latency-log FILE] [--no-stream]`
+ *            [--latency-log FILE] [--no-stream] [--steady]`
  *
  * Opens the instance (recovering it if needed) and holds it open until
  * SIGTERM / SIGINT (or --duration), then shuts it down cleanly.  With --load
  * it runs a mail-delivery workload: mailboxes are tables "mbox000".."mbox063"
  * spread over the instance's databases, messages are values of 1 to 64 KiB,
  * every key is fresh, about one transaction in five also deletes one or two
- * messages whose delivery was acknowledged before it began.
+ * messages whose delivery was acknowledged before it began.  With --steady
+ * every transaction deletes as many acknowledged messages as it delivers
+ * (as long as that many are left to delete): a mail store at steady state,
+ * whose databases stop growing once their free pages are reused, so that a
+ * benchmark's copies made minutes apart copy the same amount
+ * (bench/backup_bench.sh).
  *
  * Unless --no-writer, the instance also takes part in backups as the amber
  * writer `amber-store` (serve_writer.c): the writer connects to amberd at
@@ -85,7 +90,7 @@
 
 #define WL_TABLES 64
 #define WL_MAX_PUTS 4
-#define WL_MAX_DELS 2
+#define WL_MAX_DELS 2 /* per transaction, without --steady */
 #define WL_MIN_VALUE 1024
 #define WL_MAX_VALUE 65536
 #define WL_POOL_MAX (1u << 18) /* acknowledged keys kept as delete candidates */
@@ -285,6 +290,7 @@ typedef struct workload {
 	int oracle_fd;     /* -1: no oracle */
 	double rate;   /* transactions per second in total; 0 = unthrottled */
 	int nthreads;
+	bool steady;   /* --steady: delete as many messages as are delivered */
 	uint64_t seed;
 	uint64_t run_id;
 
@@ -464,18 +470,20 @@ static int wl_one_txn(wl_thread *th)
 	workload *wl = th->wl;
 	rng *r = &th->r;
 	char tname[16];
-	wl_key puts[WL_MAX_PUTS], dels[WL_MAX_DELS];
+	wl_key puts[WL_MAX_PUTS], dels[WL_MAX_PUTS > WL_MAX_DELS ? WL_MAX_PUTS : WL_MAX_DELS];
 	int ntables_new[WL_MAX_PUTS];
 	int nput = 1 + (int)rng_below(r, WL_MAX_PUTS), ndel = 0, nnew = 0;
 	uint64_t seq = atomic_fetch_add(&wl->next_seq, 1);
 	size_t len = 0;
 	ams_txn *txn = NULL;
 
-	if (rng_below(r, 5) == 0) {
-		int want = 1 + (int)rng_below(r, WL_MAX_DELS);
-		while (ndel < want && pool_take(wl, r, &dels[ndel]))
-			ndel++;
-	}
+	int want = 0;
+	if (wl->steady)
+		want = nput;
+	else if (rng_below(r, 5) == 0)
+		want = 1 + (int)rng_below(r, WL_MAX_DELS);
+	while (ndel < want && pool_take(wl, r, &dels[ndel]))
+		ndel++;
 
 	int rc = ams_txn_begin(wl->inst, &txn);
 	if (rc != AMS_OK) {
@@ -661,9 +669,23 @@ static int wl_spawn(workload *wl)
 	return 0;
 }
 
-static int wl_start(workload *wl, ams_instance *inst, double rate, int nthreads, int oracle_fd,
-                    uint64_t seed, uint64_t first_seq, bool latency)
+/* What cmd_serve's options ask of the workload. */
+typedef struct wl_opts {
+	double rate;        /* --load */
+	int nthreads;       /* --threads */
+	int oracle_fd;      /* --oracle, opened; -1 without */
+	uint64_t seed;      /* --seed, or random */
+	uint64_t first_seq; /* after the oracle's largest seq */
+	bool latency;       /* --latency-log */
+	bool steady;        /* --steady */
+} wl_opts;
+
+static int wl_start(workload *wl, ams_instance *inst, const wl_opts *o)
 {
+	double rate = o->rate;
+	int nthreads = o->nthreads, oracle_fd = o->oracle_fd;
+	uint64_t seed = o->seed;
+	bool latency = o->latency;
 	ams_info info;
 	int rc = ams_info_get(inst, &info);
 	if (rc != AMS_OK) {
@@ -682,10 +704,11 @@ static int wl_start(workload *wl, ams_instance *inst, double rate, int nthreads,
 	wl->lat_on = latency;
 	wl->rate = rate;
 	wl->nthreads = nthreads;
+	wl->steady = o->steady;
 	wl->seed = seed;
 	/* keys stay unique across restarts, even with the same --seed */
 	wl->run_id = random_u64();
-	atomic_init(&wl->next_seq, first_seq);
+	atomic_init(&wl->next_seq, o->first_seq);
 	pthread_mutex_init(&wl->pool_lock, NULL);
 	wl->lock_init = true;
 	wl->pool = malloc(sizeof(wl_key) * WL_POOL_MAX);
@@ -875,7 +898,7 @@ static void usage(void)
 	fprintf(stderr, "usage: amber-store serve DIR [--load RATE] [--oracle FILE] [--threads N]\n"
 	                "                         [--duration SEC] [--seed N] [--quiet]\n"
 	                "                         [--socket PATH] [--no-writer] [--max-hold-ms N]\n"
-	                "                         [--latency-log FILE] [--no-stream]\n");
+	                "                         [--latency-log FILE] [--no-stream] [--steady]\n");
 }
 
 static int parse_double(const char *s, double *out)
@@ -907,7 +930,7 @@ int cmd_serve(int argc, char **argv)
 	const char *dir = NULL, *oracle = NULL, *socket = NULL, *latency_log = NULL;
 	double rate = -1, duration = 0;
 	uint64_t seed = 0, nthreads = 4, max_hold_ms = SERVE_WRITER_MAX_HOLD_MS;
-	bool have_seed = false, quiet = false, no_writer = false, no_stream = false;
+	bool have_seed = false, quiet = false, no_writer = false, no_stream = false, steady = false;
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -941,6 +964,8 @@ int cmd_serve(int argc, char **argv)
 			no_writer = true;
 		} else if (strcmp(a, "--no-stream") == 0) {
 			no_stream = true;
+		} else if (strcmp(a, "--steady") == 0) {
+			steady = true;
 		} else if (strcmp(a, "--max-hold-ms") == 0 && v) {
 			if (parse_u64(v, &max_hold_ms) != 0 || max_hold_ms < 1 ||
 			    max_hold_ms > AMB_MAX_HOLD_MS)
@@ -976,6 +1001,8 @@ int cmd_serve(int argc, char **argv)
 	}
 	if (oracle && rate < 0)
 		fprintf(stderr, "amber-store serve: --oracle without --load: nothing will be written\n");
+	if (steady && rate < 0)
+		fprintf(stderr, "amber-store serve: --steady without --load: nothing will be deleted\n");
 	if (!have_seed)
 		seed = random_u64();
 
@@ -1038,8 +1065,16 @@ int cmd_serve(int argc, char **argv)
 	if (rate >= 0) {
 		/* before the writer starts: nothing can close the instance yet */
 		pthread_mutex_lock(&si.mu);
-		int wrc = wl_start(&wl, si.inst, rate, (int)nthreads, oracle_fd, seed, max_seq + 1,
-		                   lat_fd >= 0);
+		wl_opts wlo = {
+			.rate = rate,
+			.nthreads = (int)nthreads,
+			.oracle_fd = oracle_fd,
+			.seed = seed,
+			.first_seq = max_seq + 1,
+			.latency = lat_fd >= 0,
+			.steady = steady,
+		};
+		int wrc = wl_start(&wl, si.inst, &wlo);
 		started = true;
 		si.running = wrc == 0;
 		pthread_mutex_unlock(&si.mu);
