@@ -50,8 +50,16 @@
 # done, so that the directory holds what a full backup takes (databases,
 # checkpoint, the logs from the checkpoint on) and
 # cp/restic copy nothing amber leaves out.  amberd runs;
-# `amber-store serve --load R --threads 2 --oracle` runs as the registered
-# writer `amber-store` throughout the timed runs (light load).
+# `amber-store serve --load R --threads 2 --steady --oracle` runs as the
+# registered writer `amber-store` throughout the timed runs (light load).
+# --steady: every transaction deletes as many messages as it delivers, so
+# the databases keep their size and every round's cp, floors, restic and
+# full copy the same store.  Until session 24 the load only delivered (one
+# transaction in five deleted one or two messages): the store grew ~0.6-1
+# MB/s, ~190 MB a round, so the full, last in each round, copied more than
+# that round's cp and restic (7 % more in session 23's last round: 1698 MB
+# against 1581 and 1584), and 20-55 % more than the copy floor wrote (the
+# instance's size at set-up, 1093 MB, in every round).
 #
 # Loop devices: by default both are set up with --direct-io=on, so that a
 # block read or written by the filesystem on top is one read or write of
@@ -275,8 +283,10 @@ lsn_first() { "$STORE" logs "$1" | awk '$1 ~ /^E00.*\.log$/ { print $6; exit }';
 lsn_last() { "$STORE" logs "$1" | awk '$1 ~ /^E00.*\.log$/ { e = $8 } END { print e }'; }
 # the folder of a backup's files in the repository
 bdata() { local d; for d in "$REPO/backups/$1/data"/*/; do echo "${d%/}"; return; done; }
-start_serve() { # RATE THREADS
-	"$STORE" serve "$SG" --load "$1" --threads "$2" --oracle "$ORACLE" --quiet \
+start_serve() { # RATE THREADS [ARGS...]
+	local load=$1 threads=$2
+	shift 2
+	"$STORE" serve "$SG" --load "$load" --threads "$threads" --oracle "$ORACLE" --quiet "$@" \
 		>>"$out/serve.log" 2>&1 &
 	SERVE=$!
 	FS_PIDS+=("$SERVE")
@@ -338,7 +348,7 @@ for _ in $(seq 100); do
 	"$AMBER" list providers >/dev/null 2>&1 && break
 	sleep 0.05
 done
-start_serve "$rate" 2
+start_serve "$rate" 2 --steady
 sleep 3
 src_bytes=$(du -sb "$SG" | cut -f1)
 db_bytes=$(stat -c %s "$SG"/*.edb | awk '{ s += $1 } END { print s }')
@@ -359,9 +369,10 @@ rawread() {
 		! grep -v 'No such file or directory' "$W/rawread.stderr" | grep -q .
 }
 # the same reads while as many bytes are written to the destination, in
-# two direct-I/O streams (as amber writes its two databases)
+# two direct-I/O streams (as amber writes its two databases); floor_bytes:
+# the instance's size measured just before
 copyfloor() {
-	local mib=$(((src_bytes + 1048575) / 1048576)) i rc=0 pids=()
+	local mib=$(((floor_bytes + 1048575) / 1048576)) i rc=0 pids=()
 	for i in 1 2; do
 		dd if=/dev/zero of="$DST/floor.$i" bs=4M count=$(((mib / 2 + 3) / 4)) \
 			oflag=direct status=none &
@@ -391,13 +402,17 @@ restic_backup() {
 for r in $(seq "$rounds"); do
 	log "round $r of $rounds"
 	rm -rf "$DST/cp" "$DST/restic" "$RESTIC_CACHE_DIR"
+	du -sb "$SG" | cut -f1 >"$out/size-$r.start"
 	timed "cp-$r" "$DST" cp -r "$SG" "$DST/cp"
 	timed "rawread-$r" "$DST" rawread
+	floor_bytes=$(du -sb "$SG" | cut -f1)
+	echo "$floor_bytes" >"$out/size-$r.floor"
 	timed "copyfloor-$r" "$DST" copyfloor
 	rm -f "$DST"/floor.*
 	restic -r "$DST/restic" init >"$out/restic-init.out" 2>&1
 	timed "restic-$r" "$DST" restic_backup
 	timed "full-$r" "$DST" "$AMBER" backup full --repo "$REPO"
+	du -sb "$SG" | cut -f1 >"$out/size-$r.end"
 done
 t_cp=$(tf cp)
 t_raw=$(tf rawread)
@@ -410,6 +425,13 @@ restic_bytes=$(du -sb "$DST/restic" | cut -f1)
 restic_stats=$(restic -r "$DST/restic" stats --mode raw-data 2>/dev/null | grep -i 'total size' | sed 's/^ *//' || true)
 "$AMBER" backups --repo "$REPO" --json >"$out/backups.json"
 full_high=$(jq -r --arg id "$FULL" '.[] | select(.id == $id) | .log_range[0].gen_high' "$out/backups.json")
+# what each round copied: the instance before its cp, before its copy floor
+# (what the floor wrote) and after its full, and what the full copied
+sizes=
+for r in $(seq "$rounds"); do
+	fid=$(tail -1 "$out/full-$r.out")
+	sizes+="${sizes:+; }$(mib "$(cat "$out/size-$r.start")") / $(mib "$(cat "$out/size-$r.floor")") / $(mib "$(cat "$out/size-$r.end")"), the full $(mib "$(bfield "$fid" size)")"
+done
 
 # ---- (b) incremental after CHANGE MiB of log since the full's shadow
 # ROUNDS incrementals, each after CHANGE MiB more log, each the parent of
@@ -544,8 +566,11 @@ memg=$(awk '/MemTotal/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)
 	echo "filled by \`amber-store serve --load 0\`: random values of"
 	echo "1-64 KiB; 1 MiB log files; the fill's logs below the checkpoint deleted, as a previous"
 	echo "full backup's truncation would),"
-	echo "amberd running, \`amber-store serve --load $rate --threads 2\` the registered writer"
-	echo "during the timed runs. Each timed run starts after $settle s of quiet (the incrementals after their"
+	echo "amberd running, \`amber-store serve --load $rate --threads 2 --steady\` the registered writer"
+	echo "during the timed runs (every transaction deletes as many messages as it delivers, so the"
+	echo "rounds copy the same store). The instance in each round (MiB, \`du -sb\` before its cp,"
+	echo "before its copy floor, after its full; then what the full copied): $sizes."
+	echo "Each timed run starts after $settle s of quiet (the incrementals after their"
 	echo "wait for the log instead) with \`sync; echo 3 >/proc/sys/vm/drop_caches\`"
 	echo "and ends with \`sync -f\` of the filesystem the command writes to (DST, or the source for"
 	echo "the restores); wall clock. cp, the floors, restic and the full ran in $rounds rounds (the five"
@@ -561,7 +586,7 @@ memg=$(awk '/MemTotal/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)
 	echo "| idle | nothing (\`true\`): the store's load only | $(tf idle) | - | $(tsf idle) | - |"
 	echo "| cp | \`cp -r INSTANCE DST/cp\` | $t_cp | $(each cp) | $(tsf cp) | $(mib "$cp_bytes") MiB |"
 	echo "| read floor | the same files read cold into /dev/null, four at a time (\`xargs -P4 cat\`) | $t_raw | $(each rawread) | $(tsf rawread) | - |"
-	echo "| copy floor | the same reads while two \`dd oflag=direct bs=4M\` write as many bytes to DST | $t_copyfloor | $(each copyfloor) | $(tsf copyfloor) | $(mib "$src_bytes") MiB (zeros, deleted) |"
+	echo "| copy floor | the same reads while two \`dd oflag=direct bs=4M\` write as many bytes to DST | $t_copyfloor | $(each copyfloor) | $(tsf copyfloor) | $(mib "$floor_bytes") MiB (zeros, deleted) |"
 	echo "| restic | \`restic backup INSTANCE\` (fresh repository, $(restic version | cut -d' ' -f2)) | $t_restic | $(each restic) | $(tsf restic) | $(mib "$restic_bytes") MiB |"
 	echo "| amber full | \`amber backup full --repo R\` (shadow, copy + SHA-256, every page and log verified) | $t_full | $(each full) | $(tsf full) | $(mib "$full_size") MiB |"
 	echo "| amber incremental | \`amber backup incremental --repo R\` after $change_mb MiB of log ($inc_pre of its $inc_nlogs logs copied from the live directory while the shadow was made) | $t_inc | $(each inc) | $(tsf inc) | $(mib "$inc_size") MiB |"
