@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # backup_bench.sh - what a verified amber backup costs (issue 4, "Measure"):
-# `amber backup full` against `cp -r` and `restic backup` of the same store
+# `amber backup full` against `cp` and `restic backup` of the same store
 # instance, side by side in one run; an incremental after ~1 % of the data
 # changed against the full; restore to a mountable database and the rate of
 # log replay (roll-forward).  Needs root (loop filesystems); prints a
@@ -85,16 +85,24 @@
 # durable itself after the backup has ended (docs/protocol.md).  Before
 # session 15 the clock stopped after that global sync:
 #   idle            nothing (`true`): the global sync with only the load
-# then ROUNDS rounds (--rounds) of the next five, one after the other:
-#   cp -r           cp -r SRC/vol/store DST/cp
-#   read floor      every file of SRC/vol/store read into /dev/null, four
-#                   at a time: no backup that reads every byte can be faster
+# then ROUNDS rounds (--rounds) of the next five, one after the other.
+# cp, the floors and restic are given FILES, listed after the settle: the
+# files of SRC/vol/store that a full backup would take at that moment (the
+# databases, the checkpoint, the archived logs from the checkpoint
+# generation on, the current log), so that all copy the same bytes.
+# Until session 24 cp and restic were given the whole directory, which also
+# held the archived logs below the checkpoint that the load leaves between
+# two fulls (a full neither needs nor copies them; its truncation deletes
+# them): 3-115 MiB more than the full took in session 24's first run.
+#   cp              cp FILES DST/cp
+#   read floor      FILES read into /dev/null, four at a time: no backup
+#                   that reads every byte can be faster
 #   copy floor      the same reads while two `dd oflag=direct bs=4M` write
 #                   as many bytes to DST (then sync): the disk moving every
 #                   byte in and out at once, as any full copy must (source
 #                   and destination share the VM's one disk); no backup that
 #                   reads and writes every byte can be faster
-#   restic          restic backup SRC/vol/store into a fresh repository on DST
+#   restic          restic backup FILES into a fresh repository on DST
 #                   (restic init before, untimed; the password from a file)
 #   amber full      amber backup full --repo DST/repo  (shadow, copy with
 #                   SHA-256, every page and log verified, backup recorded)
@@ -201,7 +209,7 @@ echo "backup-bench-password" >"$RESTIC_PASSWORD_FILE"
 
 # ---- helpers
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
-# timed NAME FS CMD...: settle, drop caches, run CMD (output to $out/NAME.out/.err),
+# timed NAME FS CMD...: settle, run $PREP if set (untimed), drop caches, run CMD (output to $out/NAME.out/.err),
 # then `sync -f FS` (the filesystem CMD writes to): seconds in $out/NAME.t
 # and in $T.  Then `sync` of everything, untimed for T: its seconds in
 # $out/NAME.tsync and in $TS
@@ -209,6 +217,7 @@ timed() {
 	local name=$1 fs=$2 t0 t1 t2
 	shift 2
 	sleep "$settle"
+	[ -z "${PREP:-}" ] || $PREP
 	drop_caches
 	t0=$EPOCHREALTIME
 	"$@" >"$out/$name.out" 2>"$out/$name.err" || {
@@ -356,7 +365,27 @@ ls -l "$SG" >"$out/instance.ls"
 db_extents=$(filefrag "$SG"/*.edb | awk '{ n += $(NF - 2) } END { print n }')
 log "instance: $(mib "$src_bytes") MiB ($(ls "$SG" | wc -l) files), databases $(mib "$db_bytes") MiB"
 
-# ---- (a) cp -r, restic, then the full backup of the same instance
+# ---- (a) cp, restic, then the full backup of the same files
+# fullset (a PREP for timed): FILES, the files a full backup would take
+# now: the databases, the checkpoint, the archived logs from the checkpoint
+# generation on and the current log; FILES_BYTES their size.  Left out:
+# the archived logs below the checkpoint, which the load leaves behind
+# between two fulls and which a full neither needs nor copies (its
+# truncation deletes them), the prepared next log and the small files.
+fullset() {
+	local ck f g
+	ck=$("$STORE" checkpoint "$SG/E00.chk" | sed -n 's/.*Checkpoint: (gen 0x\([0-9A-Fa-f]*\).*/\1/p')
+	[ -n "$ck" ] || { log "cannot read the checkpoint generation"; exit 1; }
+	FILES=("$SG"/*.edb "$SG/E00.chk" "$SG/E00.log")
+	for f in "$SG"/E00[0-9A-F]*.log; do
+		g=${f##*/E00}
+		g=${g%.log}
+		[ $((16#$g)) -lt $((16#$ck)) ] || FILES+=("$f")
+	done
+	FILES_BYTES=$(stat -c %s "${FILES[@]}" | awk '{ s += $1 } END { print s }')
+	echo "$FILES_BYTES" >"$out/$1.bytes"
+}
+cp_files() { mkdir "$DST/cp" && cp -- "${FILES[@]}" "$DST/cp/"; }
 load_a=$(cut -d' ' -f1-3 /proc/loadavg)
 # the global sync with nothing of ours running: the load's own commit
 timed idle "$DST" true
@@ -365,14 +394,13 @@ timed idle "$DST" true
 # (a file that vanished between find and cat is left out: the store under
 # load renames its prepared log file E00tmp.log, as for restic below)
 rawread() {
-	find "$SG" -type f -print0 | xargs -0 -P4 -n1 cat >/dev/null 2>"$W/rawread.stderr" ||
+	printf '%s\0' "${FILES[@]}" | xargs -0 -P4 -n1 cat >/dev/null 2>"$W/rawread.stderr" ||
 		! grep -v 'No such file or directory' "$W/rawread.stderr" | grep -q .
 }
 # the same reads while as many bytes are written to the destination, in
-# two direct-I/O streams (as amber writes its two databases); floor_bytes:
-# the instance's size measured just before
+# two direct-I/O streams (as amber writes its two databases)
 copyfloor() {
-	local mib=$(((floor_bytes + 1048575) / 1048576)) i rc=0 pids=()
+	local mib=$(((FILES_BYTES + 1048575) / 1048576)) i rc=0 pids=()
 	for i in 1 2; do
 		dd if=/dev/zero of="$DST/floor.$i" bs=4M count=$(((mib / 2 + 3) / 4)) \
 			oflag=direct status=none &
@@ -387,7 +415,7 @@ copyfloor() {
 # is made without that file, which amber leaves out too; anything else fails
 restic_backup() {
 	local rc=0
-	restic -r "$DST/restic" backup --quiet "$SG" 2>"$W/restic.stderr" || rc=$?
+	restic -r "$DST/restic" backup --quiet "${FILES[@]}" 2>"$W/restic.stderr" || rc=$?
 	cat "$W/restic.stderr" >&2
 	if [ $rc = 3 ] && ! grep -v -e 'no such file or directory' \
 		-e '^Warning: at least one source file could not be read' "$W/restic.stderr" |
@@ -403,14 +431,12 @@ for r in $(seq "$rounds"); do
 	log "round $r of $rounds"
 	rm -rf "$DST/cp" "$DST/restic" "$RESTIC_CACHE_DIR"
 	du -sb "$SG" | cut -f1 >"$out/size-$r.start"
-	timed "cp-$r" "$DST" cp -r "$SG" "$DST/cp"
-	timed "rawread-$r" "$DST" rawread
-	floor_bytes=$(du -sb "$SG" | cut -f1)
-	echo "$floor_bytes" >"$out/size-$r.floor"
-	timed "copyfloor-$r" "$DST" copyfloor
+	PREP="fullset cp-$r" timed "cp-$r" "$DST" cp_files
+	PREP="fullset rawread-$r" timed "rawread-$r" "$DST" rawread
+	PREP="fullset copyfloor-$r" timed "copyfloor-$r" "$DST" copyfloor
 	rm -f "$DST"/floor.*
 	restic -r "$DST/restic" init >"$out/restic-init.out" 2>&1
-	timed "restic-$r" "$DST" restic_backup
+	PREP="fullset restic-$r" timed "restic-$r" "$DST" restic_backup
 	timed "full-$r" "$DST" "$AMBER" backup full --repo "$REPO"
 	du -sb "$SG" | cut -f1 >"$out/size-$r.end"
 done
@@ -425,12 +451,13 @@ restic_bytes=$(du -sb "$DST/restic" | cut -f1)
 restic_stats=$(restic -r "$DST/restic" stats --mode raw-data 2>/dev/null | grep -i 'total size' | sed 's/^ *//' || true)
 "$AMBER" backups --repo "$REPO" --json >"$out/backups.json"
 full_high=$(jq -r --arg id "$FULL" '.[] | select(.id == $id) | .log_range[0].gen_high' "$out/backups.json")
-# what each round copied: the instance before its cp, before its copy floor
-# (what the floor wrote) and after its full, and what the full copied
+# what each round copied: the files given to cp, the floors and restic
+# (fullset), what the full copied, and the whole instance directory before
+# the round's cp and after its full
 sizes=
 for r in $(seq "$rounds"); do
 	fid=$(tail -1 "$out/full-$r.out")
-	sizes+="${sizes:+; }$(mib "$(cat "$out/size-$r.start")") / $(mib "$(cat "$out/size-$r.floor")") / $(mib "$(cat "$out/size-$r.end")"), the full $(mib "$(bfield "$fid" size)")"
+	sizes+="${sizes:+; }round $r: $(for n in cp rawread copyfloor restic; do mib "$(cat "$out/$n-$r.bytes")"; echo -n ' / '; done)$(mib "$(bfield "$fid" size)") (the directory $(mib "$(cat "$out/size-$r.start")") → $(mib "$(cat "$out/size-$r.end")"))"
 done
 
 # ---- (b) incremental after CHANGE MiB of log since the full's shadow
@@ -568,8 +595,12 @@ memg=$(awk '/MemTotal/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)
 	echo "full backup's truncation would),"
 	echo "amberd running, \`amber-store serve --load $rate --threads 2 --steady\` the registered writer"
 	echo "during the timed runs (every transaction deletes as many messages as it delivers, so the"
-	echo "rounds copy the same store). The instance in each round (MiB, \`du -sb\` before its cp,"
-	echo "before its copy floor, after its full; then what the full copied): $sizes."
+	echo "rounds copy the same store). cp, the floors and restic were given FILES, the files a full"
+	echo "backup would take at that moment, listed after the settle: the databases, the checkpoint,"
+	echo "the archived logs from the checkpoint generation on and the current log (not the archived"
+	echo "logs below the checkpoint that the load leaves between two fulls, which a full neither"
+	echo "needs nor copies). MiB given to cp / the read floor / the copy floor / restic, then what"
+	echo "the full copied: $sizes."
 	echo "Each timed run starts after $settle s of quiet (the incrementals after their"
 	echo "wait for the log instead) with \`sync; echo 3 >/proc/sys/vm/drop_caches\`"
 	echo "and ends with \`sync -f\` of the filesystem the command writes to (DST, or the source for"
@@ -584,10 +615,10 @@ memg=$(awk '/MemTotal/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)
 	echo "| what | command | seconds | each round | then sync | size written |"
 	echo "|:--|:--|--:|--:|--:|--:|"
 	echo "| idle | nothing (\`true\`): the store's load only | $(tf idle) | - | $(tsf idle) | - |"
-	echo "| cp | \`cp -r INSTANCE DST/cp\` | $t_cp | $(each cp) | $(tsf cp) | $(mib "$cp_bytes") MiB |"
+	echo "| cp | \`cp FILES DST/cp\` | $t_cp | $(each cp) | $(tsf cp) | $(mib "$cp_bytes") MiB |"
 	echo "| read floor | the same files read cold into /dev/null, four at a time (\`xargs -P4 cat\`) | $t_raw | $(each rawread) | $(tsf rawread) | - |"
-	echo "| copy floor | the same reads while two \`dd oflag=direct bs=4M\` write as many bytes to DST | $t_copyfloor | $(each copyfloor) | $(tsf copyfloor) | $(mib "$floor_bytes") MiB (zeros, deleted) |"
-	echo "| restic | \`restic backup INSTANCE\` (fresh repository, $(restic version | cut -d' ' -f2)) | $t_restic | $(each restic) | $(tsf restic) | $(mib "$restic_bytes") MiB |"
+	echo "| copy floor | the same reads while two \`dd oflag=direct bs=4M\` write as many bytes to DST | $t_copyfloor | $(each copyfloor) | $(tsf copyfloor) | $(mib "$(cat "$out/copyfloor-$rounds.bytes")") MiB (zeros, deleted) |"
+	echo "| restic | \`restic backup FILES\` (fresh repository, $(restic version | cut -d' ' -f2)) | $t_restic | $(each restic) | $(tsf restic) | $(mib "$restic_bytes") MiB |"
 	echo "| amber full | \`amber backup full --repo R\` (shadow, copy + SHA-256, every page and log verified) | $t_full | $(each full) | $(tsf full) | $(mib "$full_size") MiB |"
 	echo "| amber incremental | \`amber backup incremental --repo R\` after $change_mb MiB of log ($inc_pre of its $inc_nlogs logs copied from the live directory while the shadow was made) | $t_inc | $(each inc) | $(tsf inc) | $(mib "$inc_size") MiB |"
 	echo "| amber incremental, precopy off | \`AMBER_PRECOPY=0 amber backup incremental --repo R\` after the next $change_mb MiB (every log copied from the shadow) | $t_inc0 | $(each inc0) | $(tsf inc0) | $(mib "$inc0_size") MiB |"

@@ -682,10 +682,6 @@ typedef struct wl_opts {
 
 static int wl_start(workload *wl, ams_instance *inst, const wl_opts *o)
 {
-	double rate = o->rate;
-	int nthreads = o->nthreads, oracle_fd = o->oracle_fd;
-	uint64_t seed = o->seed;
-	bool latency = o->latency;
 	ams_info info;
 	int rc = ams_info_get(inst, &info);
 	if (rc != AMS_OK) {
@@ -700,30 +696,30 @@ static int wl_start(workload *wl, ams_instance *inst, const wl_opts *o)
 	wl->txn_budget = info.log_size ? (size_t)(info.log_size / 2) : (size_t)-1;
 	if (wl->txn_budget < WL_MIN_VALUE)
 		wl->txn_budget = WL_MIN_VALUE;
-	wl->oracle_fd = oracle_fd;
-	wl->lat_on = latency;
-	wl->rate = rate;
-	wl->nthreads = nthreads;
+	wl->oracle_fd = o->oracle_fd;
+	wl->lat_on = o->latency;
+	wl->rate = o->rate;
+	wl->nthreads = o->nthreads;
 	wl->steady = o->steady;
-	wl->seed = seed;
+	wl->seed = o->seed;
 	/* keys stay unique across restarts, even with the same --seed */
 	wl->run_id = random_u64();
 	atomic_init(&wl->next_seq, o->first_seq);
 	pthread_mutex_init(&wl->pool_lock, NULL);
 	wl->lock_init = true;
 	wl->pool = malloc(sizeof(wl_key) * WL_POOL_MAX);
-	wl->threads = calloc((size_t)nthreads, sizeof(pthread_t));
-	wl->targs = calloc((size_t)nthreads, sizeof(wl_thread));
+	wl->threads = calloc((size_t)o->nthreads, sizeof(pthread_t));
+	wl->targs = calloc((size_t)o->nthreads, sizeof(wl_thread));
 	if (!wl->pool || !wl->threads || !wl->targs) {
 		fprintf(stderr, "amber-store serve: out of memory\n");
 		return -1;
 	}
-	wl->nalloc = nthreads;
-	for (int i = 0; i < nthreads; i++) {
+	wl->nalloc = o->nthreads;
+	for (int i = 0; i < o->nthreads; i++) {
 		wl_thread *th = &wl->targs[i];
 		th->wl = wl;
 		th->idx = i;
-		rng_seed(&th->r, seed ^ ((uint64_t)(i + 1) * 0xd1b54a32d192ed03ULL));
+		rng_seed(&th->r, o->seed ^ ((uint64_t)(i + 1) * 0xd1b54a32d192ed03ULL));
 		th->val = malloc(WL_MAX_VALUE);
 		th->line_cap = 1024;
 		th->line = malloc(th->line_cap);
@@ -733,7 +729,7 @@ static int wl_start(workload *wl, ams_instance *inst, const wl_opts *o)
 		}
 		/* the first chunk before the clock starts: the hot path only
 		 * allocates every LAT_CHUNK commits */
-		if (latency && !(th->lat_head = th->lat_tail = lat_chunk_new(wl))) {
+		if (o->latency && !(th->lat_head = th->lat_tail = lat_chunk_new(wl))) {
 			fprintf(stderr, "amber-store serve: out of memory for the latency log\n");
 			return -1;
 		}
