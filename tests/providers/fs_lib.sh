@@ -8,7 +8,10 @@
 #                          EXIT trap that cleans it up
 #   fs_mount TYPE          btrfs (300 MiB), xfs (320 MiB: mkfs.xfs wants 300),
 #                          or $FS_SIZE when set (sparse: only what is written
-#                          takes space)
+#                          takes space; with FS_PREALLOC=1 the image is
+#                          written with zeros first, so that no write of the
+#                          filesystem on top allocates blocks of the image:
+#                          the closer model of a disk, for the benchmarks)
 #                          on a sparse file and a loop device, or tmpfs;
 #                          mount point in $FS_MNT
 #   fs_clean_dir DIR       what the trap does for one work directory (also
@@ -106,6 +109,10 @@ fs_mount() {
 		size=${FS_SIZE:-300M}
 		[ "$type" = xfs ] && [ -z "${FS_SIZE:-}" ] && size=320M
 		truncate -s "$size" "$img" || exit 1
+		if [ "${FS_PREALLOC:-}" = 1 ]; then
+			dd if=/dev/zero of="$img" bs=16M count=$(($(stat -c %s "$img") / 16777216)) \
+				oflag=direct conv=notrunc status=none || { echo "FAIL: writing $img"; exit 1; }
+		fi
 		"mkfs.$type" -q -f "$img" >/dev/null || { echo "FAIL: mkfs.$type"; exit 1; }
 		# FS_LOOP_OPTS: extra losetup options (bench/hold_bench.sh --loop-direct-io)
 		# shellcheck disable=SC2086
