@@ -390,6 +390,9 @@ fullset() {
 	FILES_BYTES=$(stat -c %s "${FILES[@]}" | awk '{ s += $1 } END { print s }')
 	echo "$FILES_BYTES" >"$out/$1.bytes"
 }
+# the bytes of the instance directory's files (the writer may be deleting
+# the logs a full truncated while this runs: a vanished file is left out)
+dirsize() { { find "$SG" -type f -printf '%s\n' 2>/dev/null || true; } | awk '{ s += $1 } END { print s + 0 }'; }
 cp_files() { mkdir "$DST/cp" && cp -- "${FILES[@]}" "$DST/cp/"; }
 load_a=$(cut -d' ' -f1-3 /proc/loadavg)
 # the global sync with nothing of ours running: the load's own commit
@@ -435,7 +438,7 @@ restic_backup() {
 for r in $(seq "$rounds"); do
 	log "round $r of $rounds"
 	rm -rf "$DST/cp" "$DST/restic" "$RESTIC_CACHE_DIR"
-	du -sb "$SG" | cut -f1 >"$out/size-$r.start"
+	dirsize >"$out/size-$r.start"
 	PREP="fullset cp-$r" timed "cp-$r" "$DST" cp_files
 	PREP="fullset rawread-$r" timed "rawread-$r" "$DST" rawread
 	PREP="fullset copyfloor-$r" timed "copyfloor-$r" "$DST" copyfloor
@@ -443,7 +446,7 @@ for r in $(seq "$rounds"); do
 	restic -r "$DST/restic" init >"$out/restic-init.out" 2>&1
 	PREP="fullset restic-$r" timed "restic-$r" "$DST" restic_backup
 	timed "full-$r" "$DST" "$AMBER" backup full --repo "$REPO"
-	du -sb "$SG" | cut -f1 >"$out/size-$r.end"
+	dirsize >"$out/size-$r.end"
 done
 t_cp=$(tf cp)
 t_raw=$(tf rawread)
@@ -588,7 +591,7 @@ memg=$(awk '/MemTotal/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)
 	echo "Release build: \`$cmdline\`. Machine: $(nproc) × $cpu, $memg GiB, $(uname -sr);"
 	echo "$(restic version | cut -d' ' -f1-2); a shared VM (other jobs may use the CPUs and the disk;"
 	echo "load average at the start of the timed runs: $load_a). Source: a btrfs loop filesystem,"
-	echo "destination: an xfs loop filesystem, both on sparse files in \`$workroot\`"
+	echo "destination: an xfs loop filesystem, on files in \`$workroot\` (the source's sparse, the destination's written with zeros before mkfs)"
 	echo "($(findmnt -no FSTYPE -T "$workroot") on $(findmnt -no SOURCE -T "$workroot")), the loop devices"
 	echo "$([ -n "$loopopts" ] && echo "in direct-I/O mode (\`losetup --direct-io=on\`: the closer model of a disk)" ||
 		echo "in buffered mode (every block also cached by the image's filesystem)")."
