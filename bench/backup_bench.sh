@@ -273,6 +273,13 @@ timed_now() {
 	local settle=0
 	timed "$@"
 }
+# the instance's checkpoint generation (hex, from E00.chk)
+ck_gen() {
+	local g
+	g=$("$STORE" checkpoint "$SG/E00.chk" | sed -n 's/.*Checkpoint: (gen 0x\([0-9A-Fa-f]*\).*/\1/p')
+	[ -n "$g" ] || { log "cannot read the checkpoint generation"; exit 1; }
+	echo "$g"
+}
 # the highest archived log generation in DIR (from the file names; decimal)
 hi_gen() {
 	local h
@@ -343,8 +350,7 @@ done
 kill -TERM "$SERVE"
 wait "$SERVE" || { log "serve did not stop cleanly"; exit 1; }
 log "filled in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }') s"
-ckgen=$("$STORE" checkpoint "$SG/E00.chk" | sed -n 's/.*Checkpoint: (gen 0x\([0-9A-Fa-f]*\).*/\1/p')
-[ -n "$ckgen" ] || { log "cannot read the checkpoint generation"; exit 1; }
+ckgen=$(ck_gen)
 n=0
 for f in "$SG"/E00[0-9A-F]*.log; do
 	g=${f##*/E00}
@@ -379,8 +385,7 @@ log "instance: $(mib "$src_bytes") MiB ($(ls "$SG" | wc -l) files), databases $(
 # truncation deletes them), the prepared next log and the small files.
 fullset() {
 	local ck f g
-	ck=$("$STORE" checkpoint "$SG/E00.chk" | sed -n 's/.*Checkpoint: (gen 0x\([0-9A-Fa-f]*\).*/\1/p')
-	[ -n "$ck" ] || { log "cannot read the checkpoint generation"; exit 1; }
+	ck=$(ck_gen)
 	FILES=("$SG"/*.edb "$SG/E00.chk" "$SG/E00.log")
 	for f in "$SG"/E00[0-9A-F]*.log; do
 		g=${f##*/E00}
