@@ -301,8 +301,8 @@ has "full backup .* verified" <"$DW/gen.log" || fail "-l did not log the exec'd 
 "$AMBER" backups --repo "$REPO" --json >"$DW/list.json" || fail "amber backups"
 jq -e '.[] | select(.type == "full" and .verified == true and .status == "complete")' "$DW/list.json" >/dev/null ||
 	fail "no verified full backup in the repository: $(cat "$DW/list.json")"
+d_wait_for 10000 oldest_past "$before" || fail "the generated script's end backup truncated nothing (oldest $before, then $(oldest))"
 after=$(oldest)
-[[ "$after" > "$before" ]] || fail "the generated script's end backup truncated nothing"
 d_no_shadows || fail "the generated script left shadows: $(d_shadow_ids)"
 not_frozen "generated"
 BK=$(jq -r '.[-1].id' "$DW/list.json")

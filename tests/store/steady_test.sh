@@ -10,7 +10,7 @@
 #      delete pool's warm-up deleted as many messages as it put (counted in
 #      the oracle), and the databases grew by at most one extension step
 #      (1/16 of a database, serve's first transactions find no message to
-#      delete yet), far less than the bytes delivered;
+#      delete yet), less than a quarter as much per put as the plain load;
 #   3. `check` of every database and the logs, and the oracle (every
 #      acknowledged transaction present, the deleted messages gone);
 #   4. an instance with 64 KiB log files, where serve cuts a transaction's
@@ -64,12 +64,16 @@ read -r p2 d2 x2 <<<"$(ops "$first")"
 [ "$d2" -ge $((p2 - 32)) ] || fail "the steady load deleted $d2 messages for $p2 delivered"
 [ "$d2" -le "$p2" ] || fail "the steady load deleted $d2 messages, more than the $p2 delivered"
 [ "$x2" = 0 ] || fail "$x2 steady transactions deleted more messages than they delivered"
-# every message is at least 1 KiB: the bytes delivered are at least p2 KiB
 step=$((s1 / 16 + 2 * 1048576))
 [ $((s2 - s1)) -le "$step" ] ||
 	fail "the steady load grew the databases by $((s2 - s1)) bytes (more than $step) for $p2 messages of 1-64 KiB"
-[ $((p2 * 1024)) -gt $((4 * (s2 - s1))) ] ||
-	fail "the steady load grew the databases by $((s2 - s1)) bytes, a quarter of the $p2 KiB delivered at least"
+# and per message delivered, by less than a quarter of what the plain load
+# grew them by (the databases grow in whole extension steps, so this is
+# compared with the plain load's growth per put, not with the bytes
+# delivered: under ASan on a slow machine the steady load delivered 6.6 MiB
+# in 3 s and one 2 MiB step was taken)
+[ $((4 * (s2 - s1) * p1)) -lt $(((s1 - s0) * p2)) ] ||
+	fail "the steady load grew the databases by $((s2 - s1)) bytes for $p2 puts, the plain load by $((s1 - s0)) for $p1: not a quarter as much per put"
 ok "steady load: $p2 puts, $d2 deletes; databases $s1 -> $s2 bytes (at most $step allowed)"
 
 for f in "$T/i"/*.edb; do
