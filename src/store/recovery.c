@@ -469,13 +469,15 @@ int amb_replay_run(amb_replay *rp, const amb_logsrc *src)
 			goto out;
 		amb_logscan *s = &lf.scan;
 		ps.gen = g;
-		if (s->hdr.gen != g) {
-			rc = amb_err(AMS_ECORRUPT, "%s holds log generation %u, expected %u", path, s->hdr.gen, g);
-			goto out;
-		}
+		/* the signature first: a log of another instance is named as
+		 * such, whatever generation it happens to hold */
 		if (!amb_sig_eq(&s->hdr.sign_log, &rp->sign_log)) {
 			rc = amb_err(AMS_EBADSIG, "%s: log signature does not match the databases' "
 			             "(the log belongs to another instance)", path);
+			goto out;
+		}
+		if (s->hdr.gen != g) {
+			rc = amb_err(AMS_ECORRUPT, "%s holds log generation %u, expected %u", path, s->hdr.gen, g);
 			goto out;
 		}
 		if (s->hdr.page_size != rp->page_size) {
