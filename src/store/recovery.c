@@ -433,6 +433,16 @@ static uint32_t newer_exists(const amb_logsrc *src, uint32_t g, amb_vfs *v)
 	return best;
 }
 
+/* 0 if the log header at path is of rp's log stream, else AMS_EBADSIG
+ * with the message that names a log of another instance. */
+static int check_sign(const amb_replay *rp, const amb_loghdr *h, const char *path)
+{
+	if (amb_sig_eq(&h->sign_log, &rp->sign_log))
+		return 0;
+	return amb_err(AMS_EBADSIG, "%s: log signature does not match the databases' "
+	               "(the log belongs to another instance)", path);
+}
+
 int amb_replay_run(amb_replay *rp, const amb_logsrc *src)
 {
 	amb_vfs *v = rp->vfs;
@@ -471,11 +481,8 @@ int amb_replay_run(amb_replay *rp, const amb_logsrc *src)
 		ps.gen = g;
 		/* the signature first: a log of another instance is named as
 		 * such, whatever generation it happens to hold */
-		if (!amb_sig_eq(&s->hdr.sign_log, &rp->sign_log)) {
-			rc = amb_err(AMS_EBADSIG, "%s: log signature does not match the databases' "
-			             "(the log belongs to another instance)", path);
+		if ((rc = check_sign(rp, &s->hdr, path)) != 0)
 			goto out;
-		}
 		if (s->hdr.gen != g) {
 			rc = amb_err(AMS_ECORRUPT, "%s holds log generation %u, expected %u", path, s->hdr.gen, g);
 			goto out;
@@ -516,11 +523,8 @@ int amb_replay_run(amb_replay *rp, const amb_logsrc *src)
 			/* the next generation's start ends this one: only if it is
 			 * really the next one of this stream (a foreign or misplaced
 			 * file is named as such, not as damage of this one) */
-			if (!amb_sig_eq(&nh.sign_log, &rp->sign_log)) {
-				rc = amb_err(AMS_EBADSIG, "%s: log signature does not match the databases' "
-				             "(the log belongs to another instance)", npath);
+			if ((rc = check_sign(rp, &nh, npath)) != 0)
 				goto out;
-			}
 			if (nh.prev_create_time != s->hdr.create_time) {
 				rc = amb_err(AMS_ECORRUPT, "%s: log generation %u does not follow generation %u "
 				             "(not contiguous)", npath, ng, g);

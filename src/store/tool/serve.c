@@ -285,16 +285,23 @@ typedef struct wl_key {
 	char key[WL_KEY_MAX];
 } wl_key;
 
+/* What cmd_serve's options ask of the workload. */
+typedef struct wl_opts {
+	double rate;        /* --load: transactions per second in total; 0 = unthrottled */
+	int nthreads;       /* --threads */
+	int oracle_fd;      /* --oracle, opened; -1 without */
+	uint64_t seed;      /* --seed, or random */
+	uint64_t first_seq; /* after the oracle's largest seq */
+	bool latency;       /* --latency-log: keep every commit's latency */
+	bool steady;        /* --steady: delete as many messages as are delivered */
+} wl_opts;
+
 typedef struct workload {
 	ams_instance *inst;
 	int ndatabases;
 	size_t txn_budget; /* value bytes per transaction, so that a
 	                    * transaction fits small log files */
-	int oracle_fd;     /* -1: no oracle */
-	double rate;   /* transactions per second in total; 0 = unthrottled */
-	int nthreads;
-	bool steady;   /* --steady: delete as many messages as are delivered */
-	uint64_t seed;
+	wl_opts o;
 	uint64_t run_id;
 
 	atomic_bool stop;
@@ -310,8 +317,7 @@ typedef struct workload {
 	/* counters */
 	atomic_uint_fast64_t commits, failures, puts, dels, bytes;
 
-	/* latency log (see the top comment): on when lat_on */
-	bool lat_on;
+	/* latency log (see the top comment): on when o.latency */
 	atomic_uint_fast64_t lat_reserved; /* entries of the chunks allocated */
 	atomic_uint_fast64_t lat_dropped;  /* commits not kept (cap or memory) */
 
@@ -495,7 +501,7 @@ static int wl_one_txn(wl_thread *th)
 	}
 
 	int want = 0;
-	if (wl->steady)
+	if (wl->o.steady)
 		want = nput;
 	else if (rng_below(r, 5) == 0)
 		want = 1 + (int)rng_below(r, WL_MAX_DELS);
@@ -545,16 +551,16 @@ static int wl_one_txn(wl_thread *th)
 	if (line_append(th, &len, "\n") != 0)
 		goto nomem;
 
-	if (wl->oracle_fd >= 0 && oracle_write(wl->oracle_fd, th->line, len) != 0) {
+	if (wl->o.oracle_fd >= 0 && oracle_write(wl->o.oracle_fd, th->line, len) != 0) {
 		fprintf(stderr, "amber-store serve: writing the oracle: %s\n", strerror(errno));
 		ams_txn_abort(txn);
 		return -1;
 	}
 
-	uint64_t t_commit = wl->lat_on ? now_ns() : 0;
+	uint64_t t_commit = wl->o.latency ? now_ns() : 0;
 	rc = ams_txn_commit(txn);
 	txn = NULL;
-	if (wl->lat_on && rc == AMS_OK)
+	if (wl->o.latency && rc == AMS_OK)
 		lat_record(th, t_commit, now_ns());
 	if (rc != AMS_OK) {
 		atomic_fetch_add(&wl->failures, 1);
@@ -571,10 +577,10 @@ static int wl_one_txn(wl_thread *th)
 		return 0;
 	}
 
-	if (wl->oracle_fd >= 0) {
+	if (wl->o.oracle_fd >= 0) {
 		len = 0;
 		if (line_append(th, &len, "ack %" PRIu64 "\n", seq) != 0 ||
-		    oracle_write(wl->oracle_fd, th->line, len) != 0) {
+		    oracle_write(wl->o.oracle_fd, th->line, len) != 0) {
 			fprintf(stderr, "amber-store serve: writing the oracle: %s\n", strerror(errno));
 			return -1;
 		}
@@ -615,10 +621,10 @@ static void *wl_thread_main(void *arg)
 {
 	wl_thread *th = arg;
 	workload *wl = th->wl;
-	double per_thread = wl->rate > 0 ? wl->rate / wl->nthreads : 0;
+	double per_thread = wl->o.rate > 0 ? wl->o.rate / wl->o.nthreads : 0;
 	double next = now_sec(), backoff = 0;
-	if (wl->rate > 0) /* stagger the threads: no burst at the start */
-		next += th->idx / wl->rate;
+	if (wl->o.rate > 0) /* stagger the threads: no burst at the start */
+		next += th->idx / wl->o.rate;
 
 	while (!atomic_load(&wl->stop)) {
 		if (per_thread > 0) {
@@ -678,17 +684,6 @@ static int wl_spawn(workload *wl)
 	return 0;
 }
 
-/* What cmd_serve's options ask of the workload. */
-typedef struct wl_opts {
-	double rate;        /* --load */
-	int nthreads;       /* --threads */
-	int oracle_fd;      /* --oracle, opened; -1 without */
-	uint64_t seed;      /* --seed, or random */
-	uint64_t first_seq; /* after the oracle's largest seq */
-	bool latency;       /* --latency-log */
-	bool steady;        /* --steady */
-} wl_opts;
-
 static int wl_start(workload *wl, ams_instance *inst, const wl_opts *o)
 {
 	ams_info info;
@@ -705,12 +700,7 @@ static int wl_start(workload *wl, ams_instance *inst, const wl_opts *o)
 	wl->txn_budget = info.log_size ? (size_t)(info.log_size / 2) : (size_t)-1;
 	if (wl->txn_budget < WL_MIN_VALUE)
 		wl->txn_budget = WL_MIN_VALUE;
-	wl->oracle_fd = o->oracle_fd;
-	wl->lat_on = o->latency;
-	wl->rate = o->rate;
-	wl->nthreads = o->nthreads;
-	wl->steady = o->steady;
-	wl->seed = o->seed;
+	wl->o = *o;
 	/* keys stay unique across restarts, even with the same --seed */
 	wl->run_id = random_u64();
 	atomic_init(&wl->next_seq, o->first_seq);
