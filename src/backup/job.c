@@ -308,22 +308,30 @@ static void *add_worker(void *arg)
 	}
 }
 
+int bk_checked_put(bk_job *j, const char *rel, const bk_pagecheck *pc)
+{
+	if (!j->checked)
+		j->checked = json_object();
+	json_t *c = json_pack("{s:I, s:I, s:I, s:I, s:s}", "pages", (json_int_t)pc->pages,
+	                      "damaged", (json_int_t)pc->damaged, "corrected",
+	                      (json_int_t)pc->corrected, "first_damaged",
+	                      (json_int_t)(pc->damaged ? pc->first_damaged : 0), "first_why",
+	                      pc->first_why);
+	if (!j->checked) {
+		json_decref(c);
+		return -ENOMEM;
+	}
+	/* set_new takes c, and drops it on failure */
+	return c && json_object_set_new(j->checked, rel, c) == 0 ? 0 : -ENOMEM;
+}
+
 /* The results of a copied file into the document (and j->checked). */
 static int add_record(bk_job *j, const char *writer, add_slot *s, char *err, size_t errlen)
 {
 	const bk_file_req *r = s->req;
-	if (r->page_size) {
-		if (!j->checked)
-			j->checked = json_object();
-		json_t *c = json_pack("{s:I, s:I, s:I, s:I, s:s}", "pages", (json_int_t)s->pc.pages,
-		                      "damaged", (json_int_t)s->pc.damaged, "corrected",
-		                      (json_int_t)s->pc.corrected, "first_damaged",
-		                      (json_int_t)(s->pc.damaged ? s->pc.first_damaged : 0),
-		                      "first_why", s->pc.first_why);
-		if (!j->checked || !c || json_object_set_new(j->checked, s->rel, c) != 0) {
-			snprintf(err, errlen, "out of memory");
-			return 1;
-		}
+	if (r->page_size && bk_checked_put(j, s->rel, &s->pc) != 0) {
+		snprintf(err, errlen, "out of memory");
+		return 1;
 	}
 	json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s}", "writer", writer,
 	                      "component", r->component ? r->component : "", "role", r->role,

@@ -83,6 +83,10 @@ typedef struct bk_pagecheck {
 } bk_pagecheck;
 
 void bk_pagecheck_chunk(void *pc, const unsigned char *buf, size_t len, uint64_t off);
+/* Record pc's results in j->checked under rel (the file's path in the
+ * backup): the verifier then takes them instead of reading the database
+ * again (storeplug.c, copied_db_check).  0, or -ENOMEM. */
+int bk_checked_put(bk_job *j, const char *rel, const bk_pagecheck *pc);
 
 /* A job on repo with nothing open yet (bdirfd -1). */
 void bk_job_init(bk_job *j, bk_repo *repo, FILE *err, bool quiet);

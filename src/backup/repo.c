@@ -1241,7 +1241,15 @@ out:
 int bk_hash_fd(int fd, uint64_t *bytes, char hex[65], bk_progress_fn fn, void *arg)
 {
 	bk_copy_hooks h = {.progress = fn, .progress_arg = arg};
-	return hash_loop(fd, -1, bytes, hex, &h);
+	return bk_hash_fd_hooks(fd, bytes, hex, &h);
+}
+
+int bk_hash_fd_hooks(int fd, uint64_t *bytes, char hex[65], const bk_copy_hooks *h)
+{
+	/* only what a read needs: no O_DIRECT, no write to fail */
+	bk_copy_hooks c = {.progress = h->progress, .progress_arg = h->progress_arg,
+	                   .check = h->check, .check_arg = h->check_arg};
+	return hash_loop(fd, -1, bytes, hex, &c);
 }
 
 int bk_copy_fd(int src, int dst, uint64_t *bytes, char hex[65], bk_progress_fn fn, void *arg)

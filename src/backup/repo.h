@@ -169,5 +169,8 @@ int bk_copy_fd(int src, int dst, uint64_t *bytes, char hex[65], bk_progress_fn f
 int bk_copy_fd_hooks(int src, int dst, uint64_t *bytes, char hex[65], const bk_copy_hooks *h);
 /* SHA-256 of an open file from offset 0.  0 or -errno. */
 int bk_hash_fd(int fd, uint64_t *bytes, char hex[65], bk_progress_fn fn, void *arg);
+/* The same with hooks: h->check sees every byte hashed (h->uncached,
+ * no_fsync and dst_failed are not used).  0 or -errno. */
+int bk_hash_fd_hooks(int fd, uint64_t *bytes, char hex[65], const bk_copy_hooks *h);
 
 #endif

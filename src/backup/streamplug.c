@@ -6,9 +6,11 @@
  * docs/stream.md).  The files land in the backup's writer folder; the
  * backup document gets the same "store" and "files" entries as a snapshot
  * backup (gen_high_partial false: a streamed range ends with a complete
- * generation).  amber verifies the copy again like any other; only then
- * does bk_store_stream_complete() tell serve to record the backup and
- * truncate.
+ * generation).  Each file that arrived is read once, hashed for the
+ * manifest and, for a database, every page checked on the same buffer
+ * (results in j->checked, as a snapshot copy's); amber's verifier takes
+ * those, and only after it does bk_store_stream_complete() tell serve to
+ * record the backup and truncate.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +23,7 @@
 
 #include "backup/job.h"
 #include "backup/stream/stream_client.h"
+#include "common/vfs.h"
 
 static void progress(void *arg, uint64_t bytes_done)
 {
@@ -116,8 +119,20 @@ int bk_store_backup_stream(bk_job *j, json_t *wdoc, const bk_store_loc *loc, amb
 		}
 		char hex[65], src[PATH_MAX + 80];
 		uint64_t bytes = 0;
-		rc = bk_hash_fd(fd, &bytes, hex, NULL, NULL);
+		/* a database's pages are checked on the same read (as a snapshot
+		 * backup's are while copied), so the verifier need not read it again */
+		bool db = !strcmp(role, "database");
+		bk_pagecheck pc = {.page_size = info.page_size, .first_damaged = UINT64_MAX};
+		bk_copy_hooks h = {.check = db ? bk_pagecheck_chunk : NULL, .check_arg = &pc};
+		rc = 0;
+		if (db && !(pc.scratch = amb_io_alloc(info.page_size)))
+			rc = -ENOMEM;
+		if (!rc)
+			rc = bk_hash_fd_hooks(fd, &bytes, hex, &h);
 		close(fd);
+		free(pc.scratch);
+		if (!rc && db)
+			rc = bk_checked_put(j, frel, &pc);
 		if (rc) {
 			snprintf(err, errlen, "%s: %s", frel, strerror(-rc));
 			amb_stream_close(c);

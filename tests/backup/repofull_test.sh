@@ -8,8 +8,10 @@
 #   - it is not listed as verified; the writer was told it failed, so its
 #     header records no backup and no log is truncated; the store goes on
 #     committing;
-#   - once there is space again, --prune-incomplete removes the failed
-#     folder and the next full backup succeeds and is recorded.
+#   - the same for a full backup by --method stream (the client's page
+#     writes fail);
+#   - once there is space again, --prune-incomplete and --prune-failed
+#     remove the failed folders and the next full backup succeeds and is recorded.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=../daemon/daemon_lib.sh
@@ -53,12 +55,36 @@ hdr_full | has "none" || fail "the failed backup was recorded in the header: $(h
 d_wait_acks "$ORACLE" $(( acks + 100 )) 30000 >/dev/null || fail "the store stopped committing"
 ok "the failed backup: listed unverified ($(jq -r '.[0].status' "$DW/l.json")), not recorded, nothing truncated; the store commits on"
 
+# the same by --method stream: the pages arrive through serve's socket and
+# the client's write of them fails.  The filesystem gets room for the
+# backup's document and half of the databases, so that it is the pages'
+# write that fails (at 128 KiB the document's own write did)
+db_kb=$(du -skc "$SG"/*.edb | tail -1 | cut -f1)
+mount -o remount,size=$(( db_kb / 2 + 256 ))k "$DW/repofs" || fail "remount tmpfs"
+acks=$(d_acks "$ORACLE")
+"$AMBER" backup full --method stream --repo "$REPO" --quiet >"$DW/s.out" 2>"$DW/s.err"
+rc=$?
+[ "$rc" = 1 ] || fail "a streamed full backup into a full filesystem: exit $rc, not 1: $(cat "$DW/s.err")"
+has -i "no space left" <"$DW/s.err" || fail "the streamed backup's error does not say the disk is full: $(cat "$DW/s.err")"
+has "write of pages" <"$DW/s.err" || fail "the streamed backup did not fail on its pages: $(cat "$DW/s.err")"
+"$AMBER" backups --repo "$REPO" --json >"$DW/l.json" 2>"$DW/l.err" ||
+	fail "amber backups on the full repository: $(cat "$DW/l.err")"
+jq -e 'length == 2 and all(.[]; .verified == false and .status != "complete")' "$DW/l.json" >/dev/null ||
+	fail "the failed streamed backup is listed wrongly: $(cat "$DW/l.json")"
+hdr_full | has "none" || fail "the failed streamed backup was recorded in the header: $(hdr_full)"
+[ "$(logs | head -1)" = "$oldest" ] || fail "the failed streamed backup truncated logs ($oldest -> $(logs | head -1))"
+d_wait_acks "$ORACLE" $(( acks + 100 )) 30000 >/dev/null || fail "the store stopped committing after the stream"
+ok "a streamed full backup into it fails the same way (exit 1, unverified, not recorded, nothing truncated): $(tr '\n' ' ' <"$DW/s.err")"
+
 # space again
 mount -o remount,size=1g "$DW/repofs" || fail "remount tmpfs"
-"$AMBER" backups --repo "$REPO" --prune-incomplete >/dev/null 2>"$DW/p.err" ||
-	fail "--prune-incomplete: $(cat "$DW/p.err")"
+# (the snapshot backup stopped while copying: incomplete; the streamed one
+# got as far as its failure report: failed)
+has "prune-failed" <"$DW/s.err" || fail "the streamed backup's error does not say how to remove it: $(cat "$DW/s.err")"
+"$AMBER" backups --repo "$REPO" --prune-incomplete --prune-failed >/dev/null 2>"$DW/p.err" ||
+	fail "--prune-incomplete --prune-failed: $(cat "$DW/p.err")"
 "$AMBER" backups --repo "$REPO" --json | jq -e 'length == 0' >/dev/null ||
-	fail "--prune-incomplete left the failed backup"
+	fail "--prune-incomplete --prune-failed left a failed backup"
 "$AMBER" backup full --repo "$REPO" --quiet >"$DW/b.out" 2>"$DW/b.err" ||
 	fail "the full backup once there is space: $(cat "$DW/b.err")"
 id=$(tail -1 "$DW/b.out")

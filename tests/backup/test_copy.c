@@ -340,6 +340,35 @@ static void test_pagecheck(void **state)
 		close(out);
 		assert_int_equal(bytes, len);
 		assert_int_equal(pc.pages, n);
+		/* the copy hashed and checked again in one read (a streamed
+		 * backup's files): the same hash, the same verdict, and the verdict
+		 * as the verifier finds it in j->checked */
+		unsigned char scratch2[8192];
+		bk_pagecheck pc2 = {.page_size = ps, .first_damaged = UINT64_MAX, .scratch = scratch2};
+		bk_copy_hooks h2 = {.check = bk_pagecheck_chunk, .check_arg = &pc2};
+		char hex2[65];
+		uint64_t bytes2 = 0;
+		int cfd = open(dst, O_RDONLY);
+		assert_true(cfd >= 0);
+		assert_int_equal(bk_hash_fd_hooks(cfd, &bytes2, hex2, &h2), 0);
+		close(cfd);
+		assert_int_equal(bytes2, len);
+		assert_string_equal(hex2, hex);
+		assert_int_equal(pc2.pages, pc.pages);
+		assert_int_equal(pc2.damaged, pc.damaged);
+		assert_int_equal(pc2.corrected, pc.corrected);
+		assert_int_equal(pc2.first_damaged, pc.first_damaged);
+		bk_job j;
+		memset(&j, 0, sizeof(j));
+		assert_int_equal(bk_checked_put(&j, "data/w/db.edb", &pc2), 0);
+		json_t *ck = json_object_get(j.checked, "data/w/db.edb");
+		assert_non_null(ck);
+		assert_int_equal(json_integer_value(json_object_get(ck, "pages")), n);
+		assert_int_equal(json_integer_value(json_object_get(ck, "damaged")), pc2.damaged);
+		assert_int_equal(json_integer_value(json_object_get(ck, "corrected")), pc2.corrected);
+		assert_int_equal(json_integer_value(json_object_get(ck, "first_damaged")),
+		                 pc2.damaged ? bad_page : 0);
+		json_decref(j.checked);
 		switch (round) {
 		case 0:
 			assert_int_equal(pc.damaged, 0);

@@ -22,6 +22,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -604,6 +605,23 @@ static int file_end(fetch *ft, json_t *o)
 	return 0;
 }
 
+/* Pages first..first+n-1 of f, whose bytes iov holds, in one write. */
+static int write_run(fetch *ft, rfile *f, const struct iovec *iov, int n, uint32_t first)
+{
+	size_t ps = ft->c->page_size;
+	ssize_t w = pwritev(f->fd, iov, n, (off_t)first * (off_t)ps);
+	if (w != (ssize_t)((size_t)n * ps)) {
+		int e = w < 0 ? errno : ENOSPC;
+		return fail(ft, -e, "%s/%s: write of pages %u-%u: %s", ft->dest, f->tmp, first,
+		            first + (uint32_t)n - 1, strerror(e));
+	}
+	return 0;
+}
+
+/* Pages in a row in a batch go to the file in one write: a batch of 4 MiB
+ * is one system call, not 512. */
+#define RUN_MAX 512
+
 static int take_pages(fetch *ft, const unsigned char *b, size_t len)
 {
 	size_t ps = ft->c->page_size;
@@ -619,6 +637,9 @@ static int take_pages(fetch *ft, const unsigned char *b, size_t len)
 	if (b[2] || b[3] || count == 0 || (len - 8) / (4 + ps) != count || (len - 8) % (4 + ps) != 0)
 		return proto_fail(ft, "malformed page batch");
 	const unsigned char *p = b + 8;
+	struct iovec run[RUN_MAX];
+	int nrun = 0, rc;
+	uint32_t first = 0;
 	for (uint32_t i = 0; i < count; i++, p += 4 + ps) {
 		uint32_t pgno;
 		memcpy(&pgno, p, 4);
@@ -647,19 +668,22 @@ static int take_pages(fetch *ft, const unsigned char *b, size_t len)
 			            "%s: %s: page %u arrived damaged (checksum mismatch)", ft->c->dir,
 			            f->name, pgno);
 		f->seen[byte] |= bit;
-		ssize_t w = pwrite(f->fd, p + 4, ps, (off_t)pgno * (off_t)ps);
-		if (w != (ssize_t)ps) {
-			int e = w < 0 ? errno : ENOSPC;
-			return fail(ft, -e, "%s/%s: write of page %u: %s", ft->dest, f->tmp, pgno,
-			            strerror(e));
+		if (nrun && (nrun == RUN_MAX || pgno != first + (uint32_t)nrun)) {
+			if ((rc = write_run(ft, f, run, nrun, first)) != 0)
+				return rc;
+			nrun = 0;
 		}
+		if (!nrun)
+			first = pgno;
+		run[nrun].iov_base = (void *)(p + 4);
+		run[nrun++].iov_len = ps;
 		f->npages++;
 		if (pgno > f->max_pgno)
 			f->max_pgno = pgno;
 		ft->pages++;
 		ft->bytes += ps;
 	}
-	return 0;
+	return nrun ? write_run(ft, f, run, nrun, first) : 0;
 }
 
 static int take_data(fetch *ft, const unsigned char *b, size_t len)
