@@ -3,7 +3,8 @@
 # `amber backup full` against `cp` and `restic backup` of the same store
 # instance, side by side in one run; an incremental after ~1 % of the data
 # changed against the full; restore to a mountable database and the rate of
-# log replay (roll-forward).  Needs root (loop filesystems); prints a
+# log replay (roll-forward); then the full and the incremental once more by
+# --method stream (no shadow: serve sends the pages).  Needs root (loop filesystems); prints a
 # Markdown section for bench/RESULTS.md on stdout, progress on stderr.
 #
 # usage: bench/backup_bench.sh [--build DIR] [--dir WORKROOT] [--fill-mb MB]
@@ -560,6 +561,38 @@ inplace_oracle=$(oracle_check "$SG" inplace)
 log "in-place restore: check passed; oracle: $inplace_oracle"
 acked=$(grep -c '^ack ' "$ORACLE" || true)
 
+# ---- (d) the same full and incremental by --method stream (docs/stream.md):
+# no shadow and no freeze; serve reads every page through the engine,
+# verifies it and sends it, rolls the log and sends the logs.  Serve back
+# under the light load on the instance restored in place; ROUNDS fulls
+# (only the last is the parent of what follows), then ROUNDS incrementals,
+# each after CHANGE MiB more log.  Unlike (a), not interleaved with cp and
+# restic: the ratios below compare medians of the same run
+start_serve "$rate" 2 --steady
+for r in $(seq "$rounds"); do
+	timed "sfull-$r" "$DST" "$AMBER" backup full --method stream --repo "$REPO"
+done
+t_sfull=$(tf sfull)
+SFULL=$(tail -1 "$out/sfull-$rounds.out")
+"$AMBER" backups --repo "$REPO" --json >"$out/backups.json"
+s_high=$(jq -r --arg id "$SFULL" '.[] | select(.id == $id) | .log_range[0].gen_high' "$out/backups.json")
+SINCS=()
+for r in $(seq "$rounds"); do
+	log "waiting for $change_mb MiB of log since the last stream backup (load $rate/s)"
+	wait_log "$change_mb" "$s_high"
+	timed_now "sinc-$r" "$DST" "$AMBER" backup incremental --method stream --repo "$REPO"
+	SINC=$(tail -1 "$out/sinc-$r.out")
+	SINCS+=("$SINC")
+	"$AMBER" backups --repo "$REPO" --json >"$out/backups.json"
+	s_high=$(jq -r --arg id "$SINC" '.[] | select(.id == $id) | .log_range[0].gen_high' "$out/backups.json")
+done
+t_sinc=$(tf sinc)
+sfull_size=$(bfield "$SFULL" size)
+sinc_size=$(bfield "$SINC" size)
+cp "$REPO/events.log" "$out/repo-events.log" # and the stream backups' stage times
+kill -TERM "$SERVE"
+wait "$SERVE" || { log "serve did not stop cleanly"; exit 1; }
+
 # ---- the report
 head_rev() { # the commit measured, read from .git without running git
 	local g=$root/.git c h
@@ -640,12 +673,15 @@ memg=$(awk '/MemTotal/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)
 	echo "| in-place lay-down | \`amber restore --repo R latest --offline --no-recover\` (after the crash) | $t_laydown | $(each laydown) | $(tsf laydown) | - |"
 	echo "| hard recovery | \`amber-store hard-recover INSTANCE\` (chain + roll-forward) | $t_hard | $(each hard) | $(tsf hard) | - |"
 	echo "| clean open | \`amber-store recover INSTANCE\` afterwards (no replay) | $t_open | $(each open) | $(tsf open) | - |"
+	echo "| amber full, stream | \`amber backup full --method stream --repo R\` (no shadow: every page read and verified by serve, sent, hashed; then the logs), after the restore | $t_sfull | $(each sfull) | $(tsf sfull) | $(mib "$sfull_size") MiB |"
+	echo "| amber incremental, stream | \`amber backup incremental --method stream --repo R\` after $change_mb MiB of log (no shadow: the log rolled and its new generations sent) | $t_sinc | $(each sinc) | $(tsf sinc) | $(mib "$sinc_size") MiB |"
 	echo
 	echo "| goal | result | numbers |"
 	echo "|:--|:--|:--|"
 	echo "| full backup ≤ 1.5 × cp | **$(verdict "$r_cp" 1.5 le)** | amber/cp = $r_cp (medians $t_full s vs $t_cp s) |"
 	echo "| full backup ≥ 4 × faster than restic | **$(verdict "$r_restic" 4 ge)** | restic/amber = $r_restic (medians $t_restic s vs $t_full s); restic / 4 = $(div "$t_restic" 4) s against a read floor of $t_raw s and a copy floor of $t_copyfloor s (restic/read floor = $(rmed restic rawread), restic/copy floor = $(rmed restic copyfloor); amber/copy floor = $(rmed full copyfloor)) |"
 	echo "| incremental (~1 % changed) < 5 % of the full | **$(verdict "$r_inc" 5 le)** | incremental/full = $r_inc % (medians $t_inc s vs $t_full s); with the precopy off $(awk -v a="$t_inc0" -v b="$t_full" 'BEGIN { printf "%.1f", 100 * a / b }') % ($t_inc0 s); with each clock stopped after the global sync instead (as before session 15) $(awk -v a="$t_inc" -v b="$t_full" -v c="$(tsf inc)" -v d="$(tsf full)" 'BEGIN { printf "%.1f", 100 * (a + c) / (b + d) }') % |"
+	echo "| the same by \`--method stream\` (medians of this run, not interleaved with cp and restic) | reported | restic/stream full = $(div "$t_restic" "$t_sfull"), stream full/cp = $(div "$t_sfull" "$t_cp"); stream incremental/stream full = $(awk -v a="$t_sinc" -v b="$t_sfull" 'BEGIN { printf "%.1f", 100 * a / b }') %, stream incremental/snapshot full = $(awk -v a="$t_sinc" -v b="$t_full" 'BEGIN { printf "%.1f", 100 * a / b }') % |"
 	echo "| restore to a mountable database (no numeric goal) | reported | restore --to $t_restore_to s, $(mib "$to_replayed") MiB of log replayed; in place: lay-down $t_laydown s + hard recovery $t_hard s |"
 	echo "| replay rate (no numeric goal) | reported | $(mib "$replayed") MiB of log in $gens generations: $rate_all MiB/s over the whole hard recovery, $rate_net MiB/s without the database open ($t_open s) |"
 	echo
@@ -658,5 +694,6 @@ memg=$(awk '/MemTotal/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)
 	echo "($(mib "$replayed") MiB = LSN span from generation $low_gen to the end of the current log);"
 	echo "the result passes \`amber-store check\` and the oracle with all $acked acknowledged"
 	echo "transactions present ($inplace_oracle). restic: ${restic_stats:-stats not read}."
+	echo "By stream, after the restore: the last full \`$SFULL\`, then \`${SINCS[*]}\`, each the parent of the next."
 } | tee "$out/section.md"
 log "done; raw files in $out"
