@@ -324,6 +324,29 @@ mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
 div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 # backups --json: FIELD of backup ID
 bfield() { jq -r --arg id "$1" ".[] | select(.id == \$id) | .$2" "$out/backups.json"; }
+# the last log generation of backup ID (backups.json read anew)
+gen_high() {
+	"$AMBER" backups --repo "$REPO" --json >"$out/backups.json"
+	jq -r --arg id "$1" '.[] | select(.id == $id) | .log_range[0].gen_high' "$out/backups.json"
+}
+# incrementals NAME HIGH [ARGS...]: ROUNDS `amber backup incremental ARGS`,
+# the first after CHANGE MiB of log since generation HIGH, each next one
+# after CHANGE MiB more, each the parent of the next; timed as NAME-1 ...;
+# their IDs in IDS, the last one's last generation in HIGH
+incrementals() {
+	local name=$1 r id
+	HIGH=$2
+	shift 2
+	IDS=()
+	for r in $(seq "$rounds"); do
+		log "waiting for $change_mb MiB of log since the last backup (load $rate/s)"
+		wait_log "$change_mb" "$HIGH"
+		timed_now "$name-$r" "$DST" "$AMBER" backup incremental "$@" --repo "$REPO"
+		id=$(tail -1 "$out/$name-$r.out")
+		IDS+=("$id")
+		HIGH=$(gen_high "$id")
+	done
+}
 # an oracle check of DIR: every acknowledged transaction present
 oracle_check() { # DIR NAME [--acks-before N]
 	local dir=$1 name=$2
@@ -463,8 +486,7 @@ FULL=$(tail -1 "$out/full-$rounds.out")
 cp_bytes=$(du -sb "$DST/cp" | cut -f1)
 restic_bytes=$(du -sb "$DST/restic" | cut -f1)
 restic_stats=$(restic -r "$DST/restic" stats --mode raw-data 2>/dev/null | grep -i 'total size' | sed 's/^ *//' || true)
-"$AMBER" backups --repo "$REPO" --json >"$out/backups.json"
-full_high=$(jq -r --arg id "$FULL" '.[] | select(.id == $id) | .log_range[0].gen_high' "$out/backups.json")
+full_high=$(gen_high "$FULL")
 # what each round copied: the files given to cp, the floors and restic
 # (fullset), what the full copied, and the whole instance directory before
 # the round's cp and after its full
@@ -477,17 +499,10 @@ done
 # ---- (b) incremental after CHANGE MiB of log since the full's shadow
 # ROUNDS incrementals, each after CHANGE MiB more log, each the parent of
 # the next
-inc_high=$full_high
-INCS=()
-for r in $(seq "$rounds"); do
-	log "waiting for $change_mb MiB of log since the last backup (load $rate/s)"
-	wait_log "$change_mb" "$inc_high"
-	timed_now "inc-$r" "$DST" "$AMBER" backup incremental --repo "$REPO"
-	INC=$(tail -1 "$out/inc-$r.out")
-	INCS+=("$INC")
-	"$AMBER" backups --repo "$REPO" --json >"$out/backups.json"
-	inc_high=$(jq -r --arg id "$INC" '.[] | select(.id == $id) | .log_range[0].gen_high' "$out/backups.json")
-done
+incrementals inc "$full_high"
+INCS=("${IDS[@]}")
+INC=${IDS[-1]}
+inc_high=$HIGH
 t_inc=$(tf inc)
 inc_pre=$(jq -r '.writers[0].store.logs_read_before_snapshot' "$REPO/backups/$INC/backup.json")
 inc_nlogs=$(jq -r '[.files[] | select(.role == "log")] | length' "$REPO/backups/$INC/backup.json")
@@ -574,18 +589,9 @@ for r in $(seq "$rounds"); do
 done
 t_sfull=$(tf sfull)
 SFULL=$(tail -1 "$out/sfull-$rounds.out")
-"$AMBER" backups --repo "$REPO" --json >"$out/backups.json"
-s_high=$(jq -r --arg id "$SFULL" '.[] | select(.id == $id) | .log_range[0].gen_high' "$out/backups.json")
-SINCS=()
-for r in $(seq "$rounds"); do
-	log "waiting for $change_mb MiB of log since the last stream backup (load $rate/s)"
-	wait_log "$change_mb" "$s_high"
-	timed_now "sinc-$r" "$DST" "$AMBER" backup incremental --method stream --repo "$REPO"
-	SINC=$(tail -1 "$out/sinc-$r.out")
-	SINCS+=("$SINC")
-	"$AMBER" backups --repo "$REPO" --json >"$out/backups.json"
-	s_high=$(jq -r --arg id "$SINC" '.[] | select(.id == $id) | .log_range[0].gen_high' "$out/backups.json")
-done
+incrementals sinc "$(gen_high "$SFULL")" --method stream
+SINCS=("${IDS[@]}")
+SINC=${IDS[-1]}
 t_sinc=$(tf sinc)
 sfull_size=$(bfield "$SFULL" size)
 sinc_size=$(bfield "$SINC" size)

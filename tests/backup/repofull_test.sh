@@ -46,13 +46,19 @@ has "no writer recorded it or truncated a log" <"$DW/b.err" ||
 	fail "the error does not say what the failed backup left: $(cat "$DW/b.err")"
 ok "a full backup into a $small_kb KiB repository (store: $size_kb KiB) fails with exit 1: $(tr '\n' ' ' <"$DW/b.err")"
 
-"$AMBER" backups --repo "$REPO" --json >"$DW/l.json" 2>"$DW/l.err" ||
-	fail "amber backups on the full repository: $(cat "$DW/l.err")"
-jq -e 'length == 1 and all(.[]; .verified == false and .status != "complete")' "$DW/l.json" >/dev/null ||
-	fail "the failed backup is listed wrongly: $(cat "$DW/l.json")"
-hdr_full | has "none" || fail "the failed backup was recorded in the header: $(hdr_full)"
-[ "$(logs | head -1)" = "$oldest" ] || fail "the failed backup truncated logs ($oldest -> $(logs | head -1))"
-d_wait_acks "$ORACLE" $(( acks + 100 )) 30000 >/dev/null || fail "the store stopped committing"
+# left_nothing N WHAT: the repository lists N backups, none verified or
+# complete; the header records no full; no log was truncated; the store
+# commits on (100 more acknowledged transactions since $acks)
+left_nothing() {
+	"$AMBER" backups --repo "$REPO" --json >"$DW/l.json" 2>"$DW/l.err" ||
+		fail "amber backups on the full repository: $(cat "$DW/l.err")"
+	jq -e --argjson n "$1" 'length == $n and all(.[]; .verified == false and .status != "complete")' \
+		"$DW/l.json" >/dev/null || fail "$2 is listed wrongly: $(cat "$DW/l.json")"
+	hdr_full | has "none" || fail "$2 was recorded in the header: $(hdr_full)"
+	[ "$(logs | head -1)" = "$oldest" ] || fail "$2 truncated logs ($oldest -> $(logs | head -1))"
+	d_wait_acks "$ORACLE" $(( acks + 100 )) 30000 >/dev/null || fail "the store stopped committing after $2"
+}
+left_nothing 1 "the failed backup"
 ok "the failed backup: listed unverified ($(jq -r '.[0].status' "$DW/l.json")), not recorded, nothing truncated; the store commits on"
 
 # the same by --method stream: the pages arrive through serve's socket and
@@ -67,13 +73,7 @@ rc=$?
 [ "$rc" = 1 ] || fail "a streamed full backup into a full filesystem: exit $rc, not 1: $(cat "$DW/s.err")"
 has -i "no space left" <"$DW/s.err" || fail "the streamed backup's error does not say the disk is full: $(cat "$DW/s.err")"
 has "write of pages" <"$DW/s.err" || fail "the streamed backup did not fail on its pages: $(cat "$DW/s.err")"
-"$AMBER" backups --repo "$REPO" --json >"$DW/l.json" 2>"$DW/l.err" ||
-	fail "amber backups on the full repository: $(cat "$DW/l.err")"
-jq -e 'length == 2 and all(.[]; .verified == false and .status != "complete")' "$DW/l.json" >/dev/null ||
-	fail "the failed streamed backup is listed wrongly: $(cat "$DW/l.json")"
-hdr_full | has "none" || fail "the failed streamed backup was recorded in the header: $(hdr_full)"
-[ "$(logs | head -1)" = "$oldest" ] || fail "the failed streamed backup truncated logs ($oldest -> $(logs | head -1))"
-d_wait_acks "$ORACLE" $(( acks + 100 )) 30000 >/dev/null || fail "the store stopped committing after the stream"
+left_nothing 2 "the failed streamed backup"
 ok "a streamed full backup into it fails the same way (exit 1, unverified, not recorded, nothing truncated): $(tr '\n' ' ' <"$DW/s.err")"
 
 # space again
